@@ -1,0 +1,212 @@
+//! The command line as the user typed it.
+//!
+//! This module only recognizes flags and the command; it does not validate
+//! values. A value given here (`--port abc`) is handed to `config` as text,
+//! where it is checked like the same value from the file or environment, so
+//! one error message names the key and says it came from a flag.
+
+use crate::error::Error;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Serve agent checks until SIGTERM (the default).
+    Run,
+    /// Print the effective configuration and where each value came from.
+    CheckConfig,
+    Help,
+    Version,
+}
+
+/// The parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    /// `--config PATH`: a file that must exist, unlike the default one.
+    pub config: Option<PathBuf>,
+    /// Settings given as flags: (setting key, value as typed).
+    pub flags: Vec<(&'static str, String)>,
+}
+
+pub const USAGE: &str = "\
+hapgent: answers HAProxy agent checks with this server's state
+
+Usage: hapgent [COMMAND] [OPTIONS]
+
+Commands:
+  run            serve agent checks (the default)
+  check-config   print the effective configuration with the source of each
+                 value, and exit non-zero if it is invalid
+
+Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
+  -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
+      --ip ADDR              address to listen on; repeat or comma-separate
+                             for several [default: 0.0.0.0]
+      --port PORT            TCP port [default: 9777]
+      --state-file PATH      JSON state file [default: /etc/hapgent/state.json]
+      --max-connections N    connections served at once [default: 1024]
+      --write-timeout MS     deadline to send a reply [default: 2000]
+      --log-requests         log each probe's peer and reply
+  -h, --help                 print this help
+  -V, --version              print the version
+
+Signals: SIGUSR1 sets UP, SIGUSR2 sets DOWN (both saved to the state file),
+SIGHUP re-reads the state file, SIGTERM/SIGINT stop.
+Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.
+";
+
+/// Flags that take a value, and the setting each one sets.
+const VALUE_FLAGS: &[(&str, &str)] = &[
+    ("ip", "ip"),
+    ("port", "port"),
+    ("state-file", "state_file"),
+    ("max-connections", "max_connections"),
+    ("write-timeout", "write_timeout"),
+];
+
+/// Parses arguments (without the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut cli = Cli {
+        command: Command::Run,
+        config: None,
+        flags: Vec::new(),
+    };
+    let mut ips: Vec<String> = Vec::new();
+    let mut command_seen = false;
+    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => cli.command = Command::Help,
+            Short('V') | Long("version") => cli.command = Command::Version,
+            Short('c') | Long("config") => cli.config = Some(parser.value().map_err(usage)?.into()),
+            Long("log-requests") => cli.flags.push(("log_requests", "true".into())),
+            Long(flag) => {
+                let Some(&(_, key)) = VALUE_FLAGS.iter().find(|(f, _)| *f == flag) else {
+                    return Err(Error::Usage(format!("unknown option --{flag}")));
+                };
+                let flag = format!("--{flag}");
+                let value = parser.value().map_err(usage)?;
+                let value = value
+                    .into_string()
+                    .map_err(|_| Error::Usage(format!("{flag}: value is not valid UTF-8")))?;
+                if key == "ip" {
+                    ips.push(value);
+                } else {
+                    cli.flags.retain(|(k, _)| *k != key);
+                    cli.flags.push((key, value));
+                }
+            }
+            Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
+                command_seen = true;
+                cli.command = match word.to_str() {
+                    Some("run") => Command::Run,
+                    Some("check-config") => Command::CheckConfig,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "unknown command {:?}",
+                            word.to_string_lossy()
+                        )));
+                    }
+                }
+            }
+            other => return Err(Error::Usage(other.unexpected().to_string())),
+        }
+    }
+    if !ips.is_empty() {
+        cli.flags.push(("ip", ips.join(",")));
+    }
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    /// Command line, command, `--config`, settings.
+    type Case = (
+        &'static str,
+        Command,
+        Option<&'static str>,
+        &'static [(&'static str, &'static str)],
+    );
+
+    #[test]
+    fn accepted() {
+        let cases: &[Case] = &[
+            ("", Command::Run, None, &[]),
+            ("run", Command::Run, None, &[]),
+            ("check-config", Command::CheckConfig, None, &[]),
+            ("--help", Command::Help, None, &[]),
+            ("-V", Command::Version, None, &[]),
+            ("-c /x.toml", Command::Run, Some("/x.toml"), &[]),
+            (
+                "check-config --config=/y.toml",
+                Command::CheckConfig,
+                Some("/y.toml"),
+                &[],
+            ),
+            (
+                "--port 80 --state-file /s.json --log-requests",
+                Command::Run,
+                None,
+                &[
+                    ("port", "80"),
+                    ("state_file", "/s.json"),
+                    ("log_requests", "true"),
+                ],
+            ),
+            ("--port 80 --port 81", Command::Run, None, &[("port", "81")]),
+            (
+                "--ip 127.0.0.1 --ip ::1 --max-connections 5 --write-timeout 10",
+                Command::Run,
+                None,
+                &[
+                    ("max_connections", "5"),
+                    ("write_timeout", "10"),
+                    ("ip", "127.0.0.1,::1"),
+                ],
+            ),
+            // Values are not checked here: config reports them with a source.
+            ("--port abc", Command::Run, None, &[("port", "abc")]),
+        ];
+        for (line, command, config, flags) in cases {
+            let cli = parse(args(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(&cli.command, command, "{line}");
+            assert_eq!(
+                cli.config.as_deref(),
+                config.map(std::path::Path::new),
+                "{line}"
+            );
+            let got: Vec<(&str, &str)> = cli.flags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(&got, flags, "{line}");
+        }
+    }
+
+    #[test]
+    fn rejected() {
+        for (line, message) in [
+            ("--bogus", "unknown option --bogus"),
+            ("--port", "missing argument for option '--port'"),
+            ("serve", "unknown command \"serve\""),
+            ("run extra", "unexpected argument \"extra\""),
+            ("-x", "invalid option '-x'"),
+            (
+                "--log-requests=yes",
+                "unexpected argument for option '--log-requests': \"yes\"",
+            ),
+        ] {
+            match parse(args(line)) {
+                Err(Error::Usage(m)) => assert_eq!(m, message, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! The validated configuration, layered from four sources.
+//!
+//! Lowest to highest precedence: built-in defaults, the TOML file, the
+//! environment (`HAPGENT_<KEY>`, which covers the Zig hapgent's `HAPGENT_IP`,
+//! `HAPGENT_PORT` and `HAPGENT_STATE_FILE`), and command-line flags. figment
+//! merges the layers and remembers where each value came from, so every
+//! error and the `check-config` listing can name the file, variable or flag
+//! to fix.
+//!
+//! This module does not read the state file or open sockets; it only turns
+//! text into a `Config` or a `Error::Config` that names the culprit.
+
+use crate::error::Error;
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
+pub const DEFAULT_CONFIG: &str = "/etc/hapgent/hapgent.toml";
+
+/// Environment variables that set keys start with this.
+const ENV_PREFIX: &str = "HAPGENT_";
+
+/// Every setting, with the types and defaults documented in the README.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on; each gets `port`.
+    #[serde(deserialize_with = "addresses")]
+    pub ip: Vec<IpAddr>,
+    /// TCP port; 0 picks a free one (logged at startup), for tests.
+    pub port: u16,
+    /// The JSON state file.
+    pub state_file: PathBuf,
+    /// Connections that may be waiting to receive a reply at once.
+    pub max_connections: u32,
+    /// Milliseconds a client has to accept the reply.
+    pub write_timeout: u64,
+    /// Log one line per probe: peer address and reply.
+    pub log_requests: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ip: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            port: 9777,
+            state_file: PathBuf::from("/etc/hapgent/state.json"),
+            max_connections: 1024,
+            write_timeout: 2000,
+            log_requests: false,
+        }
+    }
+}
+
+/// Where the configuration comes from: what the process was given.
+pub struct Inputs<'a> {
+    /// `--config`, if given: then the file must exist.
+    pub config_flag: Option<&'a Path>,
+    /// Read when neither `--config` nor `HAPGENT_CONFIG` names a file; may
+    /// be absent. `DEFAULT_CONFIG` except in tests.
+    pub default_file: &'a Path,
+    /// The process environment (all of it; only `HAPGENT_*` is used).
+    pub env: Vec<(String, String)>,
+    /// Flags as typed: (key, value).
+    pub flags: &'a [(&'static str, String)],
+}
+
+/// The configuration together with the source of each value.
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// `key = value  # source` lines, one per setting, valid TOML.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in dict_of(&self.config) {
+            let value = serde_json::to_string(&value).unwrap_or_default();
+            let source = self
+                .figment
+                .find_metadata(&key)
+                .map_or_else(|| "default".to_string(), |md| origin(md, &key));
+            let setting = format!("{key} = {value}");
+            out.push_str(&format!("{setting:<44} # {source}\n"));
+        }
+        out
+    }
+}
+
+/// Builds the configuration from defaults, file, environment and flags.
+pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
+    let env_file = inputs
+        .env
+        .iter()
+        .find(|(k, _)| k == "HAPGENT_CONFIG")
+        .map(|(_, v)| PathBuf::from(v));
+    let (file, must_exist) = match (inputs.config_flag, env_file) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) => (p, true),
+        (None, None) => (inputs.default_file.to_path_buf(), false),
+    };
+    if must_exist && !file.exists() {
+        return Err(Error::Config(format!(
+            "configuration file {} does not exist",
+            file.display()
+        )));
+    }
+
+    let mut figment = Figment::new().merge(Layer::new("default", dict_of(&Config::default())));
+    if must_exist || file.exists() {
+        figment = figment.merge(Toml::file_exact(&file));
+    }
+    let figment = figment
+        .merge(Layer::new("env", env_dict(&inputs.env)))
+        .merge(Layer::new("flag", flag_dict(inputs.flags)));
+
+    // Only the file can fail here (unreadable, not TOML).
+    let data = figment.data().map_err(|e| {
+        Error::Config(format!(
+            "file {}: {}",
+            file.display(),
+            one_line(&e.kind.to_string())
+        ))
+    })?;
+    let known = dict_of(&Config::default());
+    if let Some(dict) = data.get(&Profile::Default) {
+        for key in dict.keys() {
+            if !known.contains_key(key) {
+                let md = figment.find_metadata(key);
+                let from = md.map_or_else(String::new, |md| format!(" from {}", origin(md, key)));
+                let keys: Vec<&str> = known.keys().map(String::as_str).collect();
+                return Err(Error::Config(format!(
+                    "unknown key {key:?}{from} (known keys: {})",
+                    keys.join(", ")
+                )));
+            }
+        }
+    }
+
+    let config: Config = figment.extract().map_err(|e| report(&figment, e))?;
+    check(&config).map_err(|(key, problem)| {
+        let from = figment
+            .find_metadata(key)
+            .map_or_else(String::new, |md| format!(" from {}", origin(md, key)));
+        Error::Config(format!("{key}{from}: {problem}"))
+    })?;
+    Ok(Loaded { config, figment })
+}
+
+/// Checks that types alone cannot express: (key, problem) on failure.
+fn check(config: &Config) -> Result<(), (&'static str, String)> {
+    if config.ip.is_empty() {
+        return Err(("ip", "at least one address is required".into()));
+    }
+    for (i, ip) in config.ip.iter().enumerate() {
+        if config.ip[..i].contains(ip) {
+            return Err(("ip", format!("{ip} is listed twice")));
+        }
+    }
+    if config.state_file.as_os_str().is_empty() {
+        return Err(("state_file", "must not be empty".into()));
+    }
+    if !(1..=1_000_000).contains(&config.max_connections) {
+        return Err(("max_connections", "must be between 1 and 1000000".into()));
+    }
+    if !(1..=60_000).contains(&config.write_timeout) {
+        return Err((
+            "write_timeout",
+            "must be between 1 and 60000 milliseconds".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns a figment error into one line naming the key and its source.
+fn report(figment: &Figment, error: figment::Error) -> Error {
+    let key = error.path.join(".");
+    let md = error
+        .metadata
+        .as_ref()
+        .or_else(|| figment.find_metadata(&key));
+    let from = match md {
+        Some(md) => format!(" from {}", origin(md, &key)),
+        None => String::new(),
+    };
+    let what = if key.is_empty() {
+        format!("error{from}")
+    } else {
+        format!("{key}{from}")
+    };
+    Error::Config(format!("{what}: {}", error.kind))
+}
+
+/// Joins a multi-line message (the TOML parser draws the offending line)
+/// into one line, keeping the words and dropping the drawing.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !(l.starts_with('|')
+                || l.split_once(" |")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Names a value's source the way the user would write it.
+fn origin(md: &Metadata, key: &str) -> String {
+    if let Some(path) = md.source.as_ref().and_then(|s| s.file_path()) {
+        return format!("file {}", path.display());
+    }
+    match md.name.as_ref() {
+        "env" => format!("env {ENV_PREFIX}{}", key.to_ascii_uppercase()),
+        "flag" => format!("flag --{}", key.replace('_', "-")),
+        other => other.to_string(),
+    }
+}
+
+/// Settings from `HAPGENT_<KEY>` variables, keys lowercased. Values are
+/// parsed as figment parses environment values ("9777" is a number).
+fn env_dict(env: &[(String, String)]) -> Dict {
+    env.iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?, v)))
+        .filter(|(k, _)| !k.is_empty() && *k != "CONFIG")
+        .map(|(k, v)| (k.to_ascii_lowercase(), parse_value(v)))
+        .collect()
+}
+
+/// Settings from flags, parsed like environment values.
+fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
+    flags
+        .iter()
+        .map(|(k, v)| (k.to_string(), parse_value(v)))
+        .collect()
+}
+
+fn parse_value(text: &str) -> Value {
+    text.parse()
+        .unwrap_or_else(|_| Value::from(text.to_string()))
+}
+
+fn dict_of(config: &Config) -> Dict {
+    match Value::serialize(config) {
+        Ok(Value::Dict(_, dict)) => dict,
+        _ => Dict::new(),
+    }
+}
+
+/// A figment layer with a fixed set of values and a name that `origin`
+/// understands.
+struct Layer {
+    name: &'static str,
+    dict: Dict,
+}
+
+impl Layer {
+    fn new(name: &'static str, dict: Dict) -> Layer {
+        Layer { name, dict }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Accepts `ip` as one address, a comma- or space-separated list, or an
+/// array of addresses.
+fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    struct Addresses;
+
+    fn parse_one<E: de::Error>(text: &str) -> Result<IpAddr, E> {
+        let text = text.trim();
+        let bare = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        bare.parse().map_err(|_| {
+            E::custom(format!(
+                "{text:?} is not an IP address (e.g. 0.0.0.0, ::, 127.0.0.1)"
+            ))
+        })
+    }
+
+    impl<'de> Visitor<'de> for Addresses {
+        type Value = Vec<IpAddr>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an IP address or a list of IP addresses")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(parse_one)
+                .collect()
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(text) = seq.next_element::<String>()? {
+                out.push(parse_one(&text)?);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_any(Addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn flags(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    struct TempFile(PathBuf);
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("hapgent-config-{}-{name}.toml", std::process::id()));
+            fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+
+    fn load_with(
+        file: Option<&Path>,
+        e: &[(&str, &str)],
+        f: &[(&'static str, &str)],
+    ) -> Result<Loaded, Error> {
+        let flags = flags(f);
+        load(Inputs {
+            config_flag: file,
+            default_file: Path::new("/nonexistent/hapgent.toml"),
+            env: env(e),
+            flags: &flags,
+        })
+    }
+
+    /// For every setting: default < file < env < flag, each layer checked
+    /// by giving it alone, and all together.
+    #[test]
+    fn precedence_for_each_setting() {
+        // (key, env var, file value, env value, flag value, expected after each)
+        let rows: &[(&'static str, &str, &str, &str, &str)] = &[
+            ("ip", "HAPGENT_IP", "\"10.0.0.1\"", "::1", "127.0.0.2"),
+            ("port", "HAPGENT_PORT", "1001", "1002", "1003"),
+            (
+                "state_file",
+                "HAPGENT_STATE_FILE",
+                "\"/f.json\"",
+                "/e.json",
+                "/c.json",
+            ),
+            (
+                "max_connections",
+                "HAPGENT_MAX_CONNECTIONS",
+                "11",
+                "12",
+                "13",
+            ),
+            ("write_timeout", "HAPGENT_WRITE_TIMEOUT", "21", "22", "23"),
+            (
+                "log_requests",
+                "HAPGENT_LOG_REQUESTS",
+                "true",
+                "false",
+                "true",
+            ),
+        ];
+        for &(key, var, file_v, env_v, flag_v) in rows {
+            let file = TempFile::new(key, &format!("{key} = {file_v}\n"));
+            let get = |l: &Loaded| dict_of(&l.config)[key].clone();
+            let default = dict_of(&Config::default())[key].clone();
+
+            let none = load_with(None, &[], &[]).unwrap();
+            assert_eq!(get(&none), default, "{key} default");
+
+            let f = load_with(Some(&file.0), &[], &[]).unwrap();
+            let e = load_with(Some(&file.0), &[(var, env_v)], &[]).unwrap();
+            let c = load_with(Some(&file.0), &[(var, env_v)], &[(key, flag_v)]).unwrap();
+            let source = |l: &Loaded| l.figment.find_metadata(key).map(|md| origin(md, key));
+            assert_eq!(
+                source(&f).unwrap(),
+                format!("file {}", file.0.display()),
+                "{key}"
+            );
+            assert_eq!(source(&e).unwrap(), format!("env {var}"), "{key}");
+            assert_eq!(
+                source(&c).unwrap(),
+                format!("flag --{}", key.replace('_', "-")),
+                "{key}"
+            );
+            assert_ne!(get(&f), get(&e), "{key}: file and env values must differ");
+            assert_ne!(get(&e), get(&c), "{key}: env and flag values must differ");
+            // The flag wins even over env; env wins over the file.
+            let only_flag = load_with(None, &[], &[(key, flag_v)]).unwrap();
+            let only_env = load_with(None, &[(var, env_v)], &[]).unwrap();
+            assert_eq!(get(&c), get(&only_flag), "{key}");
+            assert_eq!(get(&e), get(&only_env), "{key}");
+        }
+    }
+
+    #[test]
+    fn hapgent_environment_is_understood() {
+        let l = load_with(
+            None,
+            &[
+                ("HAPGENT_IP", "::"),
+                ("HAPGENT_PORT", "9000"),
+                ("HAPGENT_STATE_FILE", "/var/lib/hapgent/state.json"),
+                ("PATH", "/bin"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.ip, vec!["::".parse::<IpAddr>().unwrap()]);
+        assert_eq!(l.config.port, 9000);
+        assert_eq!(
+            l.config.state_file,
+            Path::new("/var/lib/hapgent/state.json")
+        );
+    }
+
+    #[test]
+    fn address_lists() {
+        let ips = |v: &[IpAddr]| {
+            v.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for (e, f, want) in [
+            ("127.0.0.1,::1", "", "127.0.0.1 ::1"),
+            ("127.0.0.1 [::1]", "", "127.0.0.1 ::1"),
+            ("", "ip = [\"::\", \"127.0.0.1\"]", ":: 127.0.0.1"),
+            ("", "ip = \"0.0.0.0\"", "0.0.0.0"),
+        ] {
+            let file = TempFile::new("ips", f);
+            let env_pairs: Vec<(&str, &str)> = if e.is_empty() {
+                vec![]
+            } else {
+                vec![("HAPGENT_IP", e)]
+            };
+            let l = load_with(Some(&file.0), &env_pairs, &[]).unwrap();
+            assert_eq!(ips(&l.config.ip), want);
+        }
+    }
+
+    #[test]
+    fn errors_name_key_and_source() {
+        let file = TempFile::new("bad", "port = \"http\"\n");
+        let bad_toml = TempFile::new("syntax", "port = \n");
+        let unknown = TempFile::new("unknown", "prot = 1\n");
+        let fp = |t: &TempFile| t.0.display().to_string();
+        let cases: Vec<(Result<Loaded, Error>, String)> = vec![
+            (
+                load_with(Some(&file.0), &[], &[]),
+                format!("port from file {}: invalid type: found string \"http\", expected u16", fp(&file)),
+            ),
+            (
+                load_with(None, &[("HAPGENT_PORT", "70000")], &[]),
+                "port from env HAPGENT_PORT: invalid value unsigned int `70000`, expected u16".into(),
+            ),
+            (
+                load_with(None, &[], &[("port", "abc")]),
+                "port from flag --port: invalid type: found string \"abc\", expected u16".into(),
+            ),
+            (
+                load_with(Some(&unknown.0), &[], &[]),
+                format!("unknown key \"prot\" from file {} (known keys: ip, log_requests, max_connections, port, state_file, write_timeout)", fp(&unknown)),
+            ),
+            (
+                load_with(None, &[("HAPGENT_PROT", "1")], &[]),
+                "unknown key \"prot\" from env HAPGENT_PROT (known keys: ip, log_requests, max_connections, port, state_file, write_timeout)".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_IP", "localhost")], &[]),
+                "ip from env HAPGENT_IP: \"localhost\" is not an IP address (e.g. 0.0.0.0, ::, 127.0.0.1)".into(),
+            ),
+            (
+                load_with(None, &[], &[("ip", "127.0.0.1,127.0.0.1")]),
+                "ip from flag --ip: 127.0.0.1 is listed twice".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_MAX_CONNECTIONS", "0")], &[]),
+                "max_connections from env HAPGENT_MAX_CONNECTIONS: must be between 1 and 1000000".into(),
+            ),
+            (
+                load_with(None, &[], &[("write_timeout", "0")]),
+                "write_timeout from flag --write-timeout: must be between 1 and 60000 milliseconds".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_LOG_REQUESTS", "maybe")], &[]),
+                "log_requests from env HAPGENT_LOG_REQUESTS: invalid type: found string \"maybe\", expected a boolean".into(),
+            ),
+            (
+                load_with(Some(Path::new("/nonexistent/hapgent.toml")), &[], &[]),
+                "configuration file /nonexistent/hapgent.toml does not exist".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_CONFIG", "/nonexistent/h.toml")], &[]),
+                "configuration file /nonexistent/h.toml does not exist".into(),
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (result, want) in cases {
+            match result {
+                Err(Error::Config(m)) if m == want => {}
+                Err(e) => wrong.push(format!("want {want}\n got {e:?}")),
+                Ok(_) => wrong.push(format!("want {want}\n got accepted")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        match load_with(Some(&bad_toml.0), &[], &[]) {
+            Err(Error::Config(m)) => assert_eq!(
+                m,
+                format!(
+                    "file {}: TOML parse error at line 1, column 8: invalid string: expected `\"`, `'`",
+                    fp(&bad_toml)
+                )
+            ),
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn describe_lists_every_key_with_its_source() {
+        let file = TempFile::new("describe", "port = 1234\n");
+        let l = load_with(
+            Some(&file.0),
+            &[("HAPGENT_IP", "::1")],
+            &[("log_requests", "true")],
+        )
+        .unwrap();
+        let text = l.describe();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        let find = |key: &str| {
+            *lines
+                .iter()
+                .find(|l| l.starts_with(&format!("{key} =")))
+                .unwrap()
+        };
+        assert!(
+            find("port").ends_with(&format!("# file {}", file.0.display())),
+            "{text}"
+        );
+        assert!(
+            find("ip").contains("[\"::1\"]") && find("ip").ends_with("# env HAPGENT_IP"),
+            "{text}"
+        );
+        assert!(
+            find("log_requests").ends_with("# flag --log-requests"),
+            "{text}"
+        );
+        assert!(find("state_file").ends_with("# default"), "{text}");
+    }
+}

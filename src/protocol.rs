@@ -1,0 +1,172 @@
+//! The agent-check reply: what HAProxy reads from hapgent.
+//!
+//! HAProxy keeps two separate axes per server, the operational state
+//! (up/down) and the administrative state (ready/drain/maint), and keeps any
+//! value the agent does not send. So every reply states the whole picture:
+//! `up ready` rather than `up` (which would leave a server drained forever
+//! after a DRAIN), and always a weight, so that removing `weight` from the
+//! state file restores the configured weight instead of keeping the last
+//! percentage. See PROTOCOL.md for how HAProxy parses the words.
+//!
+//! Everything here is pure. This module does not read files or sockets.
+
+use crate::state::{State, Status};
+use std::fmt::Write;
+
+/// Longest description sent, in bytes. HAProxy accepts far more, but a
+/// reply should stay well under 128 bytes, and the description is a label
+/// for a human, not a log.
+pub const MAX_DESCRIPTION: usize = 64;
+
+/// The words for a status: operational state, then administrative state
+/// where HAProxy needs one to be stated.
+pub fn status_words(status: Status) -> &'static str {
+    match status {
+        Status::Up | Status::Ready => "up ready",
+        Status::Drain => "up drain",
+        Status::Maint => "maint",
+        Status::Down => "down",
+        Status::Fail => "fail",
+        Status::Stopped => "stopped",
+    }
+}
+
+/// Renders the complete reply line for `state`, newline included.
+pub fn render(state: &State) -> String {
+    let mut line = String::with_capacity(64);
+    line.push_str(status_words(state.status));
+    // A missing weight is 100%: the weight configured in haproxy.cfg.
+    let _ = write!(line, " {}%", state.weight.map_or(100, u32::from));
+    if let Some(m) = state.maxconn {
+        let _ = write!(line, " maxconn:{m}");
+    }
+    if let Some(d) = state.description.as_deref() {
+        let d = sanitize(d);
+        if !d.is_empty() {
+            line.push_str(" # ");
+            line.push_str(&d);
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// Makes free text safe for the reply: one line of printable ASCII, runs of
+/// whitespace and control characters collapsed to one space, anything else
+/// replaced by `?`, trimmed, and cut to `MAX_DESCRIPTION` bytes. A CR or LF
+/// would end the reply early; HAProxy would read the rest as garbage.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_DESCRIPTION));
+    let mut space = false;
+    for c in text.trim().chars() {
+        if c.is_whitespace() || c.is_control() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(if c.is_ascii_graphic() { c } else { '?' });
+    }
+    out.truncate(MAX_DESCRIPTION);
+    out.truncate(out.trim_end().len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_weight_maxconn_description() {
+        // Each column is written out literally; the full reply for every
+        // combination must be exactly their concatenation.
+        let statuses = [
+            (Status::Up, "up ready"),
+            (Status::Ready, "up ready"),
+            (Status::Drain, "up drain"),
+            (Status::Maint, "maint"),
+            (Status::Down, "down"),
+            (Status::Fail, "fail"),
+            (Status::Stopped, "stopped"),
+        ];
+        let weights = [
+            (None, " 100%"),
+            (Some(0), " 0%"),
+            (Some(1), " 1%"),
+            (Some(50), " 50%"),
+            (Some(100), " 100%"),
+            (Some(255), " 255%"),
+        ];
+        let maxconns = [
+            (None, ""),
+            (Some(0), " maxconn:0"),
+            (Some(300), " maxconn:300"),
+            (Some(65535), " maxconn:65535"),
+        ];
+        let long = "x".repeat(100);
+        let cut = "x".repeat(MAX_DESCRIPTION);
+        let descriptions: [(Option<&str>, String); 7] = [
+            (None, String::new()),
+            (Some(""), String::new()),
+            (Some("  \r\n "), String::new()),
+            (Some("deploying v2"), " # deploying v2".into()),
+            (Some("a\r\nb\tc"), " # a b c".into()),
+            (Some("caf\u{e9} #1"), " # caf? #1".into()),
+            (Some(&long), format!(" # {cut}")),
+        ];
+        let mut count = 0;
+        for (status, s) in statuses {
+            for (weight, w) in weights {
+                for (maxconn, m) in maxconns {
+                    for (description, d) in &descriptions {
+                        let state = State {
+                            status,
+                            weight,
+                            maxconn,
+                            description: description.map(String::from),
+                        };
+                        let want = format!("{s}{w}{m}{d}\n");
+                        assert_eq!(render(&state), want, "{state:?}");
+                        count += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(count, 7 * 6 * 4 * 7);
+    }
+
+    #[test]
+    fn replies_stay_short_and_single_line() {
+        let state = State {
+            status: Status::Stopped,
+            weight: Some(255),
+            maxconn: Some(65535),
+            description: Some("\u{1F600}\n".repeat(200)),
+        };
+        let line = render(&state);
+        assert!(line.len() < 128, "{} bytes", line.len());
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        assert!(line.is_ascii());
+    }
+
+    #[test]
+    fn sanitize_cases() {
+        for (input, want) in [
+            ("ok", "ok"),
+            ("  padded  ", "padded"),
+            ("two\n\nlines", "two lines"),
+            ("nul\0byte", "nul byte"),
+            ("tab\there", "tab here"),
+            ("\u{7f}del", "del"),
+            ("ünï", "?n?"),
+        ] {
+            assert_eq!(sanitize(input), want, "{input:?}");
+        }
+        // Cutting at the limit never leaves a trailing space.
+        let s = format!("{} y", "x".repeat(MAX_DESCRIPTION - 1));
+        assert_eq!(sanitize(&s), "x".repeat(MAX_DESCRIPTION - 1));
+    }
+}
