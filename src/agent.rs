@@ -11,10 +11,11 @@
 //! is `state`'s business, and *what* to reply is `protocol`'s.
 
 use crate::config::Config;
+use crate::disk::Disk;
 use crate::error::Error;
 use crate::server::{self, Server};
 use crate::state::{self, State, Status};
-use crate::{error, info, protocol};
+use crate::{error, info, protocol, sys};
 use async_signal::{Signal, Signals};
 use smol::{Async, LocalExecutor, future, prelude::*};
 use std::cell::RefCell;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 /// The state being served and the reply rendered from it.
 pub struct Agent {
+    disk: Disk,
     state_file: PathBuf,
     state: RefCell<State>,
     reply: RefCell<Rc<[u8]>>,
@@ -33,10 +35,11 @@ pub struct Agent {
 
 impl Agent {
     /// Starts from the state file, or from FAIL if it cannot be used.
-    pub fn new(state_file: PathBuf) -> Agent {
+    pub fn new(state_file: PathBuf, disk: Disk) -> Agent {
         let state = load_or_fail(&state_file);
         let reply = protocol::render(&state).into_bytes().into();
         Agent {
+            disk,
             state_file,
             state: RefCell::new(state),
             reply: RefCell::new(reply),
@@ -69,7 +72,8 @@ impl Agent {
         let new = self.state.borrow().set_status(status);
         self.set(new.clone(), cause);
         let path = self.state_file.clone();
-        let saved = smol::unblock(move || state::save(&path, &new)).await;
+        let saved = self.disk.run(move || state::save(&path, &new)).await;
+        let saved = saved.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped")));
         if let Err(e) = saved {
             error!(
                 "cannot save the state to {}: {e}; serving it from memory, but a restart would lose it",
@@ -81,8 +85,10 @@ impl Agent {
     /// SIGHUP: re-read the state file.
     async fn reload(&self) {
         let path = self.state_file.clone();
-        let state = smol::unblock(move || load_or_fail(&path)).await;
-        self.set(state, "SIGHUP");
+        match self.disk.run(move || load_or_fail(&path)).await {
+            Some(state) => self.set(state, "SIGHUP"),
+            None => error!("cannot re-read the state file: the disk thread stopped"),
+        }
     }
 
     /// Handles state signals until SIGTERM or SIGINT arrives. Signals are
@@ -156,15 +162,20 @@ fn bind_error(addr: SocketAddr, e: &io::Error) -> Error {
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
     // Take over the signals before anything else: SIGUSR1's default action
-    // is to terminate, and a deploy script may send it at any moment.
-    let signals = Signals::new([
-        Signal::Term,
-        Signal::Int,
-        Signal::Usr1,
-        Signal::Usr2,
-        Signal::Hup,
-    ])
-    .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
+    // is to terminate, and a deploy script may send it at any moment. The
+    // threads started here (the reactor's, the disk's) block all signals.
+    let (signals, disk) = sys::with_signals_blocked(|| {
+        let signals = Signals::new([
+            Signal::Term,
+            Signal::Int,
+            Signal::Usr1,
+            Signal::Usr2,
+            Signal::Hup,
+        ])?;
+        Ok::<_, io::Error>((signals, Disk::start()?))
+    })
+    .and_then(|r| r)
+    .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
     let listeners = bind(&config)?;
     let listeners = listeners
         .into_iter()
@@ -174,7 +185,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let agent = Rc::new(Agent::new(config.state_file.clone()));
+    let agent = Rc::new(Agent::new(config.state_file.clone(), disk));
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.get_ref().local_addr().ok())

@@ -6,11 +6,13 @@
 mod agent;
 mod cli;
 mod config;
+mod disk;
 mod error;
 mod log;
 mod protocol;
 mod server;
 mod state;
+mod sys;
 
 use cli::Command;
 use error::Error;

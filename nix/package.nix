@@ -1,0 +1,63 @@
+# The hapgent package: the agent, and the systemd unit from
+# systemd/hapgent.service (the unit's one source, shared with the .deb and
+# the Ansible role) with its two absolute paths pointed into the store, so
+# the NixOS module can install it through `systemd.packages`.
+{
+  lib,
+  stdenv,
+  rustPlatform,
+  coreutils,
+  # A static binary is for copying to hosts without Nix; a unit naming store
+  # paths would be no use there (and would drag in a static coreutils).
+  withSystemdUnit ? !stdenv.hostPlatform.isStatic,
+}:
+
+let
+  cargoToml = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).package;
+in
+rustPlatform.buildRustPackage {
+  pname = cargoToml.name;
+  inherit (cargoToml) version;
+
+  # Only what the build reads, so that editing the README, docs, the
+  # Ansible role, the workflows or these Nix files does not rebuild it.
+  # .cargo/config.toml is left out on purpose: its musl linker settings are
+  # for scripts/dist, and nixpkgs sets up its own toolchain.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../src
+      ../tests
+      ../systemd/hapgent.service
+    ];
+  };
+
+  cargoLock.lockFile = ../Cargo.lock;
+
+  # `cargo test` in full: the unit tests and the integration tests, which
+  # use loopback only and so run in the build sandbox. The ones that drive a
+  # real HAProxy print a loud SKIPPED line and pass, since haproxy is not a
+  # build input and HAPGENT_REQUIRE_HAPROXY is unset; checks.<system>.vm
+  # covers HAProxy. Cross builds skip the tests (nixpkgs cannot run them).
+  doCheck = true;
+
+  postInstall = lib.optionalString withSystemdUnit ''
+    install -Dm0644 systemd/hapgent.service $out/lib/systemd/system/hapgent.service
+    substituteInPlace $out/lib/systemd/system/hapgent.service \
+      --replace-fail /usr/bin/hapgent $out/bin/hapgent \
+      --replace-fail /bin/kill ${coreutils}/bin/kill
+  '';
+
+  meta = {
+    inherit (cargoToml) description;
+    homepage = cargoToml.repository or null;
+    license = [
+      lib.licenses.mit
+      lib.licenses.asl20
+    ];
+    mainProgram = "hapgent";
+    platforms = lib.platforms.linux;
+  };
+}

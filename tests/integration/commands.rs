@@ -1,0 +1,221 @@
+//! Command line, configuration and startup failures: exit codes and the
+//! one line that explains them.
+
+use crate::util::*;
+use std::fs;
+use std::net::TcpListener;
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Usage: hapgent") && out.contains("--state-file"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out, format!("hapgent {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    for (args, message) in [
+        (&["--bogus"][..], "unknown option --bogus"),
+        (&["--port"][..], "missing argument for option '--port'"),
+        (&["serve"][..], "unknown command \"serve\""),
+    ] {
+        let (code, out, err) = run(args, &[]);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn configuration_errors_exit_78_naming_key_and_source() {
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.join("hapgent.toml");
+    fs::write(&cfg, "port = 9777\nstate_flie = \"/x\"\n").unwrap();
+    let cfg_arg = cfg.to_str().unwrap();
+    // (flags, environment, expected part of the message)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--config", cfg_arg],
+            vec![],
+            format!("unknown key \"state_flie\" from file {cfg_arg}"),
+        ),
+        (
+            vec!["--config", "/nonexistent.toml"],
+            vec![],
+            "configuration file /nonexistent.toml does not exist".into(),
+        ),
+        (
+            vec![],
+            vec![("HAPGENT_PORT", "http")],
+            "port from env HAPGENT_PORT".into(),
+        ),
+        (
+            vec!["--port", "99999"],
+            vec![],
+            "port from flag --port".into(),
+        ),
+        (
+            vec!["--ip", "localhost"],
+            vec![],
+            "\"localhost\" is not an IP address".into(),
+        ),
+        (
+            vec![],
+            vec![("HAPGENT_MAX_CONNECTIONS", "0")],
+            "max_connections from env HAPGENT_MAX_CONNECTIONS".into(),
+        ),
+    ];
+    for (args, env, message) in cases {
+        for command in [None, Some("check-config")] {
+            let mut all: Vec<&str> = command.into_iter().collect();
+            all.extend(&args);
+            let (code, _, err) = run(&all, &env);
+            assert_eq!(code, 78, "{all:?} {env:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains(&message), "{all:?} {env:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn check_config_prints_each_value_and_its_source() {
+    let dir = TempDir::new("check");
+    let cfg = dir.join("hapgent.toml");
+    fs::write(&cfg, "port = 9100\nip = [\"127.0.0.1\", \"::1\"]\n").unwrap();
+    let (code, out, err) = run(
+        &[
+            "check-config",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--log-requests",
+        ],
+        &[("HAPGENT_STATE_FILE", "/srv/state.json")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key}: {out}"))
+    };
+    let file = format!("# file {}", cfg.display());
+    assert!(
+        line("port").starts_with("port = 9100 ") && line("port").ends_with(&file),
+        "{out}"
+    );
+    assert!(
+        line("ip").starts_with("ip = [\"127.0.0.1\",\"::1\"]") && line("ip").ends_with(&file),
+        "{out}"
+    );
+    assert!(
+        line("state_file").ends_with("# env HAPGENT_STATE_FILE"),
+        "{out}"
+    );
+    assert!(
+        line("log_requests").starts_with("log_requests = true")
+            && line("log_requests").ends_with("# flag --log-requests"),
+        "{out}"
+    );
+    assert!(line("write_timeout").ends_with("# default"), "{out}");
+}
+
+#[test]
+fn port_in_use_exits_1_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, _, err) = run(
+        &[
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--state-file",
+            "/nonexistent/s.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("is hapgent already running?"), "{err}");
+}
+
+#[test]
+fn address_not_on_this_host_exits_1() {
+    // TEST-NET-1 is never assigned to a local interface; nothing is sent.
+    let (code, _, err) = run(&["--ip", "192.0.2.1", "--port", "0"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot listen on 192.0.2.1:0"), "{err}");
+}
+
+#[test]
+fn hapgent_environment_variables_and_several_addresses() {
+    let dir = TempDir::new("env");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"DRAIN","weight":5}"#);
+    let agent = Agent::spawn(
+        &[],
+        &[
+            ("HAPGENT_IP", "127.0.0.1,::1"),
+            ("HAPGENT_PORT", "0"),
+            ("HAPGENT_STATE_FILE", path.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(agent.addrs.len(), 2, "{}", agent.log());
+    assert!(agent.addrs[0].is_ipv4() && agent.addrs[1].is_ipv6());
+    for addr in &agent.addrs {
+        assert_eq!(probe(*addr), "up drain 5%\n", "{addr}");
+    }
+}
+
+#[test]
+fn journald_lines_carry_priorities_and_no_timestamps() {
+    let dir = TempDir::new("journal");
+    let path = dir.join("state.json");
+    let agent = Agent::spawn(
+        &[
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state-file",
+            path.to_str().unwrap(),
+        ],
+        &[("JOURNAL_STREAM", "8:1234")],
+    );
+    let log = agent.log();
+    let first = log
+        .lines()
+        .find(|l| l.contains("reporting FAIL"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(first.starts_with("<3>state file "), "{first}");
+    assert!(
+        agent.wait_log("listening on").starts_with("<6>hapgent "),
+        "{log}"
+    );
+}
+
+#[test]
+fn log_requests_logs_peer_and_reply() {
+    let dir = TempDir::new("logreq");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let quiet = Agent::start(&path, &[]);
+    quiet.probe();
+    let loud = Agent::start(&path, &["--log-requests"]);
+    loud.probe();
+    let line = loud.wait_log("probe from 127.0.0.1:");
+    assert!(line.ends_with(": up ready 100%"), "{line}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!quiet.log().contains("probe from"), "{}", quiet.log());
+}

@@ -1,0 +1,269 @@
+//! Against a real HAProxy: its view of the server, read through its stats
+//! socket, follows hapgent.
+//!
+//! Where `haproxy` is not installed these tests say so loudly and pass;
+//! with `HAPGENT_REQUIRE_HAPROXY=1` (set by `.ci/run`) that is a failure.
+
+use crate::util::*;
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A foreground HAProxy with one backend whose server uses hapgent.
+struct Haproxy {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+    // Keeps the server's port open so HAProxy's regular check passes.
+    _server: TcpListener,
+}
+
+impl Haproxy {
+    /// Starts HAProxy, or returns `None` (after saying so) when it is not
+    /// installed and not required.
+    fn start(dir: &TempDir, agent_port: u16) -> Option<Haproxy> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            let required = std::env::var("HAPGENT_REQUIRE_HAPROXY").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "haproxy is not installed but HAPGENT_REQUIRE_HAPROXY=1"
+            );
+            eprintln!(
+                "\n*** SKIPPED: haproxy is not installed; the HAProxy tests did NOT run ***\n"
+            );
+            return None;
+        }
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_port = server.local_addr().unwrap().port();
+        let socket = dir.join("admin.sock");
+        let cfg = dir.join("haproxy.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "global
+    stats socket {socket} mode 600 level admin
+    log stderr format short local0 info
+defaults
+    mode tcp
+    log global
+    option log-health-checks
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    timeout check 1s
+backend be
+    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter 200ms
+",
+                socket = socket.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("haproxy.log");
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(dir.join("haproxy.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let haproxy = Haproxy {
+            child,
+            socket,
+            log,
+            _server: server,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while UnixStream::connect(&haproxy.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not open its stats socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(haproxy)
+    }
+
+    /// Sends one command to the stats socket and returns the answer.
+    fn command(&self, command: &str) -> String {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The server's view from `show servers state be` and `show stat`,
+    /// merged into one map of column name to value.
+    fn view(&self) -> HashMap<String, String> {
+        let mut view = HashMap::new();
+        let state = self.command("show servers state be");
+        let mut lines = state.lines().filter(|l| !l.trim().is_empty()).skip(1);
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(' ')
+            .collect();
+        for line in lines {
+            let values: Vec<&str> = line.split(' ').collect();
+            if values.get(3) == Some(&"s1") {
+                for (k, v) in header.iter().zip(values) {
+                    view.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let stat = self.command("show stat");
+        let mut lines = stat.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        for line in lines {
+            let values: Vec<&str> = line.split(',').collect();
+            if values.first() == Some(&"be") && values.get(1) == Some(&"s1") {
+                for (k, v) in header.iter().zip(values) {
+                    view.insert(format!("stat.{k}"), v.to_string());
+                }
+            }
+        }
+        view
+    }
+
+    /// Polls until every (column, value) in `want` holds (a value starting
+    /// with `~` need only be contained); panics with the last view and
+    /// HAProxy's log after `PATIENCE`.
+    fn wait_for(&self, step: &str, want: &[(&str, &str)]) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let view = self.view();
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|(k, v)| !matches(view.get(*k).map_or("", String::as_str), v))
+                .map(|(k, v)| format!("{k}={v} (is {:?})", view.get(*k)))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let log = fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("{step}: HAProxy never showed {missing:?}\nview: {view:?}\nlog:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn matches(value: &str, want: &str) -> bool {
+    match want.strip_prefix('~') {
+        Some(part) => value.contains(part),
+        None => value == want,
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HAProxy's srv_op_state: 0 stopped (down), 2 running (up).
+const DOWN: &str = "0";
+const UP: &str = "2";
+
+#[test]
+fn haproxy_follows_hapgent() {
+    let dir = TempDir::new("haproxy");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    let Some(haproxy) = Haproxy::start(&dir, agent.port()) else {
+        return;
+    };
+
+    haproxy.wait_for(
+        "start",
+        &[
+            ("srv_op_state", UP),
+            ("srv_admin_state", "0"),
+            ("srv_uweight", "100"),
+            ("stat.status", "UP"),
+        ],
+    );
+
+    agent.signal(libc::SIGUSR2);
+    haproxy.wait_for(
+        "SIGUSR2",
+        &[("srv_op_state", DOWN), ("stat.status", "~DOWN")],
+    );
+
+    agent.signal(libc::SIGUSR1);
+    haproxy.wait_for("SIGUSR1", &[("srv_op_state", UP), ("stat.status", "UP")]);
+
+    // Drain at half weight with a connection limit and a description.
+    write_state(
+        &path,
+        r#"{"status":"DRAIN","weight":50,"maxconn":30,"description":"deploying v2"}"#,
+    );
+    agent.signal(libc::SIGHUP);
+    haproxy.wait_for(
+        "DRAIN at 50%",
+        &[
+            ("srv_op_state", UP),
+            ("srv_admin_state", "8"),
+            ("srv_uweight", "50"),
+            ("stat.status", "~DRAIN"),
+            ("stat.slim", "30"),
+            ("stat.last_agt", "~deploying v2"),
+        ],
+    );
+
+    write_state(&path, r#"{"status":"MAINT","weight":50}"#);
+    agent.signal(libc::SIGHUP);
+    haproxy.wait_for(
+        "MAINT",
+        &[("srv_admin_state", "1"), ("stat.status", "~MAINT")],
+    );
+
+    // UP must clear MAINT (and DRAIN): the old hapgent left servers stuck.
+    // Without a weight the configured one (100) comes back.
+    write_state(&path, r#"{"status":"DRAIN","weight":50}"#);
+    agent.signal(libc::SIGHUP);
+    haproxy.wait_for("DRAIN again", &[("srv_admin_state", "8")]);
+    write_state(&path, r#"{"status":"UP"}"#);
+    agent.signal(libc::SIGHUP);
+    haproxy.wait_for(
+        "UP after DRAIN",
+        &[
+            ("srv_op_state", UP),
+            ("srv_admin_state", "0"),
+            ("srv_uweight", "100"),
+            ("stat.status", "UP"),
+        ],
+    );
+
+    // A DOWN with a reason shows the reason; weight 0 drains traffic.
+    write_state(
+        &path,
+        r#"{"status":"DOWN","weight":0,"description":"disk full"}"#,
+    );
+    agent.signal(libc::SIGHUP);
+    haproxy.wait_for(
+        "DOWN with description",
+        &[
+            ("srv_op_state", DOWN),
+            ("stat.last_agt", "~disk full"),
+            ("srv_uweight", "0"),
+        ],
+    );
+}

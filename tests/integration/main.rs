@@ -1,0 +1,13 @@
+//! Integration tests: the real binary, spawned, probed over loopback.
+//!
+//! One test binary (as ripgrep does) so the binary is linked once; `util`
+//! holds the harness, the other modules the tests by theme. `haproxy`
+//! drives a real HAProxy, which is the client that matters.
+
+mod util;
+
+mod clients;
+mod commands;
+mod haproxy;
+mod signals;
+mod state_file;

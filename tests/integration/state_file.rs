@@ -1,0 +1,102 @@
+//! Bad, missing and oversized state files: FAIL, one clear log line, and
+//! the file left exactly as it was.
+
+use crate::util::*;
+use std::fs;
+
+#[test]
+fn unusable_files_report_fail_and_are_left_alone() {
+    let oversized = format!(
+        "{{\"status\":\"UP\",\"description\":\"{}\"}}",
+        "x".repeat(10_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("malformed", b"{\"status\":".to_vec(), "is not valid JSON"),
+        (
+            "unknown-status",
+            b"{\"status\":\"failed\"}".to_vec(),
+            "unknown status \"failed\"",
+        ),
+        (
+            "unknown-field",
+            b"{\"status\":\"UP\",\"wieght\":5}".to_vec(),
+            "unknown field \"wieght\"",
+        ),
+        (
+            "out-of-range",
+            b"{\"status\":\"UP\",\"weight\":256}".to_vec(),
+            "field \"weight\" is 256",
+        ),
+        (
+            "wrong-type",
+            b"{\"status\":\"UP\",\"maxconn\":\"5\"}".to_vec(),
+            "field \"maxconn\" must be a whole number",
+        ),
+        (
+            "not-utf8",
+            b"{\"status\":\"\xff\"}".to_vec(),
+            "is not valid UTF-8",
+        ),
+        (
+            "oversized",
+            oversized.into_bytes(),
+            "is larger than 4096 bytes",
+        ),
+        ("empty", Vec::new(), "is not valid JSON"),
+    ];
+    for (name, bytes, problem) in cases {
+        let dir = TempDir::new(name);
+        let path = dir.join("state.json");
+        fs::write(&path, &bytes).unwrap();
+        let agent = Agent::start(&path, &[]);
+        assert_eq!(agent.probe(), "fail 100%\n", "{name}");
+        let line = agent.wait_log("reporting FAIL");
+        assert!(line.contains(path.to_str().unwrap()), "{name}: {line}");
+        assert!(line.contains(problem), "{name}: {line}");
+        assert_eq!(
+            agent.log().lines().count(),
+            2,
+            "{name}: one line for the problem:\n{}",
+            agent.log()
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "{name}: the file was changed"
+        );
+    }
+}
+
+#[test]
+fn missing_file_reports_fail() {
+    let dir = TempDir::new("missing");
+    let path = dir.join("state.json");
+    let agent = Agent::start(&path, &[]);
+    assert_eq!(agent.probe(), "fail 100%\n");
+    assert!(agent.wait_log("reporting FAIL").contains("does not exist"));
+    assert!(
+        !path.exists(),
+        "a missing file must not be created until told"
+    );
+}
+
+#[test]
+fn bad_file_on_hup_means_fail_until_told_otherwise() {
+    let dir = TempDir::new("badhup");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP","weight":40}"#);
+    let agent = Agent::start(&path, &[]);
+    assert_eq!(agent.probe(), "up ready 40%\n");
+    write_state(&path, "{\"status\":\"UP\",");
+    agent.signal(libc::SIGHUP);
+    agent.wait_reply("fail 100%\n");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{\"status\":\"UP\",");
+    // Told to change state: the bad file is replaced by a good one.
+    agent.signal(libc::SIGUSR1);
+    agent.wait_reply("up ready 100%\n");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while fs::read_to_string(&path).unwrap() != "{\"status\":\"UP\"}\n" {
+        assert!(std::time::Instant::now() < deadline, "not saved");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

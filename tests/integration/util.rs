@@ -1,0 +1,233 @@
+//! Test harness: spawns the real `hapgent` binary with a clean environment
+//! in its own temporary directory, talks to it over loopback, and kills it
+//! (by PID) when the test is done, pass or fail.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any single wait in these tests may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("hapgent-it-{}-{n}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs hapgent to completion (for commands that exit): status, stdout, stderr.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = command(args, env).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hapgent"));
+    // A clean environment: no HAPGENT_* or JOURNAL_STREAM from the caller,
+    // and a config file that does not exist unless a test names one.
+    cmd.env_clear()
+        .env("HAPGENT_CONFIG", "/dev/null")
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A running hapgent.
+pub struct Agent {
+    child: Child,
+    pub addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts hapgent on 127.0.0.1, a free port, and `state_file`, plus
+    /// `args`; waits until it listens.
+    pub fn start(state_file: &Path, args: &[&str]) -> Agent {
+        let state = state_file.to_str().unwrap();
+        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
+        all.extend_from_slice(args);
+        Agent::spawn(&all, &[])
+    }
+
+    /// Starts hapgent with exactly `args` and `env`; waits until it listens.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut child = command(args, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut agent = Agent {
+            child,
+            addrs: Vec::new(),
+            log,
+        };
+        let line = agent.wait_log("listening on ");
+        let list = line.split("listening on ").nth(1).unwrap();
+        let list = list.split(';').next().unwrap();
+        agent.addrs = list.split(", ").map(|a| a.parse().unwrap()).collect();
+        agent
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addrs[0].port()
+    }
+
+    /// Everything hapgent logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it; panics with
+    /// the log after `PATIENCE`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_count(needle, 1)
+    }
+
+    /// Waits until `needle` appears `count` times; returns the last line.
+    pub fn wait_log_count(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+            if lines.len() >= count {
+                return lines[count - 1].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line {needle:?} (x{count}) in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: i32) {
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Connects, reads the reply to the end, and returns it.
+    pub fn probe(&self) -> String {
+        probe(self.addrs[0])
+    }
+
+    /// Probes until the reply equals `want` (the agent acts on a signal
+    /// asynchronously); panics with the last reply after `PATIENCE`.
+    pub fn wait_reply(&self, want: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got = self.probe();
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reply {got:?}, want {want:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the process to exit; `None` if it did not within `PATIENCE`.
+    pub fn wait_exit(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread catch the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Resident memory of the agent in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One agent check: connect, read until the agent closes.
+pub fn probe(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// Writes a state file.
+pub fn write_state(path: &Path, json: &str) {
+    fs::write(path, json).unwrap();
+}
+
+/// Raises this process's open-file limit to its hard limit, for tests that
+/// hold thousands of sockets.
+pub fn raise_fd_limit() -> u64 {
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        lim.rlim_cur
+    }
+}
