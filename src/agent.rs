@@ -1,54 +1,147 @@
-//! The running agent: current state, signals, and the listeners.
+//! The running agent: current state, dynamic inputs, signals, listeners.
 //!
 //! One thread, one `LocalExecutor`: the state lives in a `RefCell` that only
-//! this thread touches, so there are no locks and a signal handler never
+//! this thread touches, so there are no locks, and a signal handler never
 //! does more than wake the executor (the Zig hapgent locked and allocated
 //! inside its handlers). File I/O that might hang on a sick disk (saving,
-//! re-reading) runs on smol's blocking pool while probes keep being answered
-//! from memory.
+//! re-reading the state file) runs on the disk thread while probes keep
+//! being answered from memory.
 //!
-//! This module decides *when* to load and save. *What* a state file may hold
-//! is `state`'s business, and *what* to reply is `protocol`'s.
+//! This module decides *when* to load, save, sample and notify. *What* a
+//! state file may hold is `state`'s business, *what* to reply is
+//! `protocol`'s, and *how* CPU load becomes a weight is `cpu`'s.
 
 use crate::config::Config;
+use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
 use crate::error::Error;
+use crate::protocol::{self, Admin, Overlay};
 use crate::server::{self, Server};
 use crate::state::{self, State, Status};
-use crate::{error, info, protocol, sys};
+use crate::systemd::{self, Notifier};
+use crate::{error, info, sys};
 use async_signal::{Signal, Signals};
 use smol::{Async, LocalExecutor, future, prelude::*};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// The state being served and the reply rendered from it.
+/// The drain and maint flag files, checked each time a reply is built.
+pub struct FlagFiles {
+    drain: Option<PathBuf>,
+    maint: Option<PathBuf>,
+    /// What the files said last time, to log changes once.
+    last: Cell<Option<Admin>>,
+}
+
+impl FlagFiles {
+    pub fn new(config: &Config) -> FlagFiles {
+        FlagFiles {
+            drain: config.drain_file.clone(),
+            maint: config.maint_file.clone(),
+            last: Cell::new(None),
+        }
+    }
+
+    /// The admin state the files ask for now: one `stat` per configured
+    /// file, so a file created or removed shows in the very next reply.
+    pub fn check(&self) -> Option<Admin> {
+        let exists = |p: &Option<PathBuf>| p.as_deref().is_some_and(flag_exists);
+        let admin = protocol::flag_admin(exists(&self.maint), exists(&self.drain));
+        if self.last.replace(admin) != admin {
+            let path = |p: &Option<PathBuf>| {
+                p.as_deref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            };
+            match admin {
+                Some(Admin::Maint) => {
+                    info!("maint file {} exists: reporting maint", path(&self.maint))
+                }
+                Some(_) => info!("drain file {} exists: reporting drain", path(&self.drain)),
+                None => info!("no flag file exists: admin state from the state file"),
+            }
+        }
+        admin
+    }
+}
+
+/// Whether a flag file is present. Only "no such file" means absent: if
+/// the file cannot be checked (say, permission denied on its directory), it
+/// counts as present, because a flag file only ever takes traffic away.
+fn flag_exists(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        ),
+    }
+}
+
+/// The state being served, the inputs that change replies, and the reply
+/// last rendered from them.
 pub struct Agent {
     disk: Disk,
     state_file: PathBuf,
     state: RefCell<State>,
-    reply: RefCell<Rc<[u8]>>,
+    flags: FlagFiles,
+    cpu: Option<Sampler>,
+    notifier: Notifier,
+    /// The last reply and the overlay it was rendered with: most probes
+    /// see the same inputs and reuse it without formatting anything.
+    reply: RefCell<(Overlay, Rc<[u8]>)>,
 }
 
 impl Agent {
     /// Starts from the state file, or from FAIL if it cannot be used.
-    pub fn new(state_file: PathBuf, disk: Disk) -> Agent {
-        let state = load_or_fail(&state_file);
+    pub fn new(config: &Config, disk: Disk, notifier: Notifier) -> Agent {
+        let state = load_or_fail(&config.state_file);
+        let cpu = config.cpu_weight.then(|| {
+            Sampler::new(
+                config.proc_stat.clone(),
+                Duration::from_millis(config.timeframe),
+                config.cpu_smoothing,
+                config.min_weight,
+            )
+        });
         let reply = protocol::render(&state).into_bytes().into();
         Agent {
             disk,
-            state_file,
+            state_file: config.state_file.clone(),
             state: RefCell::new(state),
-            reply: RefCell::new(reply),
+            flags: FlagFiles::new(config),
+            cpu,
+            notifier,
+            reply: RefCell::new((Overlay::default(), reply)),
+        }
+    }
+
+    /// What the flag files and the CPU sample change right now.
+    fn overlay(&self) -> Overlay {
+        let weight = self.cpu.as_ref().and_then(|cpu| {
+            let base = self.state.borrow().weight.map_or(100, u32::from);
+            cpu.idle()
+                .map(|idle| cpu::scale(base, idle, cpu.min_weight))
+        });
+        Overlay {
+            admin: self.flags.check(),
+            weight,
         }
     }
 
     /// The reply to send now.
     pub fn reply(&self) -> Rc<[u8]> {
-        Rc::clone(&self.reply.borrow())
+        let overlay = self.overlay();
+        let mut cached = self.reply.borrow_mut();
+        if cached.0 != overlay {
+            let line = protocol::render_with(&self.state.borrow(), overlay);
+            *cached = (overlay, line.into_bytes().into());
+        }
+        Rc::clone(&cached.1)
     }
 
     /// The state being served.
@@ -63,7 +156,12 @@ impl Agent {
             info!("state unchanged: {new} ({cause})");
             return;
         }
-        *self.reply.borrow_mut() = protocol::render(&new).into_bytes().into();
+        let mut cached = self.reply.borrow_mut();
+        let overlay = cached.0;
+        *cached = (
+            overlay,
+            protocol::render_with(&new, overlay).into_bytes().into(),
+        );
         info!("state changed: {old} -> {new} ({cause})");
     }
 
@@ -84,17 +182,19 @@ impl Agent {
 
     /// SIGHUP: re-read the state file.
     async fn reload(&self) {
+        self.notifier.reloading();
         let path = self.state_file.clone();
         match self.disk.run(move || load_or_fail(&path)).await {
             Some(state) => self.set(state, "SIGHUP"),
             None => error!("cannot re-read the state file: the disk thread stopped"),
         }
+        self.notifier.notify("READY=1");
     }
 
     /// Handles state signals until SIGTERM or SIGINT arrives. Signals are
     /// handled one at a time, in the order they were delivered, each save
-    /// finished before the next signal: so a burst ends in the state of the
-    /// last signal, on disk as in memory.
+    /// finished before the next signal: so the file always matches what is
+    /// served.
     pub async fn handle_signals(&self, mut signals: Signals) {
         while let Some(signal) = signals.next().await {
             match signal {
@@ -102,14 +202,13 @@ impl Agent {
                 Ok(Signal::Usr2) => self.change_status(Status::Down, "SIGUSR2").await,
                 Ok(Signal::Hup) => self.reload().await,
                 Ok(Signal::Term) | Ok(Signal::Int) => {
-                    info!(
-                        "stopping ({})",
-                        if signal.is_ok_and(|s| s == Signal::Int) {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        }
-                    );
+                    let name = if matches!(signal, Ok(Signal::Int)) {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    info!("stopping ({name})");
+                    self.notifier.notify("STOPPING=1");
                     return;
                 }
                 Ok(_) => {}
@@ -117,11 +216,20 @@ impl Agent {
             }
         }
     }
+
+    /// Samples CPU load in the background, if enabled; otherwise never ends
+    /// and does nothing.
+    async fn sample_cpu(&self) {
+        match &self.cpu {
+            Some(cpu) => cpu.run().await,
+            None => future::pending().await,
+        }
+    }
 }
 
 /// Loads the state file; an unusable one is logged and means FAIL, as in
 /// the Zig hapgent. The file itself is left untouched for the operator.
-fn load_or_fail(path: &std::path::Path) -> State {
+fn load_or_fail(path: &Path) -> State {
     match state::load(path) {
         Ok(state) => state,
         Err(problem) => {
@@ -176,7 +284,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     })
     .and_then(|r| r)
     .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
-    let listeners = bind(&config)?;
+
+    let listeners = if config.systemd {
+        systemd::adopt()?
+    } else {
+        bind(&config)?
+    };
     let listeners = listeners
         .into_iter()
         .map(|l| {
@@ -185,7 +298,10 @@ pub fn run(config: Config) -> Result<(), Error> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let agent = Rc::new(Agent::new(config.state_file.clone(), disk));
+    let agent = Rc::new(Agent::new(&config, disk, Notifier::from_env()));
+    if let Some(cpu) = &agent.cpu {
+        cpu.first_sample().map_err(Error::Runtime)?;
+    }
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.get_ref().local_addr().ok())
@@ -198,6 +314,10 @@ pub fn run(config: Config) -> Result<(), Error> {
         config.state_file.display(),
         agent.state()
     );
+    agent.notifier.notify(&format!(
+        "READY=1\nSTATUS=listening on {}",
+        addrs.join(", ")
+    ));
 
     let options = server::Options {
         max_connections: config.max_connections,
@@ -207,12 +327,59 @@ pub fn run(config: Config) -> Result<(), Error> {
     let replies = Rc::clone(&agent);
     let server = Server::new(move || replies.reply(), options);
     let ex = Rc::new(LocalExecutor::new());
-    future::block_on(ex.run(server::serve(
-        &ex,
-        listeners,
-        server,
-        agent.handle_signals(signals),
-    )));
+    let shutdown = agent.handle_signals(signals).or(agent.sample_cpu());
+    future::block_on(ex.run(server::serve(&ex, listeners, server, shutdown)));
     info!("stopped");
     Ok(())
+}
+
+/// One-shot mode: prints the reply that would be sent now — state file,
+/// flag files and a CPU sample over `timeframe` — and returns. With `json`,
+/// prints the reply and its inputs as one JSON object.
+pub fn once(config: Config, json: bool) -> Result<(), Error> {
+    let state = state::load(&config.state_file);
+    let served = state
+        .as_ref()
+        .map_or_else(|_| State::with_status(Status::Fail), State::clone);
+    if let Err(problem) = &state {
+        error!(
+            "state file {} {problem}; reporting FAIL",
+            config.state_file.display()
+        );
+    }
+    let admin = protocol::flag_admin(
+        config.maint_file.as_deref().is_some_and(flag_exists),
+        config.drain_file.as_deref().is_some_and(flag_exists),
+    );
+    let idle = if config.cpu_weight {
+        let before = read_times(&config.proc_stat)?;
+        std::thread::sleep(Duration::from_millis(config.timeframe));
+        cpu::idle_ppm(before, read_times(&config.proc_stat)?)
+    } else {
+        None
+    };
+    let base = served.weight.map_or(100, u32::from);
+    let weight = idle.map(|i| cpu::scale(base, i, config.min_weight));
+    let reply = protocol::render_with(&served, Overlay { admin, weight });
+    if json {
+        let value = serde_json::json!({
+            "reply": reply.trim_end(),
+            "state": state.as_ref().ok(),
+            "state_error": state.as_ref().err().map(|p| format!("state file {} {p}", config.state_file.display())),
+            "drain_file": config.drain_file.as_deref().map(flag_exists),
+            "maint_file": config.maint_file.as_deref().map(flag_exists),
+            "cpu_idle_percent": idle.map(|i| f64::from(i) / 10_000.0),
+            "weight": weight.unwrap_or(base),
+        });
+        println!("{value}");
+    } else {
+        print!("{reply}");
+    }
+    Ok(())
+}
+
+fn read_times(path: &Path) -> Result<cpu::Times, Error> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::Runtime(format!("{} cannot be read: {e}", path.display())))?;
+    cpu::parse(&text).map_err(|e| Error::Runtime(format!("{} {e}", path.display())))
 }

@@ -16,6 +16,11 @@ pub enum Command {
     Run,
     /// Print the effective configuration and where each value came from.
     CheckConfig,
+    /// Print the reply that would be sent now and exit (one-shot mode);
+    /// `json`: as a JSON object.
+    Reply {
+        json: bool,
+    },
     Help,
     Version,
 }
@@ -39,6 +44,7 @@ Commands:
   run            serve agent checks (the default)
   check-config   print the effective configuration with the source of each
                  value, and exit non-zero if it is invalid
+  reply [--json] print the reply that would be sent now and exit (one-shot)
 
 Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
   -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
@@ -49,6 +55,14 @@ Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
       --max-connections N    connections served at once [default: 1024]
       --write-timeout MS     deadline to send a reply [default: 2000]
       --log-requests         log each probe's peer and reply
+      --drain-file PATH      report drain while this file exists
+      --maint-file PATH      report maint while this file exists (wins)
+      --cpu-weight           scale the weight by the idle CPU share
+      --timeframe MS         CPU sampling window [default: 2000]
+      --min-weight PERCENT   lowest weight CPU load can bring [default: 1]
+      --cpu-smoothing PERCENT  share of the previous sample kept [default: 0]
+      --proc-stat PATH       CPU counters file [default: /proc/stat]
+      --systemd              use listening sockets passed by systemd
   -h, --help                 print this help
   -V, --version              print the version
 
@@ -64,6 +78,19 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("state-file", "state_file"),
     ("max-connections", "max_connections"),
     ("write-timeout", "write_timeout"),
+    ("drain-file", "drain_file"),
+    ("maint-file", "maint_file"),
+    ("timeframe", "timeframe"),
+    ("min-weight", "min_weight"),
+    ("cpu-smoothing", "cpu_smoothing"),
+    ("proc-stat", "proc_stat"),
+];
+
+/// Flags that switch a setting on, and the setting each one sets.
+const SWITCH_FLAGS: &[(&str, &str)] = &[
+    ("log-requests", "log_requests"),
+    ("cpu-weight", "cpu_weight"),
+    ("systemd", "systemd"),
 ];
 
 /// Parses arguments (without the program name).
@@ -83,7 +110,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             Short('h') | Long("help") => cli.command = Command::Help,
             Short('V') | Long("version") => cli.command = Command::Version,
             Short('c') | Long("config") => cli.config = Some(parser.value().map_err(usage)?.into()),
-            Long("log-requests") => cli.flags.push(("log_requests", "true".into())),
+            Long("json") if matches!(cli.command, Command::Reply { .. }) => {
+                cli.command = Command::Reply { json: true }
+            }
+            Long(flag) if SWITCH_FLAGS.iter().any(|(f, _)| *f == flag) => {
+                let key = SWITCH_FLAGS
+                    .iter()
+                    .find(|(f, _)| *f == flag)
+                    .map_or("", |(_, k)| k);
+                cli.flags.retain(|(k, _)| *k != key);
+                cli.flags.push((key, "true".into()));
+            }
             Long(flag) => {
                 let Some(&(_, key)) = VALUE_FLAGS.iter().find(|(f, _)| *f == flag) else {
                     return Err(Error::Usage(format!("unknown option --{flag}")));
@@ -105,6 +142,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 cli.command = match word.to_str() {
                     Some("run") => Command::Run,
                     Some("check-config") => Command::CheckConfig,
+                    Some("reply") => Command::Reply { json: false },
                     _ => {
                         return Err(Error::Usage(format!(
                             "unknown command {:?}",
@@ -176,6 +214,24 @@ mod tests {
             ),
             // Values are not checked here: config reports them with a source.
             ("--port abc", Command::Run, None, &[("port", "abc")]),
+            ("reply", Command::Reply { json: false }, None, &[]),
+            (
+                "reply --json --drain-file /d",
+                Command::Reply { json: true },
+                None,
+                &[("drain_file", "/d")],
+            ),
+            (
+                "--cpu-weight --systemd --timeframe 100 --maint-file /m",
+                Command::Run,
+                None,
+                &[
+                    ("cpu_weight", "true"),
+                    ("systemd", "true"),
+                    ("timeframe", "100"),
+                    ("maint_file", "/m"),
+                ],
+            ),
         ];
         for (line, command, config, flags) in cases {
             let cli = parse(args(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -198,6 +254,7 @@ mod tests {
             ("serve", "unknown command \"serve\""),
             ("run extra", "unexpected argument \"extra\""),
             ("-x", "invalid option '-x'"),
+            ("--json", "unknown option --json"),
             (
                 "--log-requests=yes",
                 "unexpected argument for option '--log-requests': \"yes\"",

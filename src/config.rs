@@ -43,6 +43,23 @@ pub struct Config {
     pub write_timeout: u64,
     /// Log one line per probe: peer address and reply.
     pub log_requests: bool,
+    /// While this file exists, the admin state is at least DRAIN.
+    pub drain_file: Option<PathBuf>,
+    /// While this file exists, the admin state is MAINT.
+    pub maint_file: Option<PathBuf>,
+    /// Scale the weight by the share of idle CPU time.
+    pub cpu_weight: bool,
+    /// Milliseconds between CPU samples (the sampling window).
+    pub timeframe: u64,
+    /// Lowest weight, in percent, that CPU load alone can bring.
+    pub min_weight: u32,
+    /// Percent of the previous CPU sample kept when smoothing; 0 = off.
+    pub cpu_smoothing: u8,
+    /// Where CPU counters are read (tests feed their own file).
+    pub proc_stat: PathBuf,
+    /// Take the listening sockets from systemd (`LISTEN_FDS`) instead of
+    /// binding `ip` and `port`.
+    pub systemd: bool,
 }
 
 impl Default for Config {
@@ -54,6 +71,14 @@ impl Default for Config {
             max_connections: 1024,
             write_timeout: 2000,
             log_requests: false,
+            drain_file: None,
+            maint_file: None,
+            cpu_weight: false,
+            timeframe: 2000,
+            min_weight: 1,
+            cpu_smoothing: 0,
+            proc_stat: PathBuf::from("/proc/stat"),
+            systemd: false,
         }
     }
 }
@@ -82,7 +107,10 @@ impl Loaded {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         for (key, value) in dict_of(&self.config) {
-            let value = serde_json::to_string(&value).unwrap_or_default();
+            let value = match value {
+                Value::Empty(..) => "(unset)".to_string(),
+                v => serde_json::to_string(&v).unwrap_or_default(),
+            };
             let source = self
                 .figment
                 .find_metadata(&key)
@@ -169,6 +197,29 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
     }
     if !(1..=1_000_000).contains(&config.max_connections) {
         return Err(("max_connections", "must be between 1 and 1000000".into()));
+    }
+    for (key, file) in [
+        ("drain_file", &config.drain_file),
+        ("maint_file", &config.maint_file),
+    ] {
+        if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err((key, "must not be empty (leave it out to disable)".into()));
+        }
+    }
+    if !(10..=600_000).contains(&config.timeframe) {
+        return Err((
+            "timeframe",
+            "must be between 10 and 600000 milliseconds".into(),
+        ));
+    }
+    if config.min_weight > 100 {
+        return Err(("min_weight", "must be between 0 and 100 (percent)".into()));
+    }
+    if config.cpu_smoothing > 99 {
+        return Err((
+            "cpu_smoothing",
+            "must be between 0 and 99 (percent of the previous sample kept)".into(),
+        ));
     }
     if !(1..=60_000).contains(&config.write_timeout) {
         return Err((
@@ -498,11 +549,11 @@ mod tests {
             ),
             (
                 load_with(Some(&unknown.0), &[], &[]),
-                format!("unknown key \"prot\" from file {} (known keys: ip, log_requests, max_connections, port, state_file, write_timeout)", fp(&unknown)),
+                format!("unknown key \"prot\" from file {} (known keys: cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, min_weight, port, proc_stat, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
             ),
             (
                 load_with(None, &[("HAPGENT_PROT", "1")], &[]),
-                "unknown key \"prot\" from env HAPGENT_PROT (known keys: ip, log_requests, max_connections, port, state_file, write_timeout)".into(),
+                "unknown key \"prot\" from env HAPGENT_PROT (known keys: cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, min_weight, port, proc_stat, state_file, systemd, timeframe, write_timeout)".into(),
             ),
             (
                 load_with(None, &[("HAPGENT_IP", "localhost")], &[]),
@@ -515,6 +566,22 @@ mod tests {
             (
                 load_with(None, &[("HAPGENT_MAX_CONNECTIONS", "0")], &[]),
                 "max_connections from env HAPGENT_MAX_CONNECTIONS: must be between 1 and 1000000".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_DRAIN_FILE", "")], &[]),
+                "drain_file from env HAPGENT_DRAIN_FILE: must not be empty (leave it out to disable)".into(),
+            ),
+            (
+                load_with(None, &[], &[("timeframe", "5")]),
+                "timeframe from flag --timeframe: must be between 10 and 600000 milliseconds".into(),
+            ),
+            (
+                load_with(None, &[], &[("min_weight", "101")]),
+                "min_weight from flag --min-weight: must be between 0 and 100 (percent)".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_CPU_SMOOTHING", "100")], &[]),
+                "cpu_smoothing from env HAPGENT_CPU_SMOOTHING: must be between 0 and 99 (percent of the previous sample kept)".into(),
             ),
             (
                 load_with(None, &[], &[("write_timeout", "0")]),
@@ -554,6 +621,13 @@ mod tests {
         }
     }
 
+    fn find_line<'a>(lines: &[&'a str], key: &str) -> &'a str {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .unwrap()
+    }
+
     #[test]
     fn describe_lists_every_key_with_its_source() {
         let file = TempFile::new("describe", "port = 1234\n");
@@ -565,7 +639,11 @@ mod tests {
         .unwrap();
         let text = l.describe();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 6, "{text}");
+        assert_eq!(lines.len(), 14, "{text}");
+        assert!(
+            find_line(&lines, "drain_file").ends_with("(unset)                         # default"),
+            "{text}"
+        );
         let find = |key: &str| {
             *lines
                 .iter()

@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod config;
+mod cpu;
 mod disk;
 mod error;
 mod log;
@@ -13,6 +14,7 @@ mod protocol;
 mod server;
 mod state;
 mod sys;
+mod systemd;
 
 use cli::Command;
 use error::Error;
@@ -40,7 +42,7 @@ fn run() -> Result<(), Error> {
             println!("hapgent {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        Command::Run | Command::CheckConfig => {}
+        Command::Run | Command::CheckConfig | Command::Reply { .. } => {}
     }
     let loaded = config::load(config::Inputs {
         config_flag: cli.config.as_deref(),
@@ -53,6 +55,7 @@ fn run() -> Result<(), Error> {
             print!("{}", loaded.describe());
             Ok(())
         }
+        Command::Reply { json } => agent::once(loaded.config, json),
         _ => agent::run(loaded.config),
     }
 }

@@ -18,25 +18,82 @@ use std::fmt::Write;
 /// for a human, not a log.
 pub const MAX_DESCRIPTION: usize = 64;
 
-/// The words for a status: operational state, then administrative state
-/// where HAProxy needs one to be stated.
-pub fn status_words(status: Status) -> &'static str {
+/// HAProxy's administrative state, least to most restrictive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Admin {
+    Ready,
+    Drain,
+    Maint,
+}
+
+impl Admin {
+    pub fn word(self) -> &'static str {
+        match self {
+            Admin::Ready => "ready",
+            Admin::Drain => "drain",
+            Admin::Maint => "maint",
+        }
+    }
+}
+
+/// What the dynamic inputs change in a reply. The default changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overlay {
+    /// From the flag files: at least this restrictive (see `flag_admin`).
+    pub admin: Option<Admin>,
+    /// From CPU load: the weight to send instead of the state's.
+    pub weight: Option<u32>,
+}
+
+/// The admin state the flag files ask for: the maint file wins over the
+/// drain file; neither asks for nothing.
+pub fn flag_admin(maint_file: bool, drain_file: bool) -> Option<Admin> {
+    match (maint_file, drain_file) {
+        (true, _) => Some(Admin::Maint),
+        (false, true) => Some(Admin::Drain),
+        (false, false) => None,
+    }
+}
+
+/// The operational word and administrative state for a status. DOWN, FAIL
+/// and STOPPED leave the admin state unsaid, MAINT the operational one.
+fn axes(status: Status) -> (Option<&'static str>, Option<Admin>) {
     match status {
-        Status::Up | Status::Ready => "up ready",
-        Status::Drain => "up drain",
-        Status::Maint => "maint",
-        Status::Down => "down",
-        Status::Fail => "fail",
-        Status::Stopped => "stopped",
+        Status::Up | Status::Ready => (Some("up"), Some(Admin::Ready)),
+        Status::Drain => (Some("up"), Some(Admin::Drain)),
+        Status::Maint => (None, Some(Admin::Maint)),
+        Status::Down => (Some("down"), None),
+        Status::Fail => (Some("fail"), None),
+        Status::Stopped => (Some("stopped"), None),
     }
 }
 
 /// Renders the complete reply line for `state`, newline included.
 pub fn render(state: &State) -> String {
+    render_with(state, Overlay::default())
+}
+
+/// Renders the reply for `state` as changed by the dynamic inputs. A flag
+/// file only ever makes the admin state more restrictive: a drain file on a
+/// server in MAINT leaves it in MAINT.
+pub fn render_with(state: &State, overlay: Overlay) -> String {
+    let (op, admin) = axes(state.status);
+    let admin = match (admin, overlay.admin) {
+        (Some(a), Some(f)) => Some(a.max(f)),
+        (a, f) => a.or(f),
+    };
     let mut line = String::with_capacity(64);
-    line.push_str(status_words(state.status));
+    for word in op.into_iter().chain(admin.map(Admin::word)) {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
     // A missing weight is 100%: the weight configured in haproxy.cfg.
-    let _ = write!(line, " {}%", state.weight.map_or(100, u32::from));
+    let weight = overlay
+        .weight
+        .unwrap_or_else(|| state.weight.map_or(100, u32::from));
+    let _ = write!(line, " {weight}%");
     if let Some(m) = state.maxconn {
         let _ = write!(line, " maxconn:{m}");
     }
@@ -135,6 +192,42 @@ mod tests {
             }
         }
         assert_eq!(count, 7 * 6 * 4 * 7);
+    }
+
+    #[test]
+    fn flag_file_precedence() {
+        use Admin::*;
+        assert_eq!(flag_admin(false, false), None);
+        assert_eq!(flag_admin(false, true), Some(Drain));
+        assert_eq!(flag_admin(true, false), Some(Maint));
+        assert_eq!(flag_admin(true, true), Some(Maint));
+    }
+
+    #[test]
+    fn overlays_change_admin_word_and_weight() {
+        use Admin::*;
+        // (status, flag admin, cpu weight, reply)
+        let cases = [
+            (Status::Up, None, None, "up ready 100%\n"),
+            (Status::Up, Some(Drain), None, "up drain 100%\n"),
+            (Status::Up, Some(Maint), None, "up maint 100%\n"),
+            (Status::Ready, Some(Drain), Some(37), "up drain 37%\n"),
+            (Status::Drain, None, Some(1), "up drain 1%\n"),
+            (Status::Drain, Some(Drain), None, "up drain 100%\n"),
+            (Status::Drain, Some(Maint), None, "up maint 100%\n"),
+            // Never less restrictive than the state.
+            (Status::Maint, Some(Drain), None, "maint 100%\n"),
+            (Status::Maint, Some(Maint), None, "maint 100%\n"),
+            (Status::Down, None, Some(50), "down 50%\n"),
+            (Status::Down, Some(Drain), None, "down drain 100%\n"),
+            (Status::Fail, Some(Maint), None, "fail maint 100%\n"),
+            (Status::Stopped, Some(Drain), Some(0), "stopped drain 0%\n"),
+        ];
+        for (status, admin, weight, want) in cases {
+            let state = State::with_status(status);
+            let got = render_with(&state, Overlay { admin, weight });
+            assert_eq!(got, want, "{status:?} {admin:?} {weight:?}");
+        }
     }
 
     #[test]

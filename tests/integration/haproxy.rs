@@ -26,7 +26,7 @@ struct Haproxy {
 impl Haproxy {
     /// Starts HAProxy, or returns `None` (after saying so) when it is not
     /// installed and not required.
-    fn start(dir: &TempDir, agent_port: u16) -> Option<Haproxy> {
+    fn start(dir: &TempDir, agent_port: u16, extra: &str) -> Option<Haproxy> {
         if Command::new("haproxy").arg("-v").output().is_err() {
             let required = std::env::var("HAPGENT_REQUIRE_HAPROXY").is_ok_and(|v| v == "1");
             assert!(
@@ -57,7 +57,7 @@ defaults
     timeout server 5s
     timeout check 1s
 backend be
-    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter 200ms
+    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter 200ms {extra}
 ",
                 socket = socket.display()
             ),
@@ -187,7 +187,7 @@ fn haproxy_follows_hapgent() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
     let agent = Agent::start(&path, &[]);
-    let Some(haproxy) = Haproxy::start(&dir, agent.port()) else {
+    let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
         return;
     };
 
@@ -265,5 +265,30 @@ fn haproxy_follows_hapgent() {
             ("stat.last_agt", "~disk full"),
             ("srv_uweight", "0"),
         ],
+    );
+}
+
+/// The drain flag file, with HAProxy sending an `agent-send` payload:
+/// creating the file drains the server, removing it makes it ready again.
+#[test]
+fn haproxy_follows_the_drain_file() {
+    let dir = TempDir::new("haproxy-drain");
+    let path = dir.join("state.json");
+    let drain = dir.join("drain");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &["--drain-file", drain.to_str().unwrap()]);
+    let Some(haproxy) = Haproxy::start(&dir, agent.port(), "agent-send \"web\\n\"") else {
+        return;
+    };
+    haproxy.wait_for("start", &[("srv_op_state", UP), ("srv_admin_state", "0")]);
+    fs::write(&drain, "").unwrap();
+    haproxy.wait_for(
+        "drain file created",
+        &[("srv_admin_state", "8"), ("stat.status", "~DRAIN")],
+    );
+    fs::remove_file(&drain).unwrap();
+    haproxy.wait_for(
+        "drain file removed",
+        &[("srv_admin_state", "0"), ("stat.status", "UP")],
     );
 }

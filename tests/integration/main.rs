@@ -8,6 +8,7 @@ mod util;
 
 mod clients;
 mod commands;
+mod dynamic;
 mod haproxy;
 mod signals;
 mod state_file;

@@ -82,7 +82,18 @@ impl Agent {
 
     /// Starts hapgent with exactly `args` and `env`; waits until it listens.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let mut child = command(args, env)
+        Agent::from_command(command(args, env))
+    }
+
+    /// Starts hapgent through socket activation (see `activated`) and
+    /// waits until it listens.
+    pub fn spawn_activated(listener: &std::net::TcpListener, args: &[&str]) -> Agent {
+        use std::os::fd::AsRawFd;
+        Agent::from_command(activated(listener.as_raw_fd(), args))
+    }
+
+    pub fn from_command(mut command: Command) -> Agent {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -230,4 +241,32 @@ pub fn raise_fd_limit() -> u64 {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         lim.rlim_cur
     }
+}
+
+/// A hapgent command started the way systemd socket activation starts it:
+/// `fd` becomes file descriptor 3, and `LISTEN_FDS=1` and `LISTEN_PID` (the
+/// pid that execs hapgent, through `sh -c 'exec …'`) are set.
+pub fn activated(fd: i32, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("sh");
+    cmd.env_clear()
+        .env("HAPGENT_CONFIG", "/dev/null")
+        .arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_hapgent"))
+        .args(args)
+        .stdin(Stdio::null());
+    // SAFETY: between fork and exec only dup2 or fcntl runs, both
+    // async-signal-safe; fd 3 becomes `fd`, without close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
