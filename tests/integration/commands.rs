@@ -182,17 +182,7 @@ fn hapgent_environment_variables_and_several_addresses() {
 fn journald_lines_carry_priorities_and_no_timestamps() {
     let dir = TempDir::new("journal");
     let path = dir.join("state.json");
-    let agent = Agent::spawn(
-        &[
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--state-file",
-            path.to_str().unwrap(),
-        ],
-        &[("JOURNAL_STREAM", "8:1234")],
-    );
+    let agent = Agent::start_with_env(&path, &[], &[("JOURNAL_STREAM", "8:1234")]);
     let log = agent.log();
     let first = log
         .lines()

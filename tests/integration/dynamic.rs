@@ -238,17 +238,7 @@ fn readiness_notifications_arrive_in_order() {
     let sock = dir.join("notify.sock");
     let receiver = UnixDatagram::bind(&sock).unwrap();
     receiver.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut agent = Agent::spawn(
-        &[
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--state-file",
-            path.to_str().unwrap(),
-        ],
-        &[("NOTIFY_SOCKET", sock.to_str().unwrap())],
-    );
+    let mut agent = Agent::start_with_env(&path, &[], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
     let mut buf = [0u8; 512];
     let mut next = || {
         let n = receiver.recv(&mut buf).expect("no notification");

@@ -19,7 +19,7 @@ fn usr2_then_usr1_change_the_reply_and_the_file() {
     agent.wait_log("(SIGUSR2)");
     // Saved with weight, maxconn and description kept.
     let saved = || fs::read_to_string(&path).unwrap();
-    wait_for(|| saved().contains("DOWN"));
+    wait_for("saved DOWN", || saved().contains("DOWN"));
     assert_eq!(
         saved(),
         "{\"status\":\"DOWN\",\"weight\":50,\"maxconn\":30,\"description\":\"canary\"}\n"
@@ -27,7 +27,7 @@ fn usr2_then_usr1_change_the_reply_and_the_file() {
 
     agent.signal(libc::SIGUSR1);
     agent.wait_reply("up ready 50% maxconn:30 # canary\n");
-    wait_for(|| saved().contains("\"UP\""));
+    wait_for("saved UP", || saved().contains("\"UP\""));
     assert_eq!(
         saved(),
         "{\"status\":\"UP\",\"weight\":50,\"maxconn\":30,\"description\":\"canary\"}\n"
@@ -139,7 +139,9 @@ fn signal_burst_leaves_disk_and_replies_in_agreement() {
     ] {
         agent.signal(signal);
         agent.wait_reply(reply);
-        wait_for(|| fs::read_to_string(&path).unwrap() == expected(reply));
+        wait_for("saved", || {
+            fs::read_to_string(&path).unwrap() == expected(reply)
+        });
     }
     // No temporary files are left behind.
     let names: Vec<_> = fs::read_dir(&dir.0)
@@ -163,16 +165,4 @@ fn failed_save_still_changes_the_reply() {
     let line = agent.wait_log("cannot save the state to");
     assert!(line.contains("missing-dir/state.json"), "{line}");
     assert_eq!(agent.probe(), "up ready 100%\n");
-}
-
-/// Polls `cond` until true, for at most `PATIENCE`.
-fn wait_for(cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met in time"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }

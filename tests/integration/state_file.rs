@@ -94,9 +94,7 @@ fn bad_file_on_hup_means_fail_until_told_otherwise() {
     // Told to change state: the bad file is replaced by a good one.
     agent.signal(libc::SIGUSR1);
     agent.wait_reply("up ready 100%\n");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while fs::read_to_string(&path).unwrap() != "{\"status\":\"UP\"}\n" {
-        assert!(std::time::Instant::now() < deadline, "not saved");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for("saved", || {
+        fs::read_to_string(&path).unwrap() == "{\"status\":\"UP\"}\n"
+    });
 }

@@ -74,10 +74,15 @@ impl Agent {
     /// Starts hapgent on 127.0.0.1, a free port, and `state_file`, plus
     /// `args`; waits until it listens.
     pub fn start(state_file: &Path, args: &[&str]) -> Agent {
+        Agent::start_with_env(state_file, args, &[])
+    }
+
+    /// `start`, with extra environment variables.
+    pub fn start_with_env(state_file: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let state = state_file.to_str().unwrap();
         let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
         all.extend_from_slice(args);
-        Agent::spawn(&all, &[])
+        Agent::spawn(&all, env)
     }
 
     /// Starts hapgent with exactly `args` and `env`; waits until it listens.
@@ -221,6 +226,15 @@ pub fn probe(addr: SocketAddr) -> String {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     reply
+}
+
+/// Polls `cond` until true, for at most `PATIENCE`.
+pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Writes a state file.
