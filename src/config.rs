@@ -11,8 +11,7 @@
 //! text into a `Config` or a `Error::Config` that names the culprit.
 
 use crate::error::Error;
-use figment::providers::{Format, Toml};
-use figment::value::{Dict, Map, Value};
+use figment::value::{Dict, Map, Num, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -143,20 +142,15 @@ pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
 
     let mut figment = Figment::new().merge(Layer::new("default", dict_of(&Config::default())));
     if must_exist || file.exists() {
-        figment = figment.merge(Toml::file_exact(&file));
+        let mut layer = Layer::new("file", read_toml(&file)?);
+        layer.source = Some(file);
+        figment = figment.merge(layer);
     }
     let figment = figment
         .merge(Layer::new("env", env_dict(&inputs.env)))
         .merge(Layer::new("flag", flag_dict(inputs.flags)));
 
-    // Only the file can fail here (unreadable, not TOML).
-    let data = figment.data().map_err(|e| {
-        Error::Config(format!(
-            "file {}: {}",
-            file.display(),
-            one_line(&e.kind.to_string())
-        ))
-    })?;
+    let data = figment.data().map_err(|e| report(&figment, e))?;
     let known = dict_of(&Config::default());
     if let Some(dict) = data.get(&Profile::Default) {
         for key in dict.keys() {
@@ -276,8 +270,15 @@ fn origin(md: &Metadata, key: &str) -> String {
     }
 }
 
+/// Reads a TOML configuration file into a figment dictionary.
+fn read_toml(path: &Path) -> Result<Dict, Error> {
+    let fail = |what: String| Error::Config(format!("file {}: {what}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))
+}
+
 /// Settings from `HAPGENT_<KEY>` variables, keys lowercased. Values are
-/// parsed as figment parses environment values ("9777" is a number).
+/// parsed like flag values (see `parse_value`).
 fn env_dict(env: &[(String, String)]) -> Dict {
     env.iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?, v)))
@@ -294,9 +295,20 @@ fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
         .collect()
 }
 
+/// A value typed on a command line or in the environment: `true` and
+/// `false` are booleans, whole numbers are numbers, anything else is text
+/// (lists of addresses are split by the `ip` setting itself).
 fn parse_value(text: &str) -> Value {
-    text.parse()
-        .unwrap_or_else(|_| Value::from(text.to_string()))
+    let trimmed = text.trim();
+    if let Ok(b) = trimmed.parse::<bool>() {
+        Value::from(b)
+    } else if let Ok(n) = trimmed.parse::<u64>() {
+        Value::from(Num::U64(n))
+    } else if let Ok(n) = trimmed.parse::<i64>() {
+        Value::from(Num::I64(n))
+    } else {
+        Value::from(text.to_string())
+    }
 }
 
 fn dict_of(config: &Config) -> Dict {
@@ -306,22 +318,30 @@ fn dict_of(config: &Config) -> Dict {
     }
 }
 
-/// A figment layer with a fixed set of values and a name that `origin`
-/// understands.
+/// A figment layer with a fixed set of values and a name (and for the
+/// file, its path) that `origin` understands.
 struct Layer {
     name: &'static str,
+    source: Option<PathBuf>,
     dict: Dict,
 }
 
 impl Layer {
     fn new(name: &'static str, dict: Dict) -> Layer {
-        Layer { name, dict }
+        Layer {
+            name,
+            source: None,
+            dict,
+        }
     }
 }
 
 impl Provider for Layer {
     fn metadata(&self) -> Metadata {
-        Metadata::named(self.name)
+        match &self.source {
+            Some(path) => Metadata::from(self.name, path.as_path()),
+            None => Metadata::named(self.name),
+        }
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -613,7 +633,7 @@ mod tests {
             Err(Error::Config(m)) => assert_eq!(
                 m,
                 format!(
-                    "file {}: TOML parse error at line 1, column 8: invalid string: expected `\"`, `'`",
+                    "file {}: TOML parse error at line 1, column 8: string values must be quoted, expected literal string",
                     fp(&bad_toml)
                 )
             ),
