@@ -64,3 +64,45 @@ fn idle_garbage_and_never_reading_clients_do_not_block_probes() {
         assert_eq!(agent.probe(), "up ready 60%\n");
     }
 }
+
+/// Out of file descriptors: accept fails with EMFILE, which is logged and
+/// retried with backoff; the agent recovers once descriptors are free.
+#[test]
+fn accept_errors_are_survived() {
+    let dir = TempDir::new("emfile");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    assert_eq!(agent.probe(), "up ready 100%\n");
+    // A limit at the lowest free descriptor number: the next accept fails.
+    let open: Vec<u64> = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    set_nofile(agent.pid(), lowest_free);
+    let addr = agent.addrs[0];
+    // The kernel completes the handshake; the agent cannot accept it yet.
+    let mut waiting = TcpStream::connect(addr).unwrap();
+    agent.wait_log("Too many open files");
+    assert!(agent.log().contains("retrying in"), "{}", agent.log());
+    // Still alive; give it descriptors back and the waiting client is served.
+    set_nofile(agent.pid(), 1024);
+    waiting.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut waiting, &mut reply).unwrap();
+    assert_eq!(reply, "up ready 100%\n");
+    agent.wait_log("again after");
+    assert_eq!(agent.probe(), "up ready 100%\n");
+}
+
+/// Sets another process's open-file limit (soft and hard stay ordered).
+fn set_nofile(pid: i32, limit: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit.max(4096),
+    };
+    // SAFETY: prlimit reads one rlimit we own and writes nothing (null old).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
