@@ -52,7 +52,6 @@ rustPlatform.buildRustPackage {
 
   meta = {
     inherit (cargoToml) description;
-    homepage = cargoToml.repository or null;
     license = [
       lib.licenses.mit
       lib.licenses.asl20

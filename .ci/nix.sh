@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# CI for the Nix flake on a machine that cannot download nixpkgs.
+#
+# Verified here: every .nix file parses; deadnix finds nothing; the real
+# flake.nix evaluates with its `nixpkgs` input replaced by nix/ci-stub (a
+# stand-in for nixpkgs, see its flake.nix): `nix flake show`,
+# `nix flake check --no-build` (which also evaluates the NixOS module in the
+# VM test's node through the stub's module system: unknown options, type
+# errors and failed assertions fail it), the module's rendered
+# hapgent.toml is accepted by `hapgent check-config`, its pre-start script
+# creates the state file once and never resets it, the VM test script passes
+# pyflakes, the package builds (with the host's cargo, running the tests) and
+# ships the unit with store paths, and `nix run` prints `hapgent <version>`.
+# Verified only by the GitHub `nix` job (real nixpkgs, KVM): nixpkgs' own
+# build of the package (tests included) and the VM test. The static variants
+# are evaluated here but built by no CI.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+START=$SECONDS
+
+step() { printf '\n=== nix: %s\n' "$*"; }
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+step "installing nix (Debian's nix-bin) and deadnix"
+if ! command -v nix >/dev/null; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 nix-bin
+fi
+export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
+export PATH=$CARGO_HOME/bin:$PATH
+cargo install --quiet --locked deadnix --version 1.3.1
+nix --version
+deadnix --version
+
+# The flake: in CI a fresh clone, so git+file (tracked files only). Outside
+# git (a copy of the tree) it is a path: flake.
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    FLAKE="git+file://$ROOT"
+    mapfile -t NIX_FILES < <(git -C "$ROOT" ls-files '*.nix')
+else
+    FLAKE="path:$ROOT"
+    mapfile -t NIX_FILES < <(find . -name target -prune -o -name '*.nix' -print | sed 's|^\./||' | sort)
+fi
+[ "${#NIX_FILES[@]}" -ge 8 ] || fail "expected the flake, nix/*.nix and nix/ci-stub/*.nix, found: ${NIX_FILES[*]}"
+
+# No substituters (nothing is reachable), no sandbox and no build users, so
+# the stub's buildRustPackage can use the host's cargo; --impure lets it read
+# PATH, CARGO_HOME and RUSTUP_HOME.
+NIX=(nix --extra-experimental-features 'nix-command flakes'
+    --option substituters '' --option sandbox false --option build-users-group '')
+STUB=(--override-input nixpkgs "path:$ROOT/nix/ci-stub")
+SYS=$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)
+
+step "parsing every .nix file (${#NIX_FILES[@]})"
+for f in "${NIX_FILES[@]}"; do
+    nix-instantiate --parse "$f" >/dev/null || fail "$f does not parse"
+    echo "ok $f"
+done
+
+step "deadnix reports nothing (and does report an unused binding)"
+deadnix --fail "${NIX_FILES[@]}"
+printf 'let unused = 1; in { x }: 2\n' >"$TMP/dead.nix"
+if deadnix --fail "$TMP/dead.nix" >/dev/null; then fail "deadnix did not report $TMP/dead.nix"; fi
+
+step "nix flake show (nixpkgs = nix/ci-stub)"
+"${NIX[@]}" flake show "$FLAKE" "${STUB[@]}"
+
+step "the outputs are the ones documented"
+flake_eval() { "${NIX[@]}" eval --raw "${FLAKE}#$1" "${STUB[@]}" --apply "$2" 2>/dev/null; }
+expect() { # ATTR APPLY WANT
+    local got
+    got=$(flake_eval "$1" "$2") || fail "cannot evaluate $1"
+    [ "$got" = "$3" ] || fail "$1: got '$got', wanted '$3'"
+    echo "ok $1: $got"
+}
+names='x: builtins.concatStringsSep " " (builtins.attrNames x)'
+expect packages.x86_64-linux "$names" "default static static-aarch64"
+expect packages.aarch64-linux "$names" "default static"
+for s in x86_64-linux aarch64-linux; do
+    expect "checks.$s" "$names" "package vm"
+    expect "devShells.$s" "$names" "default"
+    expect "apps.$s.default" 'a: a.type + " " + builtins.toString (a.meta.description != "")' "app 1"
+done
+expect nixosModules "$names" "default"
+# Which toolchain each static variant gets (the stub records the target).
+expect packages.x86_64-linux.static 'p: p.target' "x86_64-unknown-linux-musl"
+expect packages.x86_64-linux.static-aarch64 'p: p.target' "aarch64-unknown-linux-musl"
+expect packages.aarch64-linux.static 'p: p.target' "aarch64-unknown-linux-musl"
+expect packages.x86_64-linux.default 'p: p.target' ""
+
+step "nix flake check --no-build (evaluates every output, the module in the VM node included)"
+"${NIX[@]}" flake check --no-build "$FLAKE" "${STUB[@]}"
+
+step "a broken module fails the check (an option that does not exist)"
+mkdir "$TMP/broken"
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./dist -cf - . | tar -C "$TMP/broken" -xf -
+sed -i 's/wantedBy = \[ "multi-user.target" \];/wantedby = [ "multi-user.target" ];/' "$TMP/broken/nix/module.nix"
+grep -q wantedby "$TMP/broken/nix/module.nix" || fail "could not break module.nix for the negative check"
+if "${NIX[@]}" flake check --no-build "path:$TMP/broken" "${STUB[@]}" 2>"$TMP/broken.log"; then
+    fail "flake check passed with systemd.services.hapgent.wantedby"
+fi
+grep -q "systemd.services.hapgent.wantedby' does not exist" "$TMP/broken.log" || {
+    cat "$TMP/broken.log"
+    fail "flake check failed, but not on the unknown option"
+}
+echo "ok: rejected ($(grep -o "The option .* does not exist" "$TMP/broken.log" | head -1))"
+
+vm_attr() { "${NIX[@]}" eval --raw "${FLAKE}#checks.$SYS.vm.$1" "${STUB[@]}"; }
+
+step "building the package with the stub (host cargo, offline; runs cargo test --release)"
+cargo fetch --locked --quiet
+"${NIX[@]}" build --impure -L "$FLAKE" "${STUB[@]}" --out-link "$TMP/pkg"
+PKG=$(readlink -f "$TMP/pkg")
+UNIT=$PKG/lib/systemd/system/hapgent.service
+[ -f "$UNIT" ] || fail "the package lacks lib/systemd/system/hapgent.service"
+grep -qx "ExecStart=$PKG/bin/hapgent run" "$UNIT" || fail "ExecStart does not run $PKG/bin/hapgent: $(grep ExecStart "$UNIT")"
+# shellcheck disable=SC2016 # a literal $MAINPID
+grep -Eqx 'ExecReload=/nix/store/[^ ]+/bin/kill -HUP \$MAINPID' "$UNIT" || fail "ExecReload: $(grep ExecReload "$UNIT")"
+if grep -v '^#' "$UNIT" | grep -E '(^|[= ])/(usr/)?s?bin/'; then fail "the packaged unit still runs a path outside the store"; fi
+echo "ok: $UNIT"
+
+step "the module's /etc/hapgent/hapgent.toml is accepted by hapgent check-config"
+"${NIX[@]}" build "${FLAKE}#checks.$SYS.vm.nodes.machine.environment.etc.\"hapgent/hapgent.toml\".source" \
+    "${STUB[@]}" --out-link "$TMP/toml"
+cat "$TMP/toml"
+"$PKG/bin/hapgent" check-config --config "$TMP/toml" | tee "$TMP/effective"
+grep -q '^state_file = "/var/lib/hapgent/state.json" .*# file' "$TMP/effective" || fail "state_file not from the module's file"
+grep -q '^ip = \["127.0.0.1"\] .*# file' "$TMP/effective" || fail "ip not from the module's file"
+
+step "the module's pre-start script creates the state file once and never resets it"
+vm_attr nodes.machine.systemd.services.hapgent.preStart >"$TMP/prestart.sh"
+cat "$TMP/prestart.sh"
+bash -n "$TMP/prestart.sh"
+grep -q /var/lib/hapgent/state.json "$TMP/prestart.sh" || fail "pre-start does not name the state file"
+sed -i "s|/var/lib/hapgent/state.json|$TMP/state.json|g" "$TMP/prestart.sh"
+bash -e "$TMP/prestart.sh"
+[ "$(cat "$TMP/state.json")" = '{"status":"UP"}' ] || fail "initial state file: $(cat "$TMP/state.json")"
+echo '{"status":"DOWN"}' >"$TMP/state.json"
+bash -e "$TMP/prestart.sh"
+[ "$(cat "$TMP/state.json")" = '{"status":"DOWN"}' ] || fail "pre-start reset the state file"
+echo "ok: created as UP, kept as DOWN"
+
+step "the VM test script passes pyflakes (as the NixOS test driver lints it)"
+vm_attr testScript >"$TMP/test_script.py"
+python3 -m venv "$TMP/venv"
+"$TMP/venv/bin/pip" install --quiet --disable-pip-version-check pyflakes
+PYFLAKES_BUILTINS=machine,subtest,start_all "$TMP/venv/bin/python" -m pyflakes "$TMP/test_script.py"
+printf 'undefined_name()\n' >"$TMP/bad.py"
+if PYFLAKES_BUILTINS=machine "$TMP/venv/bin/python" -m pyflakes "$TMP/bad.py" >/dev/null; then fail "pyflakes cannot fail"; fi
+echo "ok"
+
+step "nix run prints hapgent <version from Cargo.toml>"
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+OUT=$("${NIX[@]}" run --impure "$FLAKE" "${STUB[@]}" -- --version)
+echo "$OUT"
+[ "$OUT" = "hapgent $VERSION" ] || fail "nix run printed '$OUT', wanted 'hapgent $VERSION'"
+
+step "done in $((SECONDS - START)) s"
