@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# CI: the benchmark command must keep working. Runs hapgent-bench in its
+# short correctness mode (--check: a few thousand checks at concurrency 1,
+# 8 and 64, a few hundred idle connections, three starts) against the x86_64
+# musl release binary, with and without an agent-send payload. It asserts
+# correctness only -- every reply a well-formed agent-check line, no connect
+# or read error, no timeout, every check done -- never speed: this machine's
+# numbers are for BENCHMARKS.md, not for a pass/fail threshold.
+#
+# Reuses dist/hapgent-<version>-x86_64-unknown-linux-musl when an earlier CI
+# step (release.sh) built it; builds the binary otherwise.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+TARGET=x86_64-unknown-linux-musl
+out=$(mktemp -d)
+fake_pid=
+cleanup() {
+    if [ -n "$fake_pid" ]; then kill "$fake_pid" 2>/dev/null || true; fi
+    rm -rf "$out"
+}
+trap cleanup EXIT
+
+step() { echo "== bench: $*"; }
+
+# strip (binutils) measures the stripped size; python3 checks the JSON.
+if ! command -v strip >/dev/null || ! command -v python3 >/dev/null; then
+    step "installing binutils and python3"
+    apt-get update
+    apt-get install -y -o DPkg::Lock::Timeout=600 binutils python3
+fi
+
+version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+bin=dist/hapgent-$version-$TARGET
+if [ -x "$bin" ]; then
+    step "using $bin from an earlier step"
+else
+    step "building hapgent (release, $TARGET)"
+    cargo build --release --locked --target "$TARGET"
+    bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/hapgent
+fi
+
+step "building hapgent-bench and running its unit tests (reply grammar, percentiles)"
+cargo build --release --locked --manifest-path bench/Cargo.toml
+cargo test --release --locked --manifest-path bench/Cargo.toml
+bench=${CARGO_TARGET_DIR:-bench/target}/release/hapgent-bench
+
+# Checks a --json report: every run completed all its checks with no
+# error, every idle connection was held and the footprint was measured.
+check_report() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+want_runs = int(sys.argv[2])
+fail = []
+errors = {k: v for k, v in report["errors"].items() if v}
+if errors:
+    fail.append(f"errors: {errors}, e.g. {report['error_examples']}")
+runs = report["runs"]
+if len(runs) != want_runs:
+    fail.append(f"{len(runs)} runs, expected {want_runs}")
+for r in runs:
+    c = r["concurrency"]
+    if r["checks"] != report["checks_per_run"] or r["errors"] != 0:
+        fail.append(f"concurrency {c}: {r['checks']} checks, {r['errors']} errors")
+    if r["idle_connections_held"] < 1:
+        fail.append(f"concurrency {c}: no idle connection held")
+    for k in ("checks_per_s", "latency_p99_us", "agent_cpu_us_per_check",
+              "rss_idle_kib", "hwm_after_load_kib", "hwm_idle_conns_kib",
+              "fresh_probe_max_ms"):
+        if r.get(k) is None:
+            fail.append(f"concurrency {c}: {k} not measured")
+if report["binary"]["stripped_bytes"] is None:
+    fail.append("stripped binary size not measured")
+if report["start_to_first_reply_ms"]["median"] is None:
+    fail.append("start to first reply not measured")
+if fail:
+    print("FAIL:\n  " + "\n  ".join(fail))
+    sys.exit(1)
+print(f"ok: {report['ok']} well-formed replies, {len(runs)} runs, "
+      f"stripped binary {report['binary']['stripped_bytes']} bytes")
+PY
+}
+
+step "short run: concurrency 1, 8, 64; 3000 checks each; 300 idle connections"
+"$bench" --binary "$bin" --check --concurrency 1,8,64 --json > "$out/plain.json"
+check_report "$out/plain.json" 3
+
+step "short run with an agent-send payload ('web\\n')"
+"$bench" --binary "$bin" --check --concurrency 8 --send 'web\n' --json > "$out/send.json"
+check_report "$out/send.json" 1
+
+step "text report and Markdown table are produced"
+"$bench" --binary "$bin" --check --concurrency 8 --markdown > "$out/text.txt"
+grep -q '^| checks/s |' "$out/text.txt"
+grep -q 'malformed errors: 0' "$out/text.txt"
+
+# The check must be able to fail: an agent that answers `up failed`
+# (`failed` is no agent-check word) must make hapgent-bench exit 1.
+step "a malformed reply fails the benchmark"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+set +e
+"$bench" --check --concurrency 1 --checks 200 --idle-connections 10 --starts 1 --json \
+    --port "$port" -- python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(128)
+while True:
+    c, _ = s.accept()
+    try:
+        c.sendall(b"up failed\n")
+    except OSError:
+        pass
+    c.close()
+' "$port" > "$out/bad.json"
+status=$?
+set -e
+if [ "$status" != 1 ]; then
+    echo "FAIL: hapgent-bench exited $status against a malformed agent, expected 1"
+    exit 1
+fi
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); m = r["errors"]["malformed"]; assert m > 0, r["errors"]; print(f"ok: {m} malformed replies reported")' "$out/bad.json"
+
+step "passed in $(( $(date +%s) - started )) s"

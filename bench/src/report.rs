@@ -1,0 +1,387 @@
+//! The report: per-run metrics, medians per concurrency, as text, JSON and
+//! a Markdown table (hand-written JSON: numbers and plain strings only).
+
+use crate::proc::{Machine, Size};
+use crate::{ERROR_KINDS, Options, median};
+use std::fmt::Write;
+
+/// Named numbers of one run, in report order. NaN means "not measured".
+#[derive(Default, Clone)]
+pub struct Metrics(pub Vec<(&'static str, f64)>);
+
+impl Metrics {
+    pub fn push(&mut self, name: &'static str, value: f64) {
+        self.0.push((name, value));
+    }
+
+    pub fn get(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(f64::NAN, |(_, v)| *v)
+    }
+}
+
+pub struct Report {
+    pub command: Vec<String>,
+    pub machine: Machine,
+    pub size: Size,
+    pub checks: u64,
+    pub runs_per_concurrency: usize,
+    pub concurrency: Vec<usize>,
+    pub send: Option<String>,
+    pub startup_ms: Vec<f64>,
+    pub threads: usize,
+    pub loadavg: (f64, f64),
+    pub runs: Vec<Metrics>,
+    pub notes: Vec<String>,
+    pub ok: u64,
+    pub errors: [u64; 5],
+    pub error_examples: Vec<String>,
+}
+
+/// (metric, unit label, target) for the Markdown table, in row order.
+const ROWS: &[(&str, &str, &str)] = &[
+    ("checks_per_s", "checks/s", "≥ 35,000 at concurrency 8"),
+    ("latency_p50_us", "latency p50 (µs)", ""),
+    ("latency_p90_us", "latency p90 (µs)", ""),
+    (
+        "latency_p99_us",
+        "latency p99 (µs)",
+        "≤ 3,000 at concurrency 64",
+    ),
+    ("latency_p999_us", "latency p99.9 (µs)", ""),
+    ("latency_max_us", "latency max (µs)", ""),
+    (
+        "agent_cpu_us_per_check",
+        "agent CPU per check (µs, /proc/PID/stat)",
+        "≤ 10",
+    ),
+    (
+        "agent_cpu_us_per_check_schedstat",
+        "agent CPU per check (µs, schedstat)",
+        "≤ 10",
+    ),
+    (
+        "agent_kernel_cpu_us_per_check",
+        "of which in the kernel (µs, stime)",
+        "",
+    ),
+    (
+        "loadgen_cpu_us_per_check",
+        "load generator CPU per check (µs)",
+        "",
+    ),
+    ("rss_idle_kib", "RSS idle (KiB)", "≤ 1,024"),
+    ("hwm_idle_kib", "peak RSS (VmHWM) at idle (KiB)", ""),
+    ("rss_after_load_kib", "RSS after the load (KiB)", ""),
+    (
+        "hwm_after_load_kib",
+        "peak RSS after the load (KiB)",
+        "≤ 1,024 (at concurrency 64)",
+    ),
+    ("idle_connections_held", "idle connections held", ""),
+    (
+        "rss_idle_conns_kib",
+        "RSS with idle connections held (KiB)",
+        "",
+    ),
+    (
+        "hwm_idle_conns_kib",
+        "peak RSS with idle connections held (KiB)",
+        "≤ 4,096",
+    ),
+    (
+        "fresh_probe_p50_ms",
+        "fresh probe while held, median (ms)",
+        "",
+    ),
+    (
+        "fresh_probe_max_ms",
+        "fresh probe while held, max (ms)",
+        "≤ 5",
+    ),
+];
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "null".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Human formatting: thousands separators for big numbers, 1-3 decimals
+/// for small ones.
+fn human(v: f64) -> String {
+    if v.is_nan() {
+        return "n/a".into();
+    }
+    if v.abs() >= 1000.0 {
+        let s = format!("{:.0}", v);
+        let (sign, digits) = s.split_at(if s.starts_with('-') { 1 } else { 0 });
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        format!("{sign}{out}")
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_obj(m: &Metrics) -> String {
+    let fields: Vec<String> =
+        m.0.iter()
+            .map(|(k, v)| format!("\"{k}\":{}", num(*v)))
+            .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+impl Report {
+    pub fn new(o: &Options, machine: Machine, size: Size) -> Report {
+        let command = if o.command.is_empty() {
+            vec![
+                o.binary.display().to_string(),
+                "--config".into(),
+                "TMP/hapgent.toml".into(),
+                "--ip".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                "0".into(),
+                "--state-file".into(),
+                "TMP/state.json".into(),
+            ]
+        } else {
+            o.command.clone()
+        };
+        Report {
+            command,
+            machine,
+            size,
+            checks: o.checks,
+            runs_per_concurrency: o.runs,
+            concurrency: o.concurrency.clone(),
+            send: o
+                .send
+                .as_ref()
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            startup_ms: Vec::new(),
+            threads: o.threads,
+            loadavg: (f64::NAN, f64::NAN),
+            runs: Vec::new(),
+            notes: Vec::new(),
+            ok: 0,
+            errors: [0; 5],
+            error_examples: Vec::new(),
+        }
+    }
+
+    /// The median of every metric over the runs at each concurrency.
+    pub fn medians(&self) -> Vec<Metrics> {
+        self.concurrency
+            .iter()
+            .map(|&c| {
+                let runs: Vec<&Metrics> = self
+                    .runs
+                    .iter()
+                    .filter(|m| m.get("concurrency") == c as f64)
+                    .collect();
+                let mut out = Metrics::default();
+                if let Some(first) = runs.first() {
+                    for (name, _) in &first.0 {
+                        let mut values: Vec<f64> = runs.iter().map(|m| m.get(name)).collect();
+                        out.push(name, median(&mut values));
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    fn startup_median(&self) -> f64 {
+        median(&mut self.startup_ms.clone())
+    }
+
+    fn kib(b: Option<u64>) -> String {
+        b.map_or("n/a".into(), |b| {
+            format!("{} bytes = {:.1} KiB", b, b as f64 / 1024.0)
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(t, "agent:   {}", self.command.join(" "));
+        let _ = writeln!(
+            t,
+            "machine: {} CPUs, {}, Linux {}",
+            self.machine.cpus, self.machine.model, self.machine.kernel
+        );
+        let _ = writeln!(
+            t,
+            "binary:  {}: {} (stripped: {})",
+            self.size.path,
+            Self::kib(self.size.bytes),
+            Self::kib(self.size.stripped_bytes)
+        );
+        let starts: Vec<String> = self.startup_ms.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(
+            t,
+            "start to first reply: median {:.2} ms (runs: {} ms)",
+            self.startup_median(),
+            starts.join(", ")
+        );
+        if let Some(s) = &self.send {
+            let _ = writeln!(t, "agent-send payload: {s:?}");
+        }
+        let _ = writeln!(
+            t,
+            "{} checks per run, {} run(s) per concurrency, {} load thread(s); load average {:.2} before, {:.2} after",
+            self.checks, self.runs_per_concurrency, self.threads, self.loadavg.0, self.loadavg.1
+        );
+        for (i, m) in self.runs.iter().enumerate() {
+            let _ = writeln!(t, "\nrun {} (concurrency {}):", i + 1, m.get("concurrency"));
+            for (k, v) in &m.0 {
+                let _ = writeln!(t, "  {k:<34} {}", human(*v));
+            }
+        }
+        if self.runs_per_concurrency > 1 {
+            for m in self.medians() {
+                let _ = writeln!(t, "\nmedians (concurrency {}):", m.get("concurrency"));
+                for (k, v) in &m.0 {
+                    let _ = writeln!(t, "  {k:<34} {}", human(*v));
+                }
+            }
+        }
+        let _ = writeln!(t, "\nprobes answered well: {}", self.ok);
+        for (k, n) in ERROR_KINDS.iter().zip(self.errors) {
+            let _ = writeln!(t, "  {k} errors: {n}");
+        }
+        for e in &self.error_examples {
+            let _ = writeln!(t, "  e.g. {e}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(t, "note: {n}");
+        }
+        t
+    }
+
+    pub fn json(&self) -> String {
+        let cmd: Vec<String> = self.command.iter().map(|s| json_str(s)).collect();
+        let runs: Vec<String> = self.runs.iter().map(json_obj).collect();
+        let medians: Vec<String> = self.medians().iter().map(json_obj).collect();
+        let starts: Vec<String> = self.startup_ms.iter().map(|v| num(*v)).collect();
+        let errors: Vec<String> = ERROR_KINDS
+            .iter()
+            .zip(self.errors)
+            .map(|(k, n)| format!("\"{k}\":{n}"))
+            .collect();
+        let examples: Vec<String> = self.error_examples.iter().map(|s| json_str(s)).collect();
+        let notes: Vec<String> = self.notes.iter().map(|s| json_str(s)).collect();
+        let opt = |b: Option<u64>| b.map_or("null".into(), |b| b.to_string());
+        format!(
+            concat!(
+                "{{\"agent\":{{\"command\":[{}],\"send\":{}}},",
+                "\"machine\":{{\"cpus\":{},\"model\":{},\"kernel\":{}}},",
+                "\"binary\":{{\"path\":{},\"bytes\":{},\"stripped_bytes\":{}}},",
+                "\"start_to_first_reply_ms\":{{\"median\":{},\"runs\":[{}]}},",
+                "\"checks_per_run\":{},\"load_threads\":{},\"loadavg_before\":{},\"loadavg_after\":{},",
+                "\"runs\":[{}],\"medians\":[{}],",
+                "\"ok\":{},\"errors\":{{{}}},\"error_examples\":[{}],\"notes\":[{}]}}"
+            ),
+            cmd.join(","),
+            self.send.as_deref().map_or("null".into(), json_str),
+            self.machine.cpus,
+            json_str(&self.machine.model),
+            json_str(&self.machine.kernel),
+            json_str(&self.size.path),
+            opt(self.size.bytes),
+            opt(self.size.stripped_bytes),
+            num(self.startup_median()),
+            starts.join(","),
+            self.checks,
+            self.threads,
+            num(self.loadavg.0),
+            num(self.loadavg.1),
+            runs.join(","),
+            medians.join(","),
+            self.ok,
+            errors.join(","),
+            examples.join(","),
+            notes.join(","),
+        )
+    }
+
+    /// The medians as the table in BENCHMARKS.md.
+    pub fn markdown(&self) -> String {
+        let medians = self.medians();
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "\nMedians of {} run(s) of {} checks each; machine: {} CPUs, {}, Linux {}; load average {:.2} before, {:.2} after.\n",
+            self.runs_per_concurrency,
+            self.checks,
+            self.machine.cpus,
+            self.machine.model,
+            self.machine.kernel,
+            self.loadavg.0,
+            self.loadavg.1
+        );
+        let mut header = String::from("| metric |");
+        let mut rule = String::from("|---|");
+        for m in &medians {
+            let _ = write!(header, " concurrency {} |", m.get("concurrency"));
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(t, "{header} target |\n{rule}---|");
+        for (key, label, target) in ROWS {
+            let mut row = format!("| {label} |");
+            for m in &medians {
+                let _ = write!(row, " {} |", human(m.get(key)));
+            }
+            let _ = writeln!(t, "{row} {target} |");
+        }
+        let stripped = self.size.stripped_bytes.map_or("n/a".into(), |b| {
+            format!("{} bytes ({:.1} KiB)", human(b as f64), b as f64 / 1024.0)
+        });
+        let _ = writeln!(t, "\n| once per agent | value | target |\n|---|---:|---|");
+        let _ = writeln!(
+            t,
+            "| stripped binary | {stripped} | ≤ 800 KiB (819,200 bytes) |"
+        );
+        let _ = writeln!(
+            t,
+            "| start to first reply, median of {} | {:.2} ms | ≤ 5 ms |",
+            self.startup_ms.len(),
+            self.startup_median()
+        );
+        t
+    }
+}
