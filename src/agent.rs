@@ -191,29 +191,57 @@ impl Agent {
         self.notifier.notify("READY=1");
     }
 
-    /// Handles state signals until SIGTERM or SIGINT arrives. Signals are
-    /// handled one at a time, in the order they were delivered, each save
-    /// finished before the next signal: so the file always matches what is
-    /// served.
-    pub async fn handle_signals(&self, mut signals: Signals) {
+    /// Handles SIGUSR1, SIGUSR2 and SIGHUP, forever. They are handled one
+    /// at a time, in the order they were delivered, each save finished
+    /// before the next signal: so the file always matches what is served.
+    async fn handle_signals(&self, mut signals: Signals) {
         while let Some(signal) = signals.next().await {
             match signal {
                 Ok(Signal::Usr1) => self.change_status(Status::Up, "SIGUSR1").await,
                 Ok(Signal::Usr2) => self.change_status(Status::Down, "SIGUSR2").await,
                 Ok(Signal::Hup) => self.reload().await,
-                Ok(Signal::Term) | Ok(Signal::Int) => {
-                    let name = if matches!(signal, Ok(Signal::Int)) {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    };
-                    info!("stopping ({name})");
-                    self.notifier.notify("STOPPING=1");
-                    return;
-                }
                 Ok(_) => {}
                 Err(e) => error!("reading signals failed: {e}"),
             }
+        }
+    }
+
+    /// Completes at SIGTERM or SIGINT. Kept apart from the state signals so
+    /// that a stop is obeyed even while a save waits on a hung disk.
+    async fn wait_for_stop(&self, mut signals: Signals) {
+        let name = match signals.next().await {
+            Some(Ok(Signal::Int)) => "SIGINT",
+            _ => "SIGTERM",
+        };
+        info!("stopping ({name})");
+        self.notifier.notify("STOPPING=1");
+    }
+
+    /// Runs until told to stop: state signals and CPU sampling go on in the
+    /// meantime.
+    async fn until_stopped(&self, signals: Signals, stop: Signals) {
+        let work = async {
+            self.handle_signals(signals).await;
+            future::pending::<()>().await;
+        };
+        self.wait_for_stop(stop)
+            .or(work)
+            .or(self.sample_cpu())
+            .await;
+    }
+
+    /// Gives a save or re-read still running on the disk thread a moment to
+    /// finish, so a stop right after a signal still leaves it on disk.
+    async fn settle(&self) {
+        let done = async { self.disk.run(|| ()).await.is_some() };
+        let waited = async {
+            smol::Timer::after(Duration::from_secs(2)).await;
+            false
+        };
+        if !done.or(waited).await {
+            error!(
+                "a state file operation did not finish within 2 s (is the disk hung?); stopping anyway"
+            );
         }
     }
 
@@ -272,15 +300,10 @@ pub fn run(config: Config) -> Result<(), Error> {
     // Take over the signals before anything else: SIGUSR1's default action
     // is to terminate, and a deploy script may send it at any moment. The
     // threads started here (the reactor's, the disk's) block all signals.
-    let (signals, disk) = sys::with_signals_blocked(|| {
-        let signals = Signals::new([
-            Signal::Term,
-            Signal::Int,
-            Signal::Usr1,
-            Signal::Usr2,
-            Signal::Hup,
-        ])?;
-        Ok::<_, io::Error>((signals, Disk::start()?))
+    let (signals, stop, disk) = sys::with_signals_blocked(|| {
+        let signals = Signals::new([Signal::Usr1, Signal::Usr2, Signal::Hup])?;
+        let stop = Signals::new([Signal::Term, Signal::Int])?;
+        Ok::<_, io::Error>((signals, stop, Disk::start()?))
     })
     .and_then(|r| r)
     .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
@@ -327,8 +350,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     let replies = Rc::clone(&agent);
     let server = Server::new(move || replies.reply(), options);
     let ex = Rc::new(LocalExecutor::new());
-    let shutdown = agent.handle_signals(signals).or(agent.sample_cpu());
-    future::block_on(ex.run(server::serve(&ex, listeners, server, shutdown)));
+    let shutdown = agent.until_stopped(signals, stop);
+    future::block_on(ex.run(async {
+        server::serve(&ex, listeners, server, shutdown).await;
+        agent.settle().await;
+    }));
     info!("stopped");
     Ok(())
 }

@@ -283,7 +283,11 @@ fn env_dict(env: &[(String, String)]) -> Dict {
     env.iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?, v)))
         .filter(|(k, _)| !k.is_empty() && *k != "CONFIG")
-        .map(|(k, v)| (k.to_ascii_lowercase(), parse_value(v)))
+        .map(|(k, v)| {
+            let key = k.to_ascii_lowercase();
+            let value = parse_value(&key, v);
+            (key, value)
+        })
         .collect()
 }
 
@@ -291,15 +295,23 @@ fn env_dict(env: &[(String, String)]) -> Dict {
 fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
     flags
         .iter()
-        .map(|(k, v)| (k.to_string(), parse_value(v)))
+        .map(|(k, v)| (k.to_string(), parse_value(k, v)))
         .collect()
 }
 
-/// A value typed on a command line or in the environment: `true` and
-/// `false` are booleans, whole numbers are numbers, anything else is text
-/// (lists of addresses are split by the `ip` setting itself).
-fn parse_value(text: &str) -> Value {
+/// Settings whose values are text, whatever they look like: a state file
+/// may well be called `2024`.
+const TEXT_KEYS: &[&str] = &["ip", "state_file", "drain_file", "maint_file", "proc_stat"];
+
+/// A value typed on a command line or in the environment for `key`: text
+/// for the `TEXT_KEYS`; otherwise `true` and `false` are booleans, whole
+/// numbers are numbers, and anything else is text (and then rejected with
+/// the key's expected type).
+fn parse_value(key: &str, text: &str) -> Value {
     let trimmed = text.trim();
+    if TEXT_KEYS.contains(&key) {
+        return Value::from(text.to_string());
+    }
     if let Ok(b) = trimmed.parse::<bool>() {
         Value::from(b)
     } else if let Ok(n) = trimmed.parse::<u64>() {
@@ -500,6 +512,22 @@ mod tests {
             assert_eq!(get(&c), get(&only_flag), "{key}");
             assert_eq!(get(&e), get(&only_env), "{key}");
         }
+    }
+
+    #[test]
+    fn paths_that_look_like_numbers_stay_paths() {
+        let l = load_with(
+            None,
+            &[
+                ("HAPGENT_STATE_FILE", "2024"),
+                ("HAPGENT_DRAIN_FILE", "true"),
+            ],
+            &[("maint_file", "1")],
+        )
+        .unwrap();
+        assert_eq!(l.config.state_file, Path::new("2024"));
+        assert_eq!(l.config.drain_file.as_deref(), Some(Path::new("true")));
+        assert_eq!(l.config.maint_file.as_deref(), Some(Path::new("1")));
     }
 
     #[test]

@@ -25,8 +25,10 @@ impl Disk {
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("hapgent-disk".into())
-            // File operations need little stack; keep the footprint small.
-            .stack_size(64 * 1024)
+            // Parsing a state file recurses once per nesting level (serde_json
+            // stops at 128); 1 MiB covers that with room to spare in debug
+            // builds too. Untouched stack pages cost no memory.
+            .stack_size(1024 * 1024)
             .spawn(move || {
                 for job in queue {
                     job();

@@ -134,6 +134,7 @@ impl fmt::Display for State {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Problem {
     Missing,
+    NotRegular,
     Unreadable(String),
     TooLarge(u64),
     NotUtf8(usize),
@@ -141,6 +142,7 @@ pub enum Problem {
     NotObject,
     MissingStatus,
     UnknownField(String),
+    DuplicateField(String),
     BadStatus(String),
     BadType(&'static str, &'static str),
     OutOfRange(&'static str, String, u64),
@@ -150,6 +152,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::Missing => f.write_str("does not exist"),
+            Problem::NotRegular => f.write_str("is not a regular file"),
             Problem::Unreadable(e) => write!(f, "cannot be read: {e}"),
             Problem::TooLarge(n) => write!(
                 f,
@@ -164,6 +167,10 @@ impl fmt::Display for Problem {
             Problem::UnknownField(k) => write!(
                 f,
                 "has an unknown field {k:?} (known: status, weight, maxconn, description)"
+            ),
+            Problem::DuplicateField(k) => write!(
+                f,
+                "has the field {k:?} more than once; which one is meant is unclear"
             ),
             Problem::BadStatus(s) => write!(
                 f,
@@ -188,6 +195,9 @@ pub fn parse(bytes: &[u8]) -> Result<State, Problem> {
     let Value::Object(fields) = value else {
         return Err(Problem::NotObject);
     };
+    if let Some(key) = duplicate_key(text) {
+        return Err(Problem::DuplicateField(key));
+    }
     let mut status = None;
     let mut state = State::with_status(Status::Fail);
     for (key, value) in &fields {
@@ -217,6 +227,35 @@ pub fn parse(bytes: &[u8]) -> Result<State, Problem> {
     Ok(state)
 }
 
+/// The first top-level key that appears twice in a JSON object, if any. A
+/// parsed `Value` keeps only the last of them, so this is a second pass
+/// over text already known to be a valid object.
+fn duplicate_key(text: &str) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen: Vec<String> = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if seen.contains(&key) {
+                    return Ok(Some(key));
+                }
+                seen.push(key);
+            }
+            Ok(None)
+        }
+    }
+    serde_json::Deserializer::from_str(text)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
+}
+
 /// An optional whole number no larger than `max`.
 fn number(value: &Value, key: &'static str, max: u64) -> Result<Option<u64>, Problem> {
     match value {
@@ -233,11 +272,25 @@ fn number(value: &Value, key: &'static str, max: u64) -> Result<Option<u64>, Pro
 
 /// Reads and parses the state file at `path`, reading no more than the size
 /// limit (plus one byte, to tell that it was exceeded).
+///
+/// Only a regular file is read: a FIFO or a device in its place would block
+/// the read forever (it is opened without blocking to find out).
 pub fn load(path: &Path) -> Result<State, Problem> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Problem::Missing,
-        _ => Problem::Unreadable(e.to_string()),
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Problem::Missing,
+            _ => Problem::Unreadable(e.to_string()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Problem::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Problem::NotRegular);
+    }
     let mut bytes = Vec::with_capacity(256);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -271,27 +324,49 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let mode = fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let old = fs::metadata(&target).ok();
 
-    let result = write_synced(&tmp, state.to_json().as_bytes(), mode)
-        .and_then(|()| fs::rename(&tmp, &target))
-        .and_then(|()| File::open(&dir)?.sync_all());
+    let result = write_synced(&tmp, state.to_json().as_bytes(), old.as_ref())
+        .and_then(|()| fs::rename(&tmp, &target));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+        return result;
     }
-    result
+    // The new file is in place; failing to flush the directory only means
+    // the rename might not survive a power cut.
+    if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+        crate::warn!(
+            "saved {}, but flushing its directory failed: {e}",
+            target.display()
+        );
+    }
+    Ok(())
 }
 
-/// Creates `path` with `bytes`, sets `mode` (independent of the umask), and
-/// flushes it to disk.
-fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+/// Creates `path` with `bytes`, gives it the old file's permission bits
+/// (independent of the umask; 0644 for a new file) and, where permitted,
+/// its owner and group, and flushes it to disk.
+///
+/// The file is created exclusively: whatever already has that name (a
+/// leftover of a crash, or a link someone planted) is removed first, never
+/// written through.
+fn write_synced(path: &Path, bytes: &[u8], old: Option<&fs::Metadata>) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let create = || OpenOptions::new().write(true).create_new(true).open(path);
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            create()?
+        }
+        other => other?,
+    };
     file.write_all(bytes)?;
+    let mode = old.map_or(0o644, |m| m.permissions().mode() & 0o7777);
     file.set_permissions(fs::Permissions::from_mode(mode))?;
+    if let Some(m) = old {
+        // Only root may give a file away; otherwise it stays ours.
+        let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+    }
     file.sync_all()
 }
 
@@ -521,13 +596,41 @@ mod tests {
     }
 
     #[test]
+    fn save_replaces_a_planted_temporary_link_without_following_it() {
+        let dir = temp_dir("planted");
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let tmp = dir.join(format!(".state.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        save(&path, &State::with_status(Status::Up)).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(load(&path), Ok(State::with_status(Status::Up)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_regular_file() {
+        let dir = temp_dir("fifo");
+        let fifo = dir.join("state.json");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Returns at once instead of waiting for a writer.
+        assert_eq!(load(&fifo), Err(Problem::NotRegular));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn load_reports_missing_and_oversized() {
         let dir = temp_dir("load");
         assert_eq!(load(&dir.join("nope.json")), Err(Problem::Missing));
         let big = dir.join("big.json");
         fs::write(&big, vec![b' '; 1 << 20]).unwrap();
         assert_eq!(load(&big), Err(Problem::TooLarge(1 << 20)));
-        assert!(matches!(load(&dir), Err(Problem::Unreadable(_))));
+        assert_eq!(load(&dir), Err(Problem::NotRegular));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,6 +43,21 @@ fn unusable_files_report_fail_and_are_left_alone() {
             "is larger than 4096 bytes",
         ),
         ("empty", Vec::new(), "is not valid JSON"),
+        (
+            "duplicate",
+            b"{\"status\":\"DOWN\",\"status\":\"UP\"}".to_vec(),
+            "has the field \"status\" more than once",
+        ),
+        (
+            "deeply-nested",
+            format!(
+                "{{\"status\":\"UP\",\"description\":{}{}}}",
+                "[".repeat(120),
+                "]".repeat(120)
+            )
+            .into_bytes(),
+            "field \"description\" must be a string",
+        ),
     ];
     for (name, bytes, problem) in cases {
         let dir = TempDir::new(name);
@@ -97,4 +112,53 @@ fn bad_file_on_hup_means_fail_until_told_otherwise() {
     wait_for("saved", || {
         fs::read_to_string(&path).unwrap() == "{\"status\":\"UP\"}\n"
     });
+}
+
+/// Nesting that would exhaust a small stack, read on SIGHUP (on the disk
+/// thread): the agent reports FAIL and keeps running.
+#[test]
+fn deeply_nested_file_on_hup_is_survived() {
+    let dir = TempDir::new("nested");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    for depth in [100, 127, 5000] {
+        let text = format!(
+            "{{\"status\":\"UP\",\"weight\":{}1{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        fs::write(&path, text).unwrap();
+        agent.signal(libc::SIGHUP);
+        agent.wait_reply("fail 100%\n");
+        write_state(&path, r#"{"status":"UP"}"#);
+        agent.signal(libc::SIGHUP);
+        agent.wait_reply("up ready 100%\n");
+    }
+}
+
+/// A FIFO in place of the state file would block a read forever: it is
+/// refused at once, at start and on SIGHUP, and SIGTERM still works.
+#[test]
+fn a_fifo_in_place_of_the_state_file_does_not_hang() {
+    let dir = TempDir::new("fifo");
+    let path = dir.join("state.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut agent = Agent::start(&path, &[]);
+    assert_eq!(agent.probe(), "fail 100%\n");
+    assert!(
+        agent
+            .wait_log("reporting FAIL")
+            .contains("is not a regular file")
+    );
+    agent.signal(libc::SIGHUP);
+    agent.wait_log_count("is not a regular file", 2);
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit().and_then(|s| s.code()), Some(0));
 }
