@@ -209,9 +209,14 @@ impl Agent {
     /// Completes at SIGTERM or SIGINT. Kept apart from the state signals so
     /// that a stop is obeyed even while a save waits on a hung disk.
     async fn wait_for_stop(&self, mut signals: Signals) {
-        let name = match signals.next().await {
-            Some(Ok(Signal::Int)) => "SIGINT",
-            _ => "SIGTERM",
+        let name = loop {
+            match signals.next().await {
+                Some(Ok(Signal::Int)) => break "SIGINT",
+                Some(Ok(_)) => break "SIGTERM",
+                Some(Err(e)) => error!("reading signals failed: {e}"),
+                // The stream never ends while the agent runs.
+                None => future::pending::<()>().await,
+            }
         };
         info!("stopping ({name})");
         self.notifier.notify("STOPPING=1");
