@@ -378,10 +378,10 @@ pub fn once(config: Config, json: bool) -> Result<(), Error> {
             config.state_file.display()
         );
     }
-    let admin = protocol::flag_admin(
-        config.maint_file.as_deref().is_some_and(flag_exists),
-        config.drain_file.as_deref().is_some_and(flag_exists),
-    );
+    // Each flag file is checked once: `None` where none is configured.
+    let drain = config.drain_file.as_deref().map(flag_exists);
+    let maint = config.maint_file.as_deref().map(flag_exists);
+    let admin = protocol::flag_admin(maint == Some(true), drain == Some(true));
     let idle = if config.cpu_weight {
         let before = read_times(&config.proc_stat)?;
         std::thread::sleep(Duration::from_millis(config.timeframe));
@@ -397,8 +397,8 @@ pub fn once(config: Config, json: bool) -> Result<(), Error> {
             "reply": reply.trim_end(),
             "state": state.as_ref().ok(),
             "state_error": state.as_ref().err().map(|p| format!("state file {} {p}", config.state_file.display())),
-            "drain_file": config.drain_file.as_deref().map(flag_exists),
-            "maint_file": config.maint_file.as_deref().map(flag_exists),
+            "drain_file": drain,
+            "maint_file": maint,
             "cpu_idle_percent": idle.map(|i| f64::from(i) / 10_000.0),
             "weight": weight.unwrap_or(base),
         });
