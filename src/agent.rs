@@ -1,141 +1,160 @@
-//! The running agent: current state, dynamic inputs, signals, listeners.
+//! The running agent: the state served, how signals change it, how the
+//! disk catches up, and reloads.
 //!
 //! One thread, one `LocalExecutor`: the state lives in a `RefCell` that only
 //! this thread touches, so there are no locks, and a signal handler never
-//! does more than wake the executor (the Zig hapgent locked and allocated
-//! inside its handlers). File I/O that might hang on a sick disk (saving,
-//! re-reading the state file) runs on the disk thread while probes keep
-//! being answered from memory.
+//! does more than record the signal (see `signals`).
 //!
-//! This module decides *when* to load, save, sample and notify. *What* a
-//! state file may hold is `state`'s business, *what* to reply is
-//! `protocol`'s, and *how* CPU load becomes a weight is `cpu`'s.
+//! Memory is the truth for replies; the disk converges to it. A change is
+//! served the moment it is handled, in delivery order, and gets the next
+//! version number. Saving is a separate loop that always writes the latest
+//! version, so a save hanging on a sick disk never delays the next change,
+//! and a failed save is logged once per state and retried. File I/O runs on
+//! the disk thread (see `disk`), one operation at a time in order, so a
+//! re-read (SIGHUP) first brings the file up to date with what is served.
+//!
+//! This module decides *when* to load, save and reload. *What* a state file
+//! may hold is `state`'s business, *what* to reply is `protocol`'s, how
+//! connections are served is `server`'s.
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
 use crate::error::Error;
-use crate::protocol::{self, Admin, Overlay};
+use crate::flags::FlagFiles;
+use crate::protocol::{self, Overlay};
 use crate::server::{self, Server};
-use crate::state::{self, State, Status};
-use crate::systemd::{self, Notifier};
-use crate::{error, info, sys};
+use crate::signals::{self, Kind};
+use crate::state::{self, Problem, State, Status};
+use crate::systemd::Notifier;
+use crate::{error, info, listen, log, sys, warn};
 use async_signal::{Signal, Signals};
-use smol::{Async, LocalExecutor, future, prelude::*};
+use smol::channel::{self, Receiver, Sender};
+use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
 use std::cell::{Cell, RefCell};
-use std::fs;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-/// The drain and maint flag files, checked each time a reply is built.
-pub struct FlagFiles {
-    drain: Option<PathBuf>,
-    maint: Option<PathBuf>,
-    /// What the files said last time, to log changes once.
-    last: Cell<Option<Admin>>,
+/// How long a stop waits for the latest state to reach the disk.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// First delay before retrying a failed save or read; it doubles up to
+/// `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+type ReplyFn = Box<dyn Fn(SocketAddr) -> Rc<[u8]>>;
+
+/// A doorbell: ringing it when it already rings does nothing, so any
+/// number of rings costs one wake-up and no memory.
+struct Bell {
+    tx: Sender<()>,
+    rx: Receiver<()>,
 }
 
-impl FlagFiles {
-    pub fn new(config: &Config) -> FlagFiles {
-        FlagFiles {
-            drain: config.drain_file.clone(),
-            maint: config.maint_file.clone(),
-            last: Cell::new(None),
-        }
+impl Bell {
+    fn new() -> Bell {
+        let (tx, rx) = channel::bounded(1);
+        Bell { tx, rx }
     }
 
-    /// The admin state the files ask for now: one `stat` per configured
-    /// file, so a file created or removed shows in the very next reply.
-    pub fn check(&self) -> Option<Admin> {
-        let exists = |p: &Option<PathBuf>| p.as_deref().is_some_and(flag_exists);
-        let admin = protocol::flag_admin(exists(&self.maint), exists(&self.drain));
-        if self.last.replace(admin) != admin {
-            let path = |p: &Option<PathBuf>| {
-                p.as_deref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            };
-            match admin {
-                Some(Admin::Maint) => {
-                    info!("maint file {} exists: reporting maint", path(&self.maint))
-                }
-                Some(_) => info!("drain file {} exists: reporting drain", path(&self.drain)),
-                None => info!("no flag file exists: admin state from the state file"),
-            }
-        }
-        admin
+    fn ring(&self) {
+        let _ = self.tx.try_send(());
+    }
+
+    async fn wait(&self) {
+        let _ = self.rx.recv().await;
     }
 }
 
-/// Whether a flag file is present. Only "no such file" means absent: if
-/// the file cannot be checked (say, permission denied on its directory), it
-/// counts as present, because a flag file only ever takes traffic away.
-fn flag_exists(path: &Path) -> bool {
-    match fs::symlink_metadata(path) {
-        Ok(_) => true,
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-        ),
-    }
+/// Where a change came from: the operator's file (already on disk) or a
+/// signal (to be saved).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    File,
+    Signal,
 }
 
-/// The state being served, the inputs that change replies, and the reply
-/// last rendered from them.
+/// The state being served, what changes it, and the reply last rendered.
 pub struct Agent {
     disk: Disk,
-    state_file: PathBuf,
+    inputs: config::Inputs,
+    config: RefCell<Config>,
     state: RefCell<State>,
-    flags: FlagFiles,
-    cpu: Option<Sampler>,
+    /// Version of the state served: one more for every change.
+    version: Cell<u64>,
+    /// The highest version known to be in the state file.
+    saved: Cell<u64>,
+    /// Whether a save is running on the disk thread.
+    saving: Cell<bool>,
+    save_bell: Bell,
+    reload_bell: Bell,
+    signals: RefCell<signals::Reader>,
+    flags: RefCell<FlagFiles>,
+    cpu: RefCell<Option<Sampler>>,
     notifier: Notifier,
     /// The last reply and the overlay it was rendered with: most probes
     /// see the same inputs and reuse it without formatting anything.
     reply: RefCell<(Overlay, Rc<[u8]>)>,
+    server: RefCell<Option<Rc<Server<ReplyFn>>>>,
+    listeners: RefCell<Vec<(SocketAddr, Task<()>)>>,
 }
 
 impl Agent {
-    /// Starts from the state file, or from FAIL if it cannot be used.
-    pub fn new(config: &Config, disk: Disk, notifier: Notifier) -> Agent {
-        let state = load_or_fail(&config.state_file);
-        let cpu = config.cpu_weight.then(|| {
-            Sampler::new(
-                config.proc_stat.clone(),
-                Duration::from_millis(config.timeframe),
-                config.cpu_smoothing,
-                config.min_weight,
-            )
-        });
+    /// Starts from the state file, or from FAIL if it cannot be used (and
+    /// if it could not even be read, keeps trying).
+    fn new(config: Config, inputs: config::Inputs, disk: Disk, notifier: Notifier) -> Agent {
+        for stale in state::remove_stale_temps(&config.state_file) {
+            info!("removed {}, left by an interrupted save", stale.display());
+        }
+        let loaded = state::load(&config.state_file);
+        let state = loaded.as_ref().map_or_else(
+            |problem| fail_state(&config.state_file, problem),
+            State::clone,
+        );
         let reply = protocol::render(&state).into_bytes().into();
-        Agent {
+        let agent = Agent {
             disk,
-            state_file: config.state_file.clone(),
+            inputs,
+            flags: RefCell::new(FlagFiles::new(
+                config.drain_file.clone(),
+                config.maint_file.clone(),
+            )),
+            config: RefCell::new(config),
             state: RefCell::new(state),
-            flags: FlagFiles::new(config),
-            cpu,
+            version: Cell::new(0),
+            saved: Cell::new(0),
+            saving: Cell::new(false),
+            save_bell: Bell::new(),
+            reload_bell: Bell::new(),
+            signals: RefCell::new(signals::Reader::default()),
+            cpu: RefCell::new(None),
             notifier,
             reply: RefCell::new((Overlay::default(), reply)),
+            server: RefCell::new(None),
+            listeners: RefCell::new(Vec::new()),
+        };
+        if loaded.is_err_and(|p| p.is_transient()) {
+            agent.reload_bell.ring();
         }
+        agent
     }
 
-    /// What the flag files and the CPU sample change right now.
-    fn overlay(&self) -> Overlay {
-        let weight = self.cpu.as_ref().and_then(|cpu| {
-            let base = self.state.borrow().weight.map_or(100, u32::from);
-            cpu.idle()
-                .map(|idle| cpu::scale(base, idle, cpu.min_weight))
-        });
-        Overlay {
-            admin: self.flags.check(),
-            weight,
-        }
+    fn state_file(&self) -> PathBuf {
+        self.config.borrow().state_file.clone()
     }
 
-    /// The reply to send now.
-    pub fn reply(&self) -> Rc<[u8]> {
-        let overlay = self.overlay();
+    /// The reply to send now to `peer`.
+    pub fn reply(&self, _peer: SocketAddr) -> Rc<[u8]> {
+        let overlay = {
+            let state = self.state.borrow();
+            let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
+            let min_weight = self.config.borrow().min_weight;
+            protocol::overlay(&state, self.flags.borrow().check(), idle, min_weight)
+        };
         let mut cached = self.reply.borrow_mut();
         if cached.0 != overlay {
             let line = protocol::render_with(&self.state.borrow(), overlay);
@@ -144,77 +163,325 @@ impl Agent {
         Rc::clone(&cached.1)
     }
 
-    /// The state being served.
-    pub fn state(&self) -> State {
-        self.state.borrow().clone()
-    }
-
-    /// Switches to `new`, logging the change and its cause.
-    fn set(&self, new: State, cause: &str) {
+    /// Serves `new` from now on, logging the change and its cause; a change
+    /// from a signal is then saved, one from the file already is.
+    fn set(&self, new: State, cause: &str, origin: Origin) {
+        let version = self.version.get() + 1;
+        self.version.set(version);
         let old = self.state.replace(new.clone());
-        if old == new {
-            info!("state unchanged: {new} ({cause})");
-            return;
-        }
-        let mut cached = self.reply.borrow_mut();
-        let overlay = cached.0;
-        *cached = (
-            overlay,
-            protocol::render_with(&new, overlay).into_bytes().into(),
-        );
-        info!("state changed: {old} -> {new} ({cause})");
-    }
-
-    /// SIGUSR1/SIGUSR2: change the status, keep the rest, save.
-    async fn change_status(&self, status: Status, cause: &str) {
-        let new = self.state.borrow().set_status(status);
-        self.set(new.clone(), cause);
-        let path = self.state_file.clone();
-        let saved = self.disk.run(move || state::save(&path, &new)).await;
-        let saved = saved.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped")));
-        if let Err(e) = saved {
-            error!(
-                "cannot save the state to {}: {e}; serving it from memory, but a restart would lose it",
-                self.state_file.display()
+        {
+            let mut cached = self.reply.borrow_mut();
+            let overlay = cached.0;
+            *cached = (
+                overlay,
+                protocol::render_with(&new, overlay).into_bytes().into(),
             );
         }
-    }
-
-    /// SIGHUP: re-read the state file.
-    async fn reload(&self) {
-        self.notifier.reloading();
-        let path = self.state_file.clone();
-        match self.disk.run(move || load_or_fail(&path)).await {
-            Some(state) => self.set(state, "SIGHUP"),
-            None => error!("cannot re-read the state file: the disk thread stopped"),
+        if old == new {
+            info!("state unchanged: {new} ({cause})");
+        } else {
+            info!("state changed: {old} -> {new} ({cause})");
         }
-        self.notifier.notify("READY=1");
+        match origin {
+            // A save still running would overwrite what was read: let the
+            // save loop write it back once that save is done.
+            Origin::File if !self.saving.get() => self.saved.set(version),
+            _ => self.save_bell.ring(),
+        }
     }
 
-    /// Handles SIGUSR1, SIGUSR2 and SIGHUP, forever. They are handled one
-    /// at a time, in the order they were delivered, each save finished
-    /// before the next signal: so the file always matches what is served.
-    async fn handle_signals(&self, mut signals: Signals) {
-        while let Some(signal) = signals.next().await {
-            match signal {
-                Ok(Signal::Usr1) => self.change_status(Status::Up, "SIGUSR1").await,
-                Ok(Signal::Usr2) => self.change_status(Status::Down, "SIGUSR2").await,
-                Ok(Signal::Hup) => self.reload().await,
-                Ok(_) => {}
-                Err(e) => error!("reading signals failed: {e}"),
+    /// Handles one recorded signal. Status changes apply at once; a reload
+    /// is asked of the reload loop, which does its file I/O meanwhile.
+    fn handle(&self, kind: Kind) {
+        match kind {
+            Kind::Up | Kind::Down => {
+                let status = if kind == Kind::Up {
+                    Status::Up
+                } else {
+                    Status::Down
+                };
+                let new = self.state.borrow().set_status(status);
+                self.set(new, kind.name(), Origin::Signal);
+            }
+            Kind::Reload => {
+                self.notifier.reloading();
+                self.reload_bell.ring();
             }
         }
     }
 
-    /// Completes at SIGTERM or SIGINT. Kept apart from the state signals so
-    /// that a stop is obeyed even while a save waits on a hung disk.
-    async fn wait_for_stop(&self, mut signals: Signals) {
+    /// Handles every signal recorded but not yet handled, in delivery order;
+    /// returns the last one's kind.
+    fn handle_recorded(&self) -> Option<Kind> {
+        let batch = self.signals.borrow_mut().read();
+        if batch.lost > 0 {
+            warn!(
+                "{} state signals arrived faster than they could be handled; the oldest were skipped and the {} latest applied in order",
+                batch.lost,
+                batch.kinds.len()
+            );
+        }
+        for kind in &batch.kinds {
+            self.handle(*kind);
+        }
+        batch.kinds.last().copied()
+    }
+
+    /// Handles state signals whenever async-signal rings, forever.
+    async fn handle_signals(&self, mut doorbell: Signals) {
+        loop {
+            self.handle_recorded();
+            match doorbell.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => error!("reading signals failed: {e}"),
+                None => future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Writes the latest state to the file whenever it changed, forever.
+    /// A failure is logged once per state and retried with backoff, or at
+    /// once when a newer state arrives.
+    async fn save_loop(&self) {
+        let mut failed_version = None;
+        let mut failures = 0u32;
+        let mut delay = RETRY_FIRST;
+        loop {
+            self.save_bell.wait().await;
+            while self.saved.get() < self.version.get() {
+                let version = self.version.get();
+                let state = self.state.borrow().clone();
+                let path = self.state_file();
+                self.saving.set(true);
+                let result = {
+                    let (path, state) = (path.clone(), state.clone());
+                    self.disk.run(move || state::save(&path, &state)).await
+                };
+                self.saving.set(false);
+                match result.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped"))) {
+                    Ok(()) => {
+                        self.saved.set(self.saved.get().max(version));
+                        if failures > 0 {
+                            info!(
+                                "saved the state to {} after {failures} failed attempts",
+                                path.display()
+                            );
+                        }
+                        (failures, delay, failed_version) = (0, RETRY_FIRST, None);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failed_version != Some(version) {
+                            error!(
+                                "cannot save the state to {}: {e}; serving {state} from memory and retrying (a restart now would lose it)",
+                                path.display()
+                            );
+                            failed_version = Some(version);
+                        }
+                        sleep(delay).or(self.save_bell.wait()).await;
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out reloads (SIGHUP), one at a time, forever: the
+    /// configuration file first, then the state file; then tells systemd
+    /// the reload is done.
+    async fn reload_loop(&self) {
+        loop {
+            self.reload_bell.wait().await;
+            self.reload_config().await;
+            self.reload_state().await;
+            self.notifier.notify("READY=1");
+        }
+    }
+
+    /// Re-reads the state file. The file is first brought up to date with
+    /// what is served (a save that has not happened yet would otherwise be
+    /// undone). If the file cannot be read at all, the last good state is
+    /// kept and the read retried; if a later signal changes the state
+    /// meanwhile, that one wins and the read is dropped.
+    async fn reload_state(&self) {
+        let asked = self.version.get();
+        let mut delay = RETRY_FIRST;
+        let mut failing = false;
+        loop {
+            let path = self.state_file();
+            let pending = (self.saved.get() < asked).then(|| self.state.borrow().clone());
+            let job = {
+                let path = path.clone();
+                move || {
+                    let saved = pending.map(|s| state::save(&path, &s));
+                    (saved, state::load(&path))
+                }
+            };
+            self.saving.set(true);
+            let result = self.disk.run(job).await;
+            self.saving.set(false);
+            let Some((saved, loaded)) = result else {
+                error!("cannot re-read the state file: the disk thread stopped");
+                return;
+            };
+            match saved {
+                Some(Ok(())) => self.saved.set(self.saved.get().max(asked)),
+                Some(Err(e)) => error!(
+                    "SIGHUP: cannot first save the state served to {}: {e}; reading it anyway",
+                    path.display()
+                ),
+                None => {}
+            }
+            if self.version.get() != asked {
+                info!(
+                    "SIGHUP: a later signal changed the state while {} was read; keeping the later state",
+                    path.display()
+                );
+                return;
+            }
+            match loaded {
+                Ok(new) => {
+                    if failing {
+                        info!("state file {} is readable again", path.display());
+                    }
+                    self.set(new, "SIGHUP", Origin::File);
+                    return;
+                }
+                Err(problem) if problem.is_transient() => {
+                    if !std::mem::replace(&mut failing, true) {
+                        error!(
+                            "state file {} {problem}; keeping the last good state ({}) and retrying",
+                            path.display(),
+                            self.state.borrow()
+                        );
+                    }
+                    // A new SIGHUP retries at once, a new change ends it.
+                    sleep(delay).or(self.reload_bell.wait()).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                    if self.version.get() != asked {
+                        return;
+                    }
+                }
+                Err(problem) => {
+                    let fail = fail_state(&path, &problem);
+                    self.set(fail, "SIGHUP", Origin::File);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Re-reads the configuration and applies what changed; an invalid
+    /// configuration is rejected whole and the running one kept.
+    async fn reload_config(&self) {
+        let inputs = self.inputs.clone();
+        let loaded = self.disk.run(move || config::load(&inputs)).await;
+        let new = match loaded {
+            Some(Ok(loaded)) => loaded.config,
+            Some(Err(e)) => {
+                error!("reload: {e}; keeping the running configuration");
+                return;
+            }
+            None => return,
+        };
+        let old = self.config.borrow().clone();
+        let changed = config::changed(&old, &new);
+        if changed.is_empty() {
+            return;
+        }
+        if new.systemd != old.systemd {
+            warn!(
+                "reload: changing systemd (socket activation) needs a restart; keeping it as it was"
+            );
+        }
+        if new.ip != old.ip || new.port != old.port {
+            if old.systemd {
+                warn!("reload: systemd passes the listening sockets; ip and port do not apply");
+            } else if let Err(e) = self.rebind(&new) {
+                error!("reload: {e}; keeping the running configuration");
+                return;
+            }
+        }
+        let mut new = new;
+        new.systemd = old.systemd;
+        if let Some(server) = self.server.borrow().as_ref() {
+            server.set_options(server_options(&new));
+        }
+        *self.flags.borrow_mut() = FlagFiles::new(new.drain_file.clone(), new.maint_file.clone());
+        self.update_cpu(&new);
+        info!("reload: applied {}", changed.join(", "));
+        let state_file_changed = new.state_file != old.state_file;
+        *self.config.borrow_mut() = new;
+        if state_file_changed {
+            // What is served was not saved in the new file: read it fresh.
+            self.saved.set(self.version.get());
+        }
+        // The cached reply may depend on anything above.
+        self.reply.borrow_mut().0 = Overlay {
+            weight: Some(u32::MAX),
+            ..Overlay::default()
+        };
+    }
+
+    /// Starts, stops or retunes CPU sampling after a reload.
+    fn update_cpu(&self, new: &Config) {
+        let mut cpu = self.cpu.borrow_mut();
+        if !new.cpu_weight {
+            // A sampling thread keeps running, unread, until a restart.
+            *cpu = None;
+            return;
+        }
+        if let Some(sampler) = cpu.as_ref() {
+            sampler.update(cpu_settings(new));
+            return;
+        }
+        match sys::with_signals_blocked(|| Sampler::start(cpu_settings(new))) {
+            Ok(Ok(sampler)) => *cpu = Some(sampler),
+            Ok(Err(e)) => error!("reload: cannot sample CPU load: {e}; weights are not scaled"),
+            Err(e) => error!("reload: cannot start CPU sampling: {e}; weights are not scaled"),
+        }
+    }
+
+    /// Listens on the new addresses before closing the old ones, so no
+    /// probe is refused in between; if any cannot be bound, nothing
+    /// changes.
+    fn rebind(&self, new: &Config) -> Result<(), String> {
+        let wanted: Vec<SocketAddr> = new
+            .ip
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, new.port))
+            .collect();
+        let current: Vec<SocketAddr> = self.listeners.borrow().iter().map(|(a, _)| *a).collect();
+        // Port 0 means "any": every reload binds afresh.
+        let kept = |a: &SocketAddr| new.port != 0 && current.contains(a);
+        let fresh: Vec<_> = wanted.iter().filter(|a| !kept(a)).map(|a| a.ip()).collect();
+        let ex = EXECUTOR.with(|ex| ex.borrow().clone());
+        let server = self.server.borrow().clone();
+        let (Some(ex), Some(server)) = (ex, server) else {
+            return Err("not serving yet".into());
+        };
+        let bound = listen::bind(&fresh, new.port).map_err(|e| e.to_string())?;
+        let mut added = Vec::new();
+        for listener in bound {
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let watched = Async::new(listener).map_err(|e| e.to_string())?;
+            added.push((addr, server.listen(&ex, watched)));
+        }
+        let mut listeners = self.listeners.borrow_mut();
+        listeners.retain(|(addr, _)| kept(addr) && wanted.contains(addr));
+        listeners.extend(added);
+        let names: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
+        info!("reload: now listening on {}", names.join(", "));
+        Ok(())
+    }
+
+    /// Completes at SIGTERM or SIGINT.
+    async fn wait_for_stop(&self, mut stop: Signals) {
         let name = loop {
-            match signals.next().await {
+            match stop.next().await {
                 Some(Ok(Signal::Int)) => break "SIGINT",
                 Some(Ok(_)) => break "SIGTERM",
                 Some(Err(e)) => error!("reading signals failed: {e}"),
-                // The stream never ends while the agent runs.
                 None => future::pending::<()>().await,
             }
         };
@@ -222,195 +489,157 @@ impl Agent {
         self.notifier.notify("STOPPING=1");
     }
 
-    /// Runs until told to stop: state signals and CPU sampling go on in the
-    /// meantime.
-    async fn until_stopped(&self, signals: Signals, stop: Signals) {
-        let work = async {
-            self.handle_signals(signals).await;
-            future::pending::<()>().await;
-        };
+    /// Runs until told to stop; signals, saves and reloads go on meanwhile.
+    async fn until_stopped(&self, doorbell: Signals, stop: Signals) {
         self.wait_for_stop(stop)
-            .or(work)
-            .or(self.sample_cpu())
+            .or(self.handle_signals(doorbell))
+            .or(self.save_loop())
+            .or(self.reload_loop())
             .await;
     }
 
-    /// Gives a save or re-read still running on the disk thread a moment to
-    /// finish, so a stop right after a signal still leaves it on disk.
-    async fn settle(&self) {
-        let done = async { self.disk.run(|| ()).await.is_some() };
-        let waited = async {
-            smol::Timer::after(Duration::from_secs(2)).await;
-            false
+    /// After a stop: handles the signals delivered before it and saves the
+    /// latest state, giving a hung disk `STOP_GRACE`; whatever happens, no
+    /// temporary file of ours is left behind.
+    async fn finish(&self) {
+        let last = self.handle_recorded();
+        if last == Some(Kind::Reload) {
+            info!("a SIGHUP arrived just before the stop; the state file is left as it is");
+            return;
+        }
+        if self.saved.get() >= self.version.get() {
+            return;
+        }
+        let (path, state) = (self.state_file(), self.state.borrow().clone());
+        let save = {
+            let path = path.clone();
+            async move { self.disk.run(move || state::save(&path, &state)).await }
         };
-        if !done.or(waited).await {
-            error!(
-                "a state file operation did not finish within 2 s (is the disk hung?); stopping anyway"
-            );
-        }
-    }
-
-    /// Samples CPU load in the background, if enabled; otherwise never ends
-    /// and does nothing.
-    async fn sample_cpu(&self) {
-        match &self.cpu {
-            Some(cpu) => cpu.run().await,
-            None => future::pending().await,
-        }
-    }
-}
-
-/// Loads the state file; an unusable one is logged and means FAIL, as in
-/// the Zig hapgent. The file itself is left untouched for the operator.
-fn load_or_fail(path: &Path) -> State {
-    match state::load(path) {
-        Ok(state) => state,
-        Err(problem) => {
-            error!(
-                "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
+        let timeout = async {
+            Timer::after(STOP_GRACE).await;
+            None
+        };
+        match save.or(timeout).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => error!(
+                "cannot save the state to {} before stopping: {e}",
                 path.display()
-            );
-            State::with_status(Status::Fail)
+            ),
+            None => {
+                error!(
+                    "saving the state to {} did not finish within {STOP_GRACE:?} (is the disk hung?); stopping anyway",
+                    path.display()
+                );
+                if let Some(tmp) = state::temp_path(&state::save_target(&path)) {
+                    let _ = std::fs::remove_file(tmp);
+                }
+            }
         }
     }
 }
 
-/// Binds one listener per configured address.
-pub fn bind(config: &Config) -> Result<Vec<TcpListener>, Error> {
-    config
-        .ip
-        .iter()
-        .map(|ip| {
-            let addr = SocketAddr::new(*ip, config.port);
-            TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))
-        })
-        .collect()
+thread_local! {
+    /// The executor serving this thread, for listeners added by a reload.
+    static EXECUTOR: RefCell<Option<Rc<LocalExecutor<'static>>>> = const { RefCell::new(None) };
 }
 
-/// One line that says why an address could not be used and what to check.
-fn bind_error(addr: SocketAddr, e: &io::Error) -> Error {
-    let hint = match e.kind() {
-        io::ErrorKind::AddrInUse => {
-            " (another process holds this port; is hapgent already running?)"
-        }
-        io::ErrorKind::PermissionDenied => " (ports below 1024 need CAP_NET_BIND_SERVICE)",
-        io::ErrorKind::AddrNotAvailable => " (no interface on this host has that address)",
-        _ => "",
-    };
-    Error::Runtime(format!("cannot listen on {addr}: {e}{hint}"))
+/// FAIL, after logging why the state file cannot be used. The file itself
+/// is left untouched for the operator.
+fn fail_state(path: &std::path::Path, problem: &Problem) -> State {
+    error!(
+        "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
+        path.display()
+    );
+    State::with_status(Status::Fail)
 }
 
-/// Runs the agent until SIGTERM/SIGINT.
-pub fn run(config: Config) -> Result<(), Error> {
-    // Take over the signals before anything else: SIGUSR1's default action
-    // is to terminate, and a deploy script may send it at any moment. The
-    // threads started here (the reactor's, the disk's) block all signals.
-    let (signals, stop, disk) = sys::with_signals_blocked(|| {
-        let signals = Signals::new([Signal::Usr1, Signal::Usr2, Signal::Hup])?;
+async fn sleep(delay: Duration) {
+    Timer::after(delay).await;
+}
+
+fn server_options(config: &Config) -> server::Options {
+    server::Options {
+        max_connections: config.max_connections,
+        write_timeout: Duration::from_millis(config.write_timeout),
+        log_requests: config.log_requests,
+    }
+}
+
+fn cpu_settings(config: &Config) -> cpu::Settings {
+    cpu::Settings {
+        path: config.proc_stat.clone(),
+        timeframe: Duration::from_millis(config.timeframe),
+        smoothing: config.cpu_smoothing,
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT. `signals::install` must have run.
+pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
+    // The threads started here (the reactor's, the disk's, the logger's,
+    // the CPU sampler's) block all signals, so handlers run on this one.
+    let (doorbell, stop, disk, sampler) = sys::with_signals_blocked(|| {
+        let doorbell = Signals::new([Signal::Usr1, Signal::Usr2, Signal::Hup])?;
         let stop = Signals::new([Signal::Term, Signal::Int])?;
-        Ok::<_, io::Error>((signals, stop, Disk::start()?))
+        log::start_background()?;
+        let sampler = config
+            .cpu_weight
+            .then(|| Sampler::start(cpu_settings(&config)));
+        Ok::<_, io::Error>((doorbell, stop, Disk::start()?, sampler))
     })
     .and_then(|r| r)
     .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
+    let sampler = sampler.transpose().map_err(Error::Runtime)?;
 
-    let listeners = if config.systemd {
-        systemd::adopt()?
-    } else {
-        bind(&config)?
-    };
-    let listeners = listeners
-        .into_iter()
-        .map(|l| {
-            Async::new(l)
-                .map_err(|e| Error::Runtime(format!("cannot watch the listening socket: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let listeners = listen::listeners(&config)?;
+    let agent = Rc::new(Agent::new(
+        config.clone(),
+        inputs,
+        disk,
+        Notifier::from_env(),
+    ));
+    *agent.cpu.borrow_mut() = sampler;
 
-    let agent = Rc::new(Agent::new(&config, disk, Notifier::from_env()));
-    if let Some(cpu) = &agent.cpu {
-        cpu.first_sample().map_err(Error::Runtime)?;
+    let ex = Rc::new(LocalExecutor::new());
+    EXECUTOR.with(|e| *e.borrow_mut() = Some(Rc::clone(&ex)));
+    let weak: Weak<Agent> = Rc::downgrade(&agent);
+    let reply: ReplyFn = Box::new(move |peer| {
+        weak.upgrade()
+            .map_or_else(|| Rc::from(&b""[..]), |a| a.reply(peer))
+    });
+    let server = Server::new(reply, server_options(&config));
+    *agent.server.borrow_mut() = Some(Rc::clone(&server));
+    let mut addrs = Vec::new();
+    for listener in listeners {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Runtime(format!("cannot read the listening address: {e}")))?;
+        let watched = Async::new(listener)
+            .map_err(|e| Error::Runtime(format!("cannot watch the listening socket: {e}")))?;
+        agent
+            .listeners
+            .borrow_mut()
+            .push((addr, server.listen(&ex, watched)));
+        addrs.push(addr.to_string());
     }
-    let addrs: Vec<String> = listeners
-        .iter()
-        .filter_map(|l| l.get_ref().local_addr().ok())
-        .map(|a| a.to_string())
-        .collect();
     info!(
         "hapgent {} listening on {}; state file {}: {}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
         config.state_file.display(),
-        agent.state()
+        agent.state.borrow()
     );
     agent.notifier.notify(&format!(
         "READY=1\nSTATUS=listening on {}",
         addrs.join(", ")
     ));
 
-    let options = server::Options {
-        max_connections: config.max_connections,
-        write_timeout: Duration::from_millis(config.write_timeout),
-        log_requests: config.log_requests,
-    };
-    let replies = Rc::clone(&agent);
-    let server = Server::new(move || replies.reply(), options);
-    let ex = Rc::new(LocalExecutor::new());
-    let shutdown = agent.until_stopped(signals, stop);
     future::block_on(ex.run(async {
-        server::serve(&ex, listeners, server, shutdown).await;
-        agent.settle().await;
+        agent.until_stopped(doorbell, stop).await;
+        // Stop accepting: dropping the tasks closes the listeners.
+        agent.listeners.borrow_mut().clear();
+        server.finish().await;
+        agent.finish().await;
     }));
     info!("stopped");
     Ok(())
-}
-
-/// One-shot mode: prints the reply that would be sent now — state file,
-/// flag files and a CPU sample over `timeframe` — and returns. With `json`,
-/// prints the reply and its inputs as one JSON object.
-pub fn once(config: Config, json: bool) -> Result<(), Error> {
-    let state = state::load(&config.state_file);
-    let served = state
-        .as_ref()
-        .map_or_else(|_| State::with_status(Status::Fail), State::clone);
-    if let Err(problem) = &state {
-        error!(
-            "state file {} {problem}; reporting FAIL",
-            config.state_file.display()
-        );
-    }
-    // Each flag file is checked once: `None` where none is configured.
-    let drain = config.drain_file.as_deref().map(flag_exists);
-    let maint = config.maint_file.as_deref().map(flag_exists);
-    let admin = protocol::flag_admin(maint == Some(true), drain == Some(true));
-    let idle = if config.cpu_weight {
-        let before = read_times(&config.proc_stat)?;
-        std::thread::sleep(Duration::from_millis(config.timeframe));
-        cpu::idle_ppm(before, read_times(&config.proc_stat)?)
-    } else {
-        None
-    };
-    let base = served.weight.map_or(100, u32::from);
-    let weight = idle.map(|i| cpu::scale(base, i, config.min_weight));
-    let reply = protocol::render_with(&served, Overlay { admin, weight });
-    if json {
-        let value = serde_json::json!({
-            "reply": reply.trim_end(),
-            "state": state.as_ref().ok(),
-            "state_error": state.as_ref().err().map(|p| format!("state file {} {p}", config.state_file.display())),
-            "drain_file": drain,
-            "maint_file": maint,
-            "cpu_idle_percent": idle.map(|i| f64::from(i) / 10_000.0),
-            "weight": weight.unwrap_or(base),
-        });
-        println!("{value}");
-    } else {
-        print!("{reply}");
-    }
-    Ok(())
-}
-
-fn read_times(path: &Path) -> Result<cpu::Times, Error> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| Error::Runtime(format!("{} cannot be read: {e}", path.display())))?;
-    cpu::parse(&text).map_err(|e| Error::Runtime(format!("{} {e}", path.display())))
 }

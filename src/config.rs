@@ -11,6 +11,7 @@
 //! text into a `Config` or a `Error::Config` that names the culprit.
 
 use crate::error::Error;
+use crate::files;
 use figment::value::{Dict, Map, Num, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -82,17 +83,19 @@ impl Default for Config {
     }
 }
 
-/// Where the configuration comes from: what the process was given.
-pub struct Inputs<'a> {
+/// Where the configuration comes from: what the process was given. Kept
+/// by the running agent, which loads it again on SIGHUP.
+#[derive(Clone, Debug)]
+pub struct Inputs {
     /// `--config`, if given: then the file must exist.
-    pub config_flag: Option<&'a Path>,
+    pub config_flag: Option<PathBuf>,
     /// Read when neither `--config` nor `HAPGENT_CONFIG` names a file; may
     /// be absent. `DEFAULT_CONFIG` except in tests.
-    pub default_file: &'a Path,
+    pub default_file: PathBuf,
     /// The process environment (all of it; only `HAPGENT_*` is used).
     pub env: Vec<(String, String)>,
     /// Flags as typed: (key, value).
-    pub flags: &'a [(&'static str, String)],
+    pub flags: Vec<(&'static str, String)>,
 }
 
 /// The configuration together with the source of each value.
@@ -102,19 +105,21 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// `key = value  # source` lines, one per setting, valid TOML.
+    /// `key = value  # source` lines, one per setting (an unset one as a
+    /// comment), valid TOML.
     pub fn describe(&self) -> String {
         let mut out = String::new();
         for (key, value) in dict_of(&self.config) {
-            let value = match value {
-                Value::Empty(..) => "(unset)".to_string(),
-                v => serde_json::to_string(&v).unwrap_or_default(),
-            };
             let source = self
                 .figment
                 .find_metadata(&key)
                 .map_or_else(|| "default".to_string(), |md| origin(md, &key));
-            let setting = format!("{key} = {value}");
+            // TOML has no null: an unset key is a comment, as in the
+            // example configuration.
+            let setting = match value {
+                Value::Empty(..) => format!("# {key} is unset"),
+                v => format!("{key} = {}", serde_json::to_string(&v).unwrap_or_default()),
+            };
             out.push_str(&format!("{setting:<44} # {source}\n"));
         }
         out
@@ -122,18 +127,18 @@ impl Loaded {
 }
 
 /// Builds the configuration from defaults, file, environment and flags.
-pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
+pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
     let env_file = inputs
         .env
         .iter()
         .find(|(k, _)| k == "HAPGENT_CONFIG")
         .map(|(_, v)| PathBuf::from(v));
-    let (file, must_exist) = match (inputs.config_flag, env_file) {
-        (Some(p), _) => (p.to_path_buf(), true),
+    let (file, must_exist) = match (&inputs.config_flag, env_file) {
+        (Some(p), _) => (p.clone(), true),
         (None, Some(p)) => (p, true),
-        (None, None) => (inputs.default_file.to_path_buf(), false),
+        (None, None) => (inputs.default_file.clone(), false),
     };
-    if must_exist && !file.exists() {
+    if must_exist && file != Path::new("/dev/null") && !file.exists() {
         return Err(Error::Config(format!(
             "configuration file {} does not exist",
             file.display()
@@ -147,8 +152,8 @@ pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
         figment = figment.merge(layer);
     }
     let figment = figment
-        .merge(Layer::new("env", env_dict(&inputs.env)))
-        .merge(Layer::new("flag", flag_dict(inputs.flags)));
+        .merge(Layer::new("env", env_dict(&inputs.env)?))
+        .merge(Layer::new("flag", flag_dict(&inputs.flags)));
 
     let data = figment.data().map_err(|e| report(&figment, e))?;
     let known = dict_of(&Config::default());
@@ -186,8 +191,13 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
             return Err(("ip", format!("{ip} is listed twice")));
         }
     }
-    if config.state_file.as_os_str().is_empty() {
-        return Err(("state_file", "must not be empty".into()));
+    for (key, path) in [
+        ("state_file", &config.state_file),
+        ("proc_stat", &config.proc_stat),
+    ] {
+        if path.as_os_str().is_empty() {
+            return Err((key, "must not be empty".into()));
+        }
     }
     if !(1..=1_000_000).contains(&config.max_connections) {
         return Err(("max_connections", "must be between 1 and 1000000".into()));
@@ -240,7 +250,28 @@ fn report(figment: &Figment, error: figment::Error) -> Error {
     } else {
         format!("{key}{from}")
     };
-    Error::Config(format!("{what}: {}", error.kind))
+    Error::Config(format!("{what}: {}", describe_kind(&error.kind)))
+}
+
+/// A figment error in the user's terms: a number out of its type's range
+/// says so, instead of "invalid type".
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let (Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)) = kind else {
+        return kind.to_string();
+    };
+    let max: u128 = match expected.as_str() {
+        "u8" => u8::MAX.into(),
+        "u16" => u16::MAX.into(),
+        "u32" => u32::MAX.into(),
+        "u64" => u64::MAX.into(),
+        _ => return kind.to_string(),
+    };
+    match actual {
+        Actual::Unsigned(n) => format!("{n} is out of range: must be between 0 and {max}"),
+        Actual::Signed(n) => format!("{n} is out of range: must be between 0 and {max}"),
+        _ => format!("{actual} is not a whole number between 0 and {max}"),
+    }
 }
 
 /// Joins a multi-line message (the TOML parser draws the offending line)
@@ -270,25 +301,56 @@ fn origin(md: &Metadata, key: &str) -> String {
     }
 }
 
-/// Reads a TOML configuration file into a figment dictionary.
+/// Largest configuration file read; a real one is a few KiB.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a TOML configuration file into a figment dictionary. It must be a
+/// regular file of at most `MAX_FILE_BYTES` (a FIFO would hang the start,
+/// `/dev/zero` would never end); `/dev/null` is accepted as an empty file,
+/// the usual way to say "no configuration file".
 fn read_toml(path: &Path) -> Result<Dict, Error> {
     let fail = |what: String| Error::Config(format!("file {}: {what}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    if path == Path::new("/dev/null") {
+        return Ok(Dict::new());
+    }
+    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "is not valid UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))
 }
 
 /// Settings from `HAPGENT_<KEY>` variables, keys lowercased. Values are
-/// parsed like flag values (see `parse_value`).
-fn env_dict(env: &[(String, String)]) -> Dict {
-    env.iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?, v)))
-        .filter(|(k, _)| !k.is_empty() && *k != "CONFIG")
-        .map(|(k, v)| {
-            let key = k.to_ascii_lowercase();
-            let value = parse_value(&key, v);
-            (key, value)
-        })
-        .collect()
+/// parsed like flag values (see `parse_value`). Names must be upper case,
+/// as every documented one is: `HAPGENT_port` is a typo to report, not a
+/// second spelling of `HAPGENT_PORT`.
+fn env_dict(env: &[(String, String)]) -> Result<Dict, Error> {
+    let mut dict = Dict::new();
+    for (name, value) in env {
+        let Some(k) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if k == "CONFIG" {
+            continue;
+        }
+        if k.is_empty() || k.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(Error::Config(format!(
+                "environment variable {name}: setting names are upper case{}",
+                if k.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {ENV_PREFIX}{}?)", k.to_ascii_uppercase())
+                }
+            )));
+        }
+        let key = k.to_ascii_lowercase();
+        let value = parse_value(&key, value);
+        dict.insert(key, value);
+    }
+    Ok(dict)
 }
 
 /// Settings from flags, parsed like environment values.
@@ -321,6 +383,15 @@ fn parse_value(key: &str, text: &str) -> Value {
     } else {
         Value::from(text.to_string())
     }
+}
+
+/// The keys whose values differ between two configurations, sorted.
+pub fn changed(old: &Config, new: &Config) -> Vec<String> {
+    let (old, new) = (dict_of(old), dict_of(new));
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 fn dict_of(config: &Config) -> Dict {
@@ -441,12 +512,11 @@ mod tests {
         e: &[(&str, &str)],
         f: &[(&'static str, &str)],
     ) -> Result<Loaded, Error> {
-        let flags = flags(f);
-        load(Inputs {
-            config_flag: file,
-            default_file: Path::new("/nonexistent/hapgent.toml"),
+        load(&Inputs {
+            config_flag: file.map(Path::to_path_buf),
+            default_file: PathBuf::from("/nonexistent/hapgent.toml"),
             env: env(e),
-            flags: &flags,
+            flags: flags(f),
         })
     }
 
@@ -585,15 +655,15 @@ mod tests {
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
             (
                 load_with(Some(&file.0), &[], &[]),
-                format!("port from file {}: invalid type: found string \"http\", expected u16", fp(&file)),
+                format!("port from file {}: string \"http\" is not a whole number between 0 and 65535", fp(&file)),
             ),
             (
                 load_with(None, &[("HAPGENT_PORT", "70000")], &[]),
-                "port from env HAPGENT_PORT: invalid value unsigned int `70000`, expected u16".into(),
+                "port from env HAPGENT_PORT: 70000 is out of range: must be between 0 and 65535".into(),
             ),
             (
                 load_with(None, &[], &[("port", "abc")]),
-                "port from flag --port: invalid type: found string \"abc\", expected u16".into(),
+                "port from flag --port: string \"abc\" is not a whole number between 0 and 65535".into(),
             ),
             (
                 load_with(Some(&unknown.0), &[], &[]),
@@ -669,11 +739,17 @@ mod tests {
         }
     }
 
-    fn find_line<'a>(lines: &[&'a str], key: &str) -> &'a str {
-        lines
-            .iter()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .unwrap()
+    #[test]
+    fn changed_names_the_keys_that_differ() {
+        let old = Config::default();
+        assert!(changed(&old, &old).is_empty());
+        let new = Config {
+            log_requests: true,
+            port: 1,
+            drain_file: Some("/d".into()),
+            ..Config::default()
+        };
+        assert_eq!(changed(&old, &new), ["drain_file", "log_requests", "port"]);
     }
 
     #[test]
@@ -689,9 +765,13 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 14, "{text}");
         assert!(
-            find_line(&lines, "drain_file").ends_with("(unset)                         # default"),
+            lines
+                .iter()
+                .any(|l| l.starts_with("# drain_file is unset") && l.ends_with("# default")),
             "{text}"
         );
+        // What check-config prints is TOML.
+        assert!(toml::from_str::<toml::Table>(&text).is_ok(), "{text}");
         let find = |key: &str| {
             *lines
                 .iter()

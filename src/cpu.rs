@@ -1,9 +1,11 @@
 //! CPU-based weight: the weight follows how idle this host is.
 //!
-//! A background sampler reads the aggregate `cpu` line of `/proc/stat`
-//! every `timeframe` and keeps the idle share of the time that passed
-//! (idle + iowait, as the Go haproxy_agent counts it). A reply only reads
-//! the latest sample: nothing is measured inside a request, and the first
+//! A sampling thread reads the aggregate `cpu` line of `/proc/stat` every
+//! `timeframe` and keeps the idle share of the time that passed (idle +
+//! iowait, as the Go haproxy_agent counts it). A reply only loads the
+//! latest sample from an atomic: nothing is read or measured on the thread
+//! that answers probes, so a slow or odd counters file (it must be a regular
+//! file of bounded size, see `files`) never delays a reply. The first
 //! sample is taken before the agent starts answering, so no reply ever
 //! carries a made-up 100%.
 //!
@@ -11,9 +13,10 @@
 //! known snapshots and check exact weights. This module does not decide the
 //! admin state or the rest of the reply.
 
-use std::cell::Cell;
-use std::fs;
-use std::path::PathBuf;
+use crate::files;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One million: idle shares are kept in parts per million.
@@ -92,102 +95,123 @@ pub fn scale(base: u32, idle_ppm: u32, min_weight: u32) -> u32 {
     scaled.clamp(min_weight.min(base), base)
 }
 
-/// The sampler's settings and its latest result.
+/// Largest counters file read. /proc/stat is a few KiB, tens of KiB on a
+/// machine with hundreds of CPUs; a file far beyond that is not it.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// "No sample yet" in the shared idle share.
+const NO_SAMPLE: u32 = u32::MAX;
+
+/// Reads and parses a counters file; the error names no path.
+pub fn read(path: &Path) -> Result<Times, String> {
+    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
+    parse(&String::from_utf8_lossy(&bytes))
+}
+
+/// How the sampler samples; changed live by a configuration reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub path: PathBuf,
+    pub timeframe: Duration,
+    pub smoothing: u8,
+}
+
+/// The latest idle share, shared between the sampling thread, which writes
+/// it, and the thread that answers probes, which only loads it: a reply
+/// never reads a file or waits for a measurement.
+#[derive(Clone)]
 pub struct Sampler {
-    path: PathBuf,
-    timeframe: Duration,
-    smoothing: u8,
-    pub min_weight: u32,
-    last: Cell<Option<Times>>,
-    idle: Cell<Option<u32>>,
-    failing: Cell<bool>,
+    idle: Arc<AtomicU32>,
+    settings: Arc<Mutex<Settings>>,
 }
 
 impl Sampler {
-    pub fn new(path: PathBuf, timeframe: Duration, smoothing: u8, min_weight: u32) -> Sampler {
-        Sampler {
-            path,
-            timeframe,
-            smoothing,
-            min_weight,
-            last: Cell::new(None),
-            idle: Cell::new(None),
-            failing: Cell::new(false),
+    /// Takes the first sample on the calling thread, before hapgent serves
+    /// (a baseline, then short windows of at most 200 ms until the counters
+    /// move, at most ten), then starts the sampling thread. Fails only if
+    /// the counters cannot be read at all. Call with signals blocked.
+    pub fn start(settings: Settings) -> Result<Sampler, String> {
+        let path = settings.path.display().to_string();
+        let mut last = read(&settings.path).map_err(|e| format!("{path} {e}"))?;
+        let window = settings.timeframe.min(Duration::from_millis(200));
+        crate::info!(
+            "sampling CPU load from {path} (first sample over {window:?}, then every {:?})",
+            settings.timeframe
+        );
+        let mut idle = None;
+        for _ in 0..10 {
+            std::thread::sleep(window);
+            let now = read(&settings.path).map_err(|e| format!("{path} {e}"))?;
+            idle = idle_ppm(last, now);
+            last = now;
+            if idle.is_some() {
+                break;
+            }
         }
+        if idle.is_none() {
+            crate::warn!(
+                "{path} did not change in {:?}; weights are not scaled until it does",
+                window * 10
+            );
+        }
+        let sampler = Sampler {
+            idle: Arc::new(AtomicU32::new(idle.unwrap_or(NO_SAMPLE))),
+            settings: Arc::new(Mutex::new(settings)),
+        };
+        let thread = sampler.clone();
+        std::thread::Builder::new()
+            .name("hapgent-cpu".into())
+            .stack_size(128 * 1024)
+            .spawn(move || thread.run(Some(last), idle))
+            .map_err(|e| format!("cannot start the CPU sampling thread: {e}"))?;
+        Ok(sampler)
     }
 
     /// The latest idle share, if any sample succeeded.
     pub fn idle(&self) -> Option<u32> {
-        self.idle.get()
+        Some(self.idle.load(Ordering::Relaxed)).filter(|&i| i != NO_SAMPLE)
     }
 
-    fn read(&self) -> Result<Times, String> {
-        let text = fs::read_to_string(&self.path).map_err(|e| format!("cannot be read: {e}"))?;
-        parse(&text)
-    }
-
-    /// Takes one snapshot and updates the idle share from the previous
-    /// one. Returns whether a new sample was computed. Failures are logged
-    /// when they start and when they end; the last sample is kept.
-    pub fn sample(&self) -> bool {
-        match self.read() {
-            Ok(now) => {
-                if self.failing.replace(false) {
-                    crate::info!("{} is readable again", self.path.display());
-                }
-                let before = self.last.replace(Some(now));
-                let Some(idle) = before.and_then(|b| idle_ppm(b, now)) else {
-                    return false;
-                };
-                self.idle
-                    .set(Some(smooth(self.idle.get(), idle, self.smoothing)));
-                true
-            }
-            Err(e) => {
-                if !self.failing.replace(true) {
-                    crate::error!(
-                        "{} {e}; keeping the last CPU sample until it recovers",
-                        self.path.display()
-                    );
-                }
-                false
-            }
+    /// Applies new settings from the next sample on.
+    pub fn update(&self, settings: Settings) {
+        if let Ok(mut s) = self.settings.lock() {
+            *s = settings;
         }
     }
 
-    /// The first sample, taken before serving: a baseline, then short
-    /// windows (at most 200 ms, or the timeframe if shorter) until time has
-    /// passed, for at most ten windows. Blocks the calling thread.
-    pub fn first_sample(&self) -> Result<(), String> {
-        self.last.set(Some(
-            self.read()
-                .map_err(|e| format!("{} {e}", self.path.display()))?,
-        ));
-        let window = self.timeframe.min(Duration::from_millis(200));
-        crate::info!(
-            "sampling CPU load from {} (first sample over {window:?}, then every {:?})",
-            self.path.display(),
-            self.timeframe
-        );
-        for _ in 0..10 {
-            std::thread::sleep(window);
-            if self.sample() {
-                return Ok(());
-            }
+    fn settings(&self) -> Settings {
+        match self.settings.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
-        crate::warn!(
-            "{} did not change in {:?}; weights are not scaled until it does",
-            self.path.display(),
-            window * 10
-        );
-        Ok(())
     }
 
-    /// Samples every `timeframe`, forever.
-    pub async fn run(&self) {
+    /// Samples every `timeframe`, forever. Failures are logged when they
+    /// start and when they end; the last sample is kept meanwhile.
+    fn run(&self, mut last: Option<Times>, mut idle: Option<u32>) {
+        let mut failing = false;
         loop {
-            smol::Timer::after(self.timeframe).await;
-            self.sample();
+            let settings = self.settings();
+            std::thread::sleep(settings.timeframe);
+            let path = settings.path.display();
+            match read(&settings.path) {
+                Ok(now) => {
+                    if std::mem::take(&mut failing) {
+                        crate::info!("{path} is readable again");
+                    }
+                    if let Some(sample) = last.and_then(|b| idle_ppm(b, now)) {
+                        let next = smooth(idle, sample, settings.smoothing);
+                        idle = Some(next);
+                        self.idle.store(next, Ordering::Relaxed);
+                    }
+                    last = Some(now);
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        crate::error!("{path} {e}; keeping the last CPU sample until it recovers");
+                    }
+                }
+            }
         }
     }
 }

@@ -9,26 +9,34 @@ mod config;
 mod cpu;
 mod disk;
 mod error;
+mod files;
+mod flags;
+mod listen;
 mod log;
+mod oneshot;
 mod protocol;
 mod server;
+mod signals;
 mod state;
 mod sys;
 mod systemd;
 
 use cli::Command;
 use error::Error;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match run() {
+    let code = match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             e.exit_code()
         }
-    }
+    };
+    // Lines still queued for stderr (see `log`) are written before exit.
+    log::flush(std::time::Duration::from_secs(1));
+    code
 }
 
 fn run() -> Result<(), Error> {
@@ -42,21 +50,31 @@ fn run() -> Result<(), Error> {
             println!("hapgent {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        Command::Run | Command::CheckConfig | Command::Reply { .. } => {}
+        Command::Run => {
+            // Before anything else: SIGUSR1's default action is to
+            // terminate, and a deploy script may send it while the
+            // configuration loads. From here on it is recorded and handled
+            // once the agent serves.
+            signals::install()
+                .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
+        }
+        Command::CheckConfig | Command::Reply { .. } => {}
     }
-    let loaded = config::load(config::Inputs {
-        config_flag: cli.config.as_deref(),
-        default_file: Path::new(config::DEFAULT_CONFIG),
+    let inputs = config::Inputs {
+        config_flag: cli.config,
+        default_file: PathBuf::from(config::DEFAULT_CONFIG),
         env: environment()?,
-        flags: &cli.flags,
-    })?;
+        flags: cli.flags,
+    };
+    let loaded = config::load(&inputs)?;
     match cli.command {
         Command::CheckConfig => {
             print!("{}", loaded.describe());
             Ok(())
         }
-        Command::Reply { json } => agent::once(loaded.config, json),
-        _ => agent::run(loaded.config),
+        Command::Reply { json } => oneshot::run(loaded.config, json),
+        Command::Run => agent::run(loaded.config, inputs),
+        Command::Help | Command::Version => Ok(()),
     }
 }
 

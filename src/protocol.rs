@@ -55,6 +55,33 @@ pub fn flag_admin(maint_file: bool, drain_file: bool) -> Option<Admin> {
     }
 }
 
+/// The overlay for `state` from what the dynamic inputs say now: the flag
+/// files' admin state, and the CPU idle share (parts per million) scaling
+/// the state's weight, floored at `min_weight` (see `cpu::scale`). The one
+/// place where the inputs combine, for the agent and one-shot mode alike.
+pub fn overlay(
+    state: &State,
+    flag_admin: Option<Admin>,
+    idle_ppm: Option<u32>,
+    min_weight: u32,
+) -> Overlay {
+    Overlay {
+        admin: flag_admin,
+        weight: idle_ppm.map(|idle| crate::cpu::scale(base_weight(state), idle, min_weight)),
+    }
+}
+
+/// The state's weight in percent; no weight means 100%, the weight
+/// configured in haproxy.cfg.
+pub fn base_weight(state: &State) -> u32 {
+    state.weight.map_or(100, u32::from)
+}
+
+/// The weight a reply carries.
+pub fn weight(state: &State, overlay: Overlay) -> u32 {
+    overlay.weight.unwrap_or_else(|| base_weight(state))
+}
+
 /// The operational word and administrative state for a status. DOWN, FAIL
 /// and STOPPED leave the admin state unsaid, MAINT the operational one.
 fn axes(status: Status) -> (Option<&'static str>, Option<Admin>) {
@@ -89,11 +116,7 @@ pub fn render_with(state: &State, overlay: Overlay) -> String {
         }
         line.push_str(word);
     }
-    // A missing weight is 100%: the weight configured in haproxy.cfg.
-    let weight = overlay
-        .weight
-        .unwrap_or_else(|| state.weight.map_or(100, u32::from));
-    let _ = write!(line, " {weight}%");
+    let _ = write!(line, " {}%", weight(state, overlay));
     if let Some(m) = state.maxconn {
         let _ = write!(line, " maxconn:{m}");
     }
@@ -192,6 +215,40 @@ mod tests {
             }
         }
         assert_eq!(count, 7 * 6 * 4 * 7);
+    }
+
+    #[test]
+    fn overlay_combines_flag_files_and_cpu() {
+        use Admin::*;
+        let with_weight = |w: Option<u8>| State {
+            weight: w,
+            ..State::with_status(Status::Up)
+        };
+        // (state weight, flag admin, idle ppm, min weight, overlay admin, overlay weight, sent weight)
+        let cases = [
+            (None, None, None, 1, None, None, 100),
+            (Some(50), None, None, 1, None, None, 50),
+            (None, Some(Drain), None, 1, Some(Drain), None, 100),
+            (None, None, Some(750_000), 1, None, Some(75), 75),
+            (Some(50), None, Some(500_000), 1, None, Some(25), 25),
+            (
+                Some(50),
+                Some(Maint),
+                Some(0),
+                10,
+                Some(Maint),
+                Some(10),
+                10,
+            ),
+            (Some(0), None, Some(1_000_000), 1, None, Some(0), 0),
+        ];
+        for (w, flag, idle, min, admin, weight_overlay, sent) in cases {
+            let state = with_weight(w);
+            let o = overlay(&state, flag, idle, min);
+            assert_eq!(o.admin, admin, "{w:?} {flag:?} {idle:?}");
+            assert_eq!(o.weight, weight_overlay, "{w:?} {flag:?} {idle:?}");
+            assert_eq!(weight(&state, o), sent, "{w:?} {flag:?} {idle:?}");
+        }
     }
 
     #[test]

@@ -13,15 +13,15 @@
 //! bound (by `agent`, by a test on port 0, or inherited from systemd) and a
 //! shutdown future. This module does not know what the reply says.
 
-use smol::{Async, LocalExecutor, Timer, future, prelude::*};
+use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How connections are served.
-#[derive(Clone, Debug)]
+/// How connections are served; may change while serving (a reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Connections waiting for a slow write at once; more are closed.
     pub max_connections: u32,
@@ -34,22 +34,46 @@ pub struct Options {
 /// What every accept loop shares: the reply source, options and counters.
 pub struct Server<F> {
     reply: F,
-    options: Options,
+    options: Cell<Options>,
     /// Connections being served by a task (slow writers).
     active: Cell<u32>,
     /// Connections closed unanswered because of the cap, for rate-limited logs.
     refused: Cell<u64>,
 }
 
-impl<F: Fn() -> Rc<[u8]> + 'static> Server<F> {
-    /// `reply` is called once per connection for the bytes to send.
+impl<F: Fn(SocketAddr) -> Rc<[u8]> + 'static> Server<F> {
+    /// `reply` is called once per connection, with the peer's address, for
+    /// the bytes to send.
     pub fn new(reply: F, options: Options) -> Rc<Server<F>> {
         Rc::new(Server {
             reply,
-            options,
+            options: Cell::new(options),
             active: Cell::new(0),
             refused: Cell::new(0),
         })
+    }
+
+    /// Serves later connections with `options`.
+    pub fn set_options(&self, options: Options) {
+        self.options.set(options);
+    }
+
+    /// Accepts connections on `listener` until the returned task is
+    /// dropped, which closes the listener.
+    pub fn listen(
+        self: &Rc<Self>,
+        ex: &Rc<LocalExecutor<'static>>,
+        listener: Async<TcpListener>,
+    ) -> Task<()> {
+        ex.spawn(accept_loop(listener, Rc::clone(self), Rc::clone(ex)))
+    }
+
+    /// Waits, at most the write timeout, for slow replies still in flight.
+    pub async fn finish(&self) {
+        let give_up = std::time::Instant::now() + self.options.get().write_timeout;
+        while self.active.get() > 0 && std::time::Instant::now() < give_up {
+            Timer::after(Duration::from_millis(5)).await;
+        }
     }
 
     /// Answers one accepted connection.
@@ -59,8 +83,8 @@ impl<F: Fn() -> Rc<[u8]> + 'static> Server<F> {
         peer: SocketAddr,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        let reply = (self.reply)();
-        if self.options.log_requests {
+        let reply = (self.reply)(peer);
+        if self.options.get().log_requests {
             let text = String::from_utf8_lossy(&reply);
             crate::info!("probe from {peer}: {}", text.trim_end());
         }
@@ -88,13 +112,14 @@ impl<F: Fn() -> Rc<[u8]> + 'static> Server<F> {
         sent: usize,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        if self.active.get() >= self.options.max_connections {
+        let options = self.options.get();
+        if self.active.get() >= options.max_connections {
             let refused = self.refused.get() + 1;
             self.refused.set(refused);
             if refused.is_power_of_two() {
                 crate::warn!(
                     "connection limit ({}) reached: closed the connection from {peer} unanswered ({refused} so far)",
-                    self.options.max_connections
+                    options.max_connections
                 );
             }
             return;
@@ -109,7 +134,7 @@ impl<F: Fn() -> Rc<[u8]> + 'static> Server<F> {
                     Ok(())
                 };
                 let deadline = async {
-                    Timer::after(server.options.write_timeout).await;
+                    Timer::after(options.write_timeout).await;
                     Err(io::Error::from(io::ErrorKind::TimedOut))
                 };
                 let _: io::Result<()> = write.or(deadline).await;
@@ -120,17 +145,29 @@ impl<F: Fn() -> Rc<[u8]> + 'static> Server<F> {
     }
 }
 
+/// Most payload bytes read and dropped per connection: `agent-send` is a
+/// line; a client sending more than this is not HAProxy.
+const DISCARD_LIMIT: usize = 64 * 1024;
+
 /// Reads and drops whatever the client already sent (an `agent-send`
-/// payload), without waiting. Closing a socket with unread input makes the
-/// kernel send a reset, which can destroy the reply before the peer reads it.
+/// payload), until the socket would block, without waiting. Closing a socket
+/// with unread input makes the kernel send a reset, which can destroy the
+/// reply before the peer reads it.
 fn discard_input(stream: &TcpStream) {
-    let mut buf = [0u8; 512];
-    let _ = (&*stream).read(&mut buf);
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < DISCARD_LIMIT {
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 /// Serves every listener until `shutdown` completes, then stops accepting
 /// and waits (at most the write timeout) for slow replies still in flight.
-pub async fn serve<F: Fn() -> Rc<[u8]> + 'static>(
+#[cfg(test)]
+pub async fn serve<F: Fn(SocketAddr) -> Rc<[u8]> + 'static>(
     ex: &Rc<LocalExecutor<'static>>,
     listeners: Vec<Async<TcpListener>>,
     server: Rc<Server<F>>,
@@ -138,32 +175,32 @@ pub async fn serve<F: Fn() -> Rc<[u8]> + 'static>(
 ) {
     let loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| ex.spawn(accept_loop(l, Rc::clone(&server), Rc::clone(ex))))
+        .map(|l| server.listen(ex, l))
         .collect();
     shutdown.await;
     // Dropping a task cancels it, which drops and closes its listener.
     drop(loops);
-    let give_up = std::time::Instant::now() + server.options.write_timeout;
-    while server.active.get() > 0 && std::time::Instant::now() < give_up {
-        Timer::after(Duration::from_millis(5)).await;
-    }
+    server.finish().await;
 }
 
 /// Accepts connections on one listener forever. Errors never end it: the
 /// agent must outlive a file-descriptor shortage.
-async fn accept_loop<F: Fn() -> Rc<[u8]> + 'static>(
+async fn accept_loop<F: Fn(SocketAddr) -> Rc<[u8]> + 'static>(
     listener: Async<TcpListener>,
     server: Rc<Server<F>>,
     ex: Rc<LocalExecutor<'static>>,
 ) {
-    let local = listener.get_ref().local_addr().ok();
+    let local = listener
+        .get_ref()
+        .local_addr()
+        .map_or_else(|_| "a listener".to_string(), |a| a.to_string());
     let mut failures: u32 = 0;
     let mut burst: u32 = 0;
     loop {
         match listener.get_ref().accept() {
             Ok((stream, peer)) => {
                 if failures > 0 {
-                    crate::info!("accepting on {local:?} again after {failures} failed attempts");
+                    crate::info!("accepting on {local} again after {failures} failed attempts");
                     failures = 0;
                 }
                 server.answer(stream, peer, &ex);
@@ -198,11 +235,10 @@ async fn accept_loop<F: Fn() -> Rc<[u8]> + 'static>(
 
 /// Logs an accept failure (the first and then at powers of two, so a long
 /// outage does not flood the journal) and waits before the next attempt.
-async fn pause(local: &Option<SocketAddr>, failures: u32, e: &io::Error) {
+async fn pause(local: &str, failures: u32, e: &io::Error) {
     let delay = backoff(failures);
     if failures.is_power_of_two() {
-        let at = local.map_or_else(|| "listener".into(), |a| a.to_string());
-        crate::error!("accept on {at} failed ({failures} in a row): {e}; retrying in {delay:?}");
+        crate::error!("accept on {local} failed ({failures} in a row): {e}; retrying in {delay:?}");
     }
     Timer::after(delay).await;
 }
@@ -251,7 +287,7 @@ mod tests {
         let handle = std::thread::spawn(move || {
             let reply: Rc<[u8]> = reply.into();
             let ex = Rc::new(LocalExecutor::new());
-            let server = Server::new(move || Rc::clone(&reply), options);
+            let server = Server::new(move |_| Rc::clone(&reply), options);
             let listeners = vec![Async::new(listener).unwrap()];
             future::block_on(ex.run(serve(&ex, listeners, server, async {
                 let _ = stopped.recv().await;

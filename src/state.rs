@@ -10,11 +10,12 @@
 //! This module parses, validates and saves. It does not decide what to send
 //! to HAProxy (see `protocol`) nor when to load or save (see `agent`).
 
+use crate::files::{self, ReadError};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -270,36 +271,85 @@ fn number(value: &Value, key: &'static str, max: u64) -> Result<Option<u64>, Pro
     }
 }
 
-/// Reads and parses the state file at `path`, reading no more than the size
-/// limit (plus one byte, to tell that it was exceeded).
-///
-/// Only a regular file is read: a FIFO or a device in its place would block
-/// the read forever (it is opened without blocking to find out).
+/// Reads and parses the state file at `path` (a regular file of at most
+/// `MAX_FILE_BYTES`; see `files`).
 pub fn load(path: &Path) -> Result<State, Problem> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Problem::Missing,
-            _ => Problem::Unreadable(e.to_string()),
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Problem::Unreadable(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(Problem::NotRegular);
-    }
-    let mut bytes = Vec::with_capacity(256);
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Problem::Unreadable(e.to_string()))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        let size = fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        return Err(Problem::TooLarge(size));
-    }
+    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::Missing => Problem::Missing,
+        ReadError::NotRegular => Problem::NotRegular,
+        ReadError::TooLarge { size, .. } => Problem::TooLarge(size),
+        ReadError::Io(e) => Problem::Unreadable(e.to_string()),
+    })?;
     parse(&bytes)
+}
+
+impl Problem {
+    /// Whether the file could not be read at all (descriptors exhausted,
+    /// I/O error, permission), as opposed to read and found wanting. Only
+    /// the latter says anything about the state the operator wants.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Problem::Unreadable(_))
+    }
+}
+
+/// The file a save replaces: `path`, or where its chain of symbolic links
+/// ends, even if that file does not exist yet (a dangling link to the state
+/// file creates its target rather than being replaced by a regular file).
+pub fn save_target(path: &Path) -> PathBuf {
+    let mut target = path.to_path_buf();
+    // As many hops as the kernel follows before ELOOP.
+    for _ in 0..40 {
+        match fs::read_link(&target) {
+            Ok(next) => {
+                target = match target.parent() {
+                    Some(dir) => dir.join(next),
+                    None => next,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    target
+}
+
+/// The temporary file a save by this process writes before renaming it
+/// over `target`: `.NAME.tmp.PID` in the same directory.
+pub fn temp_path(target: &Path) -> Option<PathBuf> {
+    let name = target.file_name()?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    Some(directory(target).join(tmp))
+}
+
+fn directory(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Removes temporary files that saves of earlier hapgent processes left
+/// next to the state file (`.NAME.tmp.PID`, where a stop cut a hung save
+/// short). Returns the names removed.
+pub fn remove_stale_temps(path: &Path) -> Vec<PathBuf> {
+    let target = save_target(path);
+    let (Some(name), Ok(entries)) = (target.file_name(), fs::read_dir(directory(&target))) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let stale = file
+            .strip_prefix(&prefix)
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if stale && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 /// Replaces the state file with `state`, atomically: a reader (or a crash)
@@ -309,21 +359,13 @@ pub fn load(path: &Path) -> Result<State, Problem> {
 /// flushed to disk, take the old file's permission bits, and are renamed over
 /// the old file; then the directory is flushed so the rename itself survives
 /// a power cut. A symbolic link is followed so that the file it points at is
-/// replaced, not the link. On failure the temporary file is removed and the
+/// replaced (or created, if the link dangles), not the link. On failure the temporary file is removed and the
 /// old file is left as it was.
 pub fn save(path: &Path, state: &State) -> io::Result<()> {
-    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = target
-        .file_name()
+    let target = save_target(path);
+    let dir = directory(&target);
+    let tmp = temp_path(&target)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
     let old = fs::metadata(&target).ok();
 
     let result = write_synced(&tmp, state.to_json().as_bytes(), old.as_ref())
@@ -578,6 +620,47 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(load(&real), Ok(State::with_status(Status::Drain)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn save_through_a_dangling_symlink_creates_its_target() {
+        let dir = temp_dir("dangling");
+        let link = dir.join("state.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        save(&link, &State::with_status(Status::Down)).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            load(&dir.join("real.json")),
+            Ok(State::with_status(Status::Down))
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed() {
+        let dir = temp_dir("stale");
+        let path = dir.join("state.json");
+        for name in [
+            ".state.json.tmp.12",
+            ".state.json.tmp.x",
+            "other",
+            ".other.tmp.3",
+        ] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(&path), [dir.join(".state.json.tmp.12")]);
+        let mut left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".other.tmp.3", ".state.json.tmp.x", "other"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -62,21 +62,22 @@ pub fn adopt_listener(fd: i32) -> io::Result<std::net::TcpListener> {
             Err(io::Error::last_os_error())
         }
     };
-    let not = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("file descriptor {fd} is not {what}"),
-        )
+    let kind = match (
+        int_opt(libc::SOL_SOCKET, libc::SO_TYPE),
+        int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN),
+    ) {
+        (Err(_), _) | (_, Err(_)) => None,
+        (Ok(ty), Ok(domain)) => Some((ty, domain)),
     };
-    if int_opt(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|_| not("a socket"))? != libc::SOCK_STREAM {
-        return Err(not("a stream (TCP) socket"));
-    }
-    let domain = int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return Err(not("an IPv4 or IPv6 socket"));
-    }
-    if int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 1 {
-        return Err(not("listening (use Accept=no and ListenStream=)"));
+    let listening = int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1;
+    if let Err(what) = listener_kind(kind, listening) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "file descriptor {fd} is {what}; hapgent needs a listening TCP socket \
+                 (ListenStream= with a port or an IP address and port, Accept=no)"
+            ),
+        ));
     }
     // SAFETY: fcntl on a descriptor we just checked is an open socket.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
@@ -97,4 +98,102 @@ pub fn monotonic_usec() -> u64 {
     // SAFETY: clock_gettime writes one timespec that we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
+}
+
+/// Runs `action` inside the signal handler each time `signal` is delivered,
+/// from now on: the signal no longer has its default effect (USR1's is to
+/// terminate). `action` runs in a signal handler, so it may only do what is
+/// async-signal-safe: atomic loads and stores, no allocation, no locks.
+pub fn on_signal(signal: i32, action: fn()) -> io::Result<()> {
+    // SAFETY: the contract above is this function's own: callers pass plain
+    // functions that only touch atomics (see `signals::record`).
+    unsafe { signal_hook_registry::register(signal, action) }.map(|_| ())
+}
+
+/// Sets the listen backlog of a listening socket to the system's maximum
+/// (`net.core.somaxconn`; the kernel caps larger values to it). std binds
+/// with a backlog of 128, which a burst of thousands of connections from a
+/// big fleet of load balancers overflows, each overflow costing the client
+/// a SYN retry of a second or more.
+pub fn raise_backlog(listener: &std::net::TcpListener) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen on a descriptor owned by `listener`; a listening
+    // socket may call listen again to change its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), libc::c_int::MAX) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a passed descriptor, by its socket type and domain (`None`: not
+/// a socket) and listening state, is a listening TCP socket; if not, what
+/// it is, in words an operator can match to the .socket unit.
+fn listener_kind(kind: Option<(i32, i32)>, listening: bool) -> Result<(), String> {
+    let Some((ty, domain)) = kind else {
+        return Err("not a socket".into());
+    };
+    let family = match domain {
+        libc::AF_INET => "an IPv4",
+        libc::AF_INET6 => "an IPv6",
+        libc::AF_UNIX => "a Unix",
+        libc::AF_NETLINK => "a netlink",
+        _ => "a non-IP",
+    };
+    let ip = domain == libc::AF_INET || domain == libc::AF_INET6;
+    let what = match ty {
+        libc::SOCK_STREAM if ip => "stream (TCP)",
+        libc::SOCK_STREAM => "stream",
+        libc::SOCK_DGRAM if ip => "datagram (UDP)",
+        libc::SOCK_DGRAM => "datagram",
+        libc::SOCK_SEQPACKET => "sequential-packet",
+        _ => "raw or other",
+    };
+    if ty != libc::SOCK_STREAM || !ip {
+        return Err(format!("{family} {what} socket"));
+    }
+    if !listening {
+        return Err(format!("{family} {what} socket that is not listening"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passed_descriptor_kinds() {
+        let tcp4 = Some((libc::SOCK_STREAM, libc::AF_INET));
+        assert_eq!(listener_kind(tcp4, true), Ok(()));
+        assert_eq!(
+            listener_kind(Some((libc::SOCK_STREAM, libc::AF_INET6)), true),
+            Ok(())
+        );
+        for (kind, listening, want) in [
+            (None, true, "not a socket"),
+            (
+                tcp4,
+                false,
+                "an IPv4 stream (TCP) socket that is not listening",
+            ),
+            (
+                Some((libc::SOCK_DGRAM, libc::AF_INET6)),
+                true,
+                "an IPv6 datagram (UDP) socket",
+            ),
+            (
+                Some((libc::SOCK_STREAM, libc::AF_UNIX)),
+                true,
+                "a Unix stream socket",
+            ),
+            (
+                Some((libc::SOCK_DGRAM, libc::AF_UNIX)),
+                false,
+                "a Unix datagram socket",
+            ),
+        ] {
+            assert_eq!(listener_kind(kind, listening), Err(want.to_string()));
+        }
+    }
 }

@@ -212,7 +212,7 @@ fn socket_activation_errors_are_clear() {
     for (fd, message) in [
         (
             udp.as_raw_fd(),
-            "file descriptor 3 is not a stream (TCP) socket",
+            "file descriptor 3 is an IPv4 datagram (UDP) socket; hapgent needs a listening TCP socket",
         ),
         (file.as_raw_fd(), "file descriptor 3 is not a socket"),
     ] {
@@ -227,7 +227,10 @@ fn socket_activation_errors_are_clear() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("file descriptor 3 is not listening"), "{err}");
+    assert!(
+        err.contains("file descriptor 3 is an IPv4 stream (TCP) socket that is not listening"),
+        "{err}"
+    );
 }
 
 #[test]
