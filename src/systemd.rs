@@ -82,7 +82,9 @@ impl Notifier {
                 }
                 None => SocketAddr::from_pathname(&path),
             };
-            let socket = UnixDatagram::unbound();
+            // Non-blocking: a receiver that stops reading must never stall
+            // the thread that answers probes (a message is dropped instead).
+            let socket = UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s));
             match (socket, addr) {
                 (Ok(s), Ok(a)) => Some((s, a)),
                 (Err(e), _) | (_, Err(e)) => {
@@ -94,8 +96,9 @@ impl Notifier {
         Notifier { target }
     }
 
-    /// Sends one message such as `READY=1`; failures are logged, never
-    /// fatal (systemd would time the unit out, which says enough).
+    /// Sends one message such as `READY=1` without ever waiting; failures
+    /// (including a full receive queue) are logged, never fatal (systemd
+    /// would time the unit out, which says enough).
     pub fn notify(&self, message: &str) {
         if let Some((socket, addr)) = &self.target
             && let Err(e) = socket.send_to_addr(message.as_bytes(), addr)
@@ -152,7 +155,11 @@ mod tests {
         let receiver = UnixDatagram::bind(&path).unwrap();
         let notifier = Notifier {
             target: Some((
-                UnixDatagram::unbound().unwrap(),
+                {
+                    let s = UnixDatagram::unbound().unwrap();
+                    s.set_nonblocking(true).unwrap();
+                    s
+                },
                 SocketAddr::from_pathname(&path).unwrap(),
             )),
         };
@@ -170,6 +177,10 @@ mod tests {
                 .unwrap()
                 > 0
         );
+        // A receiver that never reads: sends fail at once, never block.
+        for _ in 0..10_000 {
+            notifier.notify("RELOADING=1");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
