@@ -18,10 +18,12 @@
 //! connections are served is `server`'s.
 
 use crate::config::{self, Config};
+use crate::control;
 use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::flags::FlagFiles;
+use crate::probers;
 use crate::protocol::{self, Overlay};
 use crate::server::{self, Server};
 use crate::signals::{self, Kind};
@@ -31,12 +33,12 @@ use crate::{error, info, listen, log, sys, warn};
 use async_signal::{Signal, Signals};
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -70,6 +72,30 @@ impl Bell {
     }
 }
 
+/// Tasks waiting for an event (a probe, a save): each gets a coalesced
+/// message every time it happens. Costs one check when nobody waits.
+#[derive(Default)]
+struct Waiters(RefCell<Vec<Sender<()>>>);
+
+impl Waiters {
+    fn subscribe(&self) -> Receiver<()> {
+        let (tx, rx) = channel::bounded(1);
+        self.0.borrow_mut().push(tx);
+        rx
+    }
+
+    fn notify(&self) {
+        if self.0.borrow().is_empty() {
+            return;
+        }
+        let mut waiters = self.0.borrow_mut();
+        waiters.retain(|w| !w.is_closed());
+        for w in waiters.iter() {
+            let _ = w.try_send(());
+        }
+    }
+}
+
 /// Where a change came from: the operator's file (already on disk) or a
 /// signal (to be saved).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,6 +112,8 @@ pub struct Agent {
     state: RefCell<State>,
     /// Version of the state served: one more for every change.
     version: Cell<u64>,
+    /// When the current version began.
+    changed_at: Cell<Instant>,
     /// The highest version known to be in the state file.
     saved: Cell<u64>,
     /// Whether a save is running on the disk thread.
@@ -101,6 +129,12 @@ pub struct Agent {
     reply: RefCell<(Overlay, Rc<[u8]>)>,
     server: RefCell<Option<Rc<Server<ReplyFn>>>>,
     listeners: RefCell<Vec<(SocketAddr, Task<()>)>>,
+    /// Who probed, and which version each was served.
+    probers: RefCell<probers::Table>,
+    /// Waiters (`--wait-seen`) told after every probe.
+    probe_waiters: Waiters,
+    /// Waiters (a ctl change) told after every save.
+    save_waiters: Waiters,
 }
 
 impl Agent {
@@ -116,6 +150,7 @@ impl Agent {
             State::clone,
         );
         let reply = protocol::render(&state).into_bytes().into();
+        let max_probers = config.max_probers as usize;
         let agent = Agent {
             disk,
             inputs,
@@ -126,6 +161,7 @@ impl Agent {
             config: RefCell::new(config),
             state: RefCell::new(state),
             version: Cell::new(0),
+            changed_at: Cell::new(Instant::now()),
             saved: Cell::new(0),
             saving: Cell::new(false),
             save_bell: Bell::new(),
@@ -136,6 +172,9 @@ impl Agent {
             reply: RefCell::new((Overlay::default(), reply)),
             server: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
+            probers: RefCell::new(probers::Table::new(max_probers)),
+            probe_waiters: Waiters::default(),
+            save_waiters: Waiters::default(),
         };
         if loaded.is_err_and(|p| p.is_transient()) {
             agent.reload_bell.ring();
@@ -147,8 +186,18 @@ impl Agent {
         self.config.borrow().state_file.clone()
     }
 
-    /// The reply to send now to `peer`.
-    pub fn reply(&self, _peer: SocketAddr) -> Rc<[u8]> {
+    /// The reply to send now to `peer`, recorded in the prober table.
+    pub fn reply(&self, peer: SocketAddr) -> Rc<[u8]> {
+        let reply = self.current_reply();
+        self.probers
+            .borrow_mut()
+            .record(peer.ip(), &reply, self.version.get(), Instant::now());
+        self.probe_waiters.notify();
+        reply
+    }
+
+    /// The reply a probe would get now.
+    pub fn current_reply(&self) -> Rc<[u8]> {
         let overlay = {
             let state = self.state.borrow();
             let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
@@ -163,11 +212,80 @@ impl Agent {
         Rc::clone(&cached.1)
     }
 
+    /// The state served.
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// The version of the state served.
+    pub fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// When `version` began being served, if it is the current one.
+    pub fn changed_at(&self, version: u64) -> Option<Instant> {
+        (version == self.version.get()).then(|| self.changed_at.get())
+    }
+
+    /// Whether the state file holds what is served.
+    pub fn is_saved(&self) -> bool {
+        self.saved.get() >= self.version.get()
+    }
+
+    /// The prober table, to read.
+    pub fn probers(&self) -> Ref<'_, probers::Table> {
+        self.probers.borrow()
+    }
+
+    /// How recently a prober must have probed to count as probing.
+    pub fn seen_window(&self) -> Duration {
+        Duration::from_millis(self.config.borrow().seen_window)
+    }
+
+    /// A receiver that gets a message (coalesced) after every probe.
+    pub fn subscribe_probes(&self) -> Receiver<()> {
+        self.probe_waiters.subscribe()
+    }
+
+    /// Waits, at most `limit`, until the state served is in the state
+    /// file; returns whether it is.
+    pub async fn wait_saved(&self, limit: Duration) -> bool {
+        let saved = self.save_waiters.subscribe();
+        let deadline = Instant::now() + limit;
+        while !self.is_saved() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = saved
+                .recv()
+                .or(async {
+                    Timer::after(left).await;
+                    Ok(())
+                })
+                .await;
+        }
+        true
+    }
+
+    /// Changes state fields as `hapgent ctl` asks (see `state::merge`),
+    /// through the same path as a signal: served at once, then saved.
+    pub fn change(
+        &self,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        cause: &str,
+    ) -> Result<(), Problem> {
+        let new = state::merge(&self.state.borrow(), fields)?;
+        self.set(new, cause, Origin::Signal);
+        Ok(())
+    }
+
     /// Serves `new` from now on, logging the change and its cause; a change
     /// from a signal is then saved, one from the file already is.
     fn set(&self, new: State, cause: &str, origin: Origin) {
         let version = self.version.get() + 1;
         self.version.set(version);
+        self.changed_at.set(Instant::now());
         let old = self.state.replace(new.clone());
         {
             let mut cached = self.reply.borrow_mut();
@@ -185,7 +303,10 @@ impl Agent {
         match origin {
             // A save still running would overwrite what was read: let the
             // save loop write it back once that save is done.
-            Origin::File if !self.saving.get() => self.saved.set(version),
+            Origin::File if !self.saving.get() => {
+                self.saved.set(version);
+                self.save_waiters.notify();
+            }
             _ => self.save_bell.ring(),
         }
     }
@@ -261,6 +382,7 @@ impl Agent {
                 match result.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped"))) {
                     Ok(()) => {
                         self.saved.set(self.saved.get().max(version));
+                        self.save_waiters.notify();
                         if failures > 0 {
                             info!(
                                 "saved the state to {} after {failures} failed attempts",
@@ -325,7 +447,10 @@ impl Agent {
                 return;
             };
             match saved {
-                Some(Ok(())) => self.saved.set(self.saved.get().max(asked)),
+                Some(Ok(())) => {
+                    self.saved.set(self.saved.get().max(asked));
+                    self.save_waiters.notify();
+                }
                 Some(Err(e)) => error!(
                     "SIGHUP: cannot first save the state served to {}: {e}; reading it anyway",
                     path.display()
@@ -409,6 +534,7 @@ impl Agent {
         }
         *self.flags.borrow_mut() = FlagFiles::new(new.drain_file.clone(), new.maint_file.clone());
         self.update_cpu(&new);
+        self.probers.borrow_mut().set_cap(new.max_probers as usize);
         info!("reload: applied {}", changed.join(", "));
         let state_file_changed = new.state_file != old.state_file;
         *self.config.borrow_mut() = new;
@@ -573,6 +699,31 @@ fn cpu_settings(config: &Config) -> cpu::Settings {
     }
 }
 
+/// The control socket, bound, with who may use it; `None` when disabled.
+/// At the default path, a missing directory (hapgent started outside its
+/// unit, which creates /run/hapgent) only disables it, with a warning, so an
+/// upgrade never stops an agent from serving; a configured path must work.
+fn control_socket(
+    config: &Config,
+) -> Result<Option<(PathBuf, std::os::unix::net::UnixListener, control::Access)>, Error> {
+    let path = &config.control_socket;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let default = path.as_path() == std::path::Path::new(config::DEFAULT_CONTROL_SOCKET);
+    if default && path.parent().is_some_and(|d| !d.is_dir()) {
+        warn!(
+            "control socket disabled: {} does not exist (the unit's RuntimeDirectory=hapgent creates it; set control_socket to use another place, or to \"\" to silence this)",
+            path.parent()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+        return Ok(None);
+    }
+    let access = control::Access::resolve(config.control_group.as_deref())?;
+    let listener = control::bind(path, &access)?;
+    Ok(Some((path.clone(), listener, access)))
+}
+
 /// Runs the agent until SIGTERM/SIGINT. `signals::install` must have run.
 pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     // The threads started here (the reactor's, the disk's, the logger's,
@@ -591,6 +742,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let sampler = sampler.transpose().map_err(Error::Runtime)?;
 
     let listeners = listen::listeners(&config)?;
+    let control_socket = control_socket(&config)?;
     let agent = Rc::new(Agent::new(
         config.clone(),
         inputs,
@@ -621,8 +773,19 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
             .push((addr, server.listen(&ex, watched)));
         addrs.push(addr.to_string());
     }
+    let control_task = match control_socket {
+        Some((path, listener, access)) => {
+            let task = control::serve(&ex, listener, Rc::clone(&agent), access)?;
+            Some((path, task))
+        }
+        None => None,
+    };
+    let control = control_task.as_ref().map_or_else(
+        || "no control socket".to_string(),
+        |(p, _)| format!("control socket {}", p.display()),
+    );
     info!(
-        "hapgent {} listening on {}; state file {}: {}",
+        "hapgent {} listening on {}; {control}; state file {}: {}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
         config.state_file.display(),
@@ -637,6 +800,10 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
         agent.until_stopped(doorbell, stop).await;
         // Stop accepting: dropping the tasks closes the listeners.
         agent.listeners.borrow_mut().clear();
+        if let Some((path, task)) = control_task {
+            drop(task);
+            control::remove(&path);
+        }
         server.finish().await;
         agent.finish().await;
     }));

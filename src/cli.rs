@@ -21,6 +21,8 @@ pub enum Command {
     Reply {
         json: bool,
     },
+    /// Talk to the running agent through its control socket.
+    Ctl(Ctl),
     Help,
     Version,
 }
@@ -73,6 +75,10 @@ Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.
 
 /// Flags that take a value, and the setting each one sets.
 const VALUE_FLAGS: &[(&str, &str)] = &[
+    ("control-socket", "control_socket"),
+    ("control-group", "control_group"),
+    ("seen-window", "seen_window"),
+    ("max-probers", "max_probers"),
     ("ip", "ip"),
     ("port", "port"),
     ("state-file", "state_file"),
@@ -95,7 +101,7 @@ const SWITCH_FLAGS: &[(&str, &str)] = &[
 
 /// Parses arguments (without the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
-    use lexopt::prelude::*;
+    use lexopt::Arg::{Long, Short, Value};
     let mut parser = lexopt::Parser::from_args(args);
     let mut cli = Cli {
         command: Command::Run,
@@ -104,16 +110,32 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
     };
     let mut ips: Vec<String> = Vec::new();
     let mut command_seen = false;
-    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
     while let Some(arg) = parser.next().map_err(usage)? {
+        // Owned, so that the parser can be asked for a value meanwhile.
+        let arg = match arg {
+            Short(c) => Arg::Short(c),
+            Long(l) => Arg::Long(l.to_string()),
+            Value(v) => Arg::Value(v),
+        };
+        if let Command::Ctl(ctl) = &mut cli.command
+            && ctl_arg(&arg, &mut parser, ctl)?
+        {
+            continue;
+        }
         match arg {
-            Short('h') | Long("help") => cli.command = Command::Help,
-            Short('V') | Long("version") => cli.command = Command::Version,
-            Short('c') | Long("config") => cli.config = Some(parser.value().map_err(usage)?.into()),
-            Long("json") if matches!(cli.command, Command::Reply { .. }) => {
+            Arg::Short('h') => cli.command = Command::Help,
+            Arg::Short('V') => cli.command = Command::Version,
+            Arg::Short('c') => cli.config = Some(parser.value().map_err(usage)?.into()),
+            Arg::Short(c) => return Err(Error::Usage(format!("invalid option '-{c}'"))),
+            Arg::Long(flag) if flag == "help" => cli.command = Command::Help,
+            Arg::Long(flag) if flag == "version" => cli.command = Command::Version,
+            Arg::Long(flag) if flag == "config" => {
+                cli.config = Some(parser.value().map_err(usage)?.into())
+            }
+            Arg::Long(flag) if flag == "json" && matches!(cli.command, Command::Reply { .. }) => {
                 cli.command = Command::Reply { json: true }
             }
-            Long(flag) if SWITCH_FLAGS.iter().any(|(f, _)| *f == flag) => {
+            Arg::Long(flag) if SWITCH_FLAGS.iter().any(|(f, _)| *f == flag) => {
                 let key = SWITCH_FLAGS
                     .iter()
                     .find(|(f, _)| *f == flag)
@@ -121,15 +143,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 cli.flags.retain(|(k, _)| *k != key);
                 cli.flags.push((key, "true".into()));
             }
-            Long(flag) => {
+            Arg::Long(flag) => {
                 let Some(&(_, key)) = VALUE_FLAGS.iter().find(|(f, _)| *f == flag) else {
                     return Err(Error::Usage(format!("unknown option --{flag}")));
                 };
                 let flag = format!("--{flag}");
-                let value = parser.value().map_err(usage)?;
-                let value = value
-                    .into_string()
-                    .map_err(|_| Error::Usage(format!("{flag}: value is not valid UTF-8")))?;
+                let value = text(&flag, parser.value().map_err(usage)?)?;
                 if key == "ip" {
                     ips.push(value);
                 } else {
@@ -137,12 +156,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                     cli.flags.push((key, value));
                 }
             }
-            Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
+            Arg::Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
                 command_seen = true;
                 cli.command = match word.to_str() {
                     Some("run") => Command::Run,
                     Some("check-config") => Command::CheckConfig,
                     Some("reply") => Command::Reply { json: false },
+                    Some("ctl") => Command::Ctl(Ctl::default()),
                     _ => {
                         return Err(Error::Usage(format!(
                             "unknown command {:?}",
@@ -151,13 +171,165 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                     }
                 }
             }
-            other => return Err(Error::Usage(other.unexpected().to_string())),
+            Arg::Value(word) => {
+                return Err(Error::Usage(format!(
+                    "unexpected argument {:?}",
+                    word.to_string_lossy()
+                )));
+            }
         }
     }
     if !ips.is_empty() {
         cli.flags.push(("ip", ips.join(",")));
     }
+    if let Command::Ctl(ctl) = &cli.command {
+        check_ctl(ctl)?;
+    }
     Ok(cli)
+}
+
+/// One command-line argument, owned.
+enum Arg {
+    Short(char),
+    Long(String),
+    Value(OsString),
+}
+
+fn usage(e: lexopt::Error) -> Error {
+    Error::Usage(e.to_string())
+}
+
+fn text(what: &str, value: OsString) -> Result<String, Error> {
+    value
+        .into_string()
+        .map_err(|_| Error::Usage(format!("{what}: value is not valid UTF-8")))
+}
+
+/// What `hapgent ctl` was asked to do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ctl {
+    pub action: Option<Action>,
+    /// `--json`: print the agent's answer as JSON.
+    pub json: bool,
+    /// `--wait-seen`: after a change, wait until every load balancer has
+    /// been served it.
+    pub wait_seen: bool,
+    /// `--timeout D` as typed.
+    pub timeout: Option<String>,
+    /// Whether the command was `set` (which needs `--status`).
+    pub set: bool,
+}
+
+/// A `hapgent ctl` command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    Probers,
+    WaitSeen,
+    /// State fields to set: (field, value as typed; `None` removes it).
+    Set(Vec<(&'static str, Option<String>)>),
+}
+
+/// The commands that set the status, and the status each sets.
+const STATUS_COMMANDS: &[(&str, &str)] = &[
+    ("up", "UP"),
+    ("down", "DOWN"),
+    ("ready", "READY"),
+    ("drain", "DRAIN"),
+    ("maint", "MAINT"),
+];
+
+/// The commands that set one field from one argument (`none` removes it).
+const FIELD_COMMANDS: &[(&str, &str)] = &[
+    ("weight", "weight"),
+    ("maxconn", "maxconn"),
+    ("description", "description"),
+];
+
+/// Takes one argument of `hapgent ctl` if it is ctl's; `false` if it is
+/// for the general parser (settings flags, `--config`, `--help`).
+fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool, Error> {
+    match arg {
+        Arg::Long(f) if f == "json" => ctl.json = true,
+        Arg::Long(f) if f == "wait-seen" => ctl.wait_seen = true,
+        Arg::Long(f) if f == "timeout" => {
+            ctl.timeout = Some(text("--timeout", parser.value().map_err(usage)?)?)
+        }
+        Arg::Long(flag)
+            if ["status", "weight", "maxconn", "description"].contains(&flag.as_str()) =>
+        {
+            let Some(Action::Set(fields)) = &mut ctl.action else {
+                return Err(Error::Usage(format!(
+                    "--{flag} belongs to \"hapgent ctl set\" (or use \"hapgent ctl {flag} VALUE\")"
+                )));
+            };
+            let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+            let field = FIELD_COMMANDS
+                .iter()
+                .map(|(_, f)| *f)
+                .chain(["status"])
+                .find(|f| f == flag)
+                .unwrap_or("status");
+            fields.retain(|(f, _)| *f != field);
+            fields.push((
+                field,
+                (value != "none" || field == "status").then_some(value),
+            ));
+        }
+        Arg::Value(word) if ctl.action.is_none() => {
+            let word = word.to_string_lossy();
+            ctl.action = Some(match word.as_ref() {
+                "status" => Action::Status,
+                "probers" => Action::Probers,
+                "wait-seen" => Action::WaitSeen,
+                "set" => {
+                    ctl.set = true;
+                    Action::Set(Vec::new())
+                }
+                w => {
+                    if let Some((_, status)) = STATUS_COMMANDS.iter().find(|(c, _)| *c == w) {
+                        Action::Set(vec![("status", Some(status.to_string()))])
+                    } else if let Some((_, field)) = FIELD_COMMANDS.iter().find(|(c, _)| *c == w) {
+                        let value = match parser.value() {
+                            Ok(v) => text(w, v)?,
+                            Err(_) => {
+                                return Err(Error::Usage(format!(
+                                    "hapgent ctl {w} needs a value (or \"none\" to remove it)"
+                                )));
+                            }
+                        };
+                        Action::Set(vec![(field, (value != "none").then_some(value))])
+                    } else {
+                        return Err(Error::Usage(format!(
+                            "unknown ctl command {w:?} (known: status, probers, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)"
+                        )));
+                    }
+                }
+            });
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// What a complete `hapgent ctl` command line must satisfy.
+fn check_ctl(ctl: &Ctl) -> Result<(), Error> {
+    match &ctl.action {
+        None => Err(Error::Usage(
+            "hapgent ctl needs a command (status, probers, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)".into(),
+        )),
+        Some(Action::Set(fields)) if ctl.set && !fields.iter().any(|(f, _)| *f == "status") => {
+            Err(Error::Usage(
+                "hapgent ctl set needs --status and may take --weight, --maxconn, --description"
+                    .into(),
+            ))
+        }
+        Some(Action::Set(_)) | Some(Action::WaitSeen) if ctl.json && ctl.wait_seen => Ok(()),
+        Some(Action::Status | Action::Probers) if ctl.wait_seen => Err(Error::Usage(
+            "--wait-seen goes with a command that changes the state".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 /// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
 pub const DEFAULT_CONFIG: &str = "/etc/hapgent/hapgent.toml";
 
+/// Where the control socket is, unless configured otherwise: the
+/// directory is the unit's `RuntimeDirectory=hapgent`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hapgent/control.sock";
+
 /// Environment variables that set keys start with this.
 const ENV_PREFIX: &str = "HAPGENT_";
 
@@ -60,6 +64,16 @@ pub struct Config {
     /// Take the listening sockets from systemd (`LISTEN_FDS`) instead of
     /// binding `ip` and `port`.
     pub systemd: bool,
+    /// The control socket `hapgent ctl` talks to; empty disables it.
+    pub control_socket: PathBuf,
+    /// Members of this group may use the control socket (besides root and
+    /// hapgent's own user); unset: hapgent's own group.
+    pub control_group: Option<String>,
+    /// Milliseconds since its last probe for a load balancer to count as
+    /// probing (for `--wait-seen`).
+    pub seen_window: u64,
+    /// Most probers remembered; past it the longest unseen is forgotten.
+    pub max_probers: u32,
 }
 
 impl Default for Config {
@@ -79,6 +93,10 @@ impl Default for Config {
             cpu_smoothing: 0,
             proc_stat: PathBuf::from("/proc/stat"),
             systemd: false,
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            control_group: None,
+            seen_window: 30_000,
+            max_probers: 4096,
         }
     }
 }
@@ -216,6 +234,23 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
             "must be between 10 and 600000 milliseconds".into(),
         ));
     }
+    if let Some(group) = &config.control_group
+        && !valid_group_name(group)
+    {
+        return Err((
+            "control_group",
+            format!("{group:?} is not a group name (letters, digits, '_', '-', '.')"),
+        ));
+    }
+    if !(1_000..=3_600_000).contains(&config.seen_window) {
+        return Err((
+            "seen_window",
+            "must be between 1000 and 3600000 milliseconds".into(),
+        ));
+    }
+    if !(1..=1_000_000).contains(&config.max_probers) {
+        return Err(("max_probers", "must be between 1 and 1000000".into()));
+    }
     if config.min_weight > 100 {
         return Err(("min_weight", "must be between 0 and 100 (percent)".into()));
     }
@@ -232,6 +267,16 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// A group name as the system's tools accept it.
+fn valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// Turns a figment error into one line naming the key and its source.
@@ -363,7 +408,15 @@ fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
 
 /// Settings whose values are text, whatever they look like: a state file
 /// may well be called `2024`.
-const TEXT_KEYS: &[&str] = &["ip", "state_file", "drain_file", "maint_file", "proc_stat"];
+const TEXT_KEYS: &[&str] = &[
+    "ip",
+    "state_file",
+    "drain_file",
+    "maint_file",
+    "proc_stat",
+    "control_socket",
+    "control_group",
+];
 
 /// A value typed on a command line or in the environment for `key`: text
 /// for the `TEXT_KEYS`; otherwise `true` and `false` are booleans, whole
@@ -667,11 +720,11 @@ mod tests {
             ),
             (
                 load_with(Some(&unknown.0), &[], &[]),
-                format!("unknown key \"prot\" from file {} (known keys: cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, min_weight, port, proc_stat, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
+                format!("unknown key \"prot\" from file {} (known keys: control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, min_weight, port, proc_stat, seen_window, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
             ),
             (
                 load_with(None, &[("HAPGENT_PROT", "1")], &[]),
-                "unknown key \"prot\" from env HAPGENT_PROT (known keys: cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, min_weight, port, proc_stat, state_file, systemd, timeframe, write_timeout)".into(),
+                "unknown key \"prot\" from env HAPGENT_PROT (known keys: control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, min_weight, port, proc_stat, seen_window, state_file, systemd, timeframe, write_timeout)".into(),
             ),
             (
                 load_with(None, &[("HAPGENT_IP", "localhost")], &[]),
@@ -763,7 +816,7 @@ mod tests {
         .unwrap();
         let text = l.describe();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 14, "{text}");
+        assert_eq!(lines.len(), 18, "{text}");
         assert!(
             lines
                 .iter()

@@ -1,6 +1,7 @@
 //! The errors that end the process, and the exit code of each kind.
 //!
-//! Only failures that stop hapgent from starting live here. Everything that
+//! Only failures that end a command live here: hapgent failing to start, or
+//! a `hapgent ctl` command failing. Everything that
 //! can go wrong while it runs (a bad state file, a failed save, a client that
 //! resets) is logged where it happens and the agent keeps answering, because
 //! an agent that exits leaves HAProxy with the last state it heard.
@@ -18,16 +19,26 @@ pub enum Error {
     Config(String),
     /// The environment refused: address in use, permission denied, ...
     Runtime(String),
+    /// `hapgent ctl`: the agent is not running or not reachable.
+    Unavailable(String),
+    /// `hapgent ctl`: the agent refused this user.
+    NoPermission(String),
+    /// `hapgent ctl --wait-seen`: not every load balancer confirmed in time.
+    NotSeen(String),
 }
 
 impl Error {
-    /// Exit code, following sysexits(3) so service managers can tell a
-    /// mistake that a restart cannot fix (64, 78) from one it might (1).
+    /// Exit code, following sysexits(3) so service managers and scripts can
+    /// tell a mistake that a restart cannot fix (64, 78) from one it might
+    /// (1), and `hapgent ctl`'s outcomes apart (69, 75, 77).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Usage(_) => 64,
             Error::Config(_) => 78,
             Error::Runtime(_) => 1,
+            Error::Unavailable(_) => 69,
+            Error::NotSeen(_) => 75,
+            Error::NoPermission(_) => 77,
         })
     }
 }
@@ -37,7 +48,10 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m} (try --help)"),
             Error::Config(m) => write!(f, "configuration: {m}"),
-            Error::Runtime(m) => f.write_str(m),
+            Error::Runtime(m)
+            | Error::Unavailable(m)
+            | Error::NoPermission(m)
+            | Error::NotSeen(m) => f.write_str(m),
         }
     }
 }

@@ -6,7 +6,9 @@
 mod agent;
 mod cli;
 mod config;
+mod control;
 mod cpu;
+mod ctl;
 mod disk;
 mod error;
 mod files;
@@ -14,12 +16,14 @@ mod flags;
 mod listen;
 mod log;
 mod oneshot;
+mod probers;
 mod protocol;
 mod server;
 mod signals;
 mod state;
 mod sys;
 mod systemd;
+mod wire;
 
 use cli::Command;
 use error::Error;
@@ -58,7 +62,7 @@ fn run() -> Result<(), Error> {
             signals::install()
                 .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
         }
-        Command::CheckConfig | Command::Reply { .. } => {}
+        Command::CheckConfig | Command::Reply { .. } | Command::Ctl(_) => {}
     }
     let inputs = config::Inputs {
         config_flag: cli.config,
@@ -74,6 +78,7 @@ fn run() -> Result<(), Error> {
         }
         Command::Reply { json } => oneshot::run(loaded.config, json),
         Command::Run => agent::run(loaded.config, inputs),
+        Command::Ctl(ctl) => ctl::run(&loaded.config, ctl),
         Command::Help | Command::Version => Ok(()),
     }
 }

@@ -228,6 +228,24 @@ pub fn parse(bytes: &[u8]) -> Result<State, Problem> {
     Ok(state)
 }
 
+/// `current` with `fields` changed, as `hapgent ctl` asks: a field given
+/// replaces the current value, `null` removes it, a field left out is kept.
+/// The result is validated exactly like a state file (it is one: the merged
+/// object goes through `parse`).
+pub fn merge(current: &State, fields: &serde_json::Map<String, Value>) -> Result<State, Problem> {
+    let Ok(Value::Object(mut object)) = serde_json::to_value(current) else {
+        return Err(Problem::NotObject);
+    };
+    for (key, value) in fields {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            object.insert(key.clone(), value.clone());
+        }
+    }
+    parse(Value::Object(object).to_string().as_bytes())
+}
+
 /// The first top-level key that appears twice in a JSON object, if any. A
 /// parsed `Value` keeps only the last of them, so this is a second pass
 /// over text already known to be a valid object.
@@ -621,6 +639,53 @@ mod tests {
         );
         assert_eq!(load(&real), Ok(State::with_status(Status::Drain)));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn merge_changes_keeps_and_removes_fields() {
+        use serde_json::json;
+        let current = state(Status::Drain, Some(30), Some(7), Some("x"));
+        let fields = |v: Value| v.as_object().unwrap().clone();
+        let cases: Vec<(Value, Result<State, Problem>)> = vec![
+            (
+                json!({"status": "UP"}),
+                Ok(state(Status::Up, Some(30), Some(7), Some("x"))),
+            ),
+            (
+                json!({"weight": null, "description": "deploying"}),
+                Ok(state(Status::Drain, None, Some(7), Some("deploying"))),
+            ),
+            (
+                json!({"status": "maint", "maxconn": 0}),
+                Ok(state(Status::Maint, Some(30), Some(0), Some("x"))),
+            ),
+            (
+                json!({"weight": 300}),
+                Err(Problem::OutOfRange("weight", "300".into(), 255)),
+            ),
+            (json!({"status": null}), Err(Problem::MissingStatus)),
+            (
+                json!({"status": "BROKEN"}),
+                Err(Problem::BadStatus("BROKEN".into())),
+            ),
+            (
+                json!({"colour": "red"}),
+                Err(Problem::UnknownField("colour".into())),
+            ),
+            (
+                json!({"maxconn": "many"}),
+                Err(Problem::BadType("maxconn", "a whole number")),
+            ),
+        ];
+        for (change, want) in cases {
+            assert_eq!(merge(&current, &fields(change.clone())), want, "{change}");
+        }
+        // A huge description is refused like a huge file.
+        let big = json!({"description": "d".repeat(5000)});
+        assert!(matches!(
+            merge(&current, &fields(big)),
+            Err(Problem::TooLarge(_))
+        ));
     }
 
     #[test]

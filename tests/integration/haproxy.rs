@@ -292,3 +292,67 @@ fn haproxy_follows_the_drain_file() {
         &[("srv_admin_state", "0"), ("stat.status", "UP")],
     );
 }
+
+/// Two HAProxy processes act as two load balancers, probing from their own
+/// source addresses: `ctl drain --wait-seen` returns only once both have
+/// been served DRAIN, `ctl probers` lists both, and when one stops,
+/// `--wait-seen` names it and exits 75.
+#[test]
+fn wait_seen_confirms_every_load_balancer() {
+    let dir = TempDir::new("haproxy-seen");
+    let (dir_a, dir_b) = (
+        TempDir::new("haproxy-seen-a"),
+        TempDir::new("haproxy-seen-b"),
+    );
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &["--seen-window", "1500"]);
+    let Some(lb_a) = Haproxy::start(&dir_a, agent.port(), "source 127.0.0.2") else {
+        return;
+    };
+    let Some(mut lb_b) = Haproxy::start(&dir_b, agent.port(), "source 127.0.0.3") else {
+        return;
+    };
+    for lb in [&lb_a, &lb_b] {
+        lb.wait_for("start", &[("srv_op_state", UP), ("srv_admin_state", "0")]);
+    }
+    let probers = || {
+        let (_, out, _) = agent.ctl(&["probers", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let mut addresses: Vec<String> = v["probers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["address"].as_str().unwrap().to_string())
+            .collect();
+        addresses.sort();
+        addresses
+    };
+    wait_for("both load balancers probe", || probers().len() == 2);
+    assert_eq!(probers(), ["127.0.0.2", "127.0.0.3"]);
+
+    let (code, out, err) = agent.ctl(&["drain", "--wait-seen", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("127.0.0.2 has seen version 1"), "{out}");
+    assert!(out.contains("127.0.0.3 has seen version 1"), "{out}");
+    // Once ctl returned, both were served DRAIN: HAProxy acts on the line
+    // as soon as it reads it.
+    for lb in [&lb_a, &lb_b] {
+        lb.wait_for(
+            "after --wait-seen",
+            &[("srv_admin_state", "8"), ("stat.status", "~DRAIN")],
+        );
+    }
+
+    // One load balancer stops: it cannot confirm, and is named.
+    let _ = lb_b.child.kill();
+    let _ = lb_b.child.wait();
+    let (code, out, err) = agent.ctl(&["ready", "--wait-seen", "--timeout", "20s"]);
+    assert_eq!(code, 75, "{out}{err}");
+    assert!(out.contains("127.0.0.2 has seen version 2"), "{out}");
+    assert!(
+        err.contains("127.0.0.3 stopped probing"),
+        "the silent load balancer is named: {err}"
+    );
+    lb_a.wait_for("ready", &[("srv_admin_state", "0"), ("stat.status", "UP")]);
+}

@@ -8,6 +8,7 @@ mod util;
 
 mod clients;
 mod commands;
+mod ctl;
 mod dynamic;
 mod haproxy;
 mod signals;

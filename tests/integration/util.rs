@@ -49,6 +49,25 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// Runs hapgent to completion as the unprivileged user `nobody` (through
+/// util-linux's setpriv, no supplementary groups): status, stdout, stderr.
+pub fn run_as_nobody(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_hapgent"))
+        .args(args)
+        .env_clear()
+        .env("HAPGENT_CONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hapgent"));
     // A clean environment: no HAPGENT_* or JOURNAL_STREAM from the caller,
@@ -68,6 +87,8 @@ pub struct Agent {
     child: Child,
     pub addrs: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
+    /// The directory of the control socket `start` gave it.
+    control: Option<TempDir>,
 }
 
 impl Agent {
@@ -80,9 +101,24 @@ impl Agent {
     /// `start`, with extra environment variables.
     pub fn start_with_env(state_file: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let state = state_file.to_str().unwrap();
-        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
+        // Each agent gets its own control socket in its own directory.
+        let control_dir = TempDir::new("ctl");
+        let control = control_dir.join("control.sock");
+        let control = control.to_str().unwrap();
+        let mut all = vec![
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state-file",
+            state,
+            "--control-socket",
+            control,
+        ];
         all.extend_from_slice(args);
-        Agent::spawn(&all, env)
+        let mut agent = Agent::spawn(&all, env);
+        agent.control = Some(control_dir);
+        agent
     }
 
     /// Starts hapgent with exactly `args` and `env`; waits until it listens.
@@ -118,12 +154,26 @@ impl Agent {
             child,
             addrs: Vec::new(),
             log,
+            control: None,
         };
         let line = agent.wait_log("listening on ");
         let list = line.split("listening on ").nth(1).unwrap();
         let list = list.split(';').next().unwrap();
         agent.addrs = list.split(", ").map(|a| a.parse().unwrap()).collect();
         agent
+    }
+
+    /// The control socket `start` gave the agent.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control
+            .as_ref()
+            .expect("an agent made by Agent::start")
+            .join("control.sock")
+    }
+
+    /// Runs `hapgent ctl ARGS` against this agent.
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        ctl_at(&self.control_socket(), args)
     }
 
     pub fn pid(&self) -> i32 {
@@ -217,6 +267,14 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `hapgent ctl ARGS` against the control socket `socket`: status,
+/// stdout, stderr.
+pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["ctl", "--control-socket", socket.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all, &[])
 }
 
 /// One agent check: connect, read until the agent closes.

@@ -1,0 +1,562 @@
+//! The control socket: where `hapgent ctl` (or any tool speaking the
+//! protocol in `wire`) asks the running agent for its state and changes it.
+//!
+//! A Unix stream socket, created atomically (bound under a temporary name,
+//! given mode 0660 and the control group, then renamed into place), served
+//! on the agent's executor. Who may use it is decided by the kernel's
+//! record of the peer (SO_PEERCRED, SO_PEERGROUPS): root, hapgent's own
+//! user, or members of `control_group`; anyone else gets a
+//! "permission-denied" answer and a log line. One request per connection,
+//! one answer. A request must arrive whole within `READ_DEADLINE` and be
+//! at most `wire::MAX_REQUEST` bytes; at most `MAX_CONNECTIONS` are served
+//! at once. Nothing here ever runs on the path that answers a probe: each
+//! connection is its own task.
+//!
+//! This module owns the socket, the framing and authorization; what a
+//! request does to the state is `agent`'s business (`Agent::change`).
+
+use crate::agent::Agent;
+use crate::error::Error;
+use crate::probers::{self, Progress};
+use crate::sys::{self, Peer};
+use crate::wire::{self, Code, Request};
+use crate::{info, warn};
+use serde_json::{Map, Value, json};
+use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
+use std::cell::Cell;
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a client has to send its request, and to take its answer.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a change's answer waits for the state file to be written.
+const SAVE_WAIT: Duration = Duration::from_secs(3);
+/// Control connections served at once; more are refused with "busy".
+const MAX_CONNECTIONS: u32 = 64;
+
+/// Who may use the control socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// hapgent's own user.
+    pub uid: u32,
+    /// The control group's id, and its name for messages.
+    pub gid: u32,
+    pub group: String,
+}
+
+impl Access {
+    /// Resolves `control_group` (unset: hapgent's own group).
+    pub fn resolve(group: Option<&str>) -> Result<Access, Error> {
+        let (uid, own_gid) = sys::own_ids();
+        let Some(name) = group else {
+            let group = group_name(own_gid);
+            return Ok(Access {
+                uid,
+                gid: own_gid,
+                group,
+            });
+        };
+        match sys::group_id(name) {
+            Ok(Some(gid)) => Ok(Access {
+                uid,
+                gid,
+                group: name.to_string(),
+            }),
+            Ok(None) => Err(Error::Config(format!(
+                "control_group: there is no group {name:?} on this host (create it, or leave control_group unset for hapgent's own group)"
+            ))),
+            Err(e) => Err(Error::Config(format!(
+                "control_group: cannot look up group {name:?}: {e}"
+            ))),
+        }
+    }
+
+    /// Whether `peer` may use the socket.
+    pub fn allows(&self, peer: &Peer) -> bool {
+        peer.uid == 0
+            || peer.uid == self.uid
+            || peer.gid == self.gid
+            || peer.groups.contains(&self.gid)
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    // Only for messages: the number is as good when there is no name.
+    fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == gid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// Names a peer for logs: `uid 1000 (alice)`.
+pub fn describe(peer: &Peer) -> String {
+    match sys::user_name(peer.uid) {
+        Some(name) => format!("uid {} ({name})", peer.uid),
+        None => format!("uid {}", peer.uid),
+    }
+}
+
+/// Creates the control socket at `path`, atomically: a socket bound under
+/// a temporary name in the same directory gets its mode and group first,
+/// then is renamed over `path`, so nobody ever connects to a socket with
+/// the wrong permissions and a stale socket file is simply replaced. If a
+/// running hapgent already answers there, that is an error.
+pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, Error> {
+    let fail = |what: String| Error::Runtime(format!("control socket {}: {what}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(fail(format!("{} is not a directory", dir.display()))),
+        Err(e) => {
+            return Err(fail(format!(
+                "directory {} is unusable ({e}); create it (the unit's RuntimeDirectory=hapgent does) or set control_socket, empty to disable",
+                dir.display()
+            )));
+        }
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(fail(
+            "another hapgent is answering on it; stop it, or give this one another control_socket"
+                .into(),
+        ));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail("names no file".into()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let setup = || -> io::Result<UnixListener> {
+        let listener = UnixListener::bind(&tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660))?;
+        if access.gid != sys::own_ids().1 {
+            std::os::unix::fs::chown(&tmp, None, Some(access.gid))?;
+        }
+        fs::rename(&tmp, path)?;
+        Ok(listener)
+    };
+    setup().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        let hint = match e.kind() {
+            ErrorKind::PermissionDenied => format!(
+                " (hapgent's user needs write access to {}{})",
+                dir.display(),
+                if access.gid == sys::own_ids().1 {
+                    String::new()
+                } else {
+                    format!(" and membership of group {}", access.group)
+                }
+            ),
+            _ => String::new(),
+        };
+        fail(format!("cannot create it: {e}{hint}"))
+    })
+}
+
+/// Serves the control socket until the returned task is dropped.
+pub fn serve(
+    ex: &Rc<LocalExecutor<'static>>,
+    listener: UnixListener,
+    agent: Rc<Agent>,
+    access: Access,
+) -> Result<Task<()>, Error> {
+    let listener = Async::new(listener)
+        .map_err(|e| Error::Runtime(format!("cannot watch the control socket: {e}")))?;
+    let ex2 = Rc::clone(ex);
+    Ok(ex.spawn(async move {
+        let active = Rc::new(Cell::new(0u32));
+        let access = Rc::new(access);
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!("control socket: accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if active.get() >= MAX_CONNECTIONS {
+                let answer = wire::failure(
+                    Code::Busy,
+                    "too many control connections at once; try again",
+                    Map::new(),
+                );
+                let mut stream = stream;
+                let _ = write_answer(&mut stream, &answer).await;
+                continue;
+            }
+            active.set(active.get() + 1);
+            let (agent, access, active) =
+                (Rc::clone(&agent), Rc::clone(&access), Rc::clone(&active));
+            ex2.spawn(async move {
+                connection(stream, &agent, &access).await;
+                active.set(active.get() - 1);
+            })
+            .detach();
+        }
+    }))
+}
+
+/// Serves one connection: authorize, read the request, answer.
+async fn connection(mut stream: Async<UnixStream>, agent: &Agent, access: &Access) {
+    let peer = match sys::peer(stream.get_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!("control socket: cannot read the peer's credentials: {e}; closing");
+            return;
+        }
+    };
+    if !access.allows(&peer) {
+        warn!(
+            "control socket: refused {} (pid {}): not root, hapgent's user or in group {}",
+            describe(&peer),
+            peer.pid,
+            access.group
+        );
+        let message = format!(
+            "permission denied: {} is not root, hapgent's user or a member of group {}",
+            describe(&peer),
+            access.group
+        );
+        let _ = write_answer(
+            &mut stream,
+            &wire::failure(Code::PermissionDenied, &message, Map::new()),
+        )
+        .await;
+        return;
+    }
+    let answer = match read_request(&mut stream).await {
+        Ok(line) => match wire::parse_request(&line) {
+            Ok(request) => handle(agent, request, &peer).await,
+            Err(e) => wire::failure(Code::BadRequest, &e, Map::new()),
+        },
+        Err(e) => wire::failure(Code::BadRequest, &e, Map::new()),
+    };
+    if write_answer(&mut stream, &answer).await.is_ok() {
+        linger(&mut stream).await;
+    }
+}
+
+/// After the answer: signals the end, then reads and drops what the client
+/// still sends (bounded), so that closing with unread input does not reset
+/// the connection and destroy the answer before the client reads it.
+async fn linger(stream: &mut Async<UnixStream>) {
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 4 * wire::MAX_REQUEST {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    drain
+        .or(async {
+            Timer::after(Duration::from_secs(1)).await;
+        })
+        .await;
+}
+
+/// Reads one line, at most `wire::MAX_REQUEST` bytes, within the deadline.
+async fn read_request(stream: &mut Async<UnixStream>) -> Result<Vec<u8>, String> {
+    let read = async {
+        let mut line = Vec::with_capacity(256);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("reading the request failed: {e}"))?;
+            if n == 0 {
+                return if line.is_empty() {
+                    Err("no request before the connection was closed".to_string())
+                } else {
+                    Ok(line)
+                };
+            }
+            if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&buf[..end]);
+                return check_size(line);
+            }
+            line.extend_from_slice(&buf[..n]);
+            if line.len() > wire::MAX_REQUEST {
+                return Err(format!("request larger than {} bytes", wire::MAX_REQUEST));
+            }
+        }
+    };
+    let deadline = async {
+        Timer::after(READ_DEADLINE).await;
+        Err(format!("no complete request within {READ_DEADLINE:?}"))
+    };
+    read.or(deadline).await
+}
+
+fn check_size(line: Vec<u8>) -> Result<Vec<u8>, String> {
+    if line.len() > wire::MAX_REQUEST {
+        Err(format!("request larger than {} bytes", wire::MAX_REQUEST))
+    } else {
+        Ok(line)
+    }
+}
+
+async fn write_answer(stream: &mut Async<UnixStream>, answer: &str) -> io::Result<()> {
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.flush().await
+    };
+    let deadline = async {
+        Timer::after(WRITE_DEADLINE).await;
+        Err(io::Error::from(ErrorKind::TimedOut))
+    };
+    write.or(deadline).await
+}
+
+/// Carries out one request and renders the answer.
+async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
+    match request {
+        Request::Status => wire::ok(status(agent)),
+        Request::Probers => {
+            let mut fields = Map::new();
+            fields.insert("probers".into(), probers_json(agent));
+            fields.insert(
+                "seen_window_ms".into(),
+                (agent.seen_window().as_millis() as u64).into(),
+            );
+            wire::ok(fields)
+        }
+        Request::Set(fields) => {
+            let cause = format!("ctl by {}", describe(peer));
+            match agent.change(&fields, &cause) {
+                Ok(()) => {
+                    // Answer once it is on disk too, unless the disk is
+                    // slow: then "saved": false says so.
+                    agent.wait_saved(SAVE_WAIT).await;
+                    wire::ok(status(agent))
+                }
+                Err(problem) => {
+                    let message = format!("the new state {problem}");
+                    wire::failure(Code::InvalidState, &message, Map::new())
+                }
+            }
+        }
+        Request::WaitSeen {
+            version,
+            timeout_ms,
+        } => wait_seen(agent, version, Duration::from_millis(timeout_ms)).await,
+    }
+}
+
+/// The state served, its version, the reply, and the probers.
+fn status(agent: &Agent) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("version".into(), agent.version().into());
+    fields.insert("saved".into(), agent.is_saved().into());
+    fields.insert(
+        "state".into(),
+        serde_json::to_value(agent.state()).unwrap_or(Value::Null),
+    );
+    let reply = agent.current_reply();
+    fields.insert(
+        "reply".into(),
+        String::from_utf8_lossy(&reply).trim_end().into(),
+    );
+    fields.insert("probers".into(), probers_json(agent));
+    fields.insert(
+        "seen_window_ms".into(),
+        (agent.seen_window().as_millis() as u64).into(),
+    );
+    fields
+}
+
+fn probers_json(agent: &Agent) -> Value {
+    let now = Instant::now();
+    let ms = |d: Duration| d.as_millis() as u64;
+    let list: Vec<Value> = agent
+        .probers()
+        .list()
+        .into_iter()
+        .map(|(addr, p)| {
+            json!({
+                "address": addr.to_string(),
+                "first_probe_ms_ago": ms(now.saturating_duration_since(p.first)),
+                "last_probe_ms_ago": ms(now.saturating_duration_since(p.last)),
+                "probes": p.probes,
+                "version": p.version,
+                "reply": String::from_utf8_lossy(&p.reply).trim_end(),
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// Waits until every prober that probed within the seen window has been
+/// served `version` or later; fails at once when none has probed, early
+/// when all that have not seen it stopped probing, and at the timeout.
+async fn wait_seen(agent: &Agent, version: u64, timeout: Duration) -> String {
+    let current = agent.version();
+    if version > current {
+        let message =
+            format!("version {version} does not exist yet (the state is at version {current})");
+        return wire::failure(Code::BadRequest, &message, Map::new());
+    }
+    let window = agent.seen_window();
+    let now = Instant::now();
+    let deadline = now + timeout;
+    let awaited = agent.probers().recent(window, now);
+    // "Seen after" counts from the change itself when it is the latest.
+    let start = agent.changed_at(version).unwrap_or(now);
+    let mut fields = Map::new();
+    fields.insert("version".into(), version.into());
+    if awaited.is_empty() {
+        let message = format!(
+            "no load balancer has probed this agent within the last {}; nobody can be confirmed to have seen version {version}",
+            seconds(window)
+        );
+        return wire::failure(Code::NoProbers, &message, fields);
+    }
+    let bell = agent.subscribe_probes();
+    loop {
+        let now = Instant::now();
+        let progress = probers::progress(&agent.probers(), &awaited, version, start, window, now);
+        let verdict = probers::verdict(&progress);
+        fields.insert("probers".into(), progress_json(&progress));
+        match verdict {
+            Some(true) => return wire::ok(fields),
+            Some(false) => {
+                let message = format!(
+                    "version {version} was not seen by every load balancer: {}",
+                    unseen(&progress)
+                );
+                return wire::failure(Code::NotSeen, &message, fields);
+            }
+            None if now >= deadline => {
+                let message = format!(
+                    "version {version} was not seen by every load balancer within {}: {}",
+                    seconds(timeout),
+                    unseen(&progress)
+                );
+                return wire::failure(Code::NotSeen, &message, fields);
+            }
+            None => {}
+        }
+        // Wake at the next probe, or when a silent prober may have gone
+        // quiet for longer than the window, or at the deadline.
+        let pause = deadline
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(250));
+        let probe = async {
+            let _ = bell.recv().await;
+        };
+        probe
+            .or(async {
+                Timer::after(pause).await;
+            })
+            .await;
+    }
+}
+
+fn progress_json(progress: &[(std::net::IpAddr, Progress)]) -> Value {
+    let ms = |d: &Duration| d.as_millis() as u64;
+    Value::Array(
+        progress
+            .iter()
+            .map(|(addr, p)| match p {
+                Progress::Seen(d) => json!({"address": addr.to_string(), "seen": true, "after_ms": ms(d)}),
+                Progress::Waiting => json!({"address": addr.to_string(), "seen": false, "probing": true}),
+                Progress::Gone(d) => json!({"address": addr.to_string(), "seen": false, "probing": false, "last_probe_ms_ago": ms(d)}),
+            })
+            .collect(),
+    )
+}
+
+/// The probers that have not seen it, in words.
+fn unseen(progress: &[(std::net::IpAddr, Progress)]) -> String {
+    progress
+        .iter()
+        .filter_map(|(addr, p)| match p {
+            Progress::Seen(_) => None,
+            Progress::Waiting => Some(format!("{addr} is probing but has not been served it")),
+            Progress::Gone(d) => Some(format!("{addr} stopped probing ({} ago)", seconds(*d))),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A duration as `12.3 s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Removes the socket file at stop, if it is still ours.
+pub fn remove(path: &Path) {
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != ErrorKind::NotFound
+    {
+        info!("cannot remove the control socket {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_use_the_socket() {
+        let access = Access {
+            uid: 500,
+            gid: 600,
+            group: "hapgent".into(),
+        };
+        let peer = |uid, gid, groups: &[u32]| Peer {
+            pid: 1,
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        for (p, allowed) in [
+            (peer(0, 0, &[]), true),
+            (peer(500, 1, &[]), true),
+            (peer(1000, 600, &[]), true),
+            (peer(1000, 1000, &[27, 600]), true),
+            (peer(1000, 1000, &[27]), false),
+            (peer(600, 500, &[]), false),
+        ] {
+            assert_eq!(access.allows(&p), allowed, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn unseen_probers_are_named() {
+        let a: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+        let text = unseen(&[
+            (a, Progress::Seen(Duration::from_millis(5))),
+            (b, Progress::Gone(Duration::from_millis(31_240))),
+        ]);
+        assert_eq!(text, "127.0.0.3 stopped probing (31.2 s ago)");
+        assert_eq!(
+            unseen(&[(a, Progress::Waiting)]),
+            "127.0.0.2 is probing but has not been served it"
+        );
+    }
+}

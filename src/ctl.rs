@@ -1,0 +1,371 @@
+//! `hapgent ctl`: the client of the control socket (see `control` for the
+//! server and `wire` for the protocol).
+//!
+//! It builds one request from the command line, sends it, prints the
+//! answer, and turns it into an exit code a deploy script can branch on
+//! (see `Error::exit_code`). With `--wait-seen`, a change is followed by a
+//! second request that returns once every load balancer probing this host
+//! has been served the new state. Every failure names the socket and says
+//! what to do.
+
+use crate::cli::{Action, Ctl};
+use crate::config::Config;
+use crate::control::seconds;
+use crate::error::Error;
+use crate::wire::{self, Answer, Code, Request};
+use serde_json::{Map, Value};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// `--timeout` when not given.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one `hapgent ctl` command.
+pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
+    let socket = &config.control_socket;
+    if socket.as_os_str().is_empty() {
+        return Err(Error::Unavailable(
+            "the control socket is disabled (control_socket is empty in hapgent's configuration)"
+                .into(),
+        ));
+    }
+    let timeout = match &ctl.timeout {
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            Error::Usage(format!(
+                "--timeout {text:?}: not a duration such as 30s, 500ms or 2m"
+            ))
+        })?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let Some(action) = ctl.action else {
+        return Err(Error::Usage("hapgent ctl needs a command".into()));
+    };
+    let request = request(&action)?;
+    let changes = matches!(request, Request::Set(_));
+    let answer = ask(socket, &request, Duration::from_secs(10))?;
+    let answer = accept(socket, answer)?;
+    let version = answer
+        .fields
+        .get("version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let wait = matches!(action, Action::WaitSeen) || (changes && ctl.wait_seen);
+    if !wait || !ctl.json {
+        print_answer(&action, &answer, ctl.json);
+    }
+    if !wait {
+        return Ok(());
+    }
+    let request = Request::WaitSeen {
+        version,
+        timeout_ms: timeout.as_millis() as u64,
+    };
+    let answer = ask(socket, &request, timeout + Duration::from_secs(10))?;
+    if ctl.json {
+        println!("{}", Value::Object(answer.fields.clone()));
+    } else {
+        print_progress(&answer);
+    }
+    accept(socket, answer).map(|_| ())
+}
+
+/// The request for a command line.
+fn request(action: &Action) -> Result<Request, Error> {
+    Ok(match action {
+        Action::Status => Request::Status,
+        Action::Probers => Request::Probers,
+        Action::WaitSeen => Request::Status,
+        Action::Set(fields) => {
+            let mut state = Map::new();
+            for (field, value) in fields {
+                state.insert(field.to_string(), field_value(field, value.as_deref())?);
+            }
+            Request::Set(state)
+        }
+    })
+}
+
+/// A state-file value for `field` from text typed on the command line.
+/// Numbers must be whole numbers here; their ranges are checked by the
+/// agent, exactly as in the state file.
+fn field_value(field: &str, text: Option<&str>) -> Result<Value, Error> {
+    let Some(text) = text else {
+        return Ok(Value::Null);
+    };
+    match field {
+        "weight" | "maxconn" => text.trim().parse::<u64>().map(Value::from).map_err(|_| {
+            Error::Usage(format!(
+                "{field} {text:?}: not a whole number (or \"none\" to remove it)"
+            ))
+        }),
+        _ => Ok(Value::from(text)),
+    }
+}
+
+/// Sends one request and reads the answer, with a deadline.
+fn ask(socket: &Path, request: &Request, deadline: Duration) -> Result<Answer, Error> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| connect_error(socket, &e))?;
+    let io_error =
+        |e: io::Error| Error::Runtime(format!("control socket {}: {e}", socket.display()));
+    stream.set_read_timeout(Some(deadline)).map_err(io_error)?;
+    stream.set_write_timeout(Some(deadline)).map_err(io_error)?;
+    stream
+        .write_all(wire::render_request(request).as_bytes())
+        .map_err(io_error)?;
+    let mut line = Vec::new();
+    BufReader::new((&stream).take(1 << 24))
+        .read_until(b'\n', &mut line)
+        .map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Runtime(format!(
+                "control socket {}: no answer within {}",
+                socket.display(),
+                seconds(deadline)
+            )),
+            _ => io_error(e),
+        })?;
+    if line.is_empty() {
+        return Err(Error::Runtime(format!(
+            "control socket {}: the agent closed the connection without an answer (see its log)",
+            socket.display()
+        )));
+    }
+    wire::parse_answer(&line)
+        .map_err(|e| Error::Runtime(format!("control socket {}: {e}", socket.display())))
+}
+
+/// Why connecting failed, in terms of what to do.
+fn connect_error(socket: &Path, e: &io::Error) -> Error {
+    let path = socket.display();
+    match e.kind() {
+        ErrorKind::NotFound => Error::Unavailable(format!(
+            "{path} does not exist: hapgent is not running, or runs with another control_socket (systemctl status hapgent)"
+        )),
+        ErrorKind::ConnectionRefused => Error::Unavailable(format!(
+            "nothing answers on {path}: hapgent is not running (a socket file was left behind)"
+        )),
+        ErrorKind::PermissionDenied => Error::NoPermission(format!(
+            "permission denied on {path}: run as root or hapgent's user, or join hapgent's control group (control_group; default: hapgent's own group) and log in again"
+        )),
+        _ => Error::Unavailable(format!("cannot connect to {path}: {e}")),
+    }
+}
+
+/// The answer if it says ok; otherwise the error its code maps to.
+fn accept(socket: &Path, answer: Answer) -> Result<Answer, Error> {
+    if answer.ok {
+        return Ok(answer);
+    }
+    let message = answer.message.clone();
+    Err(match answer.code() {
+        Some(Code::PermissionDenied) => Error::NoPermission(format!(
+            "{message} (the agent on {} refused; join its control group or use sudo)",
+            socket.display()
+        )),
+        Some(Code::InvalidState) => Error::Usage(message),
+        Some(Code::NoProbers | Code::NotSeen) => Error::NotSeen(message),
+        _ => Error::Runtime(message),
+    })
+}
+
+fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> &'a str {
+    fields.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn number(fields: &Map<String, Value>, key: &str) -> u64 {
+    fields.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Prints a status, probers or change answer.
+fn print_answer(action: &Action, answer: &Answer, json: bool) {
+    if json {
+        println!("{}", Value::Object(answer.fields.clone()));
+        return;
+    }
+    let f = &answer.fields;
+    if !matches!(action, Action::Probers) {
+        let state = f
+            .get("state")
+            .and_then(|s| crate::state::parse(s.to_string().as_bytes()).ok())
+            .map_or_else(String::new, |s| s.to_string());
+        let saved = if f.get("saved").and_then(Value::as_bool) == Some(false) {
+            ", NOT YET SAVED to the state file: the disk is slow or failing (see hapgent's log); served from memory"
+        } else {
+            ""
+        };
+        println!("state:   {state} (version {}{saved})", number(f, "version"));
+        println!("reply:   {}", text(f, "reply"));
+    }
+    let probers = f
+        .get("probers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let window = Duration::from_millis(number(f, "seen_window_ms"));
+    if matches!(action, Action::Set(_)) {
+        return;
+    }
+    println!(
+        "probers: {} known (probing means within the last {})",
+        probers.len(),
+        seconds(window)
+    );
+    for p in probers {
+        let Value::Object(p) = p else { continue };
+        let ago = Duration::from_millis(number(&p, "last_probe_ms_ago"));
+        println!(
+            "  {:<40} last probe {} ago, {} probes, version {}: {}",
+            text(&p, "address"),
+            seconds(ago),
+            number(&p, "probes"),
+            number(&p, "version"),
+            text(&p, "reply")
+        );
+    }
+}
+
+/// Prints how each load balancer did in a `--wait-seen`.
+fn print_progress(answer: &Answer) {
+    let f = &answer.fields;
+    let version = number(f, "version");
+    let probers = f
+        .get("probers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for p in &probers {
+        let Value::Object(p) = p else { continue };
+        let address = text(p, "address");
+        if p.get("seen").and_then(Value::as_bool) == Some(true) {
+            let after = Duration::from_millis(number(p, "after_ms"));
+            println!(
+                "{address} has seen version {version} ({} after the change)",
+                seconds(after)
+            );
+        } else if p.get("probing").and_then(Value::as_bool) == Some(false) {
+            let ago = Duration::from_millis(number(p, "last_probe_ms_ago"));
+            println!(
+                "{address} has NOT seen version {version}: stopped probing {} ago",
+                seconds(ago)
+            );
+        } else {
+            println!("{address} has NOT seen version {version}: probing, not yet served it");
+        }
+    }
+    if answer.ok {
+        println!(
+            "all {} load balancers have seen version {version}",
+            probers.len()
+        );
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let secs = value * scale;
+    (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("30s", Some(ms(30_000))),
+            ("30", Some(ms(30_000))),
+            ("500ms", Some(ms(500))),
+            ("1.5s", Some(ms(1500))),
+            ("2m", Some(ms(120_000))),
+            ("1h", Some(ms(3_600_000))),
+            (" 5 s ", Some(ms(5000))),
+            ("", None),
+            ("s", None),
+            ("5x", None),
+            ("-1s", None),
+            ("2d", None),
+            ("100000h", None),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn requests_from_command_lines() {
+        let set = |f: &[(&'static str, Option<&str>)]| {
+            Action::Set(f.iter().map(|(k, v)| (*k, v.map(String::from))).collect())
+        };
+        let state = |v: Value| Request::Set(v.as_object().unwrap().clone());
+        use serde_json::json;
+        for (action, want) in [
+            (Action::Status, Request::Status),
+            (Action::Probers, Request::Probers),
+            (
+                set(&[("status", Some("DRAIN"))]),
+                state(json!({"status": "DRAIN"})),
+            ),
+            (set(&[("weight", Some("50"))]), state(json!({"weight": 50}))),
+            (set(&[("weight", None)]), state(json!({"weight": null}))),
+            (
+                set(&[
+                    ("status", Some("UP")),
+                    ("maxconn", Some("0")),
+                    ("description", Some("v2")),
+                ]),
+                state(json!({"status": "UP", "maxconn": 0, "description": "v2"})),
+            ),
+        ] {
+            assert_eq!(request(&action).unwrap(), want);
+        }
+        for bad in [
+            set(&[("weight", Some("lots"))]),
+            set(&[("maxconn", Some("-1"))]),
+        ] {
+            assert!(matches!(request(&bad), Err(Error::Usage(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn answers_become_exit_codes() {
+        let socket = Path::new("/run/hapgent/control.sock");
+        let answer = |code: Code| {
+            wire::parse_answer(wire::failure(code, "why", Map::new()).as_bytes()).unwrap()
+        };
+        for (code, exit) in [
+            (Code::PermissionDenied, 77),
+            (Code::InvalidState, 64),
+            (Code::NoProbers, 75),
+            (Code::NotSeen, 75),
+            (Code::BadRequest, 1),
+            (Code::Busy, 1),
+        ] {
+            let e = accept(socket, answer(code)).unwrap_err();
+            assert_eq!(
+                e.exit_code(),
+                std::process::ExitCode::from(exit),
+                "{code:?}"
+            );
+        }
+        let refused = connect_error(socket, &io::Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(refused.exit_code(), std::process::ExitCode::from(77));
+        let absent = connect_error(socket, &io::Error::from(ErrorKind::NotFound));
+        assert_eq!(absent.exit_code(), std::process::ExitCode::from(69));
+        assert!(absent.to_string().contains("/run/hapgent/control.sock"));
+    }
+}
