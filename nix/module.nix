@@ -100,6 +100,16 @@ in
       '';
     };
 
+    controlUsers = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "alice" ];
+      description = ''
+        Users who may run `hapgent ctl` without sudo: they join the group
+        hapgent, which owns the control socket /run/hapgent/control.sock.
+      '';
+    };
+
     openFirewall = lib.mkOption {
       type = lib.types.bool;
       default = false;
@@ -115,12 +125,19 @@ in
       }
     ];
 
-    users.users.hapgent = {
-      isSystemUser = true;
-      group = "hapgent";
-      home = "/var/lib/hapgent";
-      description = "hapgent HAProxy agent";
-    };
+    users.users = lib.mkMerge [
+      {
+        hapgent = {
+          isSystemUser = true;
+          group = "hapgent";
+          home = "/var/lib/hapgent";
+          description = "hapgent HAProxy agent";
+        };
+      }
+      (lib.genAttrs cfg.controlUsers (_: {
+        extraGroups = [ "hapgent" ];
+      }))
+    ];
     users.groups.hapgent = { };
 
     # On PATH for `hapgent check-config`, which reads the same file.

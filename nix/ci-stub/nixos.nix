@@ -51,6 +51,7 @@ in
             group = opt types.str "";
             home = opt types.str "/var/empty";
             description = opt types.str "";
+            extraGroups = opt (types.listOf types.str) [ ];
           };
         }
       )) { };
