@@ -9,6 +9,7 @@ mod util;
 mod clients;
 mod commands;
 mod dynamic;
+mod faults;
 mod haproxy;
 mod signals;
 mod state_file;
