@@ -56,7 +56,13 @@ fn wait_no_pending(pid: i32) {
         status
             .lines()
             .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
-            .all(|l| l.split_whitespace().nth(1).unwrap().trim_start_matches('0') == "")
+            .all(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .trim_start_matches('0')
+                    .is_empty()
+            })
     });
 }
 

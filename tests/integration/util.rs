@@ -335,10 +335,8 @@ impl Drop for Agent {
     fn drop(&mut self) {
         // Under strace, hapgent is strace's child: kill it by its PID while
         // strace still runs (so the PID cannot have been reused), then strace.
-        if let Some(pid) = self.traced {
-            if matches!(self.child.try_wait(), Ok(None)) {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        if let (Some(pid), Ok(None)) = (self.traced, self.child.try_wait()) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
