@@ -305,6 +305,31 @@ fn stop_applies_a_pending_signal_and_leaves_no_temp_file() {
 }
 
 #[test]
+fn a_stop_during_a_hung_save_leaves_no_temp_file() {
+    let dir = TempDir::new("stophung");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    // The save never finishes while the test runs.
+    let mut agent = Agent::start_traced(&strs(&slow_fsync(30_000_000)), &path, &[], &[]);
+    agent.signal(libc::SIGUSR2);
+    agent.wait_log("(SIGUSR2)");
+    wait_for("the save under way", || !temp_files(&dir).is_empty());
+    // The process may not be able to end while a thread is stuck in fsync
+    // (on a really hung disk neither), but the temp file can be unlinked.
+    agent.signal(libc::SIGTERM);
+    let deadline = Instant::now() + PATIENCE;
+    while !temp_files(&dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "temp file left after SIGTERM: {:?}; log:\n{}",
+            temp_files(&dir),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn a_leftover_temp_file_is_removed_at_start() {
     let dir = TempDir::new("leftover");
     let path = dir.join("state.json");
@@ -663,6 +688,23 @@ fn accept_messages_print_addresses_not_options() {
     for line in log.lines().filter(|l| l.contains("accept")) {
         assert!(!line.contains("Some("), "{line}");
     }
+}
+
+#[test]
+fn the_listen_backlog_follows_somaxconn() {
+    let somaxconn = fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let dir = TempDir::new("backlog");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    // For a listening socket, ss shows the backlog as Send-Q.
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", agent.port())])
+        .output()
+        .expect("ss (iproute2) is needed");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let backlog = out.split_whitespace().nth(2).unwrap_or_default();
+    assert_eq!(backlog, somaxconn.trim(), "ss: {out}");
 }
 
 #[test]
