@@ -310,7 +310,7 @@ fn a_stop_during_a_hung_save_leaves_no_temp_file() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
     // The save never finishes while the test runs.
-    let mut agent = Agent::start_traced(&strs(&slow_fsync(30_000_000)), &path, &[], &[]);
+    let agent = Agent::start_traced(&strs(&slow_fsync(30_000_000)), &path, &[], &[]);
     agent.signal(libc::SIGUSR2);
     agent.wait_log("(SIGUSR2)");
     wait_for("the save under way", || !temp_files(&dir).is_empty());
