@@ -170,6 +170,8 @@ fn a_hung_save_does_not_delay_the_next_signal() {
     agent.wait_reply("up ready 100%\n");
     agent.signal(libc::SIGUSR2);
     agent.wait_reply("down 100%\n");
+    // The premise: the UP save is still hanging in fsync.
+    assert!(!temp_files(&dir).is_empty(), "{}", agent.log());
 }
 
 #[test]
@@ -489,7 +491,10 @@ fn a_huge_proc_stat_is_refused_not_read() {
     let path = dir.join("state.json");
     let stat = dir.join("stat");
     write_state(&path, r#"{"status":"UP"}"#);
-    fs::File::create(&stat).unwrap().set_len(200 << 20).unwrap();
+    // Valid counters, then 200 MiB of holes.
+    fs::write(&stat, proc_stat(1000, 1000)).unwrap();
+    let file = fs::OpenOptions::new().write(true).open(&stat).unwrap();
+    file.set_len(200 << 20).unwrap();
     let state = path.to_str().unwrap();
     let args = [
         "--ip",
