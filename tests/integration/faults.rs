@@ -2,11 +2,14 @@
 //! floods, a stop in the middle of a save, read errors, readers that stop
 //! reading, settings files that are not regular files, odd symlinks, large
 //! payloads, startup races and in-place edits. Faults are injected with
-//! Debian's `strace` (`-e inject=…:delay_enter=…`, needs root and
-//! `apt-get install strace`), `prlimit`, FIFOs and sockets nobody reads.
+//! Debian's `strace` (`apt-get install strace`; `-e inject=…:delay_enter=…`
+//! on the agent, which the test process may trace as its descendant),
+//! `prlimit` (soft limit only), FIFOs and sockets nobody reads.
 //!
 //! Every test waits for an event (a reply, a file, a log line, an exit)
-//! with bounded polling; none asserts after a fixed sleep.
+//! with bounded polling; none asserts after a fixed sleep. The only sleeps
+//! are a scenario's own timing (signals 100 ms apart) and the 300 ms quiet
+//! window that tells a final state from one passed on the way.
 
 use crate::util::*;
 use std::fs;
