@@ -420,11 +420,28 @@ fn a_notify_socket_nobody_reads_blocks_nothing() {
         let weight = 100 + i;
         write_state(&path, &format!(r#"{{"status":"UP","weight":{weight}}}"#));
         agent.signal(libc::SIGHUP);
-        agent.wait_reply(&format!("up ready {weight}%\n"));
+        wait_answered_reply(&agent, &format!("up ready {weight}%\n"), i);
     }
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit();
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", agent.log());
+}
+
+/// `Agent::wait_reply`, with a probe that goes unanswered reported as such.
+fn wait_answered_reply(agent: &Agent, want: &str, round: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match try_probe(agent.addrs[0], Duration::from_secs(5)) {
+            Ok(got) if got == want => return,
+            Ok(got) => assert!(
+                Instant::now() < deadline,
+                "HUP {round}: reply {got:?}, want {want:?}; log:\n{}",
+                agent.log()
+            ),
+            Err(e) => panic!("HUP {round}: probe unanswered ({e}); log:\n{}", agent.log()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
