@@ -10,6 +10,7 @@ mod clients;
 mod commands;
 mod ctl;
 mod dynamic;
+mod faults;
 mod haproxy;
 mod signals;
 mod state_file;

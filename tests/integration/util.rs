@@ -6,8 +6,9 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ pub fn run_as_nobody(args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_clear()
         .env("HAPGENT_CONFIG", "/dev/null")
+        .env("HAPGENT_CONTROL_SOCKET", "")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -74,6 +76,9 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     // and a config file that does not exist unless a test names one.
     cmd.env_clear()
         .env("HAPGENT_CONFIG", "/dev/null")
+        // No control socket unless a test gives one (`Agent::start` does):
+        // agents never meet at the default path.
+        .env("HAPGENT_CONTROL_SOCKET", "")
         .args(args)
         .stdin(Stdio::null());
     for (k, v) in env {
@@ -89,6 +94,11 @@ pub struct Agent {
     log: Arc<Mutex<String>>,
     /// The directory of the control socket `start` gave it.
     control: Option<TempDir>,
+    /// When `child` is strace: the PID of the hapgent it traces.
+    traced: Option<i32>,
+    /// When stderr is left unread after startup: the reader, handed back
+    /// by the thread that read up to the "listening on" line.
+    held: Mutex<Option<Receiver<BufReader<ChildStderr>>>>,
 }
 
 impl Agent {
@@ -133,33 +143,67 @@ impl Agent {
         Agent::from_command(activated(listener.as_raw_fd(), args))
     }
 
-    pub fn from_command(mut command: Command) -> Agent {
+    pub fn from_command(command: Command) -> Agent {
+        let mut agent = Agent::launch(command);
+        agent.wait_listening();
+        agent
+    }
+
+    /// Spawns `command` with stderr read into the log, without waiting for
+    /// it to listen (see `wait_listening`).
+    pub fn launch(command: Command) -> Agent {
+        Agent::launch_with(command, false)
+    }
+
+    /// Spawns `command`; with `unread`, stderr is read only up to the
+    /// "listening on" line and then left unread (a pipe nobody reads)
+    /// until `read_log` is called.
+    fn launch_with(mut command: Command, unread: bool) -> Agent {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut agent = Agent {
+        let held = if unread {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let reader = read_lines(stderr, &sink, true);
+                let _ = tx.send(reader);
+            });
+            Some(rx)
+        } else {
+            std::thread::spawn(move || read_lines(stderr, &sink, false));
+            None
+        };
+        Agent {
             child,
             addrs: Vec::new(),
             log,
             control: None,
-        };
-        let line = agent.wait_log("listening on ");
+            traced: None,
+            held: Mutex::new(held),
+        }
+    }
+
+    /// Waits for the "listening on" line and learns the addresses from it.
+    pub fn wait_listening(&mut self) {
+        let line = self.wait_log("listening on ");
         let list = line.split("listening on ").nth(1).unwrap();
         let list = list.split(';').next().unwrap();
-        agent.addrs = list.split(", ").map(|a| a.parse().unwrap()).collect();
+        self.addrs = list.split(", ").map(|a| a.parse().unwrap()).collect();
+    }
+
+    /// Starts hapgent (as `start_with_env`) with stderr a pipe that nobody
+    /// reads once the "listening on" line is in; `read_log` starts reading.
+    pub fn start_unread(state_file: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let state = state_file.to_str().unwrap();
+        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
+        all.extend_from_slice(args);
+        let mut agent = Agent::launch_with(command(&all, env), true);
+        agent.wait_listening();
         agent
     }
 
@@ -176,8 +220,88 @@ impl Agent {
         ctl_at(&self.control_socket(), args)
     }
 
+    /// Starts reading the stderr left unread by `start_unread`.
+    pub fn read_log(&self) {
+        let rx = self
+            .held
+            .lock()
+            .unwrap()
+            .take()
+            .expect("stderr is already read");
+        let reader = rx
+            .recv_timeout(PATIENCE)
+            .expect("stderr reader not handed back");
+        let sink = Arc::clone(&self.log);
+        std::thread::spawn(move || read_lines(reader, &sink, false));
+    }
+
+    /// Starts hapgent (as `start_with_env`) under
+    /// `strace -f --seccomp-bpf -o /dev/null STRACE... --`, e.g. with
+    /// `-e inject=fsync:delay_enter=N`; waits until it listens. Signals go
+    /// to hapgent itself; strace exits with hapgent's status.
+    pub fn start_traced(
+        strace: &[&str],
+        state_file: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let state = state_file.to_str().unwrap();
+        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
+        all.extend_from_slice(args);
+        let mut agent = Agent::launch_traced(strace, &all, env);
+        agent.wait_listening();
+        agent
+    }
+
+    /// Spawns hapgent with exactly `args` and `env` under strace (see
+    /// `start_traced`), and waits until hapgent (not strace) runs, without
+    /// waiting for it to listen.
+    pub fn launch_traced(strace: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Command::new(strace_path());
+        cmd.env_clear()
+            .env("HAPGENT_CONFIG", "/dev/null")
+            .env("HAPGENT_CONTROL_SOCKET", "")
+            .args(["-f", "--seccomp-bpf", "-o", "/dev/null"])
+            .args(strace)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_hapgent"))
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut agent = Agent::launch(cmd);
+        let strace_pid = agent.child.id();
+        let children = format!("/proc/{strace_pid}/task/{strace_pid}/children");
+        let binary = fs::canonicalize(env!("CARGO_BIN_EXE_hapgent")).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let pid = fs::read_to_string(&children)
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
+            if let Some(pid) = pid {
+                // After the exec: the PID stays, the program changes.
+                if fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&binary) {
+                    agent.traced = Some(pid);
+                    return agent;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strace did not start hapgent; log:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.traced.unwrap_or(self.child.id() as i32)
     }
 
     pub fn port(&self) -> u16 {
@@ -264,6 +388,11 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        // Under strace, hapgent is strace's child: kill it by its PID while
+        // strace still runs (so the PID cannot have been reused), then strace.
+        if let (Some(pid), Ok(None)) = (self.traced, self.child.try_wait()) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -323,6 +452,7 @@ pub fn activated(fd: i32, args: &[&str]) -> Command {
     let mut cmd = Command::new("sh");
     cmd.env_clear()
         .env("HAPGENT_CONFIG", "/dev/null")
+        .env("HAPGENT_CONTROL_SOCKET", "")
         .arg("-c")
         .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_hapgent"))
@@ -341,4 +471,110 @@ pub fn activated(fd: i32, args: &[&str]) -> Command {
         });
     }
     cmd
+}
+
+/// Appends stderr lines to `sink`; with `until_listening`, stops after the
+/// "listening on" line and returns the reader, so the rest stays unread.
+fn read_lines(
+    mut reader: BufReader<ChildStderr>,
+    sink: &Mutex<String>,
+    until_listening: bool,
+) -> BufReader<ChildStderr> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return reader,
+            Ok(_) => {}
+        }
+        let mut log = sink.lock().unwrap();
+        log.push_str(line.trim_end_matches('\n'));
+        log.push('\n');
+        if until_listening && line.contains("listening on ") {
+            return reader;
+        }
+    }
+}
+
+/// Debian's strace (`apt-get install strace`).
+fn strace_path() -> &'static str {
+    if Path::new("/usr/bin/strace").exists() {
+        "/usr/bin/strace"
+    } else {
+        "strace"
+    }
+}
+
+/// The hapgent command `run` and `Agent::spawn` use: clean environment,
+/// `HAPGENT_CONFIG=/dev/null`, stdin from /dev/null.
+pub fn hapgent_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    command(args, env)
+}
+
+/// Caps the address space of the process `cmd` starts, so a test of an
+/// unbounded read cannot take the machine's memory with it.
+pub fn limit_memory(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How a command that was expected to end did end.
+pub struct Outcome {
+    /// The exit code, `None` if killed by a signal.
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, for at most `PATIENCE`; `None` (after killing
+/// it by PID) if it was still running then.
+pub fn run_within(mut cmd: Command) -> Option<Outcome> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(Outcome {
+                code: status.code(),
+                stderr: err.join().unwrap(),
+            });
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One agent check bounded by `limit`: connect, read until the agent
+/// closes; an error (refused, reset, timed out) is returned, not a panic.
+pub fn try_probe(addr: SocketAddr, limit: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }
