@@ -12,5 +12,6 @@ mod ctl;
 mod dynamic;
 mod faults;
 mod haproxy;
+mod reload;
 mod signals;
 mod state_file;
