@@ -47,6 +47,11 @@ Commands:
   check-config   print the effective configuration with the source of each
                  value, and exit non-zero if it is invalid
   reply [--json] print the reply that would be sent now and exit (one-shot)
+  ctl COMMAND    talk to the running agent through its control socket:
+                 status|probers [--json], up, down, ready, drain, maint,
+                 weight N|none, maxconn N|none, description TEXT|none,
+                 set --status S [--weight N] [--maxconn N] [--description T],
+                 wait-seen; changes take --wait-seen [--timeout 30s]
 
 Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
   -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
@@ -65,12 +70,19 @@ Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
       --cpu-smoothing PERCENT  share of the previous sample kept [default: 0]
       --proc-stat PATH       CPU counters file [default: /proc/stat]
       --systemd              use listening sockets passed by systemd
+      --control-socket PATH  control socket for hapgent ctl, empty: none
+                             [default: /run/hapgent/control.sock]
+      --control-group NAME   group allowed to use it [default: hapgent's own]
+      --seen-window MS       how recent a probe counts for --wait-seen
+                             [default: 30000]
+      --max-probers N        load balancers remembered [default: 4096]
   -h, --help                 print this help
   -V, --version              print the version
 
 Signals: SIGUSR1 sets UP, SIGUSR2 sets DOWN (both saved to the state file),
-SIGHUP re-reads the state file, SIGTERM/SIGINT stop.
-Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.
+SIGHUP re-reads the configuration and the state file, SIGTERM/SIGINT stop.
+Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error;
+hapgent ctl: 69 agent unreachable, 75 not seen in time, 77 permission denied.
 ";
 
 /// Flags that take a value, and the setting each one sets.
