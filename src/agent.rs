@@ -1,235 +1,329 @@
-//! The running agent: the state served, how signals change it, how the
-//! disk catches up, and reloads.
+//! The running agent: the services it serves, how signals change them,
+//! who probes it, and reloads.
 //!
-//! One thread, one `LocalExecutor`: the state lives in a `RefCell` that only
+//! One thread, one `LocalExecutor`: all state lives in `RefCell`s that only
 //! this thread touches, so there are no locks, and a signal handler never
-//! does more than record the signal (see `signals`).
+//! does more than record the signal (see `signals`). Each service keeps
+//! its own file in step with what it serves (see `service`); this module
+//! routes probes to services, applies signals to every service (they are
+//! the host switch), records probers, and reloads the configuration.
 //!
-//! Memory is the truth for replies; the disk converges to it. A change is
-//! served the moment it is handled, in delivery order, and gets the next
-//! version number. Saving is a separate loop that always writes the latest
-//! version, so a save hanging on a sick disk never delays the next change,
-//! and a failed save is logged once per state and retried. File I/O runs on
-//! the disk thread (see `disk`), one operation at a time in order, so a
-//! re-read (SIGHUP) first brings the file up to date with what is served.
-//!
-//! This module decides *when* to load, save and reload. *What* a state file
-//! may hold is `state`'s business, *what* to reply is `protocol`'s, how
-//! connections are served is `server`'s.
+//! *What* a state file may hold is `state`'s business, *what* to reply is
+//! `protocol`'s, how connections are served is `server`'s, and the control
+//! socket is `control`'s.
 
 use crate::config::{self, Config};
 use crate::control;
 use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
 use crate::error::Error;
-use crate::flags::FlagFiles;
+use crate::metrics;
 use crate::probers;
-use crate::protocol::{self, Overlay};
+use crate::protocol::Payload;
 use crate::server::{self, Server};
+use crate::service::{Bell, Service, Waiters};
 use crate::signals::{self, Kind};
-use crate::state::{self, Problem, State, Status};
+use crate::state::Status;
 use crate::systemd::Notifier;
 use crate::{error, info, listen, log, sys, warn};
 use async_signal::{Signal, Signals};
-use smol::channel::{self, Receiver, Sender};
-use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
+use smol::channel::Receiver;
+use smol::{Async, LocalExecutor, Task, future, prelude::*};
 use std::cell::{Cell, Ref, RefCell};
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// First delay before retrying a failed save or read; it doubles up to
-/// `RETRY_MAX`.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Unknown service names remembered (for logs, probers, metrics); more are
+/// counted as one.
+const MAX_UNKNOWN: usize = 256;
 
-type ReplyFn = Box<dyn Fn(SocketAddr) -> Rc<[u8]>>;
+/// Service numbers at and above this are unknown names, not services.
+const UNKNOWN_BASE: u32 = 1 << 31;
 
-/// A doorbell: ringing it when it already rings does nothing, so any
-/// number of rings costs one wake-up and no memory.
-struct Bell {
-    tx: Sender<()>,
-    rx: Receiver<()>,
+/// What a probe with no known service gets: a line with no word, which
+/// HAProxy reads as "no status change" (CHECKED): health checks alone
+/// decide, as when the agent is unreachable.
+pub const NO_NEWS: &[u8] = b"\n";
+
+type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
+
+/// The services, the default first.
+struct Services {
+    list: Vec<(Rc<Service>, Task<()>)>,
+    by_name: HashMap<Rc<str>, usize>,
 }
 
-impl Bell {
-    fn new() -> Bell {
-        let (tx, rx) = channel::bounded(1);
-        Bell { tx, rx }
-    }
-
-    fn ring(&self) {
-        let _ = self.tx.try_send(());
-    }
-
-    async fn wait(&self) {
-        let _ = self.rx.recv().await;
-    }
-}
-
-/// Tasks waiting for an event (a probe, a save): each gets a coalesced
-/// message every time it happens. Costs one check when nobody waits.
+/// Names asked for that no service has: numbered for the prober table,
+/// bounded, and logged once per prober and name.
 #[derive(Default)]
-struct Waiters(RefCell<Vec<Sender<()>>>);
+struct Unknown {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+    logged: std::collections::HashSet<(IpAddr, u32)>,
+    overflow_logged: u64,
+}
 
-impl Waiters {
-    fn subscribe(&self) -> Receiver<()> {
-        let (tx, rx) = channel::bounded(1);
-        self.0.borrow_mut().push(tx);
-        rx
+impl Unknown {
+    /// The number of `name` (past the cap, one number for all others).
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        if self.names.len() >= MAX_UNKNOWN {
+            return UNKNOWN_BASE + MAX_UNKNOWN as u32;
+        }
+        let id = UNKNOWN_BASE + self.names.len() as u32;
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        id
     }
 
-    fn notify(&self) {
-        if self.0.borrow().is_empty() {
-            return;
-        }
-        let mut waiters = self.0.borrow_mut();
-        waiters.retain(|w| !w.is_closed());
-        for w in waiters.iter() {
-            let _ = w.try_send(());
-        }
+    fn name(&self, id: u32) -> String {
+        self.names
+            .get((id - UNKNOWN_BASE) as usize)
+            .map_or_else(|| "(other unknown names)".into(), Clone::clone)
     }
 }
 
-/// Where a change came from: the operator's file (already on disk) or a
-/// signal (to be saved).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    File,
-    Signal,
+/// Counts kept for the whole agent, for the metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub unknown_service: Cell<u64>,
 }
 
-/// The state being served, what changes it, and the reply last rendered.
+/// The services being served and everything around them.
 pub struct Agent {
-    disk: Disk,
+    ex: Rc<LocalExecutor<'static>>,
+    disk: Rc<Disk>,
     inputs: config::Inputs,
     config: RefCell<Config>,
-    state: RefCell<State>,
-    /// Version of the state served: one more for every change.
-    version: Cell<u64>,
-    /// When the current version began.
-    changed_at: Cell<Instant>,
-    /// The highest version known to be in the state file.
-    saved: Cell<u64>,
-    /// Whether a save is running on the disk thread.
-    saving: Cell<bool>,
-    save_bell: Bell,
+    services: RefCell<Services>,
+    next_id: Cell<u32>,
     reload_bell: Bell,
     signals: RefCell<signals::Reader>,
-    flags: RefCell<FlagFiles>,
     cpu: RefCell<Option<Sampler>>,
     notifier: Notifier,
-    /// The last reply and the overlay it was rendered with: most probes
-    /// see the same inputs and reuse it without formatting anything.
-    reply: RefCell<(Overlay, Rc<[u8]>)>,
     server: RefCell<Option<Rc<Server<ReplyFn>>>>,
     listeners: RefCell<Vec<(SocketAddr, Task<()>)>>,
-    /// Who probed, and which version each was served.
+    /// Who probed, about which service, and which version each was served.
     probers: RefCell<probers::Table>,
+    unknown: RefCell<Unknown>,
     /// Waiters (`--wait-seen`) told after every probe.
     probe_waiters: Waiters,
-    /// Waiters (a ctl change) told after every save.
-    save_waiters: Waiters,
+    pub counters: Counters,
+    started: Instant,
 }
 
 impl Agent {
-    /// Starts from the state file, or from FAIL if it cannot be used (and
-    /// if it could not even be read, keeps trying).
-    fn new(config: Config, inputs: config::Inputs, disk: Disk, notifier: Notifier) -> Agent {
-        for stale in state::remove_stale_temps(&config.state_file) {
-            info!("removed {}, left by an interrupted save", stale.display());
-        }
-        let loaded = state::load(&config.state_file);
-        let state = loaded.as_ref().map_or_else(
-            |problem| fail_state(&config.state_file, problem),
-            State::clone,
-        );
-        let reply = protocol::render(&state).into_bytes().into();
+    fn new(
+        config: Config,
+        inputs: config::Inputs,
+        ex: Rc<LocalExecutor<'static>>,
+        disk: Disk,
+        notifier: Notifier,
+    ) -> Rc<Agent> {
         let max_probers = config.max_probers as usize;
-        let agent = Agent {
-            disk,
+        let agent = Rc::new(Agent {
+            ex,
+            disk: Rc::new(disk),
             inputs,
-            flags: RefCell::new(FlagFiles::new(
-                config.drain_file.clone(),
-                config.maint_file.clone(),
-            )),
-            config: RefCell::new(config),
-            state: RefCell::new(state),
-            version: Cell::new(0),
-            changed_at: Cell::new(Instant::now()),
-            saved: Cell::new(0),
-            saving: Cell::new(false),
-            save_bell: Bell::new(),
+            config: RefCell::new(config.clone()),
+            services: RefCell::new(Services {
+                list: Vec::new(),
+                by_name: HashMap::new(),
+            }),
+            next_id: Cell::new(0),
             reload_bell: Bell::new(),
             signals: RefCell::new(signals::Reader::default()),
             cpu: RefCell::new(None),
             notifier,
-            reply: RefCell::new((Overlay::default(), reply)),
             server: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
             probers: RefCell::new(probers::Table::new(max_probers)),
+            unknown: RefCell::new(Unknown::default()),
             probe_waiters: Waiters::default(),
-            save_waiters: Waiters::default(),
-        };
-        if loaded.is_err_and(|p| p.is_transient()) {
-            agent.reload_bell.ring();
-        }
+            counters: Counters::default(),
+            started: Instant::now(),
+        });
+        agent.update_services(&config);
         agent
     }
 
-    fn state_file(&self) -> PathBuf {
-        self.config.borrow().state_file.clone()
-    }
-
-    /// The reply to send now to `peer`, recorded in the prober table.
-    pub fn reply(&self, peer: SocketAddr) -> Rc<[u8]> {
-        let reply = self.current_reply();
+    /// Makes the service list match `config`: services whose files did not
+    /// change are kept (with their state and version), others are started
+    /// from their files, removed ones stopped.
+    fn update_services(&self, config: &Config) {
+        let mut wanted: Vec<(String, PathBuf, Option<PathBuf>, Option<PathBuf>)> = vec![(
+            String::new(),
+            config.state_file.clone(),
+            config.drain_file.clone(),
+            config.maint_file.clone(),
+        )];
+        for (name, s) in &config.services {
+            wanted.push((
+                name.clone(),
+                s.state_file.clone(),
+                s.drain_file.clone(),
+                s.maint_file.clone(),
+            ));
+        }
+        let mut services = self.services.borrow_mut();
+        let mut old: HashMap<Rc<str>, (Rc<Service>, Task<()>)> = services
+            .list
+            .drain(..)
+            .map(|(s, t)| (Rc::clone(&s.name), (s, t)))
+            .collect();
+        let mut list = Vec::with_capacity(wanted.len());
+        for (name, state_file, drain, maint) in wanted {
+            let kept = old
+                .remove(name.as_str())
+                .filter(|(s, _)| s.same_files(&state_file, &drain, &maint));
+            let entry = kept.unwrap_or_else(|| {
+                let id = self.next_id.get();
+                self.next_id.set(id + 1);
+                let service = Rc::new(Service::new(&name, id, state_file, drain, maint));
+                let task = {
+                    let (service, disk) = (Rc::clone(&service), Rc::clone(&self.disk));
+                    self.ex.spawn(async move { service.run(&disk).await })
+                };
+                (service, task)
+            });
+            list.push(entry);
+        }
+        // Dropping the old entries' tasks stops their loops.
+        drop(old);
+        services.by_name = list
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| (Rc::clone(&s.name), i))
+            .collect();
+        services.list = list;
+        let alive: std::collections::HashSet<u32> =
+            services.list.iter().map(|(s, _)| s.id).collect();
         self.probers
             .borrow_mut()
-            .record(peer.ip(), &reply, self.version.get(), Instant::now());
+            .retain(|id| id >= UNKNOWN_BASE || alive.contains(&id));
+    }
+
+    /// Every service, the default first.
+    pub fn services(&self) -> Vec<Rc<Service>> {
+        self.services
+            .borrow()
+            .list
+            .iter()
+            .map(|(s, _)| Rc::clone(s))
+            .collect()
+    }
+
+    /// The service called `name` (empty or `default`: the default one).
+    pub fn service(&self, name: &str) -> Option<Rc<Service>> {
+        let name = if name == "default" { "" } else { name };
+        let services = self.services.borrow();
+        let i = *services.by_name.get(name)?;
+        Some(Rc::clone(&services.list[i].0))
+    }
+
+    /// Whether services besides the default are configured (then probes
+    /// are read for their `agent-send` payload).
+    pub fn has_services(&self) -> bool {
+        self.services.borrow().list.len() > 1
+    }
+
+    /// The name of service number `id` (empty for the default service), or
+    /// of the unknown name it stands for.
+    pub fn service_name(&self, id: u32) -> String {
+        if id >= UNKNOWN_BASE {
+            return self.unknown.borrow().name(id);
+        }
+        self.services
+            .borrow()
+            .list
+            .iter()
+            .find(|(s, _)| s.id == id)
+            .map_or_else(|| "(removed)".into(), |(s, _)| s.name.to_string())
+    }
+
+    /// Whether service number `id` is an unknown name.
+    pub fn is_unknown(id: u32) -> bool {
+        id >= UNKNOWN_BASE
+    }
+
+    /// The reply to send now to `peer`, asking about the service its
+    /// payload names, recorded in the prober table.
+    pub fn reply(&self, peer: SocketAddr, payload: Payload) -> Rc<[u8]> {
+        let now = Instant::now();
+        let service = match payload {
+            Payload::None => self.service(""),
+            Payload::Name(name) => self.service(name),
+            Payload::Invalid => None,
+        };
+        let Some(service) = service else {
+            return self.no_news(peer, payload, now);
+        };
+        let probes = &service.counters.probes;
+        probes.set(probes.get() + 1);
+        let reply = self.current_reply(&service);
+        self.probers
+            .borrow_mut()
+            .record((peer.ip(), service.id), &reply, service.version(), now);
         self.probe_waiters.notify();
         reply
     }
 
-    /// The reply a probe would get now.
-    pub fn current_reply(&self) -> Rc<[u8]> {
-        let overlay = {
-            let state = self.state.borrow();
-            let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
-            let min_weight = self.config.borrow().min_weight;
-            protocol::overlay(&state, self.flags.borrow().check(), idle, min_weight)
+    /// A probe that names no configured service: no state change for
+    /// HAProxy, logged once per prober and name, counted, recorded.
+    fn no_news(&self, peer: SocketAddr, payload: Payload, now: Instant) -> Rc<[u8]> {
+        let c = &self.counters.unknown_service;
+        c.set(c.get() + 1);
+        let name = match payload {
+            Payload::Name(name) => name.to_string(),
+            _ => "(not a service name)".to_string(),
         };
-        let mut cached = self.reply.borrow_mut();
-        if cached.0 != overlay {
-            let line = protocol::render_with(&self.state.borrow(), overlay);
-            *cached = (overlay, line.into_bytes().into());
+        let mut unknown = self.unknown.borrow_mut();
+        let id = unknown.id(&name);
+        let reply: Rc<[u8]> = Rc::from(NO_NEWS);
+        if unknown.logged.len() < MAX_UNKNOWN * 4 {
+            if unknown.logged.insert((peer.ip(), id)) {
+                warn!(
+                    "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
+                    peer.ip()
+                );
+            }
+        } else {
+            unknown.overflow_logged += 1;
+            if unknown.overflow_logged.is_power_of_two() {
+                warn!(
+                    "{} more probes named services that are not configured",
+                    unknown.overflow_logged
+                );
+            }
         }
-        Rc::clone(&cached.1)
+        drop(unknown);
+        self.probers
+            .borrow_mut()
+            .record((peer.ip(), id), &reply, 0, now);
+        reply
     }
 
-    /// The state served.
-    pub fn state(&self) -> State {
-        self.state.borrow().clone()
+    /// What the dynamic inputs change in `service`'s reply now.
+    pub fn overlay(&self, service: &Service) -> crate::protocol::Overlay {
+        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
+        let min_weight = self.config.borrow().min_weight;
+        crate::protocol::overlay(&service.state(), service.flag_admin(), idle, min_weight)
     }
 
-    /// The version of the state served.
-    pub fn version(&self) -> u64 {
-        self.version.get()
-    }
-
-    /// When `version` began being served, if it is the current one.
-    pub fn changed_at(&self, version: u64) -> Option<Instant> {
-        (version == self.version.get()).then(|| self.changed_at.get())
-    }
-
-    /// Whether the state file holds what is served.
-    pub fn is_saved(&self) -> bool {
-        self.saved.get() >= self.version.get()
+    /// The reply `service` would give now.
+    pub fn current_reply(&self, service: &Service) -> Rc<[u8]> {
+        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
+        let min_weight = self.config.borrow().min_weight;
+        service.current_reply(idle, min_weight)
     }
 
     /// The prober table, to read.
@@ -247,72 +341,18 @@ impl Agent {
         self.probe_waiters.subscribe()
     }
 
-    /// Waits, at most `limit`, until the state served is in the state
-    /// file; returns whether it is.
-    pub async fn wait_saved(&self, limit: Duration) -> bool {
-        let saved = self.save_waiters.subscribe();
-        let deadline = Instant::now() + limit;
-        while !self.is_saved() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let _ = saved
-                .recv()
-                .or(async {
-                    Timer::after(left).await;
-                    Ok(())
-                })
-                .await;
-        }
-        true
+    /// The server's counters, if serving.
+    pub fn server_counters(&self) -> Option<server::Counters> {
+        self.server.borrow().as_ref().map(|s| s.counters())
     }
 
-    /// Changes state fields as `hapgent ctl` asks (see `state::merge`),
-    /// through the same path as a signal: served at once, then saved.
-    pub fn change(
-        &self,
-        fields: &serde_json::Map<String, serde_json::Value>,
-        cause: &str,
-    ) -> Result<(), Problem> {
-        let new = state::merge(&self.state.borrow(), fields)?;
-        self.set(new, cause, Origin::Signal);
-        Ok(())
+    /// Seconds since the agent started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    /// Serves `new` from now on, logging the change and its cause; a change
-    /// from a signal is then saved, one from the file already is.
-    fn set(&self, new: State, cause: &str, origin: Origin) {
-        let version = self.version.get() + 1;
-        self.version.set(version);
-        self.changed_at.set(Instant::now());
-        let old = self.state.replace(new.clone());
-        {
-            let mut cached = self.reply.borrow_mut();
-            let overlay = cached.0;
-            *cached = (
-                overlay,
-                protocol::render_with(&new, overlay).into_bytes().into(),
-            );
-        }
-        if old == new {
-            info!("state unchanged: {new} ({cause})");
-        } else {
-            info!("state changed: {old} -> {new} ({cause})");
-        }
-        match origin {
-            // A save still running would overwrite what was read: let the
-            // save loop write it back once that save is done.
-            Origin::File if !self.saving.get() => {
-                self.saved.set(version);
-                self.save_waiters.notify();
-            }
-            _ => self.save_bell.ring(),
-        }
-    }
-
-    /// Handles one recorded signal. Status changes apply at once; a reload
-    /// is asked of the reload loop, which does its file I/O meanwhile.
+    /// Handles one recorded signal: a status for every service (signals
+    /// are the host switch), or a reload.
     fn handle(&self, kind: Kind) {
         match kind {
             Kind::Up | Kind::Down => {
@@ -321,8 +361,9 @@ impl Agent {
                 } else {
                     Status::Down
                 };
-                let new = self.state.borrow().set_status(status);
-                self.set(new, kind.name(), Origin::Signal);
+                for service in self.services() {
+                    service.set_status(status, kind.name());
+                }
             }
             Kind::Reload => {
                 self.notifier.reloading();
@@ -360,139 +401,17 @@ impl Agent {
         }
     }
 
-    /// Writes the latest state to the file whenever it changed, forever.
-    /// A failure is logged once per state and retried with backoff, or at
-    /// once when a newer state arrives.
-    async fn save_loop(&self) {
-        let mut failed_version = None;
-        let mut failures = 0u32;
-        let mut delay = RETRY_FIRST;
-        loop {
-            self.save_bell.wait().await;
-            while self.saved.get() < self.version.get() {
-                let version = self.version.get();
-                let state = self.state.borrow().clone();
-                let path = self.state_file();
-                self.saving.set(true);
-                let result = {
-                    let (path, state) = (path.clone(), state.clone());
-                    self.disk.run(move || state::save(&path, &state)).await
-                };
-                self.saving.set(false);
-                match result.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped"))) {
-                    Ok(()) => {
-                        self.saved.set(self.saved.get().max(version));
-                        self.save_waiters.notify();
-                        if failures > 0 {
-                            info!(
-                                "saved the state to {} after {failures} failed attempts",
-                                path.display()
-                            );
-                        }
-                        (failures, delay, failed_version) = (0, RETRY_FIRST, None);
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        if failed_version != Some(version) {
-                            error!(
-                                "cannot save the state to {}: {e}; serving {state} from memory and retrying (a restart now would lose it)",
-                                path.display()
-                            );
-                            failed_version = Some(version);
-                        }
-                        sleep(delay).or(self.save_bell.wait()).await;
-                        delay = (delay * 2).min(RETRY_MAX);
-                    }
-                }
-            }
-        }
-    }
-
     /// Carries out reloads (SIGHUP), one at a time, forever: the
-    /// configuration file first, then the state file; then tells systemd
+    /// configuration file first, then every state file; then tells systemd
     /// the reload is done.
     async fn reload_loop(&self) {
         loop {
             self.reload_bell.wait().await;
             self.reload_config().await;
-            self.reload_state().await;
+            for service in self.services() {
+                service.reread(&self.disk, false).await;
+            }
             self.notifier.notify("READY=1");
-        }
-    }
-
-    /// Re-reads the state file. The file is first brought up to date with
-    /// what is served (a save that has not happened yet would otherwise be
-    /// undone). If the file cannot be read at all, the last good state is
-    /// kept and the read retried; if a later signal changes the state
-    /// meanwhile, that one wins and the read is dropped.
-    async fn reload_state(&self) {
-        let asked = self.version.get();
-        let mut delay = RETRY_FIRST;
-        let mut failing = false;
-        loop {
-            let path = self.state_file();
-            let pending = (self.saved.get() < asked).then(|| self.state.borrow().clone());
-            let job = {
-                let path = path.clone();
-                move || {
-                    let saved = pending.map(|s| state::save(&path, &s));
-                    (saved, state::load(&path))
-                }
-            };
-            self.saving.set(true);
-            let result = self.disk.run(job).await;
-            self.saving.set(false);
-            let Some((saved, loaded)) = result else {
-                error!("cannot re-read the state file: the disk thread stopped");
-                return;
-            };
-            match saved {
-                Some(Ok(())) => {
-                    self.saved.set(self.saved.get().max(asked));
-                    self.save_waiters.notify();
-                }
-                Some(Err(e)) => error!(
-                    "SIGHUP: cannot first save the state served to {}: {e}; reading it anyway",
-                    path.display()
-                ),
-                None => {}
-            }
-            if self.version.get() != asked {
-                info!(
-                    "SIGHUP: a later signal changed the state while {} was read; keeping the later state",
-                    path.display()
-                );
-                return;
-            }
-            match loaded {
-                Ok(new) => {
-                    if failing {
-                        info!("state file {} is readable again", path.display());
-                    }
-                    self.set(new, "SIGHUP", Origin::File);
-                    return;
-                }
-                Err(problem) if problem.is_transient() => {
-                    if !std::mem::replace(&mut failing, true) {
-                        error!(
-                            "state file {} {problem}; keeping the last good state ({}) and retrying",
-                            path.display(),
-                            self.state.borrow()
-                        );
-                    }
-                    // A new SIGHUP retries at once, a new change ends it.
-                    sleep(delay).or(self.reload_bell.wait()).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                    if self.version.get() != asked {
-                        return;
-                    }
-                }
-                Err(problem) => {
-                    let fail = fail_state(&path, &problem);
-                    self.set(fail, "SIGHUP", Origin::File);
-                    return;
-                }
-            }
         }
     }
 
@@ -527,26 +446,41 @@ impl Agent {
                 return;
             }
         }
+        if new.control_socket != old.control_socket || new.control_group != old.control_group {
+            warn!(
+                "reload: control_socket and control_group need a restart; keeping them as they were"
+            );
+        }
+        if new.metrics_listen != old.metrics_listen {
+            warn!("reload: metrics_listen needs a restart; keeping it as it was");
+        }
         let mut new = new;
         new.systemd = old.systemd;
+        new.control_socket = old.control_socket.clone();
+        new.control_group = old.control_group.clone();
+        new.metrics_listen = old.metrics_listen;
         if let Some(server) = self.server.borrow().as_ref() {
             server.set_options(server_options(&new));
+            server.set_allow(new.allow_list());
         }
-        *self.flags.borrow_mut() = FlagFiles::new(new.drain_file.clone(), new.maint_file.clone());
         self.update_cpu(&new);
         self.probers.borrow_mut().set_cap(new.max_probers as usize);
+        self.update_services(&new);
         info!("reload: applied {}", changed.join(", "));
-        let state_file_changed = new.state_file != old.state_file;
         *self.config.borrow_mut() = new;
-        if state_file_changed {
-            // What is served was not saved in the new file: read it fresh.
-            self.saved.set(self.version.get());
+        // The cached replies may depend on anything above.
+        for service in self.services() {
+            service.invalidate();
         }
-        // The cached reply may depend on anything above.
-        self.reply.borrow_mut().0 = Overlay {
-            weight: Some(u32::MAX),
-            ..Overlay::default()
-        };
+        if let Some(server) = self.server.borrow().as_ref() {
+            server.set_payload(self.payload_timeout());
+        }
+    }
+
+    /// How long to wait for an `agent-send` payload: only with services.
+    fn payload_timeout(&self) -> Option<Duration> {
+        self.has_services()
+            .then(|| Duration::from_millis(self.config.borrow().payload_timeout))
     }
 
     /// Starts, stops or retunes CPU sampling after a reload.
@@ -581,9 +515,7 @@ impl Agent {
         // Port 0 means "any": every reload binds afresh.
         let kept = |a: &SocketAddr| new.port != 0 && current.contains(a);
         let fresh: Vec<_> = wanted.iter().filter(|a| !kept(a)).map(|a| a.ip()).collect();
-        let ex = EXECUTOR.with(|ex| ex.borrow().clone());
-        let server = self.server.borrow().clone();
-        let (Some(ex), Some(server)) = (ex, server) else {
+        let Some(server) = self.server.borrow().clone() else {
             return Err("not serving yet".into());
         };
         let bound = listen::bind(&fresh, new.port).map_err(|e| e.to_string())?;
@@ -591,7 +523,7 @@ impl Agent {
         for listener in bound {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             let watched = Async::new(listener).map_err(|e| e.to_string())?;
-            added.push((addr, server.listen(&ex, watched)));
+            added.push((addr, server.listen(&self.ex, watched)));
         }
         let mut listeners = self.listeners.borrow_mut();
         listeners.retain(|(addr, _)| kept(addr) && wanted.contains(addr));
@@ -615,72 +547,53 @@ impl Agent {
         self.notifier.notify("STOPPING=1");
     }
 
-    /// Runs until told to stop; signals, saves and reloads go on meanwhile.
+    /// Runs until told to stop; signals and reloads go on meanwhile (and
+    /// each service's save loop, as its own task).
     async fn until_stopped(&self, doorbell: Signals, stop: Signals) {
         self.wait_for_stop(stop)
             .or(self.handle_signals(doorbell))
-            .or(self.save_loop())
             .or(self.reload_loop())
             .await;
     }
 
-    /// After a stop: handles the signals delivered before it and saves the
-    /// latest state, giving a hung disk `STOP_GRACE`; whatever happens, no
-    /// temporary file of ours is left behind.
+    /// After a stop: handles the signals delivered before it, stops the
+    /// save loops and saves every service's latest state, giving a hung
+    /// disk `STOP_GRACE` in all; no temporary file of ours is left behind.
     async fn finish(&self) {
         let last = self.handle_recorded();
+        // No loop may queue another save once the last one is done.
+        let services: Vec<Rc<Service>> = std::mem::take(&mut self.services.borrow_mut().list)
+            .into_iter()
+            .map(|(service, task)| {
+                drop(task);
+                service
+            })
+            .collect();
+        let deadline = Instant::now() + STOP_GRACE;
         if last == Some(Kind::Reload) {
-            info!("a SIGHUP arrived just before the stop; the state file is left as it is");
-            return;
+            info!("a SIGHUP arrived just before the stop; the state files are left as they are");
+        } else {
+            for service in &services {
+                let left = deadline.saturating_duration_since(Instant::now());
+                service.save_before_stop(&self.disk, left).await;
+            }
         }
-        if self.saved.get() >= self.version.get() {
-            return;
-        }
-        let (path, state) = (self.state_file(), self.state.borrow().clone());
-        let save = {
-            let path = path.clone();
-            async move { self.disk.run(move || state::save(&path, &state)).await }
-        };
-        let timeout = async {
-            Timer::after(STOP_GRACE).await;
-            None
-        };
-        match save.or(timeout).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => error!(
-                "cannot save the state to {} before stopping: {e}",
-                path.display()
-            ),
-            None => {
-                error!(
-                    "saving the state to {} did not finish within {STOP_GRACE:?} (is the disk hung?); stopping anyway",
-                    path.display()
-                );
-                if let Some(tmp) = state::temp_path(&state::save_target(&path)) {
-                    let _ = std::fs::remove_file(tmp);
-                }
+        // Whatever the disk thread still has queued (a save a loop began)
+        // must finish before the process ends, or its temporary file stays.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let drained = async { self.disk.run(|| ()).await.is_some() }
+            .or(async {
+                smol::Timer::after(left).await;
+                false
+            })
+            .await;
+        if !drained {
+            error!("the disk did not finish within {STOP_GRACE:?} (is it hung?); stopping anyway");
+            for service in &services {
+                service.remove_temp();
             }
         }
     }
-}
-
-thread_local! {
-    /// The executor serving this thread, for listeners added by a reload.
-    static EXECUTOR: RefCell<Option<Rc<LocalExecutor<'static>>>> = const { RefCell::new(None) };
-}
-
-/// FAIL, after logging why the state file cannot be used. The file itself
-/// is left untouched for the operator.
-fn fail_state(path: &std::path::Path, problem: &Problem) -> State {
-    error!(
-        "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
-        path.display()
-    );
-    State::with_status(Status::Fail)
-}
-
-async fn sleep(delay: Duration) {
-    Timer::after(delay).await;
 }
 
 fn server_options(config: &Config) -> server::Options {
@@ -743,22 +656,29 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
 
     let listeners = listen::listeners(&config)?;
     let control_socket = control_socket(&config)?;
-    let agent = Rc::new(Agent::new(
-        config.clone(),
-        inputs,
-        disk,
-        Notifier::from_env(),
-    ));
-    *agent.cpu.borrow_mut() = sampler;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr)?),
+        None => None,
+    };
 
     let ex = Rc::new(LocalExecutor::new());
-    EXECUTOR.with(|e| *e.borrow_mut() = Some(Rc::clone(&ex)));
-    let weak: Weak<Agent> = Rc::downgrade(&agent);
-    let reply: ReplyFn = Box::new(move |peer| {
+    let agent = Agent::new(
+        config.clone(),
+        inputs,
+        Rc::clone(&ex),
+        disk,
+        Notifier::from_env(),
+    );
+    *agent.cpu.borrow_mut() = sampler;
+
+    let weak = Rc::downgrade(&agent);
+    let reply: ReplyFn = Box::new(move |peer, payload| {
         weak.upgrade()
-            .map_or_else(|| Rc::from(&b""[..]), |a| a.reply(peer))
+            .map_or_else(|| Rc::from(NO_NEWS), |a| a.reply(peer, payload))
     });
     let server = Server::new(reply, server_options(&config));
+    server.set_allow(config.allow_list());
+    server.set_payload(agent.payload_timeout());
     *agent.server.borrow_mut() = Some(Rc::clone(&server));
     let mut addrs = Vec::new();
     for listener in listeners {
@@ -780,26 +700,39 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
         }
         None => None,
     };
-    let control = control_task.as_ref().map_or_else(
+    let metrics_task = match metrics_listener {
+        Some(listener) => Some(metrics::serve(&ex, listener, Rc::clone(&agent))?),
+        None => None,
+    };
+    let mut extras = vec![control_task.as_ref().map_or_else(
         || "no control socket".to_string(),
         |(p, _)| format!("control socket {}", p.display()),
-    );
+    )];
+    if let Some(addr) = config.metrics_listen {
+        extras.push(format!("metrics on http://{addr}/metrics"));
+    }
+    let services = agent.services();
+    if services.len() > 1 {
+        extras.push(format!("{} services", services.len() - 1));
+    }
     info!(
-        "hapgent {} listening on {}; {control}; state file {}: {}",
+        "hapgent {} listening on {}; {}; state file {}: {}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
+        extras.join("; "),
         config.state_file.display(),
-        agent.state.borrow()
+        services[0].state()
     );
     agent.notifier.notify(&format!(
         "READY=1\nSTATUS=listening on {}",
         addrs.join(", ")
     ));
 
-    future::block_on(ex.run(async {
+    smol::block_on(ex.run(async {
         agent.until_stopped(doorbell, stop).await;
         // Stop accepting: dropping the tasks closes the listeners.
         agent.listeners.borrow_mut().clear();
+        drop(metrics_task);
         if let Some((path, task)) = control_task {
             drop(task);
             control::remove(&path);

@@ -48,10 +48,11 @@ Commands:
                  value, and exit non-zero if it is invalid
   reply [--json] print the reply that would be sent now and exit (one-shot)
   ctl COMMAND    talk to the running agent through its control socket:
-                 status|probers [--json], up, down, ready, drain, maint,
-                 weight N|none, maxconn N|none, description TEXT|none,
+                 status|probers [--json], metrics, up, down, ready, drain,
+                 maint, weight N|none, maxconn N|none, description TEXT|none,
                  set --status S [--weight N] [--maxconn N] [--description T],
-                 wait-seen; changes take --wait-seen [--timeout 30s]
+                 wait-seen; changes take --wait-seen [--timeout 30s] and
+                 --service NAME or --all (default: the default service)
 
 Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
   -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
@@ -230,6 +231,10 @@ pub struct Ctl {
     pub timeout: Option<String>,
     /// Whether the command was `set` (which needs `--status`).
     pub set: bool,
+    /// `--service NAME`: the service to act on (unset: the default one).
+    pub service: Option<String>,
+    /// `--all`: act on every service.
+    pub all: bool,
 }
 
 /// A `hapgent ctl` command.
@@ -237,6 +242,7 @@ pub struct Ctl {
 pub enum Action {
     Status,
     Probers,
+    Metrics,
     WaitSeen,
     /// State fields to set: (field, value as typed; `None` removes it).
     Set(Vec<(&'static str, Option<String>)>),
@@ -264,6 +270,10 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
     match arg {
         Arg::Long(f) if f == "json" => ctl.json = true,
         Arg::Long(f) if f == "wait-seen" => ctl.wait_seen = true,
+        Arg::Long(f) if f == "all" => ctl.all = true,
+        Arg::Long(f) if f == "service" => {
+            ctl.service = Some(text("--service", parser.value().map_err(usage)?)?)
+        }
         Arg::Long(f) if f == "timeout" => {
             ctl.timeout = Some(text("--timeout", parser.value().map_err(usage)?)?)
         }
@@ -293,6 +303,7 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
             ctl.action = Some(match word.as_ref() {
                 "status" => Action::Status,
                 "probers" => Action::Probers,
+                "metrics" => Action::Metrics,
                 "wait-seen" => Action::WaitSeen,
                 "set" => {
                     ctl.set = true;
@@ -313,7 +324,7 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
                         Action::Set(vec![(field, (value != "none").then_some(value))])
                     } else {
                         return Err(Error::Usage(format!(
-                            "unknown ctl command {w:?} (known: status, probers, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)"
+                            "unknown ctl command {w:?} (known: status, probers, metrics, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)"
                         )));
                     }
                 }
@@ -328,7 +339,7 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
 fn check_ctl(ctl: &Ctl) -> Result<(), Error> {
     match &ctl.action {
         None => Err(Error::Usage(
-            "hapgent ctl needs a command (status, probers, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)".into(),
+            "hapgent ctl needs a command (status, probers, metrics, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)".into(),
         )),
         Some(Action::Set(fields)) if ctl.set && !fields.iter().any(|(f, _)| *f == "status") => {
             Err(Error::Usage(
@@ -337,8 +348,20 @@ fn check_ctl(ctl: &Ctl) -> Result<(), Error> {
             ))
         }
         Some(Action::Set(_)) | Some(Action::WaitSeen) if ctl.json && ctl.wait_seen => Ok(()),
-        Some(Action::Status | Action::Probers) if ctl.wait_seen => Err(Error::Usage(
-            "--wait-seen goes with a command that changes the state".into(),
+        Some(Action::Status | Action::Probers | Action::Metrics) if ctl.wait_seen => {
+            Err(Error::Usage(
+                "--wait-seen goes with a command that changes the state".into(),
+            ))
+        }
+        Some(Action::Status | Action::Probers | Action::Metrics)
+            if ctl.all || ctl.service.is_some() =>
+        {
+            Err(Error::Usage(
+                "status, probers and metrics show every service; --service and --all go with changes and wait-seen".into(),
+            ))
+        }
+        _ if ctl.all && ctl.service.is_some() => Err(Error::Usage(
+            "--service and --all exclude each other".into(),
         )),
         _ => Ok(()),
     }

@@ -10,14 +10,16 @@
 //! This module does not read the state file or open sockets; it only turns
 //! text into a `Config` or a `Error::Config` that names the culprit.
 
+use crate::cidr::Cidr;
 use crate::error::Error;
 use crate::files;
 use figment::value::{Dict, Map, Num, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
@@ -74,6 +76,42 @@ pub struct Config {
     pub seen_window: u64,
     /// Most probers remembered; past it the longest unseen is forgotten.
     pub max_probers: u32,
+    /// Services selected by an `agent-send` payload naming them; the
+    /// settings above are the default service.
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Milliseconds to wait for the payload, when services are configured.
+    pub payload_timeout: u64,
+    /// Sources allowed to probe; empty: everyone.
+    #[serde(deserialize_with = "ranges")]
+    pub allow: Vec<String>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); unset: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// One service besides the default: its own state file and flag files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub state_file: PathBuf,
+    #[serde(default)]
+    pub drain_file: Option<PathBuf>,
+    #[serde(default)]
+    pub maint_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The allow-list, parsed (`check` has made sure it parses).
+    pub fn allow_list(&self) -> Vec<Cidr> {
+        self.allow.iter().filter_map(|c| c.parse().ok()).collect()
+    }
+}
+
+/// Whether `name` may name a service: what `agent-send` carries.
+pub fn valid_service_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 impl Default for Config {
@@ -97,6 +135,10 @@ impl Default for Config {
             control_group: None,
             seen_window: 30_000,
             max_probers: 4096,
+            services: BTreeMap::new(),
+            payload_timeout: 100,
+            allow: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -133,14 +175,40 @@ impl Loaded {
                 .find_metadata(&key)
                 .map_or_else(|| "default".to_string(), |md| origin(md, &key));
             // TOML has no null: an unset key is a comment, as in the
-            // example configuration.
-            let setting = match value {
-                Value::Empty(..) => format!("# {key} is unset"),
-                v => format!("{key} = {}", serde_json::to_string(&v).unwrap_or_default()),
-            };
-            out.push_str(&format!("{setting:<44} # {source}\n"));
+            // example configuration; tables (services) are dotted keys.
+            for setting in toml_lines(&key, &value) {
+                out.push_str(&format!("{setting:<44} # {source}\n"));
+            }
         }
         out
+    }
+}
+
+/// `key = value` lines for one setting, valid TOML: an unset value is a
+/// comment, a table one line per leaf (`services."api.v2".state_file = ..`),
+/// an empty table a comment.
+fn toml_lines(key: &str, value: &Value) -> Vec<String> {
+    match value {
+        Value::Empty(..) => vec![format!("# {key} is unset")],
+        Value::Dict(_, dict) if dict.is_empty() => vec![format!("# {key}: none")],
+        Value::Dict(_, dict) => dict
+            .iter()
+            .flat_map(|(k, v)| {
+                let bare = k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                let k = if bare {
+                    k.clone()
+                } else {
+                    serde_json::to_string(k).unwrap_or_default()
+                };
+                toml_lines(&format!("{key}.{k}"), v)
+            })
+            .collect(),
+        v => vec![format!(
+            "{key} = {}",
+            serde_json::to_string(v).unwrap_or_default()
+        )],
     }
 }
 
@@ -250,6 +318,56 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
     }
     if !(1..=1_000_000).contains(&config.max_probers) {
         return Err(("max_probers", "must be between 1 and 1000000".into()));
+    }
+    for (name, service) in &config.services {
+        if name == "default" {
+            return Err((
+                "services",
+                "\"default\" names the top-level settings; give this service another name".into(),
+            ));
+        }
+        if !valid_service_name(name) {
+            return Err((
+                "services",
+                format!("{name:?} is not a service name (1-64 of A-Z a-z 0-9 _ . : -)"),
+            ));
+        }
+        if service.state_file.as_os_str().is_empty() {
+            return Err(("services", format!("{name}: state_file must not be empty")));
+        }
+        if service.state_file == config.state_file
+            || config
+                .services
+                .iter()
+                .any(|(other, s)| other < name && s.state_file == service.state_file)
+        {
+            return Err((
+                "services",
+                format!(
+                    "{name}: state_file {} is used by another service; each needs its own",
+                    service.state_file.display()
+                ),
+            ));
+        }
+        for (what, file) in [
+            ("drain_file", &service.drain_file),
+            ("maint_file", &service.maint_file),
+        ] {
+            if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+                return Err(("services", format!("{name}: {what} must not be empty")));
+            }
+        }
+    }
+    if !(1..=10_000).contains(&config.payload_timeout) {
+        return Err((
+            "payload_timeout",
+            "must be between 1 and 10000 milliseconds".into(),
+        ));
+    }
+    for range in &config.allow {
+        if let Err(e) = range.parse::<Cidr>() {
+            return Err(("allow", e));
+        }
     }
     if config.min_weight > 100 {
         return Err(("min_weight", "must be between 0 and 100 (percent)".into()));
@@ -409,6 +527,8 @@ fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
 /// Settings whose values are text, whatever they look like: a state file
 /// may well be called `2024`.
 const TEXT_KEYS: &[&str] = &[
+    "allow",
+    "metrics_listen",
     "ip",
     "state_file",
     "drain_file",
@@ -483,6 +603,37 @@ impl Provider for Layer {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         Ok(Profile::Default.collect(self.dict.clone()))
     }
+}
+
+/// Accepts `allow` as one range, a comma- or space-separated list, or an
+/// array (each checked in `check`, which names the bad one).
+fn ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Ranges;
+
+    impl<'de> Visitor<'de> for Ranges {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an address range or a list of them")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(text) = seq.next_element::<String>()? {
+                out.push(text);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_any(Ranges)
 }
 
 /// Accepts `ip` as one address, a comma- or space-separated list, or an
@@ -720,11 +871,11 @@ mod tests {
             ),
             (
                 load_with(Some(&unknown.0), &[], &[]),
-                format!("unknown key \"prot\" from file {} (known keys: control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, min_weight, port, proc_stat, seen_window, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
+                format!("unknown key \"prot\" from file {} (known keys: allow, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, metrics_listen, min_weight, payload_timeout, port, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
             ),
             (
                 load_with(None, &[("HAPGENT_PROT", "1")], &[]),
-                "unknown key \"prot\" from env HAPGENT_PROT (known keys: control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, min_weight, port, proc_stat, seen_window, state_file, systemd, timeframe, write_timeout)".into(),
+                "unknown key \"prot\" from env HAPGENT_PROT (known keys: allow, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, metrics_listen, min_weight, payload_timeout, port, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)".into(),
             ),
             (
                 load_with(None, &[("HAPGENT_IP", "localhost")], &[]),
@@ -816,7 +967,7 @@ mod tests {
         .unwrap();
         let text = l.describe();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 18, "{text}");
+        assert_eq!(lines.len(), 22, "{text}");
         assert!(
             lines
                 .iter()

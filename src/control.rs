@@ -17,7 +17,9 @@
 
 use crate::agent::Agent;
 use crate::error::Error;
+use crate::metrics;
 use crate::probers::{self, Progress};
+use crate::service::{Cause, Origin, Service};
 use crate::sys::{self, Peer};
 use crate::wire::{self, Code, Request};
 use crate::{info, warn};
@@ -236,11 +238,10 @@ async fn connection(mut stream: Async<UnixStream>, agent: &Agent, access: &Acces
             describe(&peer),
             access.group
         );
-        let _ = write_answer(
-            &mut stream,
-            &wire::failure(Code::PermissionDenied, &message, Map::new()),
-        )
-        .await;
+        let answer = wire::failure(Code::PermissionDenied, &message, Map::new());
+        if write_answer(&mut stream, &answer).await.is_ok() {
+            linger(&mut stream).await;
+        }
         return;
     }
     let answer = match read_request(&mut stream).await {
@@ -334,7 +335,17 @@ async fn write_answer(stream: &mut Async<UnixStream>, answer: &str) -> io::Resul
 /// Carries out one request and renders the answer.
 async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
     match request {
-        Request::Status => wire::ok(status(agent)),
+        Request::Status => {
+            let default = agent.service("").map(|s| service_json(agent, &s));
+            let mut fields = default.unwrap_or_default();
+            fields.insert("services".into(), services_json(agent, &agent.services()));
+            fields.insert("probers".into(), probers_json(agent));
+            fields.insert(
+                "seen_window_ms".into(),
+                (agent.seen_window().as_millis() as u64).into(),
+            );
+            wire::ok(fields)
+        }
         Request::Probers => {
             let mut fields = Map::new();
             fields.insert("probers".into(), probers_json(agent));
@@ -344,48 +355,107 @@ async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
             );
             wire::ok(fields)
         }
-        Request::Set(fields) => {
-            let cause = format!("ctl by {}", describe(peer));
-            match agent.change(&fields, &cause) {
-                Ok(()) => {
-                    // Answer once it is on disk too, unless the disk is
-                    // slow: then "saved": false says so.
-                    agent.wait_saved(SAVE_WAIT).await;
-                    wire::ok(status(agent))
-                }
-                Err(problem) => {
-                    let message = format!("the new state {problem}");
-                    wire::failure(Code::InvalidState, &message, Map::new())
+        Request::Metrics => {
+            let mut fields = Map::new();
+            fields.insert("metrics".into(), metrics::render(agent).into());
+            wire::ok(fields)
+        }
+        Request::Set { service, state } => {
+            let targets = match targets(agent, service.as_deref()) {
+                Ok(t) => t,
+                Err(answer) => return answer,
+            };
+            let who = describe(peer);
+            // Validate for every service first: all change or none does.
+            let mut merged = Vec::with_capacity(targets.len());
+            for target in &targets {
+                match crate::state::merge(&target.state(), &state) {
+                    Ok(new) => merged.push(new),
+                    Err(problem) => {
+                        let message = format!("the new state {problem}");
+                        return wire::failure(Code::InvalidState, &message, Map::new());
+                    }
                 }
             }
+            for (target, new) in targets.iter().zip(merged) {
+                target.set(new, &format!("ctl by {who}"), Cause::Ctl, Origin::Change);
+            }
+            // Answer once it is on disk too, unless the disk is slow: then
+            // "saved": false says so.
+            for target in &targets {
+                target.wait_saved(SAVE_WAIT).await;
+            }
+            let mut fields = service_json(agent, &targets[0]);
+            fields.insert("services".into(), services_json(agent, &targets));
+            wire::ok(fields)
         }
         Request::WaitSeen {
+            service,
             version,
             timeout_ms,
-        } => wait_seen(agent, version, Duration::from_millis(timeout_ms)).await,
+        } => {
+            let target = match targets(agent, service.as_deref()) {
+                Ok(mut t) => t.remove(0),
+                Err(answer) => return answer,
+            };
+            wait_seen(agent, &target, version, Duration::from_millis(timeout_ms)).await
+        }
     }
 }
 
-/// The state served, its version, the reply, and the probers.
-fn status(agent: &Agent) -> Map<String, Value> {
+/// The services a request names: one, or every one for `"*"`; an unknown
+/// name is an error answer.
+fn targets(agent: &Agent, service: Option<&str>) -> Result<Vec<Rc<Service>>, String> {
+    match service {
+        Some(wire::ALL) => Ok(agent.services()),
+        name => {
+            let name = name.unwrap_or("");
+            agent.service(name).map(|s| vec![s]).ok_or_else(|| {
+                let known: Vec<String> = agent
+                    .services()
+                    .iter()
+                    .filter(|s| !s.name.is_empty())
+                    .map(|s| s.name.to_string())
+                    .collect();
+                let message = format!(
+                    "there is no service {name:?} (configured: {})",
+                    if known.is_empty() {
+                        "none besides the default".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                wire::failure(Code::BadRequest, &message, Map::new())
+            })
+        }
+    }
+}
+
+/// One service: name, state served, version, whether saved, reply.
+fn service_json(agent: &Agent, service: &Service) -> Map<String, Value> {
     let mut fields = Map::new();
-    fields.insert("version".into(), agent.version().into());
-    fields.insert("saved".into(), agent.is_saved().into());
+    fields.insert("service".into(), service.name.to_string().into());
+    fields.insert("version".into(), service.version().into());
+    fields.insert("saved".into(), service.is_saved().into());
     fields.insert(
         "state".into(),
-        serde_json::to_value(agent.state()).unwrap_or(Value::Null),
+        serde_json::to_value(service.state()).unwrap_or(Value::Null),
     );
-    let reply = agent.current_reply();
+    let reply = agent.current_reply(service);
     fields.insert(
         "reply".into(),
         String::from_utf8_lossy(&reply).trim_end().into(),
     );
-    fields.insert("probers".into(), probers_json(agent));
-    fields.insert(
-        "seen_window_ms".into(),
-        (agent.seen_window().as_millis() as u64).into(),
-    );
     fields
+}
+
+fn services_json(agent: &Agent, services: &[Rc<Service>]) -> Value {
+    Value::Array(
+        services
+            .iter()
+            .map(|s| Value::Object(service_json(agent, s)))
+            .collect(),
+    )
 }
 
 fn probers_json(agent: &Agent) -> Value {
@@ -395,25 +465,31 @@ fn probers_json(agent: &Agent) -> Value {
         .probers()
         .list()
         .into_iter()
-        .map(|(addr, p)| {
-            json!({
+        .map(|((addr, id), p)| {
+            let mut entry = json!({
                 "address": addr.to_string(),
+                "service": agent.service_name(id),
                 "first_probe_ms_ago": ms(now.saturating_duration_since(p.first)),
                 "last_probe_ms_ago": ms(now.saturating_duration_since(p.last)),
                 "probes": p.probes,
                 "version": p.version,
                 "reply": String::from_utf8_lossy(&p.reply).trim_end(),
-            })
+            });
+            if Agent::is_unknown(id) {
+                entry["unknown_service"] = true.into();
+            }
+            entry
         })
         .collect();
     Value::Array(list)
 }
 
-/// Waits until every prober that probed within the seen window has been
-/// served `version` or later; fails at once when none has probed, early
-/// when all that have not seen it stopped probing, and at the timeout.
-async fn wait_seen(agent: &Agent, version: u64, timeout: Duration) -> String {
-    let current = agent.version();
+/// Waits until every prober of `service` that probed within the seen
+/// window has been served `version` or later; fails at once when none has
+/// probed, early when all that have not seen it stopped probing, and at
+/// the timeout.
+async fn wait_seen(agent: &Agent, service: &Service, version: u64, timeout: Duration) -> String {
+    let current = service.version();
     if version > current {
         let message =
             format!("version {version} does not exist yet (the state is at version {current})");
@@ -422,14 +498,20 @@ async fn wait_seen(agent: &Agent, version: u64, timeout: Duration) -> String {
     let window = agent.seen_window();
     let now = Instant::now();
     let deadline = now + timeout;
-    let awaited = agent.probers().recent(window, now);
+    let awaited = agent.probers().recent(service.id, window, now);
     // "Seen after" counts from the change itself when it is the latest.
-    let start = agent.changed_at(version).unwrap_or(now);
+    let start = service.changed_at(version).unwrap_or(now);
     let mut fields = Map::new();
+    fields.insert("service".into(), service.name.to_string().into());
     fields.insert("version".into(), version.into());
+    let of = if service.name.is_empty() {
+        String::new()
+    } else {
+        format!(" about service {}", service.name)
+    };
     if awaited.is_empty() {
         let message = format!(
-            "no load balancer has probed this agent within the last {}; nobody can be confirmed to have seen version {version}",
+            "no load balancer has probed this agent{of} within the last {}; nobody can be confirmed to have seen version {version}",
             seconds(window)
         );
         return wire::failure(Code::NoProbers, &message, fields);
@@ -444,14 +526,14 @@ async fn wait_seen(agent: &Agent, version: u64, timeout: Duration) -> String {
             Some(true) => return wire::ok(fields),
             Some(false) => {
                 let message = format!(
-                    "version {version} was not seen by every load balancer: {}",
+                    "version {version}{of} was not seen by every load balancer: {}",
                     unseen(&progress)
                 );
                 return wire::failure(Code::NotSeen, &message, fields);
             }
             None if now >= deadline => {
                 let message = format!(
-                    "version {version} was not seen by every load balancer within {}: {}",
+                    "version {version}{of} was not seen by every load balancer within {}: {}",
                     seconds(timeout),
                     unseen(&progress)
                 );
@@ -475,12 +557,12 @@ async fn wait_seen(agent: &Agent, version: u64, timeout: Duration) -> String {
     }
 }
 
-fn progress_json(progress: &[(std::net::IpAddr, Progress)]) -> Value {
+fn progress_json(progress: &[(probers::Key, Progress)]) -> Value {
     let ms = |d: &Duration| d.as_millis() as u64;
     Value::Array(
         progress
             .iter()
-            .map(|(addr, p)| match p {
+            .map(|((addr, _), p)| match p {
                 Progress::Seen(d) => json!({"address": addr.to_string(), "seen": true, "after_ms": ms(d)}),
                 Progress::Waiting => json!({"address": addr.to_string(), "seen": false, "probing": true}),
                 Progress::Gone(d) => json!({"address": addr.to_string(), "seen": false, "probing": false, "last_probe_ms_ago": ms(d)}),
@@ -490,10 +572,10 @@ fn progress_json(progress: &[(std::net::IpAddr, Progress)]) -> Value {
 }
 
 /// The probers that have not seen it, in words.
-fn unseen(progress: &[(std::net::IpAddr, Progress)]) -> String {
+fn unseen(progress: &[(probers::Key, Progress)]) -> String {
     progress
         .iter()
-        .filter_map(|(addr, p)| match p {
+        .filter_map(|((addr, _), p)| match p {
             Progress::Seen(_) => None,
             Progress::Waiting => Some(format!("{addr} is probing but has not been served it")),
             Progress::Gone(d) => Some(format!("{addr} stopped probing ({} ago)", seconds(*d))),
@@ -550,12 +632,12 @@ mod tests {
         let a: std::net::IpAddr = "127.0.0.2".parse().unwrap();
         let b: std::net::IpAddr = "127.0.0.3".parse().unwrap();
         let text = unseen(&[
-            (a, Progress::Seen(Duration::from_millis(5))),
-            (b, Progress::Gone(Duration::from_millis(31_240))),
+            ((a, 0), Progress::Seen(Duration::from_millis(5))),
+            ((b, 0), Progress::Gone(Duration::from_millis(31_240))),
         ]);
         assert_eq!(text, "127.0.0.3 stopped probing (31.2 s ago)");
         assert_eq!(
-            unseen(&[(a, Progress::Waiting)]),
+            unseen(&[((a, 0), Progress::Waiting)]),
             "127.0.0.2 is probing but has not been served it"
         );
     }

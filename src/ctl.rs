@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `--timeout` when not given.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,47 +42,95 @@ pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
     let Some(action) = ctl.action else {
         return Err(Error::Usage("hapgent ctl needs a command".into()));
     };
-    let request = request(&action)?;
-    let changes = matches!(request, Request::Set(_));
+    let service = if ctl.all {
+        Some(wire::ALL.to_string())
+    } else {
+        ctl.service.clone()
+    };
+    let request = request(&action, service.clone())?;
+    let changes = matches!(request, Request::Set { .. });
     let answer = ask(socket, &request, Duration::from_secs(10))?;
     let answer = accept(socket, answer)?;
-    let version = answer
-        .fields
-        .get("version")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
     let wait = matches!(action, Action::WaitSeen) || (changes && ctl.wait_seen);
+    if matches!(action, Action::Metrics) {
+        print!("{}", text(&answer.fields, "metrics"));
+        return Ok(());
+    }
     if !wait || !ctl.json {
-        print_answer(&action, &answer, ctl.json);
+        print_answer(&action, &answer, ctl.json, wait);
     }
     if !wait {
         return Ok(());
     }
-    let request = Request::WaitSeen {
-        version,
-        timeout_ms: timeout.as_millis() as u64,
+    // The services to wait for, and the version each must be seen at.
+    let listed = services_of(&answer);
+    let targets: Vec<(String, u64)> = match service.as_deref() {
+        Some(wire::ALL) => listed,
+        Some(name) => listed
+            .into_iter()
+            .filter(|(s, _)| s == name || (name == "default" && s.is_empty()))
+            .collect(),
+        None => listed.into_iter().filter(|(s, _)| s.is_empty()).collect(),
     };
-    let answer = ask(socket, &request, timeout + Duration::from_secs(10))?;
-    if ctl.json {
-        println!("{}", Value::Object(answer.fields.clone()));
-    } else {
-        print_progress(&answer);
+    if targets.is_empty() {
+        return Err(Error::Usage(format!(
+            "there is no service {:?} to wait for",
+            service.unwrap_or_default()
+        )));
     }
-    accept(socket, answer).map(|_| ())
+    let deadline = Instant::now() + timeout;
+    let mut failure = None;
+    for (name, version) in targets {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = Request::WaitSeen {
+            service: (!name.is_empty()).then(|| name.clone()),
+            version,
+            timeout_ms: left.as_millis() as u64,
+        };
+        let answer = ask(socket, &request, left + Duration::from_secs(10))?;
+        if ctl.json {
+            println!("{}", Value::Object(answer.fields.clone()));
+        } else {
+            print_progress(&answer);
+        }
+        if let Err(e) = accept(socket, answer) {
+            failure.get_or_insert(e);
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// (service, version) of every service an answer lists.
+fn services_of(answer: &Answer) -> Vec<(String, u64)> {
+    answer
+        .fields
+        .get("services")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| {
+                    Some((
+                        s.get("service")?.as_str()?.to_string(),
+                        s.get("version")?.as_u64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The request for a command line.
-fn request(action: &Action) -> Result<Request, Error> {
+fn request(action: &Action, service: Option<String>) -> Result<Request, Error> {
     Ok(match action {
-        Action::Status => Request::Status,
+        Action::Status | Action::WaitSeen => Request::Status,
         Action::Probers => Request::Probers,
-        Action::WaitSeen => Request::Status,
+        Action::Metrics => Request::Metrics,
         Action::Set(fields) => {
             let mut state = Map::new();
             for (field, value) in fields {
                 state.insert(field.to_string(), field_value(field, value.as_deref())?);
             }
-            Request::Set(state)
+            Request::Set { service, state }
         }
     })
 }
@@ -111,9 +159,13 @@ fn ask(socket: &Path, request: &Request, deadline: Duration) -> Result<Answer, E
         |e: io::Error| Error::Runtime(format!("control socket {}: {e}", socket.display()));
     stream.set_read_timeout(Some(deadline)).map_err(io_error)?;
     stream.set_write_timeout(Some(deadline)).map_err(io_error)?;
-    stream
-        .write_all(wire::render_request(request).as_bytes())
-        .map_err(io_error)?;
+    // An agent that refuses (permission denied) answers without reading:
+    // the write may then fail, but the answer is there to read.
+    if let Err(e) = stream.write_all(wire::render_request(request).as_bytes())
+        && !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+    {
+        return Err(io_error(e));
+    }
     let mut line = Vec::new();
     BufReader::new((&stream).take(1 << 24))
         .read_until(b'\n', &mut line)
@@ -177,25 +229,47 @@ fn number(fields: &Map<String, Value>, key: &str) -> u64 {
     fields.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// The name of a service for people: `default` for the default one.
+fn service_label(name: &str) -> &str {
+    if name.is_empty() { "default" } else { name }
+}
+
 /// Prints a status, probers or change answer.
-fn print_answer(action: &Action, answer: &Answer, json: bool) {
+fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
     if json {
         println!("{}", Value::Object(answer.fields.clone()));
         return;
     }
     let f = &answer.fields;
+    let services = f
+        .get("services")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let several = services.len() > 1;
     if !matches!(action, Action::Probers) {
-        let state = f
-            .get("state")
-            .and_then(|s| crate::state::parse(s.to_string().as_bytes()).ok())
-            .map_or_else(String::new, |s| s.to_string());
-        let saved = if f.get("saved").and_then(Value::as_bool) == Some(false) {
-            ", NOT YET SAVED to the state file: the disk is slow or failing (see hapgent's log); served from memory"
-        } else {
-            ""
-        };
-        println!("state:   {state} (version {}{saved})", number(f, "version"));
-        println!("reply:   {}", text(f, "reply"));
+        for s in &services {
+            let Value::Object(s) = s else { continue };
+            // A status with --wait-seen lists only what it waits for.
+            let name = text(s, "service");
+            let state = s
+                .get("state")
+                .and_then(|v| crate::state::parse(v.to_string().as_bytes()).ok())
+                .map_or_else(String::new, |v| v.to_string());
+            let saved = if s.get("saved").and_then(Value::as_bool) == Some(false) {
+                ", NOT YET SAVED to the state file: the disk is slow or failing (see hapgent's log); served from memory"
+            } else {
+                ""
+            };
+            if several {
+                println!("service {}:", service_label(name));
+            }
+            println!("state:   {state} (version {}{saved})", number(s, "version"));
+            println!("reply:   {}", text(s, "reply"));
+        }
+    }
+    if matches!(action, Action::Set(_)) || (waiting && matches!(action, Action::WaitSeen)) {
+        return;
     }
     let probers = f
         .get("probers")
@@ -203,9 +277,6 @@ fn print_answer(action: &Action, answer: &Answer, json: bool) {
         .cloned()
         .unwrap_or_default();
     let window = Duration::from_millis(number(f, "seen_window_ms"));
-    if matches!(action, Action::Set(_)) {
-        return;
-    }
     println!(
         "probers: {} known (probing means within the last {})",
         probers.len(),
@@ -214,8 +285,16 @@ fn print_answer(action: &Action, answer: &Answer, json: bool) {
     for p in probers {
         let Value::Object(p) = p else { continue };
         let ago = Duration::from_millis(number(&p, "last_probe_ms_ago"));
+        let service = text(&p, "service");
+        let about = if p.get("unknown_service").and_then(Value::as_bool) == Some(true) {
+            format!(" asks about {service}, which is NOT CONFIGURED (answered with no news);")
+        } else if several || !service.is_empty() {
+            format!(" service {},", service_label(service))
+        } else {
+            String::new()
+        };
         println!(
-            "  {:<40} last probe {} ago, {} probes, version {}: {}",
+            "  {:<40}{about} last probe {} ago, {} probes, version {}: {}",
             text(&p, "address"),
             seconds(ago),
             number(&p, "probes"),
@@ -229,6 +308,12 @@ fn print_answer(action: &Action, answer: &Answer, json: bool) {
 fn print_progress(answer: &Answer) {
     let f = &answer.fields;
     let version = number(f, "version");
+    let service = text(f, "service");
+    let of = if service.is_empty() {
+        String::new()
+    } else {
+        format!(" of service {service}")
+    };
     let probers = f
         .get("probers")
         .and_then(Value::as_array)
@@ -240,22 +325,22 @@ fn print_progress(answer: &Answer) {
         if p.get("seen").and_then(Value::as_bool) == Some(true) {
             let after = Duration::from_millis(number(p, "after_ms"));
             println!(
-                "{address} has seen version {version} ({} after the change)",
+                "{address} has seen version {version}{of} ({} after the change)",
                 seconds(after)
             );
         } else if p.get("probing").and_then(Value::as_bool) == Some(false) {
             let ago = Duration::from_millis(number(p, "last_probe_ms_ago"));
             println!(
-                "{address} has NOT seen version {version}: stopped probing {} ago",
+                "{address} has NOT seen version {version}{of}: stopped probing {} ago",
                 seconds(ago)
             );
         } else {
-            println!("{address} has NOT seen version {version}: probing, not yet served it");
+            println!("{address} has NOT seen version {version}{of}: probing, not yet served it");
         }
     }
     if answer.ok {
         println!(
-            "all {} load balancers have seen version {version}",
+            "all {} load balancers have seen version {version}{of}",
             probers.len()
         );
     }
@@ -311,7 +396,10 @@ mod tests {
         let set = |f: &[(&'static str, Option<&str>)]| {
             Action::Set(f.iter().map(|(k, v)| (*k, v.map(String::from))).collect())
         };
-        let state = |v: Value| Request::Set(v.as_object().unwrap().clone());
+        let state = |v: Value| Request::Set {
+            service: None,
+            state: v.as_object().unwrap().clone(),
+        };
         use serde_json::json;
         for (action, want) in [
             (Action::Status, Request::Status),
@@ -331,13 +419,16 @@ mod tests {
                 state(json!({"status": "UP", "maxconn": 0, "description": "v2"})),
             ),
         ] {
-            assert_eq!(request(&action).unwrap(), want);
+            assert_eq!(request(&action, None).unwrap(), want);
         }
         for bad in [
             set(&[("weight", Some("lots"))]),
             set(&[("maxconn", Some("-1"))]),
         ] {
-            assert!(matches!(request(&bad), Err(Error::Usage(_))), "{bad:?}");
+            assert!(
+                matches!(request(&bad, None), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
         }
     }
 

@@ -29,6 +29,11 @@ impl FlagFiles {
         }
     }
 
+    /// The configured files: (drain, maint).
+    pub fn paths(&self) -> (Option<&Path>, Option<&Path>) {
+        (self.drain.as_deref(), self.maint.as_deref())
+    }
+
     /// The admin state the files ask for now, logging when it changes.
     pub fn check(&self) -> Option<Admin> {
         let admin = self.look();

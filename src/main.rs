@@ -4,6 +4,7 @@
 //! says at its top what it owns.
 
 mod agent;
+mod cidr;
 mod cli;
 mod config;
 mod control;
@@ -15,10 +16,12 @@ mod files;
 mod flags;
 mod listen;
 mod log;
+mod metrics;
 mod oneshot;
 mod probers;
 mod protocol;
 mod server;
+mod service;
 mod signals;
 mod state;
 mod sys;

@@ -1,7 +1,8 @@
 //! Who probes this agent, and which version of the state each was served.
 //!
-//! A prober is the source address of a probe: one per load balancer (or
-//! per HAProxy process, with the `source` keyword). For each the table keeps
+//! A prober is the source address of a probe (one per load balancer, or per
+//! HAProxy process with the `source` keyword) and the service it asked
+//! about (a number: see `agent`). For each the table keeps
 //! the first and last probe time, the number of probes, and the last reply
 //! with the state version it carried. That is what `hapgent ctl probers`
 //! lists and what `--wait-seen` waits on: a change is seen by a load
@@ -32,9 +33,12 @@ pub struct Prober {
 }
 
 /// The probers seen, bounded.
+/// A prober: source address and service.
+pub type Key = (IpAddr, u32);
+
 pub struct Table {
     cap: usize,
-    probers: HashMap<IpAddr, Prober>,
+    probers: HashMap<Key, Prober>,
 }
 
 impl Table {
@@ -50,9 +54,9 @@ impl Table {
         self.cap = cap.max(1);
     }
 
-    /// Records that `addr` was served `reply`, carrying `version`, at `now`.
-    pub fn record(&mut self, addr: IpAddr, reply: &Rc<[u8]>, version: u64, now: Instant) {
-        if let Some(p) = self.probers.get_mut(&addr) {
+    /// Records that `key` was served `reply`, carrying `version`, at `now`.
+    pub fn record(&mut self, key: Key, reply: &Rc<[u8]>, version: u64, now: Instant) {
+        if let Some(p) = self.probers.get_mut(&key) {
             p.last = now;
             p.probes += 1;
             if p.version != version {
@@ -76,7 +80,7 @@ impl Table {
             self.probers.remove(&oldest);
         }
         self.probers.insert(
-            addr,
+            key,
             Prober {
                 first: now,
                 last: now,
@@ -88,27 +92,32 @@ impl Table {
         );
     }
 
+    /// Forgets the probers of services for which `keep` is false.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        self.probers.retain(|(_, service), _| keep(*service));
+    }
+
     /// Every prober, most recently seen first.
-    pub fn list(&self) -> Vec<(IpAddr, Prober)> {
+    pub fn list(&self) -> Vec<(Key, Prober)> {
         let mut all: Vec<_> = self.probers.iter().map(|(a, p)| (*a, p.clone())).collect();
         all.sort_by(|a, b| b.1.last.cmp(&a.1.last).then(a.0.cmp(&b.0)));
         all
     }
 
-    /// The probers that probed within `window` before `now`.
-    pub fn recent(&self, window: Duration, now: Instant) -> Vec<IpAddr> {
-        let mut addrs: Vec<IpAddr> = self
+    /// The probers of `service` that probed within `window` before `now`.
+    pub fn recent(&self, service: u32, window: Duration, now: Instant) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
             .probers
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last) <= window)
-            .map(|(a, _)| *a)
+            .filter(|(k, p)| k.1 == service && now.saturating_duration_since(p.last) <= window)
+            .map(|(k, _)| *k)
             .collect();
-        addrs.sort();
-        addrs
+        keys.sort();
+        keys
     }
 
-    pub fn get(&self, addr: &IpAddr) -> Option<&Prober> {
-        self.probers.get(addr)
+    pub fn get(&self, key: &Key) -> Option<&Prober> {
+        self.probers.get(key)
     }
 
     #[cfg(test)]
@@ -132,16 +141,16 @@ pub enum Progress {
 /// began at `start`. Pure: the table is all it reads.
 pub fn progress(
     table: &Table,
-    awaited: &[IpAddr],
+    awaited: &[Key],
     version: u64,
     start: Instant,
     window: Duration,
     now: Instant,
-) -> Vec<(IpAddr, Progress)> {
+) -> Vec<(Key, Progress)> {
     awaited
         .iter()
-        .map(|addr| {
-            let state = match table.get(addr) {
+        .map(|key| {
+            let state = match table.get(key) {
                 Some(p) if p.version >= version => {
                     Progress::Seen(p.since.max(start).saturating_duration_since(start))
                 }
@@ -152,7 +161,7 @@ pub fn progress(
                 // Evicted from the table: as good as gone.
                 None => Progress::Gone(window),
             };
-            (*addr, state)
+            (*key, state)
         })
         .collect()
 }
@@ -160,7 +169,7 @@ pub fn progress(
 /// How a wait stands: `Some(true)` every awaited prober has seen it,
 /// `Some(false)` it can no longer succeed (every one that has not seen it
 /// stopped probing), `None` keep waiting.
-pub fn verdict(progress: &[(IpAddr, Progress)]) -> Option<bool> {
+pub fn verdict(progress: &[(Key, Progress)]) -> Option<bool> {
     if progress.iter().all(|(_, p)| matches!(p, Progress::Seen(_))) {
         return Some(true);
     }
@@ -177,8 +186,8 @@ pub fn verdict(progress: &[(IpAddr, Progress)]) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn ip(n: u8) -> IpAddr {
-        IpAddr::from([127, 0, 0, n])
+    fn ip(n: u8) -> Key {
+        (IpAddr::from([127, 0, 0, n]), 0)
     }
 
     fn reply(text: &str) -> Rc<[u8]> {
@@ -203,10 +212,21 @@ mod tests {
         );
         assert!(Rc::ptr_eq(&p.reply, &down));
         // Most recent first.
-        let order: Vec<IpAddr> = table.list().into_iter().map(|(a, _)| a).collect();
+        let order: Vec<Key> = table.list().into_iter().map(|(a, _)| a).collect();
         assert_eq!(order, [ip(2), ip(3)]);
-        assert_eq!(table.recent(Duration::from_millis(250), s(400)), [ip(2)]);
-        assert_eq!(table.recent(Duration::from_secs(1), s(400)), [ip(2), ip(3)]);
+        assert_eq!(table.recent(0, Duration::from_millis(250), s(400)), [ip(2)]);
+        assert_eq!(
+            table.recent(0, Duration::from_secs(1), s(400)),
+            [ip(2), ip(3)]
+        );
+        // Another service's probers are its own.
+        table.record((ip(2).0, 7), &up, 1, s(400));
+        assert_eq!(
+            table.recent(7, Duration::from_secs(1), s(400)),
+            [(ip(2).0, 7)]
+        );
+        table.retain(|service| service != 7);
+        assert_eq!(table.recent(7, Duration::from_secs(1), s(400)), []);
     }
 
     #[test]

@@ -55,6 +55,44 @@ pub fn flag_admin(maint_file: bool, drain_file: bool) -> Option<Admin> {
     }
 }
 
+/// Longest `agent-send` payload read: a service name and a newline, with
+/// room to spare. Anything longer is not a service name.
+pub const MAX_PAYLOAD: usize = 128;
+
+/// What a probe's `agent-send` payload asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// Nothing (no `agent-send`, or an empty line): the default service.
+    None,
+    /// A service name.
+    Name(&'a str),
+    /// Something that cannot be a service name: binary, too long, bad
+    /// characters. Answered like an unknown service.
+    Invalid,
+}
+
+/// Parses the first line of what a prober sent (`complete`: a line end,
+/// the end of input or the deadline was reached, so no more will count).
+/// `None` while more may still come. Pure: the table in the tests is the
+/// specification.
+pub fn parse_payload(bytes: &[u8], complete: bool) -> Option<Payload<'_>> {
+    let line_end = bytes.iter().position(|&b| b == b'\n');
+    let line = match line_end {
+        Some(end) => &bytes[..end],
+        None if bytes.len() >= MAX_PAYLOAD => return Some(Payload::Invalid),
+        None if complete => bytes,
+        None => return None,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Some(Payload::None);
+    }
+    match std::str::from_utf8(line) {
+        Ok(name) if crate::config::valid_service_name(name) => Some(Payload::Name(name)),
+        _ => Some(Payload::Invalid),
+    }
+}
+
 /// The overlay for `state` from what the dynamic inputs say now: the flag
 /// files' admin state, and the CPU idle share (parts per million) scaling
 /// the state's weight, floored at `min_weight` (see `cpu::scale`). The one
@@ -95,6 +133,15 @@ fn axes(status: Status) -> (Option<&'static str>, Option<Admin>) {
     }
 }
 
+/// The admin state a reply for `state` carries, with the flag files'
+/// `flag`: never less restrictive than either; `None` when left unsaid.
+pub fn admin_of(state: &State, flag: Option<Admin>) -> Option<Admin> {
+    match (axes(state.status).1, flag) {
+        (Some(a), Some(f)) => Some(a.max(f)),
+        (a, f) => a.or(f),
+    }
+}
+
 /// Renders the complete reply line for `state`, newline included.
 pub fn render(state: &State) -> String {
     render_with(state, Overlay::default())
@@ -104,11 +151,8 @@ pub fn render(state: &State) -> String {
 /// file only ever makes the admin state more restrictive: a drain file on a
 /// server in MAINT leaves it in MAINT.
 pub fn render_with(state: &State, overlay: Overlay) -> String {
-    let (op, admin) = axes(state.status);
-    let admin = match (admin, overlay.admin) {
-        (Some(a), Some(f)) => Some(a.max(f)),
-        (a, f) => a.or(f),
-    };
+    let (op, _) = axes(state.status);
+    let admin = admin_of(state, overlay.admin);
     let mut line = String::with_capacity(64);
     for word in op.into_iter().chain(admin.map(Admin::word)) {
         if !line.is_empty() {
@@ -248,6 +292,43 @@ mod tests {
             assert_eq!(o.admin, admin, "{w:?} {flag:?} {idle:?}");
             assert_eq!(o.weight, weight_overlay, "{w:?} {flag:?} {idle:?}");
             assert_eq!(weight(&state, o), sent, "{w:?} {flag:?} {idle:?}");
+        }
+    }
+
+    #[test]
+    fn payloads() {
+        use Payload::*;
+        let long = "a".repeat(200);
+        let name64 = format!("{}\n", "n".repeat(64));
+        let name65 = format!("{}\n", "n".repeat(65));
+        // (bytes, complete, result)
+        let cases: &[(&[u8], bool, Option<Payload>)] = &[
+            (b"", false, Option::None),
+            (b"", true, Some(Payload::None)),
+            (b"\n", false, Some(Payload::None)),
+            (b"\r\n", false, Some(Payload::None)),
+            (b"api\n", false, Some(Name("api"))),
+            (b"api\r\n", false, Some(Name("api"))),
+            (b"api", false, Option::None),
+            (b"api", true, Some(Name("api"))),
+            (b"api\nweb\n", false, Some(Name("api"))),
+            (b"v2.api:8080_x-y\n", false, Some(Name("v2.api:8080_x-y"))),
+            (name64.as_bytes(), false, Some(Name(&name64[..64]))),
+            (name65.as_bytes(), false, Some(Invalid)),
+            (long.as_bytes(), false, Some(Invalid)),
+            (b"a\0pi\n", false, Some(Invalid)),
+            (b"\xff\xfe\n", false, Some(Invalid)),
+            (b"api web\n", false, Some(Invalid)),
+            (b"api/1\n", false, Some(Invalid)),
+            (b"caf\xc3\xa9\n", false, Some(Invalid)),
+        ];
+        for (bytes, complete, want) in cases {
+            assert_eq!(
+                parse_payload(bytes, *complete),
+                *want,
+                "{:?} {complete}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 

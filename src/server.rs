@@ -1,7 +1,12 @@
 //! The accept loop: one reply per connection, as soon as it is accepted.
 //!
-//! HAProxy sends nothing unless `agent-send` is configured, so hapgent never
-//! waits to read. A reply is a few dozen bytes and a fresh connection's send
+//! HAProxy sends nothing unless `agent-send` is configured, so without
+//! services hapgent never waits to read. With services, the payload names
+//! the service; HAProxy sends it right after connecting, so it is nearly
+//! always there at accept, and only a late one gets a task that waits for it
+//! (at most `payload_timeout`, counted against `max_connections`). A source
+//! outside the allow-list is closed at accept, unanswered. A reply is a few
+//! dozen bytes and a fresh connection's send
 //! buffer is empty, so the write nearly always completes at once: the
 //! connection is answered and closed inside the accept loop, without a task,
 //! a timer or a registration with the reactor. Only a write that would block
@@ -11,10 +16,13 @@
 //!
 //! Like mini-redis's `server::run`, `serve` takes listeners that are already
 //! bound (by `agent`, by a test on port 0, or inherited from systemd) and a
-//! shutdown future. This module does not know what the reply says.
+//! shutdown future. This module does not know what the reply says, nor
+//! which services exist.
 
+use crate::cidr::{self, Cidr};
+use crate::protocol::{MAX_PAYLOAD, Payload, parse_payload};
 use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
@@ -31,31 +39,67 @@ pub struct Options {
     pub log_requests: bool,
 }
 
+/// What the server counted, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections closed unanswered because `max_connections` were busy.
+    pub refused_cap: u64,
+    /// Connections closed unanswered because the source is not allowed.
+    pub refused_allow: u64,
+}
+
 /// What every accept loop shares: the reply source, options and counters.
 pub struct Server<F> {
     reply: F,
     options: Cell<Options>,
-    /// Connections being served by a task (slow writers).
+    /// Sources allowed to probe; empty: everyone.
+    allow: RefCell<Rc<[Cidr]>>,
+    /// With services: how long to wait for an `agent-send` payload.
+    payload: Cell<Option<Duration>>,
+    /// Connections being served by a task (slow writers, slow payloads).
     active: Cell<u32>,
-    /// Connections closed unanswered because of the cap, for rate-limited logs.
-    refused: Cell<u64>,
+    counters: Cell<Counters>,
 }
 
-impl<F: Fn(SocketAddr) -> Rc<[u8]> + 'static> Server<F> {
-    /// `reply` is called once per connection, with the peer's address, for
-    /// the bytes to send.
+impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
+    /// `reply` is called once per connection, with the peer's address and
+    /// what its payload asks about, for the bytes to send.
     pub fn new(reply: F, options: Options) -> Rc<Server<F>> {
         Rc::new(Server {
             reply,
             options: Cell::new(options),
+            allow: RefCell::new(Rc::from(Vec::new())),
+            payload: Cell::new(None),
             active: Cell::new(0),
-            refused: Cell::new(0),
+            counters: Cell::new(Counters::default()),
         })
     }
 
     /// Serves later connections with `options`.
     pub fn set_options(&self, options: Options) {
         self.options.set(options);
+    }
+
+    /// Serves only sources in `allow` from now on (empty: everyone).
+    pub fn set_allow(&self, allow: Vec<Cidr>) {
+        *self.allow.borrow_mut() = Rc::from(allow);
+    }
+
+    /// With `Some(deadline)`, reads each prober's payload (waiting at most
+    /// `deadline`) to choose the service; with `None`, replies at once.
+    pub fn set_payload(&self, deadline: Option<Duration>) {
+        self.payload.set(deadline);
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counters) -> u64) -> u64 {
+        let mut c = self.counters.get();
+        let n = f(&mut c);
+        self.counters.set(c);
+        n
     }
 
     /// Accepts connections on `listener` until the returned task is
@@ -76,20 +120,79 @@ impl<F: Fn(SocketAddr) -> Rc<[u8]> + 'static> Server<F> {
         }
     }
 
-    /// Answers one accepted connection.
+    /// Answers one accepted connection: at once, or (with services) once
+    /// its payload says which service it asks about.
     fn answer(
         self: &Rc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        let reply = (self.reply)(peer);
-        if self.options.get().log_requests {
-            let text = String::from_utf8_lossy(&reply);
-            crate::info!("probe from {peer}: {}", text.trim_end());
+        if !self.allowed(peer) {
+            return;
         }
         if stream.set_nonblocking(true).is_err() {
             return;
+        }
+        let Some(deadline) = self.payload.get() else {
+            self.send(stream, peer, Payload::None, ex);
+            return;
+        };
+        // HAProxy sends agent-send right after connecting: it is usually
+        // here already, and then no task is needed.
+        let mut buf = [0u8; MAX_PAYLOAD];
+        let (n, ended) = match (&stream).read(&mut buf) {
+            Ok(0) => (0, true),
+            Ok(n) => (n, false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+            Err(_) => return,
+        };
+        match parse_payload(&buf[..n], ended) {
+            Some(payload) => self.send(stream, peer, payload, ex),
+            None => self.spawn_payload(stream, peer, buf, n, deadline, ex),
+        }
+    }
+
+    /// Whether `peer` may probe; if not, counts and (rate-limited) logs it.
+    fn allowed(&self, peer: SocketAddr) -> bool {
+        let allow = self.allow.borrow();
+        if allow.is_empty() || cidr::any_contains(&allow, peer.ip()) {
+            return true;
+        }
+        let refused = self.count(|c| {
+            c.refused_allow += 1;
+            c.refused_allow
+        });
+        if refused.is_power_of_two() {
+            crate::warn!(
+                "{} is not in the allow-list: closed its connection unanswered ({refused} so far)",
+                peer.ip()
+            );
+        }
+        false
+    }
+
+    /// Builds the reply for `payload` and sends it.
+    fn send(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        payload: Payload,
+        ex: &Rc<LocalExecutor<'static>>,
+    ) {
+        let reply = (self.reply)(peer, payload);
+        if self.options.get().log_requests {
+            let text = String::from_utf8_lossy(&reply);
+            match payload {
+                Payload::None => crate::info!("probe from {peer}: {}", text.trim_end()),
+                Payload::Name(name) => {
+                    crate::info!("probe from {peer} for {name}: {}", text.trim_end())
+                }
+                Payload::Invalid => crate::info!(
+                    "probe from {peer} with an invalid payload: {}",
+                    text.trim_end()
+                ),
+            }
         }
         match (&stream).write(&reply) {
             Ok(n) if n == reply.len() => discard_input(&stream),
@@ -102,6 +205,72 @@ impl<F: Fn(SocketAddr) -> Rc<[u8]> + 'static> Server<F> {
         }
     }
 
+    /// Takes a slot for a task, or counts and logs a refusal.
+    fn take_slot(&self, peer: SocketAddr) -> bool {
+        let options = self.options.get();
+        if self.active.get() >= options.max_connections {
+            let refused = self.count(|c| {
+                c.refused_cap += 1;
+                c.refused_cap
+            });
+            if refused.is_power_of_two() {
+                crate::warn!(
+                    "connection limit ({}) reached: closed the connection from {peer} unanswered ({refused} so far)",
+                    options.max_connections
+                );
+            }
+            return false;
+        }
+        self.active.set(self.active.get() + 1);
+        true
+    }
+
+    /// Waits for the rest of a payload, in a task, at most `deadline`;
+    /// whatever has come by then decides (nothing: the default service).
+    fn spawn_payload(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut buf: [u8; MAX_PAYLOAD],
+        mut have: usize,
+        deadline: Duration,
+        ex: &Rc<LocalExecutor<'static>>,
+    ) {
+        if !self.take_slot(peer) {
+            return;
+        }
+        let server = Rc::clone(self);
+        let ex2 = Rc::clone(ex);
+        ex.spawn(async move {
+            if let Ok(mut stream) = Async::new(stream) {
+                let read = async {
+                    loop {
+                        match stream.read(&mut buf[have..]).await {
+                            Ok(0) | Err(_) => return true,
+                            Ok(n) => have += n,
+                        }
+                        if parse_payload(&buf[..have], false).is_some() {
+                            return false;
+                        }
+                    }
+                };
+                let timer = async {
+                    Timer::after(deadline).await;
+                    true
+                };
+                let ended = read.or(timer).await;
+                let payload = parse_payload(&buf[..have], ended).unwrap_or(Payload::Invalid);
+                if let Ok(stream) = stream.into_inner() {
+                    server.active.set(server.active.get() - 1);
+                    server.send(stream, peer, payload, &ex2);
+                    return;
+                }
+            }
+            server.active.set(server.active.get() - 1);
+        })
+        .detach();
+    }
+
     /// Finishes a write that could not complete at once, in a task with a
     /// deadline, unless the cap on such connections is reached.
     fn spawn_slow(
@@ -112,19 +281,10 @@ impl<F: Fn(SocketAddr) -> Rc<[u8]> + 'static> Server<F> {
         sent: usize,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        let options = self.options.get();
-        if self.active.get() >= options.max_connections {
-            let refused = self.refused.get() + 1;
-            self.refused.set(refused);
-            if refused.is_power_of_two() {
-                crate::warn!(
-                    "connection limit ({}) reached: closed the connection from {peer} unanswered ({refused} so far)",
-                    options.max_connections
-                );
-            }
+        if !self.take_slot(peer) {
             return;
         }
-        self.active.set(self.active.get() + 1);
+        let options = self.options.get();
         let server = Rc::clone(self);
         ex.spawn(async move {
             if let Ok(mut stream) = Async::new(stream) {
@@ -167,7 +327,7 @@ fn discard_input(stream: &TcpStream) {
 /// Serves every listener until `shutdown` completes, then stops accepting
 /// and waits (at most the write timeout) for slow replies still in flight.
 #[cfg(test)]
-pub async fn serve<F: Fn(SocketAddr) -> Rc<[u8]> + 'static>(
+pub async fn serve<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
     ex: &Rc<LocalExecutor<'static>>,
     listeners: Vec<Async<TcpListener>>,
     server: Rc<Server<F>>,
@@ -185,7 +345,7 @@ pub async fn serve<F: Fn(SocketAddr) -> Rc<[u8]> + 'static>(
 
 /// Accepts connections on one listener forever. Errors never end it: the
 /// agent must outlive a file-descriptor shortage.
-async fn accept_loop<F: Fn(SocketAddr) -> Rc<[u8]> + 'static>(
+async fn accept_loop<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
     listener: Async<TcpListener>,
     server: Rc<Server<F>>,
     ex: Rc<LocalExecutor<'static>>,
@@ -287,7 +447,7 @@ mod tests {
         let handle = std::thread::spawn(move || {
             let reply: Rc<[u8]> = reply.into();
             let ex = Rc::new(LocalExecutor::new());
-            let server = Server::new(move |_| Rc::clone(&reply), options);
+            let server = Server::new(move |_, _| Rc::clone(&reply), options);
             let listeners = vec![Async::new(listener).unwrap()];
             future::block_on(ex.run(serve(&ex, listeners, server, async {
                 let _ = stopped.recv().await;

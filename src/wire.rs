@@ -9,12 +9,16 @@
 //! ```text
 //! {"v":1,"command":"status"}
 //! {"v":1,"command":"probers"}
+//! {"v":1,"command":"metrics"}
 //! {"v":1,"command":"set","state":{"status":"DRAIN","weight":null}}
+//! {"v":1,"command":"set","service":"api","state":{"status":"DRAIN"}}
 //! {"v":1,"command":"wait-seen","version":12,"timeout_ms":30000}
 //! ```
 //!
 //! `set` takes state-file fields: a field given replaces the current
-//! value, `null` removes it, a field left out is kept. The merged state is
+//! value, `null` removes it, a field left out is kept. `service` names the
+//! service (left out: the default one; `"*"`: every service); `wait-seen`
+//! takes it too. The merged state is
 //! validated exactly as a state file is. Answers are objects with
 //! `"v":1` and `"ok"`; a failure has `"error"` (a stable code) and
 //! `"message"` (a sentence). Everything here is pure.
@@ -33,14 +37,24 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub enum Request {
     Status,
     Probers,
-    /// Fields to change, as in the state file.
-    Set(Map<String, Value>),
-    /// Wait until every recent prober has been served `version` or later.
+    Metrics,
+    /// Fields to change, as in the state file, of a service (`None`: the
+    /// default one; `Some("*")`: all).
+    Set {
+        service: Option<String>,
+        state: Map<String, Value>,
+    },
+    /// Wait until every recent prober of the service has been served
+    /// `version` or later.
     WaitSeen {
+        service: Option<String>,
         version: u64,
         timeout_ms: u64,
     },
 }
+
+/// The `service` value that means every service.
+pub const ALL: &str = "*";
 
 /// The failure codes of answers, stable for scripts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +102,8 @@ struct Raw {
     v: u32,
     command: String,
     #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
     state: Option<Map<String, Value>>,
     #[serde(default)]
     version: Option<u64>,
@@ -108,18 +124,27 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         ));
     }
     let extra = |what: &str| Err(format!("\"{what}\" does not apply to {:?}", raw.command));
+    if let Some(name) = &raw.service
+        && name != ALL
+        && !crate::config::valid_service_name(name)
+    {
+        return Err(format!("{name:?} is not a service name"));
+    }
     let request = match raw.command.as_str() {
-        "status" | "probers" => {
+        "status" | "probers" | "metrics" => {
             if raw.state.is_some() {
                 return extra("state");
             }
             if raw.version.is_some() || raw.timeout_ms.is_some() {
                 return extra("version/timeout_ms");
             }
-            if raw.command == "status" {
-                Request::Status
-            } else {
-                Request::Probers
+            if raw.service.is_some() {
+                return extra("service");
+            }
+            match raw.command.as_str() {
+                "status" => Request::Status,
+                "probers" => Request::Probers,
+                _ => Request::Metrics,
             }
         }
         "set" => {
@@ -130,20 +155,27 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             if state.is_empty() {
                 return Err("\"set\" needs at least one field in \"state\"".into());
             }
-            Request::Set(state)
+            Request::Set {
+                service: raw.service,
+                state,
+            }
         }
         "wait-seen" => {
             if raw.state.is_some() {
                 return extra("state");
             }
+            if raw.service.as_deref() == Some(ALL) {
+                return Err("\"wait-seen\" takes one service, not \"*\"".into());
+            }
             Request::WaitSeen {
+                service: raw.service,
                 version: raw.version.ok_or("\"wait-seen\" needs \"version\"")?,
                 timeout_ms: raw.timeout_ms.unwrap_or(30_000).min(24 * 3_600_000),
             }
         }
         other => {
             return Err(format!(
-                "unknown command {other:?} (known: status, probers, set, wait-seen)"
+                "unknown command {other:?} (known: status, probers, metrics, set, wait-seen)"
             ));
         }
     };
@@ -152,17 +184,33 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
 
 /// Renders a request as one line, newline included.
 pub fn render_request(request: &Request) -> String {
-    let value = match request {
+    let mut value = match request {
         Request::Status => serde_json::json!({"v": VERSION, "command": "status"}),
         Request::Probers => serde_json::json!({"v": VERSION, "command": "probers"}),
-        Request::Set(state) => serde_json::json!({"v": VERSION, "command": "set", "state": state}),
+        Request::Metrics => serde_json::json!({"v": VERSION, "command": "metrics"}),
+        Request::Set { state, .. } => {
+            serde_json::json!({"v": VERSION, "command": "set", "state": state})
+        }
         Request::WaitSeen {
             version,
             timeout_ms,
+            ..
         } => serde_json::json!({
             "v": VERSION, "command": "wait-seen", "version": version, "timeout_ms": timeout_ms,
         }),
     };
+    if let Request::Set {
+        service: Some(name),
+        ..
+    }
+    | Request::WaitSeen {
+        service: Some(name),
+        ..
+    } = request
+        && let Value::Object(map) = &mut value
+    {
+        map.insert("service".into(), name.clone().into());
+    }
     let mut line = value.to_string();
     line.push('\n');
     line
@@ -248,23 +296,40 @@ mod tests {
         let cases = [
             (r#"{"v":1,"command":"status"}"#, Request::Status),
             (r#"{"command":"probers","v":1}"#, Request::Probers),
+            (r#"{"v":1,"command":"metrics"}"#, Request::Metrics),
             (
                 r#"{"v":1,"command":"set","state":{"status":"DRAIN","weight":null}}"#,
-                Request::Set(state(&[
-                    ("status", "DRAIN".into()),
-                    ("weight", Value::Null),
-                ])),
+                Request::Set {
+                    service: None,
+                    state: state(&[("status", "DRAIN".into()), ("weight", Value::Null)]),
+                },
+            ),
+            (
+                r#"{"v":1,"command":"set","service":"api","state":{"status":"UP"}}"#,
+                Request::Set {
+                    service: Some("api".into()),
+                    state: state(&[("status", "UP".into())]),
+                },
+            ),
+            (
+                r#"{"v":1,"command":"set","service":"*","state":{"status":"UP"}}"#,
+                Request::Set {
+                    service: Some(ALL.into()),
+                    state: state(&[("status", "UP".into())]),
+                },
             ),
             (
                 r#"{"v":1,"command":"wait-seen","version":7,"timeout_ms":500}"#,
                 Request::WaitSeen {
+                    service: None,
                     version: 7,
                     timeout_ms: 500,
                 },
             ),
             (
-                r#"{"v":1,"command":"wait-seen","version":7}"#,
+                r#"{"v":1,"command":"wait-seen","service":"web","version":7}"#,
                 Request::WaitSeen {
+                    service: Some("web".into()),
                     version: 7,
                     timeout_ms: 30_000,
                 },
@@ -320,6 +385,30 @@ mod tests {
                 "does not apply",
             ),
             (r#"{"v":1,"command":"wait-seen"}"#, "needs \"version\""),
+            (
+                r#"{"v":1,"command":"wait-seen","service":"*","version":1}"#,
+                "takes one service",
+            ),
+            (
+                r#"{"v":1,"command":"set","service":"a b","state":{"status":"UP"}}"#,
+                "is not a service name",
+            ),
+            (
+                r#"{"v":1,"command":"status","service":"api"}"#,
+                "does not apply",
+            ),
+            (
+                r#"{"v":1,"command":"wait-seen","service":"*","version":1}"#,
+                "takes one service",
+            ),
+            (
+                r#"{"v":1,"command":"set","service":"a b","state":{"status":"UP"}}"#,
+                "is not a service name",
+            ),
+            (
+                r#"{"v":1,"command":"status","service":"api"}"#,
+                "does not apply",
+            ),
             (
                 r#"{"v":1,"command":"wait-seen","version":-1}"#,
                 "not a valid request",

@@ -51,14 +51,19 @@ fn mkfifo(path: &Path) {
 }
 
 /// Waits until no signal is pending for the process (`ShdPnd` and
-/// `SigPnd` zero), so that the next signal sent is the last delivered:
-/// the kernel delivers pending standard signals lowest number first.
+/// `SigPnd` zero) and none is held by strace (the main thread, the only one
+/// that takes signals, is not in a tracing stop: a signal strace holds is
+/// no longer pending but not yet handled) and is asleep (no handler is
+/// half way), so that the next signal sent is
+/// the last delivered. Two signals pending at once may be handled in
+/// either order (the kernel nests their handlers), which is not what these
+/// tests are about.
 fn wait_no_pending(pid: i32) {
     wait_for("pending signals delivered", || {
         let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
             return false;
         };
-        status
+        let none_pending = status
             .lines()
             .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
             .all(|l| {
@@ -67,7 +72,13 @@ fn wait_no_pending(pid: i32) {
                     .unwrap()
                     .trim_start_matches('0')
                     .is_empty()
-            })
+            });
+        let main = fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
+        // The state is the field after the parenthesised command name.
+        let state = main
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        none_pending && state == Some('S')
     });
 }
 
@@ -652,9 +663,16 @@ fn a_payload_over_512_bytes_does_not_reset_the_reply() {
     let agent = Agent::start(&path, &[]);
     let payload = vec![b'x'; 4_000];
     for i in 0..200 {
+        // The payload is in the socket before the agent accepts it, as
+        // with HAProxy's agent-send (sent right after connecting): the
+        // agent is stopped while the client connects and sends. (A payload
+        // that only arrives after the reply was sent and the socket closed
+        // can still be answered by a reset; HAProxy has the line by then.)
+        agent.signal(libc::SIGSTOP);
         let mut stream = TcpStream::connect_timeout(&agent.addrs[0], PATIENCE).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.write_all(&payload).unwrap();
+        agent.signal(libc::SIGCONT);
         let mut reply = Vec::new();
         let read = stream.read_to_end(&mut reply);
         assert!(read.is_ok(), "round {i}: {read:?} after {reply:?}");

@@ -209,6 +209,11 @@ fn haproxy_follows_hapgent() {
 
     agent.signal(libc::SIGUSR1);
     haproxy.wait_for("SIGUSR1", &[("srv_op_state", UP), ("stat.status", "UP")]);
+    // Edit the file only once the agent's own save is in it: a re-read
+    // first saves what is served, as the README says.
+    wait_for("SIGUSR1 saved", || {
+        fs::read_to_string(&path).unwrap_or_default() == "{\"status\":\"UP\"}\n"
+    });
 
     // Drain at half weight with a connection limit and a description.
     write_state(

@@ -1,0 +1,495 @@
+//! One service: a state file, its flag files, the state served from it,
+//! and the loops that keep the file in step with what is served.
+//!
+//! The default service is the top-level settings; more can be configured
+//! (`[services.NAME]`) and are selected by HAProxy's `agent-send` payload.
+//! Each has its own state, version and save path.
+//!
+//! Memory is the truth for replies; the disk converges to it. A change is
+//! served the moment it is made, in order, and gets the next version. A
+//! save loop always writes the latest version, so a save hanging on a sick
+//! disk never delays the next change, and a failed save is logged once per
+//! state and retried. File I/O runs on the disk thread (see `disk`), one
+//! operation at a time in order, so a re-read first brings the file up to
+//! date with what is served. This module does not know about signals,
+//! sockets or probers (see `agent`).
+
+use crate::disk::Disk;
+use crate::flags::FlagFiles;
+use crate::protocol::{self, Admin, Overlay};
+use crate::state::{self, Problem, State, Status};
+use crate::{error, info};
+use smol::channel::{self, Receiver, Sender};
+use smol::{Timer, prelude::*};
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// First delay before retrying a failed save or read; it doubles up to
+/// `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A doorbell: ringing it when it already rings does nothing, so any
+/// number of rings costs one wake-up and no memory.
+pub struct Bell {
+    tx: Sender<()>,
+    rx: Receiver<()>,
+}
+
+impl Bell {
+    pub fn new() -> Bell {
+        let (tx, rx) = channel::bounded(1);
+        Bell { tx, rx }
+    }
+
+    pub fn ring(&self) {
+        let _ = self.tx.try_send(());
+    }
+
+    pub async fn wait(&self) {
+        let _ = self.rx.recv().await;
+    }
+}
+
+/// Tasks waiting for an event (a probe, a save): each gets a coalesced
+/// message every time it happens. Costs one check when nobody waits.
+#[derive(Default)]
+pub struct Waiters(RefCell<Vec<Sender<()>>>);
+
+impl Waiters {
+    pub fn subscribe(&self) -> Receiver<()> {
+        let (tx, rx) = channel::bounded(1);
+        self.0.borrow_mut().push(tx);
+        rx
+    }
+
+    pub fn notify(&self) {
+        if self.0.borrow().is_empty() {
+            return;
+        }
+        let mut waiters = self.0.borrow_mut();
+        waiters.retain(|w| !w.is_closed());
+        for w in waiters.iter() {
+            let _ = w.try_send(());
+        }
+    }
+}
+
+/// Where a change came from: the operator's file (already on disk) or a
+/// signal or ctl (to be saved).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Change,
+}
+
+/// Why the state changed, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Signal,
+    Ctl,
+    File,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 3] = [Cause::Signal, Cause::Ctl, Cause::File];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Signal => "signal",
+            Cause::Ctl => "ctl",
+            Cause::File => "file",
+        }
+    }
+}
+
+/// Counts kept per service, for the metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub probes: Cell<u64>,
+    pub changes: [Cell<u64>; 3],
+    pub failed_saves: Cell<u64>,
+}
+
+/// A service and what it serves.
+pub struct Service {
+    /// Its name; empty for the default service.
+    pub name: Rc<str>,
+    /// A number no other service of this process has had, for tables.
+    pub id: u32,
+    state_file: PathBuf,
+    flags: FlagFiles,
+    state: RefCell<State>,
+    /// Version of the state served: one more for every change.
+    version: Cell<u64>,
+    /// When the current version began.
+    changed_at: Cell<Instant>,
+    /// The highest version known to be in the state file.
+    saved: Cell<u64>,
+    /// Whether a save or re-read is running on the disk thread.
+    saving: Cell<bool>,
+    save_bell: Bell,
+    retry_bell: Bell,
+    save_waiters: Waiters,
+    /// The last reply and the overlay it was rendered with: most probes
+    /// see the same inputs and reuse it without formatting anything.
+    reply: RefCell<(Overlay, Rc<[u8]>)>,
+    pub counters: Counters,
+}
+
+impl Service {
+    /// Starts from the state file, or from FAIL if it cannot be used (and
+    /// if it could not even be read, keeps trying: see `run`).
+    pub fn new(
+        name: &str,
+        id: u32,
+        state_file: PathBuf,
+        drain: Option<PathBuf>,
+        maint: Option<PathBuf>,
+    ) -> Service {
+        for stale in state::remove_stale_temps(&state_file) {
+            info!("removed {}, left by an interrupted save", stale.display());
+        }
+        let loaded = state::load(&state_file);
+        let state = loaded
+            .as_ref()
+            .map_or_else(|problem| fail_state(&state_file, problem), State::clone);
+        let reply = protocol::render(&state).into_bytes().into();
+        let service = Service {
+            name: Rc::from(name),
+            id,
+            flags: FlagFiles::new(drain, maint),
+            state_file,
+            state: RefCell::new(state),
+            version: Cell::new(0),
+            changed_at: Cell::new(Instant::now()),
+            saved: Cell::new(0),
+            saving: Cell::new(false),
+            save_bell: Bell::new(),
+            retry_bell: Bell::new(),
+            save_waiters: Waiters::default(),
+            reply: RefCell::new((Overlay::default(), reply)),
+            counters: Counters::default(),
+        };
+        if loaded.is_err_and(|p| p.is_transient()) {
+            service.retry_bell.ring();
+        }
+        service
+    }
+
+    /// Whether this service was configured as `other` is.
+    pub fn same_files(
+        &self,
+        state_file: &Path,
+        drain: &Option<PathBuf>,
+        maint: &Option<PathBuf>,
+    ) -> bool {
+        self.state_file == state_file && self.flags.paths() == (drain.as_deref(), maint.as_deref())
+    }
+
+    /// The reply a probe would get now, given the CPU idle share.
+    pub fn current_reply(&self, idle: Option<u32>, min_weight: u32) -> Rc<[u8]> {
+        let overlay = {
+            let state = self.state.borrow();
+            protocol::overlay(&state, self.flags.check(), idle, min_weight)
+        };
+        let mut cached = self.reply.borrow_mut();
+        if cached.0 != overlay {
+            let line = protocol::render_with(&self.state.borrow(), overlay);
+            *cached = (overlay, line.into_bytes().into());
+        }
+        Rc::clone(&cached.1)
+    }
+
+    /// Forgets the cached reply (the settings it depends on changed).
+    pub fn invalidate(&self) {
+        self.reply.borrow_mut().0 = Overlay {
+            weight: Some(u32::MAX),
+            ..Overlay::default()
+        };
+    }
+
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// When `version` began being served, if it is the current one.
+    pub fn changed_at(&self, version: u64) -> Option<Instant> {
+        (version == self.version.get()).then(|| self.changed_at.get())
+    }
+
+    /// Whether the state file holds what is served.
+    pub fn is_saved(&self) -> bool {
+        self.saved.get() >= self.version.get()
+    }
+
+    /// The admin state the flag files ask for now.
+    pub fn flag_admin(&self) -> Option<Admin> {
+        self.flags.check()
+    }
+
+    /// Serves `new` from now on, logging the change and its cause; a
+    /// change is then saved, a state read from the file already is.
+    pub fn set(&self, new: State, cause: &str, kind: Cause, origin: Origin) {
+        let version = self.version.get() + 1;
+        self.version.set(version);
+        self.changed_at.set(Instant::now());
+        let counter = &self.counters.changes[kind as usize];
+        counter.set(counter.get() + 1);
+        let old = self.state.replace(new.clone());
+        {
+            let mut cached = self.reply.borrow_mut();
+            let overlay = cached.0;
+            *cached = (
+                overlay,
+                protocol::render_with(&new, overlay).into_bytes().into(),
+            );
+        }
+        let of = if self.name.is_empty() {
+            String::new()
+        } else {
+            format!(" of service {}", self.name)
+        };
+        if old == new {
+            info!("state{of} unchanged: {new} ({cause})");
+        } else {
+            info!("state{of} changed: {old} -> {new} ({cause})");
+        }
+        match origin {
+            // A save still running would overwrite what was read: let the
+            // save loop write it back once that save is done.
+            Origin::File if !self.saving.get() => {
+                self.saved.set(version);
+                self.save_waiters.notify();
+            }
+            _ => self.save_bell.ring(),
+        }
+    }
+
+    /// Sets the status, keeping the rest: what SIGUSR1 and SIGUSR2 do.
+    pub fn set_status(&self, status: Status, cause: &str) {
+        let new = self.state.borrow().set_status(status);
+        self.set(new, cause, Cause::Signal, Origin::Change);
+    }
+
+    /// Waits, at most `limit`, until the state served is in the file;
+    /// returns whether it is.
+    pub async fn wait_saved(&self, limit: Duration) -> bool {
+        let saved = self.save_waiters.subscribe();
+        let deadline = Instant::now() + limit;
+        while !self.is_saved() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = saved
+                .recv()
+                .or(async {
+                    Timer::after(left).await;
+                    Ok(())
+                })
+                .await;
+        }
+        true
+    }
+
+    /// Keeps the file in step, forever: saves the latest state whenever it
+    /// changed, and retries a re-read that failed to read the file.
+    pub async fn run(&self, disk: &Disk) {
+        self.save_loop(disk).or(self.retry_loop(disk)).await;
+    }
+
+    /// A failed save is logged once per state and retried with backoff,
+    /// or at once when a newer state arrives.
+    async fn save_loop(&self, disk: &Disk) {
+        let mut failed_version = None;
+        let mut failures = 0u32;
+        let mut delay = RETRY_FIRST;
+        loop {
+            self.save_bell.wait().await;
+            while self.saved.get() < self.version.get() {
+                let version = self.version.get();
+                let state = self.state.borrow().clone();
+                let path = self.state_file.clone();
+                self.saving.set(true);
+                let result = {
+                    let (path, state) = (path.clone(), state.clone());
+                    disk.run(move || state::save(&path, &state)).await
+                };
+                self.saving.set(false);
+                match result.unwrap_or_else(|| Err(io::Error::other("the disk thread stopped"))) {
+                    Ok(()) => {
+                        self.saved.set(self.saved.get().max(version));
+                        self.save_waiters.notify();
+                        if failures > 0 {
+                            info!(
+                                "saved the state to {} after {failures} failed attempts",
+                                path.display()
+                            );
+                        }
+                        (failures, delay, failed_version) = (0, RETRY_FIRST, None);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let failed = &self.counters.failed_saves;
+                        failed.set(failed.get() + 1);
+                        if failed_version != Some(version) {
+                            error!(
+                                "cannot save the state to {}: {e}; serving {state} from memory and retrying (a restart now would lose it)",
+                                path.display()
+                            );
+                            failed_version = Some(version);
+                        }
+                        sleep(delay).or(self.save_bell.wait()).await;
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries reading a state file that could not be read (at start or
+    /// on a reload), until it works or a change supersedes it.
+    async fn retry_loop(&self, disk: &Disk) {
+        loop {
+            self.retry_bell.wait().await;
+            let asked = self.version.get();
+            let mut delay = RETRY_FIRST;
+            while self.version.get() == asked {
+                sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+                if self.version.get() != asked || self.reread(disk, true).await {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Re-reads the state file once (SIGHUP), after bringing it up to date
+    /// with what is served (a save that has not happened yet would
+    /// otherwise be undone). A file that was read and is invalid means
+    /// FAIL; one that could not be read at all keeps the last good state,
+    /// and the retry loop tries again; a change made meanwhile wins.
+    /// Returns whether the file was read.
+    pub async fn reread(&self, disk: &Disk, retrying: bool) -> bool {
+        let asked = self.version.get();
+        let path = self.state_file.clone();
+        let pending = (self.saved.get() < asked).then(|| self.state.borrow().clone());
+        let job = {
+            let path = path.clone();
+            move || {
+                let saved = pending.map(|s| state::save(&path, &s));
+                (saved, state::load(&path))
+            }
+        };
+        self.saving.set(true);
+        let result = disk.run(job).await;
+        self.saving.set(false);
+        let Some((saved, loaded)) = result else {
+            error!("cannot re-read the state file: the disk thread stopped");
+            return false;
+        };
+        match saved {
+            Some(Ok(())) => {
+                self.saved.set(self.saved.get().max(asked));
+                self.save_waiters.notify();
+            }
+            Some(Err(e)) => error!(
+                "SIGHUP: cannot first save the state served to {}: {e}; reading it anyway",
+                path.display()
+            ),
+            None => {}
+        }
+        if self.version.get() != asked {
+            info!(
+                "SIGHUP: a later change was made while {} was read; keeping the later state",
+                path.display()
+            );
+            return true;
+        }
+        match loaded {
+            Ok(new) => {
+                if retrying {
+                    info!("state file {} is readable again", path.display());
+                }
+                self.set(new, "SIGHUP", Cause::File, Origin::File);
+                true
+            }
+            Err(problem) if problem.is_transient() => {
+                if !retrying {
+                    error!(
+                        "state file {} {problem}; keeping the last good state ({}) and retrying",
+                        path.display(),
+                        self.state.borrow()
+                    );
+                    self.retry_bell.ring();
+                }
+                false
+            }
+            Err(problem) => {
+                let fail = fail_state(&path, &problem);
+                self.set(fail, "SIGHUP", Cause::File, Origin::File);
+                true
+            }
+        }
+    }
+
+    /// Removes the temporary file a save of ours may have left.
+    pub fn remove_temp(&self) {
+        if let Some(tmp) = state::temp_path(&state::save_target(&self.state_file)) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+
+    /// After a stop: saves the latest state, giving a hung disk `grace`;
+    /// whatever happens, no temporary file of ours is left behind.
+    pub async fn save_before_stop(&self, disk: &Disk, grace: Duration) {
+        if self.is_saved() {
+            return;
+        }
+        let (path, state) = (self.state_file.clone(), self.state.borrow().clone());
+        let save = {
+            let path = path.clone();
+            async move { disk.run(move || state::save(&path, &state)).await }
+        };
+        let timeout = async {
+            Timer::after(grace).await;
+            None
+        };
+        match save.or(timeout).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => error!(
+                "cannot save the state to {} before stopping: {e}",
+                path.display()
+            ),
+            None => {
+                error!(
+                    "saving the state to {} did not finish within {grace:?} (is the disk hung?); stopping anyway",
+                    path.display()
+                );
+                self.remove_temp();
+            }
+        }
+    }
+}
+
+/// FAIL, after logging why the state file cannot be used. The file itself
+/// is left untouched for the operator.
+fn fail_state(path: &Path, problem: &Problem) -> State {
+    error!(
+        "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
+        path.display()
+    );
+    State::with_status(Status::Fail)
+}
+
+async fn sleep(delay: Duration) {
+    Timer::after(delay).await;
+}
