@@ -15,7 +15,7 @@
 //! recipe, "send the signal, sleep two agent intervals", takes
 //! 2 × agent-inter every time.
 
-use crate::{Agent, Options, Role, TempDir, hapgent_command, median, percentile, write_state};
+use crate::{Agent, Options, Role, TempDir, hapgent_command, median, write_state};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -269,27 +269,15 @@ pub fn run(o: &Options) -> Result<bool, String> {
     drop(agent);
     let loadavg_after = crate::proc::loadavg();
 
-    let stats = |values: Vec<f64>| {
-        let mut sorted: Vec<u64> = values.iter().map(|v| (v * 1e3).round() as u64).collect();
-        sorted.sort_unstable();
-        let mut v = values.clone();
-        (
-            median(&mut v),
-            percentile(&sorted, 0.9) / 1e3,
-            values.iter().copied().fold(f64::NAN, f64::min),
-            values.iter().copied().fold(f64::NAN, f64::max),
-        )
-    };
-    // Lags may be negative (HAProxy showed it before ctl had exited):
-    // shifted into u64 microseconds for the percentile and back.
-    let lag_stats = |values: Vec<f64>| {
-        let shift = 1e6;
-        let (m, p90, min, max) = stats(values.iter().map(|v| v + shift).collect());
-        (m - shift, p90 - shift, min - shift, max - shift)
-    };
-    let ctl = stats(samples.iter().map(|s| s.ctl_ms).collect());
-    let hap = stats(samples.iter().map(|s| s.haproxy_ms).collect());
-    let lag = lag_stats(samples.iter().map(|s| s.haproxy_ms - s.ctl_ms).collect());
+    let ctl = summary(&samples.iter().map(|s| s.ctl_ms).collect::<Vec<_>>());
+    let hap = summary(&samples.iter().map(|s| s.haproxy_ms).collect::<Vec<_>>());
+    // Negative when HAProxy showed it before ctl had exited.
+    let lag = summary(
+        &samples
+            .iter()
+            .map(|s| s.haproxy_ms - s.ctl_ms)
+            .collect::<Vec<_>>(),
+    );
     let old = 2.0 * inter;
     if o.json {
         let runs: Vec<String> = samples
@@ -325,8 +313,16 @@ pub fn run(o: &Options) -> Result<bool, String> {
         );
         println!("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |");
         println!("|---|---:|---:|---:|---:|");
+        // One decimal, and no "-0.0" for a lag that rounds to zero.
+        let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
         let row = |label: &str, (m, p90, min, max): (f64, f64, f64, f64)| {
-            println!("| {label} | {m:.1} | {p90:.1} | {min:.1} | {max:.1} |")
+            println!(
+                "| {label} | {} | {} | {} | {} |",
+                ms(m),
+                ms(p90),
+                ms(min),
+                ms(max)
+            )
         };
         row("command start to return (ms)", ctl);
         row("command start to HAProxy showing the change (ms)", hap);
@@ -343,9 +339,26 @@ pub fn run(o: &Options) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Median, nearest-rank p90, min and max of `values` (not empty; values
+/// may be negative).
+fn summary(values: &[f64]) -> (f64, f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let p90 = sorted[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1];
+    (median(&mut sorted.clone()), p90, sorted[0], sorted[n - 1])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_server_state;
+    use super::{parse_server_state, summary};
+
+    #[test]
+    fn summaries() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(summary(&v), (10.5, 18.0, 1.0, 20.0));
+        assert_eq!(summary(&[-0.2, 0.5, 0.1]), (0.1, 0.5, -0.2, 0.5));
+    }
 
     #[test]
     fn servers_state() {
