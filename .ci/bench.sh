@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # CI: the benchmark command must keep working. Runs hapgent-bench in its
 # short correctness mode (--check: a few thousand checks at concurrency 1,
-# 8 and 64, a few hundred idle connections, three starts) against the x86_64
-# musl release binary, with and without an agent-send payload. It asserts
-# correctness only -- every reply a well-formed agent-check line, no connect
-# or read error, no timeout, every check done -- never speed: this machine's
-# numbers are for BENCHMARKS.md, not for a pass/fail threshold.
+# 8 and 64, a few hundred idle connections, three starts, each run followed
+# by the same load on the built-in floor reference) against the x86_64 musl
+# release binary, with and without an agent-send payload, and spread over
+# distinct probers (--probers); then, where haproxy is installed, a short
+# --wait-seen. It asserts correctness only -- every reply a well-formed
+# agent-check line, no connect or read error, no timeout, every check done,
+# every figure measured -- never speed: this machine's numbers are for
+# BENCHMARKS.md, not for a pass/fail threshold.
 #
 # Reuses dist/hapgent-<version>-x86_64-unknown-linux-musl when an earlier CI
 # step (release.sh) built it; builds the binary otherwise.
@@ -48,11 +51,14 @@ bench=${CARGO_TARGET_DIR:-bench/target}/release/hapgent-bench
 
 # Checks a --json report: every run completed all its checks with no
 # error, every idle connection was held and the footprint was measured.
+# With a third argument N, every run must have spread its probes over N
+# probers and hapgent's table must hold them all (plus 127.0.0.1).
 check_report() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-0}" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 want_runs = int(sys.argv[2])
+want_probers = int(sys.argv[3])
 fail = []
 errors = {k: v for k, v in report["errors"].items() if v}
 if errors:
@@ -68,9 +74,15 @@ for r in runs:
         fail.append(f"concurrency {c}: no idle connection held")
     for k in ("checks_per_s", "latency_p99_us", "agent_cpu_us_per_check",
               "rss_idle_kib", "hwm_after_load_kib", "hwm_idle_conns_kib",
-              "fresh_probe_max_ms"):
+              "fresh_probe_max_ms", "floor_checks_per_s",
+              "floor_cpu_us_per_check", "floor_ratio"):
         if r.get(k) is None:
             fail.append(f"concurrency {c}: {k} not measured")
+    if want_probers:
+        tracked = r.get("probers_tracked")
+        if r.get("probers") != want_probers or tracked is None or tracked < want_probers:
+            fail.append(f"concurrency {c}: {r.get('probers')} probers, "
+                        f"{tracked} in hapgent's table, expected {want_probers}")
 if report["binary"]["stripped_bytes"] is None:
     fail.append("stripped binary size not measured")
 if report["start_to_first_reply_ms"]["median"] is None:
@@ -78,8 +90,9 @@ if report["start_to_first_reply_ms"]["median"] is None:
 if fail:
     print("FAIL:\n  " + "\n  ".join(fail))
     sys.exit(1)
-print(f"ok: {report['ok']} well-formed replies, {len(runs)} runs, "
-      f"stripped binary {report['binary']['stripped_bytes']} bytes")
+print(f"ok: {report['ok']} well-formed replies (agent and floor), {len(runs)} runs, "
+      f"stripped binary {report['binary']['stripped_bytes']} bytes"
+      + (f", {want_probers} probers tracked" if want_probers else ""))
 PY
 }
 
@@ -91,10 +104,30 @@ step "short run with an agent-send payload ('web\\n')"
 "$bench" --binary "$bin" --check --concurrency 8 --send 'web\n' --json > "$out/send.json"
 check_report "$out/send.json" 1
 
+step "short run over 50 distinct probers (127.0.0.2-127.0.0.51): hapgent's table holds them"
+"$bench" --binary "$bin" --check --concurrency 8 --probers 50 --json > "$out/probers.json"
+check_report "$out/probers.json" 1 50
+
 step "text report and Markdown table are produced"
 "$bench" --binary "$bin" --check --concurrency 8 --markdown > "$out/text.txt"
 grep -q '^| checks/s |' "$out/text.txt"
 grep -q 'malformed errors: 0' "$out/text.txt"
+grep -q '^| agent CPU per check / floor CPU per check' "$out/text.txt"
+
+# --wait-seen against a real HAProxy (installed by .ci/run): two timed
+# commands, checked for completion only.
+if command -v haproxy >/dev/null; then
+    step "--wait-seen: hapgent ctl drain/ready --wait-seen against HAProxy"
+    "$bench" --binary "$bin" --wait-seen 2 --json > "$out/seen.json"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["commands"] == 2 and len(r["runs"]) == 2, r
+assert all(x["ctl_ms"] > 0 and x["haproxy_shows_ms"] > 0 for x in r["runs"]), r
+print("ok:", r["commands"], "commands confirmed by HAProxy")' "$out/seen.json"
+else
+    step "--wait-seen: SKIPPED, haproxy is not installed"
+fi
 
 # The check must be able to fail: an agent that answers `up failed`
 # (`failed` is no agent-check word) must make hapgent-bench exit 1.

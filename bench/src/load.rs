@@ -18,6 +18,17 @@ pub struct Plan<'a> {
     pub deadline: Instant,
     /// Checks still to start; each thread takes them one at a time.
     pub remaining: &'a AtomicI64,
+    /// Distinct source addresses to spread the probes over (127.0.0.2
+    /// upwards, see `source_addr`), or 0 to let the kernel pick 127.0.0.1.
+    pub probers: u32,
+}
+
+/// The source address of probe `n` of a load spread over `probers`
+/// addresses: 127.0.0.2, 127.0.0.3, ... in turn (all of 127.0.0.0/8 is
+/// local on Linux), so that the agent sees `probers` load balancers.
+pub fn source_addr(n: u64, probers: u32) -> std::net::Ipv4Addr {
+    let base = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    std::net::Ipv4Addr::from(base + (n % u64::from(probers.max(1))) as u32)
 }
 
 struct Slot {
@@ -68,7 +79,8 @@ pub fn drive(plan: &Plan, slots: usize) -> Tally {
 
         // Starts a probe in slot i, or leaves it empty when the plan is done.
         let start = |s: &mut Slot, i: usize, tally: &mut Tally, active: &mut usize| loop {
-            if plan.remaining.fetch_sub(1, Ordering::Relaxed) <= 0 {
+            let left = plan.remaining.fetch_sub(1, Ordering::Relaxed);
+            if left <= 0 {
                 return;
             }
             let now = Instant::now();
@@ -99,6 +111,33 @@ pub fn drive(plan: &Plan, slots: usize) -> Tally {
                 &linger as *const _ as *const libc::c_void,
                 std::mem::size_of::<libc::linger>() as libc::socklen_t,
             );
+            // From one of the distinct probers: bind the source address only
+            // (IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, as
+            // HAProxy does for a `source` address without a port).
+            if plan.probers > 0 {
+                let one: libc::c_int = 1;
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    &one as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+                let src = sockaddr(SocketAddr::from((
+                    source_addr(left as u64, plan.probers),
+                    0,
+                )));
+                if libc::bind(
+                    fd,
+                    &src as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                ) != 0
+                {
+                    tally.record(Err(ProbeError::Connect(errno())), None, 0);
+                    libc::close(fd);
+                    continue;
+                }
+            }
             let r = libc::connect(
                 fd,
                 &sin as *const _ as *const libc::sockaddr,

@@ -18,6 +18,7 @@
 mod load;
 mod proc;
 mod report;
+mod wait_seen;
 
 use report::{Metrics, Report};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,12 +61,28 @@ Options:
                          escapes; HAProxy sends nothing without agent-send)
   --expect LINE          every reply must be exactly LINE (without newline)
   --timeout-ms N         per-probe connect and read timeout (default: 2000)
+  --probers N            spread the probes over N distinct source addresses
+                         (127.0.0.2, 127.0.0.3, ...), as N load balancers
+                         would; hapgent then also gets a control socket and
+                         the report gives how many probers its table holds
+                         (default: every probe from 127.0.0.1)
+  --no-floor             do not measure the floor (see below)
+  --wait-seen N          instead of the load: start HAProxy against hapgent
+                         and time N `hapgent ctl drain|ready --wait-seen`
+                         (alternately), and when HAProxy shows each change
+  --haproxy PATH         HAProxy for --wait-seen (default: haproxy)
+  --agent-inter MS       HAProxy's agent-inter for --wait-seen (default: 200)
   --check                short correctness mode: 3000 checks, 300 idle
                          connections, 1 run, 3 starts; also fails if a run
                          stops before all its checks are done
   --json                 print the report as JSON instead of text
   --markdown             also print the medians as a Markdown table
   -h, --help             this text
+
+The floor: after each run, the same load against a bare blocking
+accept -> write `up ready 100%\n` -> close loop (this program, run as a
+child process so that its CPU time is read like the agent's); the report
+gives its CPU per check and the agent's CPU per check divided by it.
 
 Exit status: 0 when every probe got a well-formed reply, 1 on any error or
 malformed reply (the report is printed first), 64 on a usage error.
@@ -91,6 +108,13 @@ pub struct Options {
     pub check: bool,
     pub json: bool,
     pub markdown: bool,
+    /// Distinct source addresses of the probes; 0 = the kernel's choice.
+    pub probers: u32,
+    pub floor: bool,
+    /// `--wait-seen N`: the number of timed ctl commands; 0 = the load.
+    pub wait_seen: usize,
+    pub haproxy: PathBuf,
+    pub agent_inter_ms: u64,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -113,6 +137,11 @@ fn parse_args() -> Result<Option<Options>, String> {
         check: false,
         json: false,
         markdown: false,
+        probers: 0,
+        floor: true,
+        wait_seen: 0,
+        haproxy: PathBuf::from("haproxy"),
+        agent_inter_ms: 200,
     };
     let (mut checks, mut idle, mut runs, mut starts) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
@@ -154,6 +183,26 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--timeout-ms" => {
                 o.timeout = Duration::from_millis(num("--timeout-ms", value("--timeout-ms")?)?)
             }
+            "--probers" => {
+                o.probers = num("--probers", value("--probers")?)?;
+                if !(1..=65_536).contains(&o.probers) {
+                    return Err("--probers: between 1 and 65536".into());
+                }
+            }
+            "--no-floor" => o.floor = false,
+            "--wait-seen" => {
+                o.wait_seen = num("--wait-seen", value("--wait-seen")?)?;
+                if o.wait_seen == 0 {
+                    return Err("--wait-seen: at least 1".into());
+                }
+            }
+            "--haproxy" => o.haproxy = value("--haproxy")?.into(),
+            "--agent-inter" => {
+                o.agent_inter_ms = num("--agent-inter", value("--agent-inter")?)?;
+                if o.agent_inter_ms == 0 {
+                    return Err("--agent-inter: at least 1 ms".into());
+                }
+            }
             "--check" => o.check = true,
             "--json" => o.json = true,
             "--markdown" => o.markdown = true,
@@ -176,6 +225,9 @@ fn parse_args() -> Result<Option<Options>, String> {
     o.idle_connections = idle.unwrap_or(o.idle_connections);
     o.runs = runs.unwrap_or(o.runs).max(1);
     o.starts = starts.unwrap_or(o.starts);
+    if o.wait_seen > 0 && !o.command.is_empty() {
+        return Err("--wait-seen measures hapgent's control socket: no agent command".into());
+    }
     if !o.command.is_empty() && o.port.is_none() {
         return Err("an agent command needs --port (the port it listens on)".into());
     }
@@ -232,6 +284,84 @@ impl Drop for TempDir {
     }
 }
 
+/// What `Agent::start` starts.
+#[derive(Clone, Copy)]
+enum Role<'a> {
+    /// The agent measured: hapgent (with this control socket, or none), or
+    /// the AGENT_COMMAND.
+    Measured { control: Option<&'a Path> },
+    /// The floor reference (`floor_server`), this program run again.
+    Floor,
+}
+
+/// hapgent's command line as the benchmark runs it, `hapgent ctl` included:
+/// an empty config file of its own, and no HAPGENT_* variable from this
+/// environment, so that nothing of the host's setup leaks into the
+/// measurement.
+fn hapgent_command(o: &Options, dir: &Path, control: Option<&Path>) -> Result<Command, String> {
+    let mut cmd = Command::new(&o.binary);
+    let config = dir.join("hapgent.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").map_err(|e| format!("cannot write {config:?}: {e}"))?;
+    }
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(control.unwrap_or(Path::new("")))
+        .env_remove("JOURNAL_STREAM");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HAPGENT_") {
+            cmd.env_remove(key);
+        }
+    }
+    Ok(cmd)
+}
+
+/// The hidden first argument that makes this program the floor reference.
+const FLOOR_ARG: &str = "--floor-server";
+
+/// The floor: the least a TCP agent-check responder can do per check,
+/// accept -> write the reply -> close, blocking, one thread, no runtime
+/// (std's accept is one accept4 call). Run as a child process so that its
+/// CPU time is read from /proc exactly like the agent's. With `--drain` it
+/// also drops an agent-send payload with one non-blocking recv before the
+/// close, as hapgent does, so that the close does not reset the reply.
+fn floor_server(drain: bool) -> ExitCode {
+    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("floor: cannot bind 127.0.0.1:0: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => eprintln!("floor listening on {addr}"),
+        Err(e) => {
+            eprintln!("floor: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    loop {
+        let Ok((mut conn, _)) = listener.accept() else {
+            continue;
+        };
+        let _ = conn.write(b"up ready 100%\n");
+        if drain {
+            use std::os::fd::AsRawFd;
+            let mut buf = [0u8; 512];
+            // SAFETY: buf is live and as long as declared.
+            unsafe {
+                libc::recv(
+                    conn.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+        }
+    }
+}
+
 /// A running agent, killed (by PID, SIGKILL) and reaped on drop, so a
 /// panicking or failing benchmark never leaves it behind. The child also
 /// gets PR_SET_PDEATHSIG, so it dies if the benchmark is killed outright.
@@ -249,29 +379,31 @@ impl Agent {
     /// Starts the agent and waits until its address is known (hapgent:
     /// from its log line; another agent: the `--port` given). Returns the
     /// agent and the instant just before the spawn.
-    fn start(o: &Options, state_dir: &Path) -> Result<(Agent, Instant), String> {
+    fn start(o: &Options, state_dir: &Path, role: Role) -> Result<(Agent, Instant), String> {
         let mut cmd;
-        if o.command.is_empty() {
-            cmd = Command::new(&o.binary);
-            // An empty config file of its own, and no HAPGENT_* variable
-            // from this environment: nothing of the host's setup may leak
-            // into the measurement.
-            let config = state_dir.join("hapgent.toml");
-            std::fs::write(&config, "").map_err(|e| format!("cannot write {config:?}: {e}"))?;
-            cmd.arg("--config")
-                .arg(&config)
-                .args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
-                .arg(state_dir.join("state.json"))
-                .env_remove("JOURNAL_STREAM");
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("HAPGENT_") {
-                    cmd.env_remove(key);
+        let learn_addr = match role {
+            Role::Floor => {
+                let me = std::env::current_exe()
+                    .map_err(|e| format!("cannot find this program for the floor: {e}"))?;
+                cmd = Command::new(me);
+                cmd.arg(FLOOR_ARG);
+                if o.send.is_some() {
+                    cmd.arg("--drain");
                 }
+                true
             }
-        } else {
-            cmd = Command::new(&o.command[0]);
-            cmd.args(&o.command[1..]);
-        }
+            Role::Measured { control } if o.command.is_empty() => {
+                cmd = hapgent_command(o, state_dir, control)?;
+                cmd.args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
+                    .arg(state_dir.join("state.json"));
+                true
+            }
+            Role::Measured { .. } => {
+                cmd = Command::new(&o.command[0]);
+                cmd.args(&o.command[1..]);
+                false
+            }
+        };
         // Its own process group, so that drop also ends whatever a wrapper
         // command (strace, valgrind, a shell) started.
         cmd.stdin(Stdio::null())
@@ -286,7 +418,7 @@ impl Agent {
                 Ok(())
             });
         }
-        if !o.command.is_empty() {
+        if !learn_addr {
             let addr = SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0)));
             if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
                 return Err(format!(
@@ -327,7 +459,7 @@ impl Agent {
             addr: SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0))),
             stderr_tail: tail,
         };
-        if o.command.is_empty() {
+        if learn_addr {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(addr) => agent.addr = addr,
                 Err(_) => {
@@ -658,9 +790,14 @@ impl Tally {
 }
 
 /// `concurrency` probes at a time, spread over `threads` epoll loops,
-/// until `checks` probes are done or the duration is over. Returns the
-/// tally and the wall time.
-fn load(o: &Options, addr: SocketAddr, concurrency: usize) -> (Tally, Duration) {
+/// until `checks` probes are done or the duration is over; every reply
+/// must be `expect` if given. Returns the tally and the wall time.
+fn load(
+    o: &Options,
+    addr: SocketAddr,
+    concurrency: usize,
+    expect: Option<&str>,
+) -> (Tally, Duration) {
     let remaining = AtomicI64::new(o.checks as i64);
     let threads = o.threads.clamp(1, concurrency);
     let start = Barrier::new(threads + 1);
@@ -676,10 +813,11 @@ fn load(o: &Options, addr: SocketAddr, concurrency: usize) -> (Tally, Duration) 
                     let plan = load::Plan {
                         addr,
                         send: o.send.as_deref(),
-                        expect: o.expect.as_deref(),
+                        expect,
                         timeout: o.timeout,
                         deadline: Instant::now() + o.duration,
                         remaining,
+                        probers: o.probers,
                     };
                     load::drive(&plan, slots)
                 })
@@ -726,12 +864,17 @@ fn run_once(
 ) -> Result<Metrics, String> {
     let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
     write_state(&dir.0)?;
-    let (mut agent, _) = Agent::start(o, &dir.0)?;
+    // With distinct probers, a control socket to ask hapgent how many its
+    // table holds; otherwise none, as nothing needs it.
+    let control = dir.0.join("control.sock");
+    let control = (o.probers > 0 && o.command.is_empty()).then_some(control.as_path());
+    let (mut agent, _) = Agent::start(o, &dir.0, Role::Measured { control })?;
     let (first, _) = agent.wait_ready(o)?;
     tally_all.record(first, o.expect.as_deref(), 0);
     let pid = agent.pid();
     let mut m = Metrics::default();
     m.push("concurrency", concurrency as f64);
+    m.push("probers", f64::from(o.probers));
     // At rest, after one probe.
     std::thread::sleep(Duration::from_millis(200));
     let idle = proc::memory(pid);
@@ -740,7 +883,7 @@ fn run_once(
 
     let cpu0 = proc::cpu(pid);
     let own0 = proc::own_cpu_us();
-    let (mut tally, elapsed) = load(o, agent.addr, concurrency);
+    let (mut tally, elapsed) = load(o, agent.addr, concurrency, o.expect.as_deref());
     let own1 = proc::own_cpu_us();
     let cpu1 = proc::cpu(pid);
     let done = tally.ok + tally.failed();
@@ -825,6 +968,12 @@ fn run_once(
             .map_or(f64::NAN, |&x| x as f64 / 1e6),
     );
     drop(held);
+    // Last, as listing the table makes the agent allocate its answer.
+    let tracked = match control {
+        Some(socket) => probers_tracked(o, &dir.0, socket, notes),
+        None => f64::NAN,
+    };
+    m.push("probers_tracked", tracked);
     if !agent.alive() {
         notes.push(format!(
             "concurrency {concurrency}: the agent died during the run; its stderr:\n{}",
@@ -832,6 +981,7 @@ fn run_once(
         ));
         tally.errors[0] += 1;
     }
+    drop(agent);
     tally.merge(idle_tally);
     tally.merge(fresh);
     tally.latencies_ns = Vec::new();
@@ -839,7 +989,100 @@ fn run_once(
     if o.check && done < o.checks {
         tally_all.errors[2] += o.checks - done;
     }
+    if o.floor {
+        floor_run(o, concurrency, &mut m, tally_all, notes)?;
+    }
     Ok(m)
+}
+
+/// The floor reference under the same load, right after the agent's run
+/// (the agent is stopped by then): its CPU per check, and the agent's
+/// divided by it. schedstat (ns) when the kernel has it, else
+/// /proc/PID/stat ticks.
+fn floor_run(
+    o: &Options,
+    concurrency: usize,
+    m: &mut Metrics,
+    tally_all: &mut Tally,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
+    let (mut floor, _) = Agent::start(o, &dir.0, Role::Floor)?;
+    let (first, _) = floor.wait_ready(o)?;
+    tally_all.record(first, None, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = floor.pid();
+    let cpu0 = proc::cpu(pid);
+    let (mut tally, elapsed) = load(o, floor.addr, concurrency, None);
+    let cpu1 = proc::cpu(pid);
+    let done = tally.ok + tally.failed();
+    if done < o.checks {
+        notes.push(format!(
+            "concurrency {concurrency}: the floor stopped by --duration after {done} of {} checks",
+            o.checks
+        ));
+        if o.check {
+            tally.errors[2] += o.checks - done;
+        }
+    }
+    let per_check = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if done > 0 => (b - a) / done as f64,
+        _ => f64::NAN,
+    };
+    let stat = per_check(cpu0.stat_us, cpu1.stat_us);
+    let sched = per_check(cpu0.sched_us, cpu1.sched_us);
+    m.push("floor_checks_per_s", done as f64 / elapsed.as_secs_f64());
+    m.push("floor_cpu_us_per_check", stat);
+    m.push("floor_cpu_us_per_check_schedstat", sched);
+    m.push(
+        "floor_kernel_cpu_us_per_check",
+        per_check(cpu0.stime_us, cpu1.stime_us),
+    );
+    let ratio = if sched.is_nan() {
+        m.get("agent_cpu_us_per_check") / stat
+    } else {
+        m.get("agent_cpu_us_per_check_schedstat") / sched
+    };
+    m.push("floor_ratio", ratio);
+    if !floor.alive() {
+        notes.push(format!(
+            "concurrency {concurrency}: the floor died during the run; its stderr:\n{}",
+            floor.stderr_tail.lock().unwrap().join("\n")
+        ));
+        tally.errors[0] += 1;
+    }
+    tally.latencies_ns = Vec::new();
+    tally_all.merge(tally);
+    Ok(())
+}
+
+/// How many probers hapgent's table holds (`hapgent ctl probers --json`:
+/// the entries' `address` fields counted); NaN, with a note, if it cannot
+/// say. It includes 127.0.0.1, which the readiness and fresh probes come from.
+fn probers_tracked(o: &Options, dir: &Path, socket: &Path, notes: &mut Vec<String>) -> f64 {
+    let out = hapgent_command(o, dir, Some(socket)).and_then(|mut cmd| {
+        cmd.args(["ctl", "probers", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run hapgent ctl: {e}"))
+    });
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .matches("\"address\"")
+            .count() as f64,
+        Ok(out) => {
+            notes.push(format!(
+                "hapgent ctl probers failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            f64::NAN
+        }
+        Err(e) => {
+            notes.push(e);
+            f64::NAN
+        }
+    }
 }
 
 fn write_state(dir: &Path) -> Result<(), String> {
@@ -853,7 +1096,7 @@ fn startup(o: &Options, tally: &mut Tally) -> Result<Vec<f64>, String> {
     for _ in 0..o.starts {
         let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
         write_state(&dir.0)?;
-        let (mut agent, spawned) = Agent::start(o, &dir.0)?;
+        let (mut agent, spawned) = Agent::start(o, &dir.0, Role::Measured { control: None })?;
         let (first, at) = agent.wait_ready(o)?;
         tally.record(first, o.expect.as_deref(), 0);
         times.push((at - spawned).as_secs_f64() * 1e3);
@@ -891,6 +1134,10 @@ fn raise_nofile(need: u64) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(FLOOR_ARG) {
+        return floor_server(args.next().as_deref() == Some("--drain"));
+    }
     let o = match parse_args() {
         Ok(Some(o)) => o,
         Ok(None) => return ExitCode::SUCCESS,
@@ -899,7 +1146,12 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    match bench(&o) {
+    let result = if o.wait_seen > 0 {
+        wait_seen::run(&o)
+    } else {
+        bench(&o)
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -72,6 +72,37 @@ const ROWS: &[(&str, &str, &str)] = &[
         "load generator CPU per check (µs)",
         "",
     ),
+    ("floor_checks_per_s", "floor: checks/s", ""),
+    (
+        "floor_cpu_us_per_check",
+        "floor CPU per check (µs, /proc/PID/stat)",
+        "",
+    ),
+    (
+        "floor_cpu_us_per_check_schedstat",
+        "floor CPU per check (µs, schedstat)",
+        "",
+    ),
+    (
+        "floor_kernel_cpu_us_per_check",
+        "floor: of which in the kernel (µs, stime)",
+        "",
+    ),
+    (
+        "floor_ratio",
+        "agent CPU per check / floor CPU per check (schedstat)",
+        "≤ 1.25 with 100 probers; ≤ 1.15 later",
+    ),
+    (
+        "probers",
+        "distinct probers (source addresses; 0 = 127.0.0.1)",
+        "",
+    ),
+    (
+        "probers_tracked",
+        "probers in the agent's table (ctl probers, + 127.0.0.1)",
+        "",
+    ),
     ("rss_idle_kib", "RSS idle (KiB)", "≤ 1,024"),
     ("hwm_idle_kib", "peak RSS (VmHWM) at idle (KiB)", ""),
     ("rss_after_load_kib", "RSS after the load (KiB)", ""),
@@ -172,6 +203,12 @@ impl Report {
                 o.binary.display().to_string(),
                 "--config".into(),
                 "TMP/hapgent.toml".into(),
+                "--control-socket".into(),
+                if o.probers > 0 {
+                    "TMP/control.sock".into()
+                } else {
+                    "''".into()
+                },
                 "--ip".into(),
                 "127.0.0.1".into(),
                 "--port".into(),

@@ -1,0 +1,370 @@
+//! `--wait-seen N`: how long `hapgent ctl drain|ready --wait-seen` takes
+//! against a real HAProxy, and when HAProxy shows the change.
+//!
+//! A mode of the benchmark rather than a script: it reuses the agent's
+//! start-and-kill-by-PID machinery and the `--binary` option, times with a
+//! monotonic clock in-process, and needs nothing but `haproxy` installed.
+//!
+//! One foreground HAProxy (loopback only) checks one server with hapgent as
+//! its agent every `--agent-inter` ms; hapgent has a control socket. Then,
+//! N times, alternately `drain` and `ready`: a thread polls HAProxy's stats
+//! socket (`show servers state be`) every 0.2 ms or so from before the
+//! command starts, while the command runs from spawn to exit. Between
+//! commands the benchmark waits a varying fraction of the interval so that
+//! the commands start at spread-out points of HAProxy's probe cycle. The old
+//! recipe, "send the signal, sleep two agent intervals", takes
+//! 2 × agent-inter every time.
+
+use crate::{Agent, Options, Role, TempDir, hapgent_command, median, write_state};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A foreground HAProxy, killed by PID and reaped on drop.
+struct Haproxy {
+    child: Child,
+    socket: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    fn start(
+        o: &Options,
+        dir: &Path,
+        agent_port: u16,
+        server_port: u16,
+    ) -> Result<Haproxy, String> {
+        let socket = dir.join("admin.sock");
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global
+    stats socket {socket} mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    timeout check 1s
+backend be
+    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter {inter}ms
+",
+                socket = socket.display(),
+                inter = o.agent_inter_ms,
+            ),
+        )
+        .map_err(|e| format!("cannot write {cfg:?}: {e}"))?;
+        let stderr = dir.join("haproxy.err");
+        let mut cmd = Command::new(&o.haproxy);
+        cmd.arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).map_err(|e| format!("{stderr:?}: {e}"))?);
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+        // between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {:?}: {e} (apt-get install haproxy, or --haproxy PATH)",
+                o.haproxy
+            )
+        })?;
+        let haproxy = Haproxy {
+            child,
+            socket,
+            stderr,
+        };
+        haproxy.until("open its stats socket", |h| {
+            UnixStream::connect(&h.socket).is_ok()
+        })?;
+        Ok(haproxy)
+    }
+
+    /// Polls `ready` every 20 ms for at most 10 s.
+    fn until(&self, what: &str, ready: impl Fn(&Haproxy) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready(self) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "HAProxy did not {what} within 10 s; its stderr:\n{}",
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+/// srv_op_state and srv_admin_state of server s1 of backend `be`, from
+/// `show servers state be` on the stats socket at `socket`.
+fn server_state(socket: &Path) -> Option<(String, String)> {
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"show servers state be\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    parse_server_state(&out)
+}
+
+/// The (srv_op_state, srv_admin_state) of s1 in a `show servers state`
+/// answer: a version line, a `# name name ...` header, then one line per
+/// server.
+fn parse_server_state(answer: &str) -> Option<(String, String)> {
+    let mut lines = answer.lines().filter(|l| !l.trim().is_empty()).skip(1);
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(' ').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (name, op, admin) = (
+        col("srv_name")?,
+        col("srv_op_state")?,
+        col("srv_admin_state")?,
+    );
+    lines.find_map(|line| {
+        let v: Vec<&str> = line.split(' ').collect();
+        (v.get(name) == Some(&"s1"))
+            .then(|| Some((v.get(op)?.to_string(), v.get(admin)?.to_string())))?
+    })
+}
+
+/// One timed command.
+struct Sample {
+    action: &'static str,
+    /// Spawn to exit of `hapgent ctl ACTION --wait-seen`.
+    ctl_ms: f64,
+    /// From the spawn until HAProxy's stats socket first showed the change.
+    haproxy_ms: f64,
+}
+
+pub fn run(o: &Options) -> Result<bool, String> {
+    if !o.binary.exists() {
+        return Err(format!(
+            "{} does not exist: build it or pass --binary",
+            o.binary.display()
+        ));
+    }
+    let inter = o.agent_inter_ms as f64;
+    let loadavg_before = crate::proc::loadavg();
+    let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
+    write_state(&dir.0)?;
+    let control = dir.0.join("control.sock");
+    let (mut agent, _) = Agent::start(
+        o,
+        &dir.0,
+        Role::Measured {
+            control: Some(&control),
+        },
+    )?;
+    let (first, _) = agent.wait_ready(o)?;
+    first.map_err(|e| format!("hapgent's first reply: {e}"))?;
+    // The server HAProxy's regular check connects to: accepted and closed.
+    let server = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot bind a server port: {e}"))?;
+    let server_port = server.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            drop(conn);
+        }
+    });
+    let haproxy = Haproxy::start(o, &dir.0, agent.addr.port(), server_port)?;
+    haproxy.until("show the server UP and ready", |h| {
+        server_state(&h.socket).is_some_and(|(op, admin)| op == "2" && admin == "0")
+    })?;
+    let ctl = |args: &[&str]| -> Result<std::process::Output, String> {
+        hapgent_command(o, &dir.0, Some(&control))?
+            .arg("ctl")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run hapgent ctl: {e}"))
+    };
+    haproxy.until("probe hapgent", |_| {
+        ctl(&["probers", "--json"])
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("\"address\""))
+    })?;
+
+    let say = |s: String| {
+        if !o.json {
+            eprintln!("{s}");
+        }
+    };
+    let mut samples = Vec::new();
+    for i in 0..o.wait_seen {
+        let (action, admin) = if i % 2 == 0 {
+            ("drain", "8")
+        } else {
+            ("ready", "0")
+        };
+        // Start at a different point of HAProxy's probe cycle each time
+        // (a multiplicative hash of i over the interval).
+        let offset = (i as u64 * 7919) % o.agent_inter_ms.max(1);
+        std::thread::sleep(Duration::from_millis(offset));
+        let socket = haproxy.socket.clone();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let poller = std::thread::spawn(move || {
+            let _ = go_rx.recv();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if server_state(&socket).is_some_and(|(_, a)| a == admin) {
+                    return Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            None
+        });
+        let t0 = Instant::now();
+        let _ = go_tx.send(());
+        let out = ctl(&[action, "--wait-seen", "--timeout", "10s"])?;
+        let t1 = Instant::now();
+        if !out.status.success() {
+            return Err(format!(
+                "hapgent ctl {action} --wait-seen failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let seen = poller
+            .join()
+            .map_err(|_| "the HAProxy poller panicked".to_string())?
+            .ok_or_else(|| {
+                format!("HAProxy never showed srv_admin_state {admin} after {action}")
+            })?;
+        let sample = Sample {
+            action,
+            ctl_ms: (t1 - t0).as_secs_f64() * 1e3,
+            haproxy_ms: (seen - t0).as_secs_f64() * 1e3,
+        };
+        say(format!(
+            "hapgent-bench: {}/{} ctl {action} --wait-seen: {:.1} ms; HAProxy showed it at {:.1} ms ({:+.1} ms after ctl returned)",
+            i + 1,
+            o.wait_seen,
+            sample.ctl_ms,
+            sample.haproxy_ms,
+            sample.haproxy_ms - sample.ctl_ms
+        ));
+        samples.push(sample);
+    }
+    if !agent.alive() {
+        return Err("hapgent died during the measurement".into());
+    }
+    drop(haproxy);
+    drop(agent);
+    let loadavg_after = crate::proc::loadavg();
+
+    let ctl = summary(&samples.iter().map(|s| s.ctl_ms).collect::<Vec<_>>());
+    let hap = summary(&samples.iter().map(|s| s.haproxy_ms).collect::<Vec<_>>());
+    // Negative when HAProxy showed it before ctl had exited.
+    let lag = summary(
+        &samples
+            .iter()
+            .map(|s| s.haproxy_ms - s.ctl_ms)
+            .collect::<Vec<_>>(),
+    );
+    let old = 2.0 * inter;
+    if o.json {
+        let runs: Vec<String> = samples
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"action\":\"{}\",\"ctl_ms\":{:.3},\"haproxy_shows_ms\":{:.3}}}",
+                    s.action, s.ctl_ms, s.haproxy_ms
+                )
+            })
+            .collect();
+        let obj = |(m, p90, min, max): (f64, f64, f64, f64)| {
+            format!("{{\"median\":{m:.3},\"p90\":{p90:.3},\"min\":{min:.3},\"max\":{max:.3}}}")
+        };
+        println!(
+            "{{\"agent_inter_ms\":{},\"commands\":{},\"ctl_ms\":{},\"haproxy_shows_ms\":{},\"haproxy_lag_after_ctl_ms\":{},\"old_recipe_ms\":{},\"loadavg_before\":{:.2},\"loadavg_after\":{:.2},\"runs\":[{}]}}",
+            o.agent_inter_ms,
+            samples.len(),
+            obj(ctl),
+            obj(hap),
+            obj(lag),
+            old,
+            loadavg_before,
+            loadavg_after,
+            runs.join(",")
+        );
+    } else {
+        let target = inter + 50.0;
+        println!(
+            "{} commands, agent-inter {} ms; load average {loadavg_before:.2} before, {loadavg_after:.2} after\n",
+            samples.len(),
+            o.agent_inter_ms
+        );
+        println!("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |");
+        println!("|---|---:|---:|---:|---:|");
+        // One decimal, and no "-0.0" for a lag that rounds to zero.
+        let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
+        let row = |label: &str, (m, p90, min, max): (f64, f64, f64, f64)| {
+            println!(
+                "| {label} | {} | {} | {} | {} |",
+                ms(m),
+                ms(p90),
+                ms(min),
+                ms(max)
+            )
+        };
+        row("command start to return (ms)", ctl);
+        row("command start to HAProxy showing the change (ms)", hap);
+        row("HAProxy showing it, after ctl returned (ms)", lag);
+        println!(
+            "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |"
+        );
+        println!(
+            "\nmedian {:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {}",
+            ctl.0,
+            if ctl.0 <= target { "met" } else { "MISSED" }
+        );
+    }
+    Ok(true)
+}
+
+/// Median, nearest-rank p90, min and max of `values` (not empty; values
+/// may be negative).
+fn summary(values: &[f64]) -> (f64, f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let p90 = sorted[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1];
+    (median(&mut sorted.clone()), p90, sorted[0], sorted[n - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_server_state, summary};
+
+    #[test]
+    fn summaries() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(summary(&v), (10.5, 18.0, 1.0, 20.0));
+        assert_eq!(summary(&[-0.2, 0.5, 0.1]), (0.1, 0.5, -0.2, 0.5));
+    }
+
+    #[test]
+    fn servers_state() {
+        let answer = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n\
+                      3 be 1 s1 127.0.0.1 2 8 100\n\n";
+        assert_eq!(parse_server_state(answer), Some(("2".into(), "8".into())));
+        assert_eq!(parse_server_state("1\n# be_id srv_name\n"), None);
+    }
+}
