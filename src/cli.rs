@@ -77,6 +77,10 @@ Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
       --seen-window MS       how recent a probe counts for --wait-seen
                              [default: 30000]
       --max-probers N        load balancers remembered [default: 4096]
+      --payload-timeout MS   with services: wait for agent-send [default: 100]
+      --allow CIDR           sources allowed to probe; repeat or comma-separate
+                             [default: everyone]
+      --metrics-listen ADDR:PORT  serve Prometheus metrics [default: off]
   -h, --help                 print this help
   -V, --version              print the version
 
@@ -88,6 +92,9 @@ hapgent ctl: 69 agent unreachable, 75 not seen in time, 77 permission denied.
 
 /// Flags that take a value, and the setting each one sets.
 const VALUE_FLAGS: &[(&str, &str)] = &[
+    ("allow", "allow"),
+    ("metrics-listen", "metrics_listen"),
+    ("payload-timeout", "payload_timeout"),
     ("control-socket", "control_socket"),
     ("control-group", "control_group"),
     ("seen-window", "seen_window"),
@@ -122,6 +129,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         flags: Vec::new(),
     };
     let mut ips: Vec<String> = Vec::new();
+    let mut allows: Vec<String> = Vec::new();
     let mut command_seen = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         // Owned, so that the parser can be asked for a value meanwhile.
@@ -164,6 +172,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 let value = text(&flag, parser.value().map_err(usage)?)?;
                 if key == "ip" {
                     ips.push(value);
+                } else if key == "allow" {
+                    allows.push(value);
                 } else {
                     cli.flags.retain(|(k, _)| *k != key);
                     cli.flags.push((key, value));
@@ -194,6 +204,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
     }
     if !ips.is_empty() {
         cli.flags.push(("ip", ips.join(",")));
+    }
+    if !allows.is_empty() {
+        cli.flags.push(("allow", allows.join(",")));
     }
     if let Command::Ctl(ctl) = &cli.command {
         check_ctl(ctl)?;

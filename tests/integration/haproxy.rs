@@ -27,6 +27,16 @@ impl Haproxy {
     /// Starts HAProxy, or returns `None` (after saying so) when it is not
     /// installed and not required.
     fn start(dir: &TempDir, agent_port: u16, extra: &str) -> Option<Haproxy> {
+        Haproxy::start_backends(dir, agent_port, &[("be", "200ms", extra)])
+    }
+
+    /// Starts HAProxy with one backend per (name, agent-inter, extra
+    /// server keywords), each with a server s1 that uses hapgent.
+    fn start_backends(
+        dir: &TempDir,
+        agent_port: u16,
+        backends: &[(&str, &str, &str)],
+    ) -> Option<Haproxy> {
         if Command::new("haproxy").arg("-v").output().is_err() {
             let required = std::env::var("HAPGENT_REQUIRE_HAPROXY").is_ok_and(|v| v == "1");
             assert!(
@@ -42,10 +52,8 @@ impl Haproxy {
         let server_port = server.local_addr().unwrap().port();
         let socket = dir.join("admin.sock");
         let cfg = dir.join("haproxy.cfg");
-        fs::write(
-            &cfg,
-            format!(
-                "global
+        let mut text = format!(
+            "global
     stats socket {socket} mode 600 level admin
     log stderr format short local0 info
 defaults
@@ -56,13 +64,17 @@ defaults
     timeout client 5s
     timeout server 5s
     timeout check 1s
-backend be
-    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter 200ms {extra}
 ",
-                socket = socket.display()
-            ),
-        )
-        .unwrap();
+            socket = socket.display()
+        );
+        for (name, inter, extra) in backends {
+            text.push_str(&format!(
+                "backend {name}
+    server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter {inter} {extra}
+"
+            ));
+        }
+        fs::write(&cfg, text).unwrap();
         let log = dir.join("haproxy.log");
         let child = Command::new("haproxy")
             .arg("-f")
@@ -102,9 +114,10 @@ backend be
 
     /// The server's view from `show servers state be` and `show stat`,
     /// merged into one map of column name to value.
-    fn view(&self) -> HashMap<String, String> {
+    /// `view` for backend `backend`.
+    fn view_of(&self, backend: &str) -> HashMap<String, String> {
         let mut view = HashMap::new();
-        let state = self.command("show servers state be");
+        let state = self.command(&format!("show servers state {backend}"));
         let mut lines = state.lines().filter(|l| !l.trim().is_empty()).skip(1);
         let header: Vec<&str> = lines
             .next()
@@ -130,7 +143,7 @@ backend be
             .collect();
         for line in lines {
             let values: Vec<&str> = line.split(',').collect();
-            if values.first() == Some(&"be") && values.get(1) == Some(&"s1") {
+            if values.first() == Some(&backend) && values.get(1) == Some(&"s1") {
                 for (k, v) in header.iter().zip(values) {
                     view.insert(format!("stat.{k}"), v.to_string());
                 }
@@ -143,9 +156,14 @@ backend be
     /// with `~` need only be contained); panics with the last view and
     /// HAProxy's log after `PATIENCE`.
     fn wait_for(&self, step: &str, want: &[(&str, &str)]) {
+        self.wait_for_in("be", step, want)
+    }
+
+    /// `wait_for` in backend `backend`.
+    fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let view = self.view();
+            let view = self.view_of(backend);
             let missing: Vec<String> = want
                 .iter()
                 .filter(|(k, v)| !matches(view.get(*k).map_or("", String::as_str), v))
@@ -360,4 +378,133 @@ fn wait_seen_confirms_every_load_balancer() {
         "the silent load balancer is named: {err}"
     );
     lb_a.wait_for("ready", &[("srv_admin_state", "0"), ("stat.status", "UP")]);
+}
+
+/// One hapgent, several services selected by `agent-send`: HAProxy's
+/// backends each follow their own service, a backend asking about a
+/// service that does not exist sees no change (its health check alone
+/// decides), one without `agent-send` follows the default service, and
+/// hundreds of probes with payloads never show a reset or an incomplete
+/// line.
+#[test]
+fn backends_follow_their_services() {
+    let dir = TempDir::new("haproxy-services");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    write_state(&dir.join("api.json"), r#"{"status":"UP"}"#);
+    write_state(&dir.join("web.json"), r#"{"status":"UP","weight":50}"#);
+    let config = dir.join("hapgent.toml");
+    fs::write(
+        &config,
+        format!(
+            "[services.api]\nstate_file = {:?}\n[services.web]\nstate_file = {:?}\n",
+            dir.join("api.json"),
+            dir.join("web.json")
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&path, &["--config", config.to_str().unwrap()]);
+    let Some(lb) = Haproxy::start_backends(
+        &dir,
+        agent.port(),
+        &[
+            ("api", "200ms", "agent-send \"api\\n\""),
+            ("web", "200ms", "agent-send \"web\\n\""),
+            ("nosuch", "200ms", "agent-send \"nosuch\\n\""),
+            ("plain", "200ms", ""),
+            ("busy", "10ms", "agent-send \"api\\n\""),
+        ],
+    ) else {
+        return;
+    };
+    let up = [("srv_op_state", UP), ("srv_admin_state", "0")];
+    for backend in ["api", "plain", "nosuch"] {
+        lb.wait_for_in(backend, "start", &up);
+    }
+    lb.wait_for_in("web", "start", &[("srv_uweight", "50")]);
+    // The unknown service: an empty line, which HAProxy takes as "no status
+    // change" (CHECKED), while the health check keeps it UP.
+    lb.wait_for_in(
+        "nosuch",
+        "no news",
+        &[("stat.agent_status", "CHECKED"), ("stat.status", "UP")],
+    );
+
+    let (code, out, err) = agent.ctl(&[
+        "--service",
+        "api",
+        "drain",
+        "--wait-seen",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for backend in ["api", "busy"] {
+        lb.wait_for_in(backend, "api drained", &[("srv_admin_state", "8")]);
+    }
+    for backend in ["web", "plain", "nosuch"] {
+        let view = lb.view_of(backend);
+        assert_eq!(
+            view.get("srv_admin_state").map(String::as_str),
+            Some("0"),
+            "{backend}: {view:?}"
+        );
+    }
+    // The default service moves the backend without agent-send only.
+    let (code, out, err) = agent.ctl(&["maint", "--wait-seen", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    lb.wait_for_in("plain", "default in maint", &[("srv_admin_state", "1")]);
+    for backend in ["web", "nosuch"] {
+        let view = lb.view_of(backend);
+        assert_eq!(
+            view.get("srv_admin_state").map(String::as_str),
+            Some("0"),
+            "{backend}: {view:?}"
+        );
+    }
+    lb.wait_for_in(
+        "nosuch",
+        "still no news",
+        &[("stat.agent_status", "CHECKED"), ("stat.status", "UP")],
+    );
+
+    // Hundreds of probes with a payload (every 10 ms on "busy"): none
+    // ends in a reset or an incomplete line.
+    wait_for_probes(&agent, "api", 500);
+    let log = fs::read_to_string(&lb.log).unwrap_or_default()
+        + &fs::read_to_string(dir.join("haproxy.err")).unwrap_or_default();
+    for bad in ["incomplete", "reset", "L7RSP", "L4CON", "L7TOUT"] {
+        assert!(!log.contains(bad), "HAProxy saw {bad:?}:\n{log}");
+    }
+    let view = lb.view_of("busy");
+    assert_eq!(
+        view.get("stat.agent_status").map(String::as_str),
+        Some("L7OK"),
+        "{view:?}"
+    );
+}
+
+/// Waits until the probers asking about `service` have probed `count`
+/// times in all.
+fn wait_for_probes(agent: &Agent, service: &str, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = agent.ctl(&["probers", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let total: u64 = v["probers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["service"] == service)
+            .map(|p| p["probes"].as_u64().unwrap())
+            .sum();
+        if total >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {total} probes for {service}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -13,5 +13,6 @@ mod dynamic;
 mod faults;
 mod haproxy;
 mod reload;
+mod services;
 mod signals;
 mod state_file;
