@@ -295,7 +295,9 @@ fn metrics_are_served_and_hostile_scrapes_answered() {
 fn configuration_errors_name_the_entry_and_its_source() {
     let dir = TempDir::new("services-config");
     let file = dir.join("hapgent.toml");
-    let cases: &[(&str, &[(&str, &str)], &[&str], &str)] = &[
+    // (file, environment, flags, message)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (
             "[services.\"a b\"]\nstate_file = \"/x\"\n",
             &[],
