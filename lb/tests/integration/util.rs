@@ -427,12 +427,7 @@ impl Load {
                 })
             })
             .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            threads,
-        }
+        Load { stop, ok, threads }
     }
 
     /// Stops the load; the errors seen.
