@@ -404,6 +404,22 @@ mod tests {
         }
     }
 
+    /// The README's hapgent-lb settings table lists every setting.
+    #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## On the load balancer: hapgent-lb")
+            .nth(1)
+            .expect("README has the hapgent-lb section");
+        for (key, _, _) in SETTINGS {
+            assert!(
+                section.contains(&format!("| `{key}` |")),
+                "README lacks {key}"
+            );
+        }
+    }
+
     #[test]
     fn describe_is_valid_toml_with_sources() {
         let flags = vec![("max_body", "5".to_string())];
