@@ -407,11 +407,47 @@ pub fn config_backends(config: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Captures per HAProxy version (lb/tests/data/capture.sh): show stat,
+    /// show servers state, show info, show proc, show proc after a failed
+    /// reload, and that reload's answer, with the worker PID they show.
+    struct Capture {
+        version: &'static str,
+        stat: &'static str,
+        state: &'static str,
+        info: &'static str,
+        procs: &'static str,
+        procs_failed: &'static str,
+        worker: u32,
+    }
+
+    macro_rules! capture {
+        ($v:literal, $worker:expr) => {
+            Capture {
+                version: $v,
+                stat: include_str!(concat!("../tests/data/haproxy-", $v, "/show-stat.txt")),
+                state: include_str!(concat!(
+                    "../tests/data/haproxy-",
+                    $v,
+                    "/show-servers-state.txt"
+                )),
+                info: include_str!(concat!("../tests/data/haproxy-", $v, "/show-info.txt")),
+                procs: include_str!(concat!("../tests/data/haproxy-", $v, "/show-proc.txt")),
+                procs_failed: include_str!(concat!(
+                    "../tests/data/haproxy-",
+                    $v,
+                    "/show-proc-failed.txt"
+                )),
+                worker: $worker,
+            }
+        };
+    }
+
+    fn captures() -> [Capture; 2] {
+        [capture!("2.6", 21375), capture!("3.0", 11255)]
+    }
+
     const STAT_26: &str = include_str!("../tests/data/haproxy-2.6/show-stat.txt");
     const STATE_26: &str = include_str!("../tests/data/haproxy-2.6/show-servers-state.txt");
-    const PROC_26: &str = include_str!("../tests/data/haproxy-2.6/show-proc.txt");
-    const PROC_26_FAILED: &str = include_str!("../tests/data/haproxy-2.6/show-proc-failed.txt");
-    const INFO_26: &str = include_str!("../tests/data/haproxy-2.6/show-info.txt");
 
     fn find<'a>(backends: &'a [Backend], b: &str, s: &str) -> &'a Server {
         backends
@@ -422,13 +458,24 @@ mod tests {
     }
 
     #[test]
-    fn haproxy_2_6_servers() {
-        let backends = parse(STAT_26, STATE_26).unwrap();
+    fn servers_from_each_version() {
+        for c in captures() {
+            servers(&c);
+        }
+    }
+
+    fn servers(c: &Capture) {
+        let backends = parse(c.stat, c.state).unwrap_or_else(|e| panic!("{}: {e}", c.version));
         let names: Vec<(&str, &str, usize)> = backends
             .iter()
             .map(|b| (b.name.as_str(), b.status.as_str(), b.servers.len()))
             .collect();
-        assert_eq!(names, [("web", "UP", 3), ("api", "DOWN", 1)]);
+        assert_eq!(
+            names,
+            [("web", "UP", 3), ("api", "DOWN", 1)],
+            "{}",
+            c.version
+        );
         // (server, status, admin, op, weight, initial, sessions, agent_status, agent_desc)
         type Row<'a> = (
             &'a str,
@@ -506,7 +553,8 @@ mod tests {
                     got.agent_desc.as_str()
                 ),
                 (status, admin, op, weight, initial, sessions, agent, desc),
-                "{b}/{s}"
+                "{} {b}/{s}",
+                c.version
             );
         }
     }
@@ -554,24 +602,18 @@ mod tests {
 
     #[test]
     fn procs() {
-        assert_eq!(
-            parse_procs(PROC_26).unwrap(),
-            Procs {
-                reloads: 0,
-                failed: Some(0),
-                workers: vec![21375]
-            }
-        );
-        assert_eq!(
-            parse_procs(PROC_26_FAILED).unwrap(),
-            Procs {
-                reloads: 1,
-                failed: Some(1),
-                workers: vec![21375]
-            }
-        );
+        for c in captures() {
+            let w = vec![c.worker];
+            let want = |reloads, failed| Procs {
+                reloads,
+                failed: Some(failed),
+                workers: w.clone(),
+            };
+            assert_eq!(parse_procs(c.procs), Ok(want(0, 0)), "{}", c.version);
+            assert_eq!(parse_procs(c.procs_failed), Ok(want(1, 1)), "{}", c.version);
+            assert_eq!(info_pid(c.info), Some(c.worker), "{}", c.version);
+        }
         assert!(parse_procs("Unknown command.\n").is_err());
-        assert_eq!(info_pid(INFO_26), Some(21375));
         assert_eq!(info_pid("nothing"), None);
     }
 

@@ -55,6 +55,13 @@ impl Drop for TempDir {
     }
 }
 
+/// The HAProxy binary the tests run: `haproxy` from PATH (Debian 12: 2.6),
+/// or `LB_TEST_HAPROXY` (e.g. the Debian 13 wrapper made by
+/// lb/tests/newer-haproxy.sh, HAProxy 3.0).
+pub fn haproxy_bin() -> String {
+    std::env::var("LB_TEST_HAPROXY").unwrap_or_else(|_| "haproxy".into())
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -154,7 +161,7 @@ impl Haproxy {
         std::fs::write(&path, config).unwrap();
         let master = dir.join("master.sock");
         let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
-        let child = Command::new("haproxy")
+        let child = Command::new(haproxy_bin())
             .arg("-W")
             .arg("-S")
             .arg(&master)
@@ -360,6 +367,8 @@ impl Lb {
             .arg(&sock)
             .arg("--poll-interval")
             .arg("50")
+            .arg("--haproxy-bin")
+            .arg(haproxy_bin())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
