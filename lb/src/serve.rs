@@ -299,6 +299,31 @@ where
         let _ = stream.write_all(&r.serialize()).await;
         let _ = stream.flush().await;
     }
+    linger(stream).await;
+}
+
+/// Half-closes, then reads and drops what the client still sends (a body
+/// refused with 413, say) for a moment: closing with unread data would
+/// reset a TCP connection and could destroy the response before the client
+/// read it. Bounded in time and bytes.
+async fn linger<S>(stream: &mut S)
+where
+    S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
+{
+    use smol::future::FutureExt;
+    use smol::io::AsyncReadExt;
+    let _ = stream.close().await;
+    let drain = async {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0usize;
+        while total < 4 << 20 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    drain.or(runtime::sleep(Duration::from_secs(1))).await;
 }
 
 async fn respond<S>(app: &App, stream: &mut S, head: &http::Head, who: Option<String>) -> Response

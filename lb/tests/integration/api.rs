@@ -247,6 +247,18 @@ fn an_oversized_body_gets_413() {
 }
 
 #[test]
+fn an_oversized_body_over_tcp_gets_413_not_a_reset() {
+    let (_s, api, _tokens) = tcp_setup("oversized-tcp", &["--max-body", "1024"]);
+    let r = api.request(
+        "PUT",
+        "/v1/config",
+        &["Authorization: Bearer right-token", "If-Match: \"x\""],
+        &vec![b'#'; 256 * 1024],
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+}
+
+#[test]
 fn a_client_sending_headers_one_byte_per_second_is_cut_off() {
     let s = setup("slowloris", &["--header-timeout", "1500"]);
     let mut stream = s.lb.unix.connect();
