@@ -19,12 +19,16 @@ use std::path::{Path, PathBuf};
 /// A figment layer with a fixed set of values, named so that [`origin`]
 /// can describe it: `"default"`, `"file"` (with `source`), `"env"`, `"flag"`.
 pub struct Layer {
+    /// What [`origin`] reports: `"default"`, `"file"`, `"env"` or `"flag"`.
     pub name: &'static str,
+    /// The file a `"file"` layer was read from.
     pub source: Option<PathBuf>,
+    /// The values, keys as in the TOML file.
     pub dict: Dict,
 }
 
 impl Layer {
+    /// A layer of fixed values (defaults, environment, flags).
     pub fn new(name: &'static str, dict: Dict) -> Layer {
         Layer {
             name,
