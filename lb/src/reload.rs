@@ -114,18 +114,24 @@ pub async fn trigger(config: &Config) -> Result<String, String> {
                 .master_socket
                 .as_deref()
                 .ok_or("reload = master-socket but no master_socket is set")?;
-            let out = runtime::query(master, "reload").await?;
-            if out.contains("Success=0") {
-                Err(out)
-            } else {
-                Ok(out)
-            }
+            master_answer(runtime::query(master, "reload").await?)
         }
         Strategy::Systemd => {
             let unit = config.systemd_unit.clone();
             run(&["systemctl".to_string(), "reload".to_string(), unit]).await
         }
         Strategy::Command => run(&config.reload_command).await,
+    }
+}
+
+/// Reads the master CLI's answer to `reload`: HAProxy 2.7+ answer
+/// `Success=0` (with the startup log) when the new configuration failed to
+/// load, `Success=1` otherwise; 2.6 answers nothing, so `verify` decides.
+pub fn master_answer(out: String) -> Result<String, String> {
+    if out.lines().any(|l| l.trim() == "Success=0") {
+        Err(out)
+    } else {
+        Ok(out)
     }
 }
 
@@ -215,6 +221,16 @@ mod tests {
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn master_answers() {
+        let failed_30 = include_str!("../tests/data/haproxy-3.0/reload-failed.txt");
+        let failed_26 = include_str!("../tests/data/haproxy-2.6/reload-failed.txt");
+        let err = master_answer(failed_30.to_string()).unwrap_err();
+        assert!(err.contains("cannot bind socket"), "{err}");
+        assert_eq!(master_answer(failed_26.to_string()), Ok(String::new()));
+        assert!(master_answer("Success=1\n--\n".into()).is_ok());
     }
 
     #[test]
