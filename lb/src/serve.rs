@@ -128,11 +128,6 @@ pub fn run(config: Config) -> Result<(), Error> {
             tokens
         }
     };
-    let unix = if config.listen_unix.as_os_str().is_empty() {
-        None
-    } else {
-        Some(bind_unix(&config.listen_unix, group)?)
-    };
     let tcp = if config.listen_tcp.is_empty() {
         None
     } else {
@@ -140,6 +135,13 @@ pub fn run(config: Config) -> Result<(), Error> {
         let l = std::net::TcpListener::bind(addr)
             .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
         Some(TcpListener::try_from(l).map_err(|e| Error::Runtime(format!("{addr}: {e}")))?)
+    };
+    // Bound last: once the Unix socket accepts, every listener does (tests
+    // and supervisors wait for it).
+    let unix = if config.listen_unix.as_os_str().is_empty() {
+        None
+    } else {
+        Some(bind_unix(&config.listen_unix, group)?)
     };
     if unix.is_none() && tcp.is_none() {
         return Err(Error::Config(

@@ -213,7 +213,7 @@ fn tcp_setup(name: &str, extra: &[&str]) -> (Setup, Api, TempDir) {
     ];
     flags.extend_from_slice(extra);
     let s = setup(name, &flags);
-    // The TCP listener is bound before the Unix one answers.
+    // hapgent-lb binds TCP before the Unix socket Lb::start waits for.
     let api = Api::Tcp(addr.parse().unwrap());
     (s, api, dir)
 }
