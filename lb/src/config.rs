@@ -437,5 +437,11 @@ mod tests {
         for (key, _, _) in SETTINGS {
             assert!(text.contains(&format!("{key} = ")), "{key} missing: {text}");
         }
+        let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed.get("max_body").and_then(|v| v.as_integer()), Some(5));
+        assert!(
+            !parsed.contains_key("token_file"),
+            "unset is a comment: {text}"
+        );
     }
 }
