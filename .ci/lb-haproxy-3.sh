@@ -5,5 +5,4 @@
 # which already ran them against 2.6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-wrapper=$(lb/tests/newer-haproxy.sh)
-LB_TEST_HAPROXY=$wrapper cargo test --locked -p hapgent-lb --test integration
+lb/tests/newer-haproxy.sh cargo test --locked -p hapgent-lb --test integration
