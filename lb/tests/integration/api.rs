@@ -131,6 +131,56 @@ fn a_config_that_fails_to_start_is_rolled_back_with_502() {
     assert_eq!(s.h.backends(), ["web", "later"]);
 }
 
+/// Without a master socket, `reload = command` (here: SIGUSR2 to the
+/// master, as Debian's unit does) is verified through the runtime API
+/// alone: a new process serving the new backends, or a 502 after
+/// reload_timeout.
+#[test]
+fn the_command_strategy_is_verified_through_the_runtime_api() {
+    let dir = TempDir::new("command");
+    let be = Backend::start().port;
+    let fe = free_port();
+    let h = Haproxy::start(&dir, &haproxy_config(&dir.0, fe, be, ""), fe);
+    let kill = format!("kill -USR2 {}", h.pid());
+    let lb = Lb::start(
+        &dir,
+        &h,
+        &[
+            "--reload",
+            "command",
+            "--reload-command",
+            &kill,
+            "--reload-timeout",
+            "3000",
+        ],
+    );
+    let body = haproxy_config(
+        &dir.0,
+        fe,
+        be,
+        &format!("backend viacmd\n    server c1 127.0.0.1:{be}\n"),
+    );
+    let r = lb.unix.put_config(&etag(&lb.unix), &body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), lb.log_text());
+    assert_eq!(h.backends(), ["web", "viacmd"]);
+
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let bad = format!("{body}frontend taken\n    bind 127.0.0.1:{port}\n    default_backend web\n");
+    let r = lb.unix.put_config(&etag(&lb.unix), &bad);
+    assert_eq!(r.status, 502, "{}\n{}", r.text(), lb.log_text());
+    assert_eq!(
+        std::fs::read_to_string(&h.config).unwrap(),
+        body,
+        "restored"
+    );
+    assert!(
+        h.get().unwrap().starts_with("HTTP/1.1 200"),
+        "still serving"
+    );
+    assert_eq!(h.backends(), ["web", "viacmd"]);
+}
+
 #[test]
 fn ten_reloads_under_load_lose_no_request() {
     let s = setup("load", &[]);
@@ -237,6 +287,43 @@ fn tcp_needs_the_right_bearer_token() {
         b"",
     );
     assert_eq!(right.status, 200, "{}", right.text());
+}
+
+#[test]
+fn without_a_token_nothing_changes_and_with_one_the_audit_names_it() {
+    let (s, api, _tokens) = tcp_setup("audit", &[]);
+    let tag = etag(&s.lb.unix);
+    let body = with_backend(&s, "audited");
+    let anonymous = api.request(
+        "PUT",
+        "/v1/config",
+        &[&format!("If-Match: {tag}")],
+        body.as_bytes(),
+    );
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert_eq!(s.h.backends(), ["web"]);
+    let r = api.request(
+        "PUT",
+        "/v1/config",
+        &[
+            "Authorization: Bearer right-token",
+            &format!("If-Match: {tag}"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = s.lb.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("audit:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let old = tag.trim_matches('"');
+    assert!(
+        line.contains("by token ci")
+            && line.contains(&format!("old sha256 {old}"))
+            && line.ends_with("applied (200)"),
+        "{line}"
+    );
 }
 
 #[test]

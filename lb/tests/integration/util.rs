@@ -190,6 +190,11 @@ impl Haproxy {
         h
     }
 
+    /// The master process's PID (for a reload by signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// GET / through the frontend; the raw response.
     pub fn get(&self) -> std::io::Result<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.fe_port))?;
@@ -354,14 +359,15 @@ impl Lb {
         let log = dir.join("lb.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut c = lb_command();
-        c.arg("serve")
-            .arg("--haproxy-socket")
-            .arg(&h.admin)
-            .arg("--master-socket")
-            .arg(&h.master)
-            .arg("--reload")
-            .arg("master-socket")
-            .arg("--haproxy-config")
+        c.arg("serve").arg("--haproxy-socket").arg(&h.admin);
+        // The master socket and its strategy, unless the test picks another.
+        if !extra.contains(&"--reload") {
+            c.arg("--master-socket")
+                .arg(&h.master)
+                .arg("--reload")
+                .arg("master-socket");
+        }
+        c.arg("--haproxy-config")
             .arg(&h.config)
             .arg("--listen-unix")
             .arg(&sock)
