@@ -22,6 +22,8 @@
         pkgs:
         {
           default = pkgs.callPackage ./nix/package.nix { };
+          # The load-balancer side (README "On the load balancer").
+          hapgent-lb = pkgs.callPackage ./nix/package-lb.nix { };
           # A static musl binary for this system's architecture, the Nix
           # twin of the release artifacts (scripts/dist).
           static = pkgs.pkgsStatic.callPackage ./nix/package.nix { };

@@ -112,7 +112,7 @@ step "ansible-lint --profile production"
 ok "ansible-lint production profile passed"
 
 step "ansible-playbook --syntax-check"
-for playbook in playbooks/rolling-deploy.yml examples/site.yml tests/apply.yml; do
+for playbook in playbooks/rolling-deploy.yml examples/site.yml examples/site-lb.yml tests/apply.yml; do
     (cd ansible && ansible-playbook -i localhost, --syntax-check "$playbook" >/dev/null)
     ok "$playbook"
 done

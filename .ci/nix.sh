@@ -82,8 +82,8 @@ expect() { # ATTR APPLY WANT
     echo "ok $1: $got"
 }
 names='x: builtins.concatStringsSep " " (builtins.attrNames x)'
-expect packages.x86_64-linux "$names" "default static static-aarch64"
-expect packages.aarch64-linux "$names" "default static"
+expect packages.x86_64-linux "$names" "default hapgent-lb static static-aarch64"
+expect packages.aarch64-linux "$names" "default hapgent-lb static"
 for s in x86_64-linux aarch64-linux; do
     expect "checks.$s" "$names" "package vm"
     expect "devShells.$s" "$names" "default"

@@ -131,12 +131,17 @@ bin_x86=dist/hapgent-$version-x86_64-unknown-linux-musl
 bin_arm=dist/hapgent-$version-aarch64-unknown-linux-musl
 deb_amd64=dist/hapgent_${version}-1_amd64.deb
 deb_arm64=dist/hapgent_${version}-1_arm64.deb
-for f in "$bin_x86" "$bin_arm" "$deb_amd64" "$deb_arm64" dist/SHA256SUMS dist/SHA256SUMS.sig; do
+lb_x86=dist/hapgent-lb-$version-x86_64-unknown-linux-musl
+lb_arm=dist/hapgent-lb-$version-aarch64-unknown-linux-musl
+lb_deb_amd64=dist/hapgent-lb_${version}-1_amd64.deb
+lb_deb_arm64=dist/hapgent-lb_${version}-1_arm64.deb
+artifacts=("$bin_x86" "$bin_arm" "$deb_amd64" "$deb_arm64" "$lb_x86" "$lb_arm" "$lb_deb_amd64" "$lb_deb_arm64")
+for f in "${artifacts[@]}" dist/SHA256SUMS dist/SHA256SUMS.sig; do
     check "artifact $f exists" test -s "$f"
 done
-check "SHA256SUMS lists exactly the four artifacts" \
+check "SHA256SUMS lists exactly the eight artifacts (hapgent and hapgent-lb)" \
     test "$(awk '{print $2}' dist/SHA256SUMS | sort | tr '\n' ' ')" = \
-    "$(printf '%s\n' "${bin_arm#dist/}" "${bin_x86#dist/}" "${deb_amd64#dist/}" "${deb_arm64#dist/}" | sort | tr '\n' ' ')"
+    "$(printf '%s\n' "${artifacts[@]#dist/}" | sort | tr '\n' ' ')"
 
 # --- static binaries -----------------------------------------------------------
 
@@ -256,6 +261,29 @@ for deb in "$deb_amd64" "$deb_arm64"; do
     # each carry their reason.
     check "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
 done
+
+step "hapgent-lb: static binaries, .debs, unit"
+check "hapgent-lb x86_64 binary is statically linked" is_static "$lb_x86"
+check "hapgent-lb aarch64 binary is statically linked" is_static "$lb_arm"
+check "hapgent-lb x86_64 binary prints its version" test "$("$lb_x86" --version)" = "hapgent-lb $version"
+check "hapgent-lb aarch64 binary prints its version under qemu" \
+    test "$(qemu-aarch64-static "$lb_arm" --version)" = "hapgent-lb $version"
+for deb in "$lb_deb_amd64" "$lb_deb_arm64"; do
+    dpkg-deb -x "$deb" "$tmp/lb-$(deb_field "$deb" Architecture)"
+    check "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
+done
+check "hapgent-lb amd64 .deb ships the x86_64 release binary unchanged" \
+    cmp "$tmp/lb-amd64/usr/bin/hapgent-lb" "$lb_x86"
+check "hapgent-lb arm64 .deb ships the aarch64 release binary unchanged" \
+    cmp "$tmp/lb-arm64/usr/bin/hapgent-lb" "$lb_arm"
+check "the hapgent-lb .deb's unit is systemd/hapgent-lb.service, byte for byte" \
+    cmp "$tmp/lb-amd64/usr/lib/systemd/system/hapgent-lb.service" systemd/hapgent-lb.service
+check "the packaged hapgent-lb.toml passes hapgent-lb check-config" \
+    quiet "$lb_x86" check-config --config "$tmp/lb-amd64/etc/hapgent-lb/hapgent-lb.toml"
+lb_score=$(systemd-analyze security --offline=yes systemd/hapgent-lb.service 2>&1 |
+    sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+check "hapgent-lb.service scores <= 2.5 in systemd-analyze security --offline=yes (got ${lb_score:-nothing})" \
+    awk -v s="${lb_score:-99}" 'BEGIN { exit !(s <= 2.5) }'
 
 # --- install, upgrade, reinstall, remove, purge -----------------------------------
 

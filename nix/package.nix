@@ -23,6 +23,8 @@ rustPlatform.buildRustPackage {
   # Ansible role, the workflows or these Nix files does not rebuild it.
   # .cargo/config.toml is left out on purpose: its musl linker settings are
   # for scripts/dist, and nixpkgs sets up its own toolchain.
+  # The workspace's other members (common/, lb/) are included because cargo
+  # needs every member to read the workspace; only hapgent is built.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -30,11 +32,21 @@ rustPlatform.buildRustPackage {
       ../Cargo.lock
       ../src
       ../tests
+      ../common
+      ../lb
       ../systemd/hapgent.service
     ];
   };
 
   cargoLock.lockFile = ../Cargo.lock;
+  cargoBuildFlags = [
+    "-p"
+    "hapgent"
+  ];
+  cargoTestFlags = [
+    "-p"
+    "hapgent"
+  ];
 
   # `cargo test` in full: the unit tests and the integration tests, which
   # use loopback only and so run in the build sandbox. The ones that drive a

@@ -41,8 +41,10 @@ cd source
 set -- --release --offline --locked
 if [ -n "$target" ]; then set -- "$@" --target "$target"; fi
 
-echo "ci-stub: cargo build $*"
-cargo build "$@"
+# shellcheck disable=SC2086 # flags are words, as in nixpkgs
+echo "ci-stub: cargo build $* $cargoBuildFlags"
+# shellcheck disable=SC2086
+cargo build "$@" $cargoBuildFlags
 if [ -n "$doCheck" ]; then
     # shellcheck disable=SC2086 # flags are words, as in nixpkgs
     echo "ci-stub: cargo test $* $cargoTestFlags -- $checkFlags"

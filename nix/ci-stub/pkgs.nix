@@ -112,6 +112,7 @@ let
         doCheck ? true,
         checkFlags ? [ ],
         cargoTestFlags ? [ ],
+        cargoBuildFlags ? [ ],
         postInstall ? "",
         meta ? { },
         ...
@@ -126,6 +127,7 @@ let
           postInstall
           checkFlags
           cargoTestFlags
+          cargoBuildFlags
           ;
         builder = "/bin/sh";
         args = [ ./build-rust-package.sh ];

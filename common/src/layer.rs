@@ -1,0 +1,332 @@
+//! The building blocks of layered configuration: built-in defaults < a
+//! TOML file < `PREFIX_KEY` environment variables < command-line flags.
+//!
+//! Each layer is a [`Layer`] figment provider whose name (`"default"`,
+//! `"file"`, `"env"`, `"flag"`) and, for the file, path let [`origin`] say
+//! where a value came from the way the user would write it (`file
+//! /etc/x.toml`, `env HAPGENT_LB_KEY`, `flag --key`). Errors come back as
+//! one line of text; the caller wraps them in its own error type.
+//!
+//! This module does not know any program's settings: the caller brings its
+//! `Config` type (serialized with [`dict_of`] for the defaults and the list
+//! of known keys), its environment prefix, and which keys hold text.
+
+use figment::value::{Dict, Map, Num, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A figment layer with a fixed set of values, named so that [`origin`]
+/// can describe it: `"default"`, `"file"` (with `source`), `"env"`, `"flag"`.
+pub struct Layer {
+    /// What [`origin`] reports: `"default"`, `"file"`, `"env"` or `"flag"`.
+    pub name: &'static str,
+    /// The file a `"file"` layer was read from.
+    pub source: Option<PathBuf>,
+    /// The values, keys as in the TOML file.
+    pub dict: Dict,
+}
+
+impl Layer {
+    /// A layer of fixed values (defaults, environment, flags).
+    pub fn new(name: &'static str, dict: Dict) -> Layer {
+        Layer {
+            name,
+            source: None,
+            dict,
+        }
+    }
+
+    /// The `"file"` layer read from the TOML file at `path`.
+    pub fn file(path: &Path) -> Result<Layer, String> {
+        Ok(Layer {
+            name: "file",
+            source: Some(path.to_path_buf()),
+            dict: read_toml(path)?,
+        })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        match &self.source {
+            Some(path) => Metadata::from(self.name, path.as_path()),
+            None => Metadata::named(self.name),
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Names a value's source the way the user would write it: `file PATH`,
+/// `env PREFIXKEY`, `flag --key`, or the layer's name.
+pub fn origin(md: &Metadata, key: &str, env_prefix: &str) -> String {
+    if let Some(path) = md.source.as_ref().and_then(|s| s.file_path()) {
+        return format!("file {}", path.display());
+    }
+    match md.name.as_ref() {
+        "env" => format!("env {env_prefix}{}", key.to_ascii_uppercase()),
+        "flag" => format!("flag --{}", key.replace('_', "-")),
+        other => other.to_string(),
+    }
+}
+
+/// Reads a TOML file into a dictionary; the error is one line starting
+/// with `file PATH:`.
+pub fn read_toml(path: &Path) -> Result<Dict, String> {
+    let fail = |what: String| format!("file {}: {what}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))
+}
+
+/// Joins a multi-line message (the TOML parser draws the offending line)
+/// into one line, keeping the words and dropping the drawing.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !(l.starts_with('|')
+                || l.split_once(" |")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Settings from `PREFIX<KEY>` variables, keys lowercased, values parsed by
+/// `parse(key, text)`. `PREFIXCONFIG` names the file and is not a setting.
+pub fn env_dict(
+    env: &[(String, String)],
+    prefix: &str,
+    parse: impl Fn(&str, &str) -> Value,
+) -> Dict {
+    env.iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v)))
+        .filter(|(k, _)| !k.is_empty() && *k != "CONFIG")
+        .map(|(k, v)| {
+            let key = k.to_ascii_lowercase();
+            let value = parse(&key, v);
+            (key, value)
+        })
+        .collect()
+}
+
+/// Settings from flags as typed, (key, text), parsed like the environment.
+pub fn flag_dict(flags: &[(&'static str, String)], parse: impl Fn(&str, &str) -> Value) -> Dict {
+    flags
+        .iter()
+        .map(|(k, v)| (k.to_string(), parse(k, v)))
+        .collect()
+}
+
+/// A value typed on a command line or in the environment: text as is when
+/// `text_key` (a path may well be called `2024`); otherwise `true`/`false`
+/// are booleans, whole numbers are numbers, and anything else is text (and
+/// then rejected with the key's expected type).
+pub fn parse_value(text: &str, text_key: bool) -> Value {
+    let trimmed = text.trim();
+    if text_key {
+        return Value::from(text.to_string());
+    }
+    if let Ok(b) = trimmed.parse::<bool>() {
+        Value::from(b)
+    } else if let Ok(n) = trimmed.parse::<u64>() {
+        Value::from(Num::U64(n))
+    } else if let Ok(n) = trimmed.parse::<i64>() {
+        Value::from(Num::I64(n))
+    } else {
+        Value::from(text.to_string())
+    }
+}
+
+/// A serializable configuration as a dictionary (empty if it is not a map).
+pub fn dict_of<T: Serialize>(value: &T) -> Dict {
+    match Value::serialize(value) {
+        Ok(Value::Dict(_, dict)) => dict,
+        _ => Dict::new(),
+    }
+}
+
+/// One line for a figment error, naming the key and its source.
+pub fn report(figment: &Figment, error: figment::Error, env_prefix: &str) -> String {
+    let key = error.path.join(".");
+    let md = error
+        .metadata
+        .as_ref()
+        .or_else(|| figment.find_metadata(&key));
+    let from = match md {
+        Some(md) => format!(" from {}", origin(md, &key, env_prefix)),
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("error{from}: {}", error.kind)
+    } else {
+        format!("{key}{from}: {}", error.kind)
+    }
+}
+
+/// Refuses a key that is not in `known`, naming where it came from and
+/// listing the known ones (a typo should not be silently ignored).
+pub fn check_known(figment: &Figment, known: &Dict, env_prefix: &str) -> Result<(), String> {
+    let data = figment.data().map_err(|e| report(figment, e, env_prefix))?;
+    let Some(dict) = data.get(&Profile::Default) else {
+        return Ok(());
+    };
+    for key in dict.keys() {
+        if !known.contains_key(key) {
+            let from = figment.find_metadata(key).map_or_else(String::new, |md| {
+                format!(" from {}", origin(md, key, env_prefix))
+            });
+            let keys: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown key {key:?}{from} (known keys: {})",
+                keys.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `key = value  # source` lines, one per key of `effective`, valid TOML
+/// (an unset optional value is written as a comment).
+pub fn describe(figment: &Figment, effective: &Dict, env_prefix: &str) -> String {
+    let mut out = String::new();
+    for (key, value) in effective {
+        let source = figment
+            .find_metadata(key)
+            .map_or_else(|| "default".to_string(), |md| origin(md, key, env_prefix));
+        let line = match value {
+            Value::Empty(..) => format!("# {key} = (unset)"),
+            v => format!("{key} = {}", serde_json::to_string(v).unwrap_or_default()),
+        };
+        out.push_str(&format!("{line:<44} # {source}\n"));
+    }
+    out
+}
+
+/// Which key a figment error or a check is about, with its source, as
+/// `key from SOURCE` (or just `key` when the default was used).
+pub fn key_source(figment: &Figment, key: &str, env_prefix: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(md) if md.name != "default" => {
+            format!("{key} from {}", origin(md, key, env_prefix))
+        }
+        _ => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Settings {
+        port: u16,
+        name: String,
+        extra: Option<String>,
+    }
+
+    fn figment(
+        file: Option<&Path>,
+        env: &[(&str, &str)],
+        flags: &[(&'static str, &str)],
+    ) -> Figment {
+        let parse = |k: &str, v: &str| parse_value(v, k == "name");
+        let defaults = Settings {
+            port: 1,
+            name: "x".into(),
+            extra: None,
+        };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags: Vec<(&'static str, String)> =
+            flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut f = Figment::new().merge(Layer::new("default", dict_of(&defaults)));
+        if let Some(p) = file {
+            f = f.merge(Layer::file(p).unwrap());
+        }
+        f.merge(Layer::new("env", env_dict(&env, "T_", parse)))
+            .merge(Layer::new("flag", flag_dict(&flags, parse)))
+    }
+
+    #[test]
+    fn layers_take_precedence_and_name_their_source() {
+        let path = std::env::temp_dir().join(format!("hapgent-common-{}.toml", std::process::id()));
+        std::fs::write(&path, "port = 2\nname = \"file\"\n").unwrap();
+        let f = figment(
+            Some(&path),
+            &[("T_PORT", "3"), ("T_CONFIG", "ignored")],
+            &[("name", "007")],
+        );
+        let s: Settings = f.extract().unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                port: 3,
+                name: "007".into(),
+                extra: None
+            }
+        );
+        assert_eq!(key_source(&f, "port", "T_"), "port from env T_PORT");
+        assert_eq!(key_source(&f, "name", "T_"), "name from flag --name");
+        let text = describe(&f, &dict_of(&s), "T_");
+        assert!(text.contains("# extra = (unset)"), "{text}");
+        assert!(text.contains("name = \"007\""), "{text}");
+        let only_file = figment(Some(&path), &[], &[]);
+        assert_eq!(
+            key_source(&only_file, "port", "T_"),
+            format!("port from file {}", path.display())
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_source() {
+        let f = figment(None, &[("T_PORT", "http")], &[]);
+        let e = f.extract::<Settings>().unwrap_err();
+        assert_eq!(
+            report(&f, e, "T_"),
+            "port from env T_PORT: invalid type: found string \"http\", expected u16"
+        );
+        let f = figment(None, &[], &[("prot", "1")]);
+        let known = dict_of(&Settings {
+            port: 1,
+            name: String::new(),
+            extra: Some(String::new()),
+        });
+        assert_eq!(
+            check_known(&f, &known, "T_").unwrap_err(),
+            "unknown key \"prot\" from flag --prot (known keys: extra, name, port)"
+        );
+        let bad =
+            std::env::temp_dir().join(format!("hapgent-common-bad-{}.toml", std::process::id()));
+        std::fs::write(&bad, "port = \n").unwrap();
+        let e = Layer::file(&bad).err().unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "file {}: TOML parse error at line 1, column 8: string values must be quoted, expected literal string",
+                bad.display()
+            )
+        );
+        std::fs::remove_file(&bad).unwrap();
+    }
+
+    #[test]
+    fn values_from_text() {
+        for (text, text_key, want) in [
+            ("true", false, Value::from(true)),
+            ("12", false, Value::from(Num::U64(12))),
+            ("-3", false, Value::from(Num::I64(-3))),
+            ("abc", false, Value::from("abc".to_string())),
+            ("12", true, Value::from("12".to_string())),
+        ] {
+            assert_eq!(parse_value(text, text_key), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! What `hapgent` (the agent on each backend) and `hapgent-lb` (the
+//! companion on the load balancer) really share, and nothing else.
+//!
+//! - [`log`]: the one-line stderr logger, journald-aware, with the program
+//!   name set once at start ([`log::init`]) and the `info!`, `warn!` and
+//!   `error!` macros.
+//! - [`atomic`]: replacing a file so that readers see the old or the new
+//!   content, never a mix ([`atomic::replace`]).
+//! - [`layer`]: the figment building blocks of "defaults < file < env <
+//!   flags" configuration that can name the source of every value.
+//!
+//! No networking and no dependency the agent does not already carry: this
+//! crate must never make the agent binary larger.
+
+pub mod atomic;
+pub mod layer;
+pub mod log;

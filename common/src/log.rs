@@ -1,0 +1,160 @@
+//! A tiny stderr logger: one line per event.
+//!
+//! Both programs log little (startup, state changes, errors, and optionally one
+//! line per probe), so a logging framework would cost more bytes than it
+//! saves. Under systemd (`JOURNAL_STREAM` set) lines carry a syslog priority
+//! prefix such as `<6>` and no timestamp, because journald adds its own; on a
+//! terminal or a plain pipe they start with a UTC timestamp and the level.
+//!
+//! This module does not filter by level, rotate, or buffer: every call is one
+//! `write` of one complete line, so lines from different places never
+//! interleave.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Severity of a line, numbered as syslog priorities so journald can use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error = 3,
+    Warning = 4,
+    Info = 6,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        }
+    }
+}
+
+/// The program name in lines written to a terminal or a plain pipe.
+static PROGRAM: OnceLock<&'static str> = OnceLock::new();
+
+/// Sets the program name that starts each non-journald line (`hapgent`,
+/// `hapgent-lb`). Call once, first thing in `main`; later calls are
+/// ignored, and lines written before it say `hapgent`.
+pub fn init(program: &'static str) {
+    let _ = PROGRAM.set(program);
+}
+
+fn program() -> &'static str {
+    PROGRAM.get().copied().unwrap_or("hapgent")
+}
+
+/// Whether stderr is connected to journald; read once, at the first line.
+fn journald() -> bool {
+    static JOURNALD: OnceLock<bool> = OnceLock::new();
+    *JOURNALD.get_or_init(|| std::env::var_os("JOURNAL_STREAM").is_some())
+}
+
+/// Writes one line at `level`. Errors writing to stderr are ignored: there is
+/// nowhere left to report them, and the program must keep serving.
+pub fn write(level: Level, args: fmt::Arguments) {
+    let line = format_line(level, args, journald(), program(), SystemTime::now());
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Formats a complete line; pure, so the two shapes are tested directly.
+fn format_line(
+    level: Level,
+    args: fmt::Arguments,
+    journald: bool,
+    program: &str,
+    now: SystemTime,
+) -> String {
+    if journald {
+        format!("<{}>{}\n", level as u8, args)
+    } else {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        format!("{} {program} {}: {}\n", timestamp(secs), level.word(), args)
+    }
+}
+
+/// Renders seconds since the epoch as an RFC 3339 UTC timestamp.
+///
+/// Days to civil date follows Howard Hinnant's `civil_from_days`, valid for
+/// every date a running system can report.
+fn timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Logs at info level: `info!("listening on {addr}")`.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)*)) };
+}
+
+/// Logs at warning level: something is wrong but the agent carries on.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warning, format_args!($($arg)*)) };
+}
+
+/// Logs at error level: something failed and needs an operator.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_302_440, "2026-11-21T23:07:20Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(timestamp(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn line_shapes() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_302_440);
+        assert_eq!(
+            format_line(
+                Level::Warning,
+                format_args!("a {}", 1),
+                true,
+                "hapgent",
+                now
+            ),
+            "<4>a 1\n"
+        );
+        assert_eq!(
+            format_line(Level::Info, format_args!("b"), false, "hapgent-lb", now),
+            "2026-11-21T23:07:20Z hapgent-lb info: b\n"
+        );
+        assert_eq!(
+            format_line(Level::Error, format_args!("c"), true, "x", now),
+            "<3>c\n"
+        );
+    }
+}

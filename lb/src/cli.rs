@@ -1,0 +1,301 @@
+//! The command line as the user typed it.
+//!
+//! Only recognizes the command, its own options and the setting flags; a
+//! setting's value is handed to `config` as text and checked there, so an
+//! error names the flag the same way it would name a file or variable.
+
+use crate::config::SETTINGS;
+use crate::error::Error;
+use crate::stat::{Admin, Op};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `wait` waits for; `None` means "any".
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct WaitFor {
+    pub target: String,
+    pub admin: Option<Admin>,
+    pub op: Option<Op>,
+    pub sessions_max: Option<u64>,
+    pub timeout: Duration,
+}
+
+/// What to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Status { backend: Option<String>, json: bool },
+    Wait(WaitFor),
+    Serve,
+    CheckConfig,
+    Help,
+    Version,
+}
+
+/// The parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    pub config: Option<PathBuf>,
+    pub flags: Vec<(&'static str, String)>,
+}
+
+const HEAD: &str = "\
+hapgent-lb: HAProxy's view of its servers, waiting for drains, safe config reloads
+
+Usage: hapgent-lb COMMAND [OPTIONS]
+
+Commands:
+  status [--backend B] [--json]   every server: status, admin/op state, weight,
+                                  sessions, queue, check and agent results
+  wait BACKEND/SERVER [--admin ready|drain|maint] [--op up|down|starting|stopping]
+       [--sessions-max N] [--timeout D]
+                                  poll until all conditions hold (exit 0) or
+                                  D passes (exit 75; D like 90s, 5m, 500ms;
+                                  default 60s)
+  serve                           the HTTP API (see README)
+  check-config                    print each setting with its source
+
+Options (each also HAPGENT_LB_<KEY> in the environment and <key> in the file):
+  -c, --config PATH          configuration file [default: /etc/hapgent-lb/hapgent-lb.toml]
+";
+
+const TAIL: &str = "\
+  -h, --help                 print this help
+  -V, --version              print the version
+
+Exit codes: 0 ok, 1 failure, 64 usage error, 69 HAProxy unreachable,
+75 wait timed out, 78 configuration error.
+";
+
+/// The usage text, its settings part made from `config::SETTINGS`.
+pub fn usage() -> String {
+    let mut text = HEAD.to_string();
+    for (key, value, help) in SETTINGS {
+        let flag = format!("--{} {value}", key.replace('_', "-"));
+        text.push_str(&format!("      {flag:<27}{help}\n"));
+    }
+    text.push_str(TAIL);
+    text
+}
+
+/// Parses a duration: `500ms`, `90s`, `5m`, `1h`, or plain seconds.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 90s, 5m)"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 90s, 5m)"))
+}
+
+/// Parses arguments (without the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
+    let text = |v: OsString| {
+        v.into_string()
+            .map_err(|v| Error::Usage(format!("{} is not valid UTF-8", v.to_string_lossy())))
+    };
+    let mut cli = Cli {
+        command: Command::Help,
+        config: None,
+        flags: Vec::new(),
+    };
+    let mut name: Option<String> = None;
+    let (mut backend, mut json) = (None, false);
+    let mut wait = WaitFor {
+        target: String::new(),
+        admin: None,
+        op: None,
+        sessions_max: None,
+        timeout: Duration::from_secs(60),
+    };
+    let mut help = false;
+    let mut version = false;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => help = true,
+            Short('V') | Long("version") => version = true,
+            Short('c') | Long("config") => cli.config = Some(parser.value().map_err(usage)?.into()),
+            Long("json") if name.as_deref() == Some("status") => json = true,
+            Long("backend") if name.as_deref() == Some("status") => {
+                backend = Some(text(parser.value().map_err(usage)?)?)
+            }
+            Long("admin") if name.as_deref() == Some("wait") => {
+                let v = text(parser.value().map_err(usage)?)?;
+                wait.admin = Some(Admin::parse(&v).ok_or_else(|| {
+                    Error::Usage(format!("--admin {v:?}: expected ready, drain or maint"))
+                })?);
+            }
+            Long("op") if name.as_deref() == Some("wait") => {
+                let v = text(parser.value().map_err(usage)?)?;
+                wait.op = Some(Op::parse(&v).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--op {v:?}: expected up, down, starting or stopping"
+                    ))
+                })?);
+            }
+            Long("sessions-max") if name.as_deref() == Some("wait") => {
+                let v = text(parser.value().map_err(usage)?)?;
+                wait.sessions_max = Some(v.parse().map_err(|_| {
+                    Error::Usage(format!("--sessions-max {v:?}: expected a whole number"))
+                })?);
+            }
+            Long("timeout") if name.as_deref() == Some("wait") => {
+                let v = text(parser.value().map_err(usage)?)?;
+                wait.timeout = duration(&v).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
+            }
+            Long(flag) => {
+                let key = SETTINGS
+                    .iter()
+                    .map(|(k, _, _)| *k)
+                    .find(|k| k.replace('_', "-") == flag)
+                    .ok_or_else(|| Error::Usage(format!("unknown option --{flag}")))?;
+                let value = text(parser.value().map_err(usage)?)?;
+                cli.flags.push((key, value));
+            }
+            Value(v) if name.is_none() => name = Some(text(v)?),
+            Value(v) if name.as_deref() == Some("wait") && wait.target.is_empty() => {
+                wait.target = text(v)?
+            }
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    cli.command = match (help, version, name.as_deref()) {
+        (true, _, _) | (_, _, Some("help")) => Command::Help,
+        (_, true, _) => Command::Version,
+        (_, _, None) => {
+            return Err(Error::Usage(
+                "a command is required: status, wait, serve or check-config".into(),
+            ));
+        }
+        (_, _, Some("status")) => Command::Status { backend, json },
+        (_, _, Some("wait")) if wait.target.is_empty() => {
+            return Err(Error::Usage("wait needs BACKEND/SERVER".into()));
+        }
+        (_, _, Some("wait")) => Command::Wait(wait),
+        (_, _, Some("serve")) => Command::Serve,
+        (_, _, Some("check-config")) => Command::CheckConfig,
+        (_, _, Some(other)) => {
+            return Err(Error::Usage(format!(
+                "unknown command {other:?}: expected status, wait, serve or check-config"
+            )));
+        }
+    };
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli, Error> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            p(&["status", "--backend", "web", "--json"])
+                .unwrap()
+                .command,
+            Command::Status {
+                backend: Some("web".into()),
+                json: true
+            }
+        );
+        assert_eq!(
+            p(&[
+                "wait",
+                "web/web1",
+                "--admin",
+                "drain",
+                "--sessions-max",
+                "0",
+                "--timeout",
+                "5m"
+            ])
+            .unwrap()
+            .command,
+            Command::Wait(WaitFor {
+                target: "web/web1".into(),
+                admin: Some(Admin::Drain),
+                op: None,
+                sessions_max: Some(0),
+                timeout: Duration::from_secs(300),
+            })
+        );
+        let cli = p(&["serve", "--listen-tcp", "127.0.0.1:1", "-c", "x.toml"]).unwrap();
+        assert_eq!(
+            (cli.command, cli.flags, cli.config),
+            (
+                Command::Serve,
+                vec![("listen_tcp", "127.0.0.1:1".to_string())],
+                Some("x.toml".into())
+            )
+        );
+        assert_eq!(p(&["check-config"]).unwrap().command, Command::CheckConfig);
+        assert_eq!(p(&["--help"]).unwrap().command, Command::Help);
+        assert_eq!(p(&["-V"]).unwrap().command, Command::Version);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &[][..],
+            &["frobnicate"],
+            &["wait"],
+            &["wait", "web/web1", "--admin", "up"],
+            &["wait", "web/web1", "--sessions-max", "-1"],
+            &["wait", "web/web1", "--timeout", "soon"],
+            &["status", "--admin", "drain"],
+            &["serve", "--no-such-flag", "1"],
+            &["wait", "a/b", "c/d"],
+        ] {
+            assert!(matches!(p(args), Err(Error::Usage(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [
+            ("500ms", Some(500)),
+            ("90s", Some(90_000)),
+            ("2", Some(2000)),
+            ("5m", Some(300_000)),
+            ("1h", Some(3_600_000)),
+            ("s", None),
+            ("1d", None),
+            ("", None),
+            ("99999999999999999999h", None),
+        ] {
+            assert_eq!(
+                duration(text).ok().map(|d| d.as_millis() as u64),
+                ms,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_lists_every_setting() {
+        let text = usage();
+        for (key, _, _) in SETTINGS {
+            assert!(
+                text.contains(&format!("--{}", key.replace('_', "-"))),
+                "{key}"
+            );
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The validated configuration, layered from four sources.
+//!
+//! Lowest to highest precedence: built-in defaults, the TOML file
+//! (`/etc/hapgent-lb/hapgent-lb.toml`, or `--config`/`HAPGENT_LB_CONFIG`),
+//! `HAPGENT_LB_<KEY>` variables, and flags. The layering itself lives in
+//! `hapgent_common::layer`, shared with hapgent; this module owns the
+//! settings of hapgent-lb and their checks. It opens no sockets and reads
+//! no file but the configuration file.
+
+use crate::error::Error;
+use figment::Figment;
+use figment::value::Value;
+use hapgent_common::layer::{self, Layer};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Read when no `--config` (or `HAPGENT_LB_CONFIG`) is given; may be absent.
+pub const DEFAULT_CONFIG: &str = "/etc/hapgent-lb/hapgent-lb.toml";
+
+/// Environment variables that set keys start with this.
+pub const ENV_PREFIX: &str = "HAPGENT_LB_";
+
+/// How a new HAProxy configuration is put into effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// `reload` on the master CLI (`master_socket`).
+    MasterSocket,
+    /// `systemctl reload <systemd_unit>`.
+    Systemd,
+    /// `reload_command`, an argv run without a shell.
+    Command,
+}
+
+/// Every setting; defaults, flags and help are in `SETTINGS` and the README.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub haproxy_socket: PathBuf,
+    pub master_socket: Option<PathBuf>,
+    pub haproxy_config: PathBuf,
+    pub haproxy_bin: PathBuf,
+    pub reload: Strategy,
+    #[serde(deserialize_with = "argv")]
+    pub reload_command: Vec<String>,
+    pub systemd_unit: String,
+    pub reload_timeout: u64,
+    pub listen_unix: PathBuf,
+    pub socket_group: String,
+    pub listen_tcp: String,
+    pub token_file: Option<PathBuf>,
+    pub max_body: u64,
+    pub header_timeout: u64,
+    pub body_timeout: u64,
+    pub poll_interval: u64,
+    pub max_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            haproxy_socket: "/run/haproxy/admin.sock".into(),
+            master_socket: None,
+            haproxy_config: "/etc/haproxy/haproxy.cfg".into(),
+            haproxy_bin: "haproxy".into(),
+            reload: Strategy::Systemd,
+            reload_command: Vec::new(),
+            systemd_unit: "haproxy.service".into(),
+            reload_timeout: 10_000,
+            listen_unix: "/run/hapgent-lb/api.sock".into(),
+            socket_group: String::new(),
+            listen_tcp: String::new(),
+            token_file: None,
+            max_body: 1 << 20,
+            header_timeout: 5_000,
+            body_timeout: 30_000,
+            poll_interval: 200,
+            max_connections: 64,
+        }
+    }
+}
+
+/// One row per setting: (key, value shown in --help, help text). Flags are
+/// `--key-with-dashes`, variables `HAPGENT_LB_KEY`; the usage text is made
+/// from this table.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "haproxy_socket",
+        "PATH",
+        "HAProxy runtime API socket (level admin) [default: /run/haproxy/admin.sock]",
+    ),
+    (
+        "master_socket",
+        "PATH",
+        "HAProxy master CLI socket (haproxy -W -S PATH); needed by reload = master-socket",
+    ),
+    (
+        "haproxy_config",
+        "PATH",
+        "the haproxy.cfg served and replaced [default: /etc/haproxy/haproxy.cfg]",
+    ),
+    (
+        "haproxy_bin",
+        "PATH",
+        "haproxy binary used to validate (-c) [default: haproxy]",
+    ),
+    (
+        "reload",
+        "STRATEGY",
+        "master-socket, systemd or command [default: systemd]",
+    ),
+    (
+        "reload_command",
+        "ARGV",
+        "argv for reload = command, space-separated (no shell)",
+    ),
+    (
+        "systemd_unit",
+        "UNIT",
+        "unit for reload = systemd [default: haproxy.service]",
+    ),
+    (
+        "reload_timeout",
+        "MS",
+        "time for a reload to show up in the runtime API [default: 10000]",
+    ),
+    (
+        "listen_unix",
+        "PATH",
+        "API Unix socket, mode 0660; empty: none [default: /run/hapgent-lb/api.sock]",
+    ),
+    (
+        "socket_group",
+        "GROUP",
+        "group allowed on the Unix socket [default: our own group]",
+    ),
+    (
+        "listen_tcp",
+        "ADDR:PORT",
+        "loopback TCP address for the API (needs token_file); empty: none",
+    ),
+    (
+        "token_file",
+        "PATH",
+        "bearer tokens for TCP, one per line as NAME:TOKEN or TOKEN",
+    ),
+    (
+        "max_body",
+        "BYTES",
+        "largest request body [default: 1048576]",
+    ),
+    (
+        "header_timeout",
+        "MS",
+        "deadline to receive request headers [default: 5000]",
+    ),
+    (
+        "body_timeout",
+        "MS",
+        "deadline to receive the body after the headers [default: 30000]",
+    ),
+    (
+        "poll_interval",
+        "MS",
+        "runtime API polling interval for wait and reloads [default: 200]",
+    ),
+    (
+        "max_connections",
+        "N",
+        "API connections served at once [default: 64]",
+    ),
+];
+
+/// Settings whose values are text whatever they look like.
+fn text_key(key: &str) -> bool {
+    !matches!(
+        key,
+        "reload_timeout"
+            | "max_body"
+            | "header_timeout"
+            | "body_timeout"
+            | "poll_interval"
+            | "max_connections"
+    )
+}
+
+/// Where the configuration comes from.
+pub struct Inputs<'a> {
+    pub config_flag: Option<&'a Path>,
+    pub default_file: &'a Path,
+    pub env: Vec<(String, String)>,
+    pub flags: &'a [(&'static str, String)],
+}
+
+/// The configuration with the source of each value.
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// `key = value  # source` lines, one per setting, valid TOML.
+    pub fn describe(&self) -> String {
+        layer::describe(&self.figment, &layer::dict_of(&self.config), ENV_PREFIX)
+    }
+}
+
+/// Builds the configuration from defaults, file, environment and flags.
+pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
+    let env_file = inputs
+        .env
+        .iter()
+        .find(|(k, _)| k == "HAPGENT_LB_CONFIG")
+        .map(|(_, v)| PathBuf::from(v));
+    let (file, must_exist) = match (inputs.config_flag, env_file) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) => (p, true),
+        (None, None) => (inputs.default_file.to_path_buf(), false),
+    };
+    if must_exist && !file.exists() {
+        return Err(Error::Config(format!(
+            "configuration file {} does not exist",
+            file.display()
+        )));
+    }
+    let parse = |key: &str, text: &str| layer::parse_value(text, text_key(key));
+    let mut figment =
+        Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
+    if must_exist || file.exists() {
+        figment = figment.merge(Layer::file(&file).map_err(Error::Config)?);
+    }
+    let figment = figment
+        .merge(Layer::new(
+            "env",
+            layer::env_dict(&inputs.env, ENV_PREFIX, parse),
+        ))
+        .merge(Layer::new("flag", layer::flag_dict(inputs.flags, parse)));
+    let mut known = layer::dict_of(&Config::default());
+    known.insert("master_socket".into(), Value::from(String::new()));
+    known.insert("token_file".into(), Value::from(String::new()));
+    layer::check_known(&figment, &known, ENV_PREFIX).map_err(Error::Config)?;
+    let config: Config = figment
+        .extract()
+        .map_err(|e| Error::Config(layer::report(&figment, e, ENV_PREFIX)))?;
+    check(&config).map_err(|(key, problem)| {
+        Error::Config(format!(
+            "{}: {problem}",
+            layer::key_source(&figment, key, ENV_PREFIX)
+        ))
+    })?;
+    Ok(Loaded { config, figment })
+}
+
+/// Checks that types alone cannot express: (key, problem).
+fn check(c: &Config) -> Result<(), (&'static str, String)> {
+    for (key, value, range) in [
+        ("reload_timeout", c.reload_timeout, 100..=600_000),
+        ("header_timeout", c.header_timeout, 10..=600_000),
+        ("body_timeout", c.body_timeout, 10..=3_600_000),
+        ("poll_interval", c.poll_interval, 10..=60_000),
+        ("max_body", c.max_body, 1..=(1 << 30)),
+        ("max_connections", u64::from(c.max_connections), 1..=100_000),
+    ] {
+        if !range.contains(&value) {
+            return Err((
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ));
+        }
+    }
+    match c.reload {
+        Strategy::MasterSocket if c.master_socket.is_none() => {
+            return Err((
+                "reload",
+                "master-socket needs master_socket (the path given to haproxy -S)".into(),
+            ));
+        }
+        Strategy::Command if c.reload_command.is_empty() => {
+            return Err(("reload", "command needs reload_command (an argv)".into()));
+        }
+        _ => {}
+    }
+    if c.haproxy_config.file_name().is_none() {
+        return Err(("haproxy_config", "must name a file".into()));
+    }
+    if !c.listen_tcp.is_empty() {
+        let addr = tcp_address(&c.listen_tcp).map_err(|e| ("listen_tcp", e))?;
+        if !addr.ip().is_loopback() {
+            return Err((
+                "listen_tcp",
+                format!(
+                    "{addr} is not a loopback address; for remote access put an HAProxy frontend with TLS in front of 127.0.0.1"
+                ),
+            ));
+        }
+        if c.token_file.is_none() {
+            return Err(("listen_tcp", "TCP needs token_file (bearer tokens)".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `listen_tcp` (`127.0.0.1:8080`, `[::1]:8080`).
+pub fn tcp_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9778)"))
+}
+
+/// Accepts `reload_command` as an array or as space-separated words.
+fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Argv {
+        Words(String),
+        List(Vec<String>),
+    }
+    Ok(match Argv::deserialize(d)? {
+        Argv::Words(s) => s.split_whitespace().map(String::from).collect(),
+        Argv::List(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Result<Config, Error> {
+        let flags: Vec<(&'static str, String)> =
+            flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        load(Inputs {
+            config_flag: None,
+            default_file: Path::new("/nonexistent/hapgent-lb.toml"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: &flags,
+        })
+        .map(|l| l.config)
+    }
+
+    #[test]
+    fn defaults_env_and_flags() {
+        let c = load_with(
+            &[
+                ("HAPGENT_LB_MAX_BODY", "10"),
+                ("HAPGENT_LB_RELOAD", "command"),
+                ("HAPGENT_LB_RELOAD_COMMAND", "/bin/kill -USR2 1"),
+            ],
+            &[("max_body", "20")],
+        )
+        .unwrap();
+        assert_eq!(c.max_body, 20);
+        assert_eq!(c.reload, Strategy::Command);
+        assert_eq!(c.reload_command, ["/bin/kill", "-USR2", "1"]);
+        assert_eq!(load_with(&[], &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_key_and_source() {
+        for (env, flags, want) in [
+            (
+                vec![],
+                vec![("listen_tcp", "0.0.0.0:9778")],
+                "listen_tcp from flag --listen-tcp: 0.0.0.0:9778 is not a loopback address; for remote access put an HAProxy frontend with TLS in front of 127.0.0.1",
+            ),
+            (
+                vec![],
+                vec![("listen_tcp", "127.0.0.1:9778")],
+                "listen_tcp from flag --listen-tcp: TCP needs token_file (bearer tokens)",
+            ),
+            (
+                vec![],
+                vec![("listen_tcp", "localhost")],
+                "listen_tcp from flag --listen-tcp: \"localhost\" is not ADDRESS:PORT (e.g. 127.0.0.1:9778)",
+            ),
+            (
+                vec![("HAPGENT_LB_RELOAD", "master-socket")],
+                vec![],
+                "reload from env HAPGENT_LB_RELOAD: master-socket needs master_socket (the path given to haproxy -S)",
+            ),
+            (
+                vec![("HAPGENT_LB_RELOAD", "kill")],
+                vec![],
+                "reload from env HAPGENT_LB_RELOAD: unknown variant: found `kill`, expected `one of `master-socket`, `systemd`, `command``",
+            ),
+            (
+                vec![],
+                vec![("max_body", "0")],
+                "max_body from flag --max-body: must be between 1 and 1073741824",
+            ),
+            (
+                vec![("HAPGENT_LB_HEADER_TIMOUT", "1")],
+                vec![],
+                "unknown key \"header_timout\" from env HAPGENT_LB_HEADER_TIMOUT",
+            ),
+        ] {
+            let got = match load_with(&env, &flags) {
+                Err(Error::Config(m)) => m,
+                other => format!("{other:?}"),
+            };
+            assert!(got.starts_with(want), "want {want}\n got {got}");
+        }
+    }
+
+    /// The README's hapgent-lb settings table lists every setting.
+    #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## On the load balancer: hapgent-lb")
+            .nth(1)
+            .expect("README has the hapgent-lb section");
+        for (key, _, _) in SETTINGS {
+            assert!(
+                section.contains(&format!("| `{key}` |")),
+                "README lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn describe_is_valid_toml_with_sources() {
+        let flags = vec![("max_body", "5".to_string())];
+        let l = load(Inputs {
+            config_flag: None,
+            default_file: Path::new("/nonexistent"),
+            env: vec![],
+            flags: &flags,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let text = l.describe();
+        assert!(text.contains("max_body = 5"), "{text}");
+        assert!(text.contains("# flag --max-body"), "{text}");
+        assert!(text.lines().count() >= SETTINGS.len(), "{text}");
+        for (key, _, _) in SETTINGS {
+            assert!(text.contains(&format!("{key} = ")), "{key} missing: {text}");
+        }
+        let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed.get("max_body").and_then(|v| v.as_integer()), Some(5));
+        assert!(
+            !parsed.contains_key("token_file"),
+            "unset is a comment: {text}"
+        );
+    }
+}

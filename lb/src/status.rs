@@ -1,0 +1,90 @@
+//! `status`: HAProxy's view of every server as a table or JSON.
+//!
+//! Rendering is pure (tested on parsed captures); fetching is
+//! `runtime::backends`.
+
+use crate::stat::Backend;
+
+/// A fixed-width table, one row per server, with the reason columns (check
+/// and agent result) last because they are the longest.
+pub fn table(backends: &[Backend]) -> String {
+    let mut rows = vec![
+        [
+            "BACKEND", "SERVER", "STATUS", "ADMIN", "OP", "WEIGHT", "SESS", "QUEUE", "CHECK",
+            "AGENT",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for b in backends {
+        for s in &b.servers {
+            let reason = |status: &str, desc: &str| match (status, desc) {
+                ("", "") => "-".to_string(),
+                (s, "") => s.to_string(),
+                (s, d) => format!("{s} ({d})"),
+            };
+            rows.push(vec![
+                s.backend.clone(),
+                s.server.clone(),
+                s.status.clone(),
+                s.admin.word().into(),
+                s.op.word().into(),
+                format!("{}/{}", s.weight, s.initial_weight),
+                s.sessions.to_string(),
+                s.queue.to_string(),
+                reason(&s.check_status, &s.check_desc),
+                reason(&s.agent_status, &s.agent_desc),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stat;
+
+    #[test]
+    fn table_from_haproxy_2_6() {
+        let backends = stat::parse(
+            include_str!("../tests/data/haproxy-2.6/show-stat.txt"),
+            include_str!("../tests/data/haproxy-2.6/show-servers-state.txt"),
+        )
+        .unwrap();
+        let text = table(&backends);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[0]
+                .starts_with("BACKEND  SERVER  STATUS    ADMIN  OP    WEIGHT   SESS  QUEUE  CHECK"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("web      web2    no check  ready  up    50/100   1     0      -"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("L7OK (Layer7 check passed)"), "{text}");
+        assert!(
+            lines[2].starts_with("web      web1    DRAIN     drain  up    100/100"),
+            "{text}"
+        );
+        assert!(
+            lines[4].starts_with("api      api1    MAINT     maint  down  1/1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! System tests for hapgent-lb: the real binary against a real HAProxy in
+//! master-worker mode, started per test on loopback in its own directory.
+//! Each test names one behaviour an operator relies on.
+
+mod api;
+mod status_wait;
+mod util;
