@@ -260,7 +260,13 @@ impl Agent {
     pub fn reply(&self, peer: SocketAddr, payload: Payload) -> Rc<[u8]> {
         let now = Instant::now();
         let service = match payload {
-            Payload::None => self.service(""),
+            // The common case, without a lookup: the default service.
+            Payload::None => self
+                .services
+                .borrow()
+                .list
+                .first()
+                .map(|(s, _)| Rc::clone(s)),
             Payload::Name(name) => self.service(name),
             Payload::Invalid => None,
         };
