@@ -36,7 +36,8 @@ Usage: hapgent-bench [OPTIONS] [-- AGENT_COMMAND ARGS...]
 
 Without AGENT_COMMAND, starts BINARY (hapgent) as
   BINARY --config TMP/hapgent.toml --ip 127.0.0.1 --port 0 --state-file TMP/state.json
-(an empty config file, no HAPGENT_* variables)
+(a config file that is empty unless --services, --metrics or
+--agent-config fill it; no HAPGENT_* variables)
 with the state {\"status\":\"UP\"}, and learns its port from the stderr line
 `listening on 127.0.0.1:PORT`. With AGENT_COMMAND, starts that command as
 given and probes 127.0.0.1:PORT (--port is then required).
