@@ -417,6 +417,11 @@ impl Report {
         }
         let _ = writeln!(t, "{header} target |\n{rule}---|");
         for (key, label, target) in ROWS {
+            // Rows of what this invocation did not measure (no --probers,
+            // --services or --metrics) are left out.
+            if medians.iter().all(|m| m.get(key).is_nan()) {
+                continue;
+            }
             let mut row = format!("| {label} |");
             for m in &medians {
                 let _ = write!(row, " {} |", human(m.get(key)));
