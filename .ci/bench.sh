@@ -4,8 +4,9 @@
 # 8 and 64, a few hundred idle connections, three starts, each run followed
 # by the same load on the built-in floor reference) against the x86_64 musl
 # release binary, with and without an agent-send payload, and spread over
-# distinct probers (--probers); then, where haproxy is installed, a short
-# --wait-seen. It asserts correctness only -- every reply a well-formed
+# distinct probers (--probers), with three services selected by the payload
+# while /metrics is scraped (--services, --metrics); then, where haproxy is
+# installed, a short --wait-seen. It asserts correctness only -- every reply a well-formed
 # agent-check line, no connect or read error, no timeout, every check done,
 # every figure measured -- never speed: this machine's numbers are for
 # BENCHMARKS.md, not for a pass/fail threshold.
@@ -107,6 +108,39 @@ check_report "$out/send.json" 1
 step "short run over 50 distinct probers (127.0.0.2-127.0.0.51): hapgent's table holds them"
 "$bench" --binary "$bin" --check --concurrency 8 --probers 50 --json > "$out/probers.json"
 check_report "$out/probers.json" 1 50
+
+# Services and metrics: the payload 's1\n' selects [services.s1] (its own
+# state file, UP); a thread scrapes GET /metrics during the load (every
+# scrape must get 200, or the run counts an error), and a scrape after it
+# must count every probe of the load under service="s1".
+step "short run with 3 services, payload 's1\\n', /metrics scraped during the load"
+"$bench" --binary "$bin" --check --concurrency 8 --services 3 --send 's1\n' \
+    --expect 'up ready 100%' --metrics --scrape-interval-ms 100 --json > "$out/services.json"
+check_report "$out/services.json" 1
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+run = r["runs"][0]
+assert run["services"] == 3, run
+assert run["scrapes"] >= 1 and run["scrape_failures"] == 0, run
+assert run["scraped_probes_service"] >= r["checks_per_run"], run
+assert run["scraped_probes_total"] >= run["scraped_probes_service"], run
+n, s1 = run["scrapes"], run["scraped_probes_service"]
+print(f"ok: {n} scrapes, all 200; hapgent counted {s1} probes for s1")' "$out/services.json"
+
+# A payload naming no configured service gets the empty "no news" line,
+# which is no agent-check reply: the benchmark must report it and fail.
+step "a payload naming no service gets no status (the benchmark fails)"
+set +e
+"$bench" --binary "$bin" --check --concurrency 1 --checks 50 --idle-connections 1 \
+    --starts 1 --no-floor --services 3 --send 'nope\n' --json > "$out/unknown.json"
+status=$?
+set -e
+if [ "$status" != 1 ]; then
+    echo "FAIL: hapgent-bench exited $status with an unknown service, expected 1"
+    exit 1
+fi
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); m = r["errors"]["malformed"]; assert m > 0 and r["ok"] == 0, r["errors"]; print(f"ok: {m} probes of an unknown service got no status")' "$out/unknown.json"
 
 step "text report and Markdown table are produced"
 "$bench" --binary "$bin" --check --concurrency 8 --markdown > "$out/text.txt"

@@ -36,7 +36,8 @@ Usage: hapgent-bench [OPTIONS] [-- AGENT_COMMAND ARGS...]
 
 Without AGENT_COMMAND, starts BINARY (hapgent) as
   BINARY --config TMP/hapgent.toml --ip 127.0.0.1 --port 0 --state-file TMP/state.json
-(an empty config file, no HAPGENT_* variables)
+(a config file that is empty unless --services, --metrics or
+--agent-config fill it; no HAPGENT_* variables)
 with the state {\"status\":\"UP\"}, and learns its port from the stderr line
 `listening on 127.0.0.1:PORT`. With AGENT_COMMAND, starts that command as
 given and probes 127.0.0.1:PORT (--port is then required).
@@ -67,6 +68,15 @@ Options:
                          the report gives how many probers its table holds
                          (default: every probe from 127.0.0.1)
   --no-floor             do not measure the floor (see below)
+  --services N           configure hapgent with N services, [services.s1]
+                         ... [services.sN], each with its own state file
+                         (UP) in TMP; probes select one with --send 's1\n'
+  --metrics              set metrics_listen to a free 127.0.0.1 port and
+                         scrape GET /metrics during each load (every
+                         --scrape-interval-ms); every scrape must get 200
+  --scrape-interval-ms N time between scrapes (default: 1000)
+  --agent-config FILE    TOML added to hapgent's configuration file after
+                         the generated top-level keys (before the services)
   --wait-seen N          instead of the load: start HAProxy against hapgent
                          and time N `hapgent ctl drain|ready --wait-seen`
                          (alternately), and when HAProxy shows each change
@@ -115,6 +125,13 @@ pub struct Options {
     pub wait_seen: usize,
     pub haproxy: PathBuf,
     pub agent_inter_ms: u64,
+    /// `--services N`: generated `[services.sN]` tables.
+    pub services: usize,
+    /// `--metrics`: metrics_listen set and scraped during the load.
+    pub metrics: bool,
+    pub scrape_interval: Duration,
+    /// `--agent-config FILE`: extra TOML for hapgent's configuration.
+    pub agent_config: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -142,6 +159,10 @@ fn parse_args() -> Result<Option<Options>, String> {
         wait_seen: 0,
         haproxy: PathBuf::from("haproxy"),
         agent_inter_ms: 200,
+        services: 0,
+        metrics: false,
+        scrape_interval: Duration::from_secs(1),
+        agent_config: None,
     };
     let (mut checks, mut idle, mut runs, mut starts) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
@@ -203,6 +224,21 @@ fn parse_args() -> Result<Option<Options>, String> {
                     return Err("--agent-inter: at least 1 ms".into());
                 }
             }
+            "--services" => {
+                o.services = num("--services", value("--services")?)?;
+                if o.services > 100_000 {
+                    return Err("--services: at most 100000".into());
+                }
+            }
+            "--metrics" => o.metrics = true,
+            "--scrape-interval-ms" => {
+                let ms: u64 = num("--scrape-interval-ms", value("--scrape-interval-ms")?)?;
+                if ms == 0 {
+                    return Err("--scrape-interval-ms: at least 1".into());
+                }
+                o.scrape_interval = Duration::from_millis(ms);
+            }
+            "--agent-config" => o.agent_config = Some(value("--agent-config")?.into()),
             "--check" => o.check = true,
             "--json" => o.json = true,
             "--markdown" => o.markdown = true,
@@ -227,6 +263,11 @@ fn parse_args() -> Result<Option<Options>, String> {
     o.starts = starts.unwrap_or(o.starts);
     if o.wait_seen > 0 && !o.command.is_empty() {
         return Err("--wait-seen measures hapgent's control socket: no agent command".into());
+    }
+    if !o.command.is_empty() && (o.services > 0 || o.metrics || o.agent_config.is_some()) {
+        return Err(
+            "--services, --metrics and --agent-config configure hapgent: no agent command".into(),
+        );
     }
     if !o.command.is_empty() && o.port.is_none() {
         return Err("an agent command needs --port (the port it listens on)".into());
@@ -863,7 +904,7 @@ fn run_once(
     notes: &mut Vec<String>,
 ) -> Result<Metrics, String> {
     let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
-    write_state(&dir.0)?;
+    let metrics_addr = write_agent_files(o, &dir.0)?;
     // With distinct probers, a control socket to ask hapgent how many its
     // table holds; otherwise none, as nothing needs it.
     let control = dir.0.join("control.sock");
@@ -875,17 +916,23 @@ fn run_once(
     let mut m = Metrics::default();
     m.push("concurrency", concurrency as f64);
     m.push("probers", f64::from(o.probers));
+    m.push("services", o.services as f64);
     // At rest, after one probe.
     std::thread::sleep(Duration::from_millis(200));
     let idle = proc::memory(pid);
     m.push("rss_idle_kib", idle.rss_kib);
     m.push("hwm_idle_kib", idle.hwm_kib);
 
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraping =
+        metrics_addr.map(|addr| scraper(addr, o.scrape_interval, o.timeout, Arc::clone(&stop)));
     let cpu0 = proc::cpu(pid);
     let own0 = proc::own_cpu_us();
     let (mut tally, elapsed) = load(o, agent.addr, concurrency, o.expect.as_deref());
     let own1 = proc::own_cpu_us();
     let cpu1 = proc::cpu(pid);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraping.map(|t| t.join().expect("the scraper panicked"));
     let done = tally.ok + tally.failed();
     if done < o.checks {
         notes.push(format!(
@@ -927,6 +974,38 @@ fn run_once(
         "loadgen_cpu_us_per_check",
         per_check(Some(own0), Some(own1)),
     );
+    // The scrapes during the load, then one after it: hapgent's own count
+    // of the probes it answered (all, and for the payload's service).
+    if let (Some(addr), Some(s)) = (metrics_addr, scrapes) {
+        m.push("scrapes", s.done as f64);
+        m.push("scrape_failures", s.failed as f64);
+        m.push("scrape_max_ms", s.max_ms);
+        tally.errors[1] += s.failed;
+        for e in s.examples {
+            if tally.examples.len() < 5 {
+                tally.examples.push(e);
+            }
+        }
+        let (total, named) = match scrape(addr, o.timeout) {
+            Ok((200, body)) => (
+                sample_sum(&body, "hapgent_probes_total", ""),
+                payload_service(o).map_or(f64::NAN, |name| {
+                    sample_sum(
+                        &body,
+                        "hapgent_probes_total",
+                        &format!("service=\"{name}\""),
+                    )
+                }),
+            ),
+            other => {
+                notes.push(format!("concurrency {concurrency}: last scrape: {other:?}"));
+                tally.errors[1] += 1;
+                (f64::NAN, f64::NAN)
+            }
+        };
+        m.push("scraped_probes_total", total);
+        m.push("scraped_probes_service", named);
+    }
     let after = proc::memory(pid);
     m.push("rss_after_load_kib", after.rss_kib);
     m.push("hwm_after_load_kib", after.hwm_kib);
@@ -1090,12 +1169,135 @@ fn write_state(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write the state file: {e}"))
 }
 
+/// Writes what hapgent is started with in `dir`: the default state file,
+/// and, with --services, --metrics or --agent-config, the configuration
+/// file (`TMP/hapgent.toml`) and one state file (UP) per service. Returns
+/// the metrics address, a port that was free a moment ago (hapgent logs
+/// the address as configured, so port 0 would not tell where it listens).
+fn write_agent_files(o: &Options, dir: &Path) -> Result<Option<SocketAddr>, String> {
+    write_state(dir)?;
+    if o.services == 0 && !o.metrics && o.agent_config.is_none() {
+        return Ok(None);
+    }
+    // Top-level keys first: TOML puts every key after a table header into
+    // that table.
+    let mut toml = String::new();
+    let metrics = if o.metrics {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot find a free port for metrics_listen: {e}"))?;
+        toml.push_str(&format!("metrics_listen = \"{addr}\"\n"));
+        Some(addr)
+    } else {
+        None
+    };
+    if let Some(file) = &o.agent_config {
+        let extra = std::fs::read_to_string(file)
+            .map_err(|e| format!("--agent-config {}: {e}", file.display()))?;
+        toml.push_str(&extra);
+        toml.push('\n');
+    }
+    for n in 1..=o.services {
+        let state = dir.join(format!("s{n}.json"));
+        std::fs::write(&state, "{\"status\":\"UP\"}\n")
+            .map_err(|e| format!("cannot write {}: {e}", state.display()))?;
+        toml.push_str(&format!(
+            "[services.s{n}]\nstate_file = \"{}\"\n",
+            state.display()
+        ));
+    }
+    let config = dir.join("hapgent.toml");
+    std::fs::write(&config, toml).map_err(|e| format!("cannot write {config:?}: {e}"))?;
+    Ok(metrics)
+}
+
+/// What the scraper saw during one load.
+#[derive(Default)]
+struct Scrapes {
+    done: u64,
+    failed: u64,
+    max_ms: f64,
+    examples: Vec<String>,
+}
+
+/// `GET /metrics` over a fresh connection: the status code and the body.
+fn scrape(addr: SocketAddr, timeout: Duration) -> Result<(u16, String), String> {
+    let mut s = connect(addr, timeout).map_err(|e| format!("metrics: {e}"))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("metrics: write: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("metrics: read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("metrics: not an HTTP response: {:?}", text.lines().next()))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// The sum of the `NAME{...} VALUE` samples whose labels contain `labels`.
+fn sample_sum(body: &str, name: &str, labels: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Scrapes every `interval` until `stop` is set (a thread next to the
+/// load, as a Prometheus server would); every scrape must get 200.
+fn scraper(
+    addr: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Scrapes> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut out = Scrapes::default();
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            next += interval;
+            let t0 = Instant::now();
+            let r = scrape(addr, timeout);
+            out.max_ms = out.max_ms.max(t0.elapsed().as_secs_f64() * 1e3);
+            out.done += 1;
+            let why = match r {
+                Ok((200, body)) if body.contains("hapgent_probes_total") => continue,
+                Ok((200, _)) => "200 without hapgent_probes_total".to_string(),
+                Ok((code, _)) => format!("status {code}"),
+                Err(e) => e,
+            };
+            out.failed += 1;
+            if out.examples.len() < 3 {
+                out.examples.push(why);
+            }
+        }
+        out
+    })
+}
+
+/// The service the --send payload names, when services are configured.
+fn payload_service(o: &Options) -> Option<String> {
+    let payload = o.send.as_ref()?;
+    let name = String::from_utf8_lossy(payload)
+        .trim_end_matches(['\r', '\n'])
+        .to_string();
+    (o.services > 0 && !name.is_empty()).then_some(name)
+}
+
 /// Spawn to first well-formed reply, `starts` times.
 fn startup(o: &Options, tally: &mut Tally) -> Result<Vec<f64>, String> {
     let mut times = Vec::new();
     for _ in 0..o.starts {
         let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
-        write_state(&dir.0)?;
+        write_agent_files(o, &dir.0)?;
         let (mut agent, spawned) = Agent::start(o, &dir.0, Role::Measured { control: None })?;
         let (first, at) = agent.wait_ready(o)?;
         tally.record(first, o.expect.as_deref(), 0);
@@ -1288,5 +1490,19 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(unescape("web\\n"), b"web\n");
+    }
+
+    #[test]
+    fn metric_samples() {
+        let body = "# TYPE hapgent_probes_total counter\n\
+            hapgent_probes_total{service=\"default\"} 3\n\
+            hapgent_probes_total{service=\"s1\"} 40\n\
+            hapgent_probes_refused_total{reason=\"allow_list\"} 7\n\
+            hapgent_prober_probes_total{prober=\"127.0.0.1\",service=\"s1\"} 40\n";
+        assert_eq!(sample_sum(body, "hapgent_probes_total", ""), 43.0);
+        assert_eq!(
+            sample_sum(body, "hapgent_probes_total", "service=\"s1\""),
+            40.0
+        );
     }
 }

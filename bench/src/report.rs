@@ -103,6 +103,24 @@ const ROWS: &[(&str, &str, &str)] = &[
         "probers in the agent's table (ctl probers, + 127.0.0.1)",
         "",
     ),
+    ("services", "services configured ([services.sN])", ""),
+    (
+        "scrapes",
+        "metrics scrapes during the load (GET /metrics)",
+        "",
+    ),
+    ("scrape_failures", "scrapes without a 200", "0"),
+    ("scrape_max_ms", "slowest scrape (ms)", ""),
+    (
+        "scraped_probes_total",
+        "hapgent_probes_total after the load (all services)",
+        "",
+    ),
+    (
+        "scraped_probes_service",
+        "hapgent_probes_total of the payload's service",
+        "",
+    ),
     ("rss_idle_kib", "RSS idle (KiB)", "≤ 1,024"),
     ("hwm_idle_kib", "peak RSS (VmHWM) at idle (KiB)", ""),
     ("rss_after_load_kib", "RSS after the load (KiB)", ""),
@@ -399,6 +417,11 @@ impl Report {
         }
         let _ = writeln!(t, "{header} target |\n{rule}---|");
         for (key, label, target) in ROWS {
+            // Rows of what this invocation did not measure (no --probers,
+            // --services or --metrics) are left out.
+            if medians.iter().all(|m| m.get(key).is_nan()) {
+                continue;
+            }
             let mut row = format!("| {label} |");
             for m in &medians {
                 let _ = write!(row, " {} |", human(m.get(key)));
