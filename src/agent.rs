@@ -174,6 +174,22 @@ impl Agent {
                 s.maint_file.clone(),
             ));
         }
+        // Temporary files of interrupted saves, of services about to be
+        // started: each directory is read once, however many files it has.
+        let known: std::collections::HashSet<PathBuf> = self
+            .services
+            .borrow()
+            .list
+            .iter()
+            .map(|(s, _)| s.state_file().to_path_buf())
+            .collect();
+        let fresh = wanted
+            .iter()
+            .map(|w| w.1.as_path())
+            .filter(|p| !known.contains(*p));
+        for stale in hapgent_common::atomic::remove_stale(fresh) {
+            info!("removed {}, left by an interrupted save", stale.display());
+        }
         let mut services = self.services.borrow_mut();
         let mut old: HashMap<Rc<str>, (Rc<Service>, Task<()>)> = services
             .list

@@ -12,9 +12,8 @@
 
 use crate::cidr::Cidr;
 use crate::error::Error;
-use crate::files;
-use figment::value::{Dict, Map, Num, Value};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::Figment;
+use hapgent_common::layer::{self, Layer};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -166,49 +165,9 @@ pub struct Loaded {
 
 impl Loaded {
     /// `key = value  # source` lines, one per setting (an unset one as a
-    /// comment), valid TOML.
+    /// comment, services as dotted keys), valid TOML.
     pub fn describe(&self) -> String {
-        let mut out = String::new();
-        for (key, value) in dict_of(&self.config) {
-            let source = self
-                .figment
-                .find_metadata(&key)
-                .map_or_else(|| "default".to_string(), |md| origin(md, &key));
-            // TOML has no null: an unset key is a comment, as in the
-            // example configuration; tables (services) are dotted keys.
-            for setting in toml_lines(&key, &value) {
-                out.push_str(&format!("{setting:<44} # {source}\n"));
-            }
-        }
-        out
-    }
-}
-
-/// `key = value` lines for one setting, valid TOML: an unset value is a
-/// comment, a table one line per leaf (`services."api.v2".state_file = ..`),
-/// an empty table a comment.
-fn toml_lines(key: &str, value: &Value) -> Vec<String> {
-    match value {
-        Value::Empty(..) => vec![format!("# {key} is unset")],
-        Value::Dict(_, dict) if dict.is_empty() => vec![format!("# {key}: none")],
-        Value::Dict(_, dict) => dict
-            .iter()
-            .flat_map(|(k, v)| {
-                let bare = k
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                let k = if bare {
-                    k.clone()
-                } else {
-                    serde_json::to_string(k).unwrap_or_default()
-                };
-                toml_lines(&format!("{key}.{k}"), v)
-            })
-            .collect(),
-        v => vec![format!(
-            "{key} = {}",
-            serde_json::to_string(v).unwrap_or_default()
-        )],
+        layer::describe(&self.figment, &layer::dict_of(&self.config), ENV_PREFIX)
     }
 }
 
@@ -231,37 +190,26 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
         )));
     }
 
-    let mut figment = Figment::new().merge(Layer::new("default", dict_of(&Config::default())));
+    let parse = |key: &str, text: &str| layer::parse_value(text, TEXT_KEYS.contains(&key));
+    let mut figment =
+        Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
     if must_exist || file.exists() {
-        let mut layer = Layer::new("file", read_toml(&file)?);
-        layer.source = Some(file);
-        figment = figment.merge(layer);
+        figment = figment.merge(Layer::file(&file).map_err(Error::Config)?);
     }
+    let env = layer::env_dict(&inputs.env, ENV_PREFIX, parse).map_err(Error::Config)?;
     let figment = figment
-        .merge(Layer::new("env", env_dict(&inputs.env)?))
-        .merge(Layer::new("flag", flag_dict(&inputs.flags)));
+        .merge(Layer::new("env", env))
+        .merge(Layer::new("flag", layer::flag_dict(&inputs.flags, parse)));
 
-    let data = figment.data().map_err(|e| report(&figment, e))?;
-    let known = dict_of(&Config::default());
-    if let Some(dict) = data.get(&Profile::Default) {
-        for key in dict.keys() {
-            if !known.contains_key(key) {
-                let md = figment.find_metadata(key);
-                let from = md.map_or_else(String::new, |md| format!(" from {}", origin(md, key)));
-                let keys: Vec<&str> = known.keys().map(String::as_str).collect();
-                return Err(Error::Config(format!(
-                    "unknown key {key:?}{from} (known keys: {})",
-                    keys.join(", ")
-                )));
-            }
-        }
-    }
-
-    let config: Config = figment.extract().map_err(|e| report(&figment, e))?;
+    let known = layer::dict_of(&Config::default());
+    layer::check_known(&figment, &known, ENV_PREFIX).map_err(Error::Config)?;
+    let config: Config = figment
+        .extract()
+        .map_err(|e| Error::Config(layer::report(&figment, e, ENV_PREFIX)))?;
     check(&config).map_err(|(key, problem)| {
-        let from = figment
-            .find_metadata(key)
-            .map_or_else(String::new, |md| format!(" from {}", origin(md, key)));
+        let from = figment.find_metadata(key).map_or_else(String::new, |md| {
+            format!(" from {}", layer::origin(md, key, ENV_PREFIX))
+        });
         Error::Config(format!("{key}{from}: {problem}"))
     })?;
     Ok(Loaded { config, figment })
@@ -397,133 +345,6 @@ fn valid_group_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
-/// Turns a figment error into one line naming the key and its source.
-fn report(figment: &Figment, error: figment::Error) -> Error {
-    let key = error.path.join(".");
-    let md = error
-        .metadata
-        .as_ref()
-        .or_else(|| figment.find_metadata(&key));
-    let from = match md {
-        Some(md) => format!(" from {}", origin(md, &key)),
-        None => String::new(),
-    };
-    let what = if key.is_empty() {
-        format!("error{from}")
-    } else {
-        format!("{key}{from}")
-    };
-    Error::Config(format!("{what}: {}", describe_kind(&error.kind)))
-}
-
-/// A figment error in the user's terms: a number out of its type's range
-/// says so, instead of "invalid type".
-fn describe_kind(kind: &figment::error::Kind) -> String {
-    use figment::error::{Actual, Kind};
-    let (Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)) = kind else {
-        return kind.to_string();
-    };
-    let max: u128 = match expected.as_str() {
-        "u8" => u8::MAX.into(),
-        "u16" => u16::MAX.into(),
-        "u32" => u32::MAX.into(),
-        "u64" => u64::MAX.into(),
-        _ => return kind.to_string(),
-    };
-    match actual {
-        Actual::Unsigned(n) => format!("{n} is out of range: must be between 0 and {max}"),
-        Actual::Signed(n) => format!("{n} is out of range: must be between 0 and {max}"),
-        _ => format!("{actual} is not a whole number between 0 and {max}"),
-    }
-}
-
-/// Joins a multi-line message (the TOML parser draws the offending line)
-/// into one line, keeping the words and dropping the drawing.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .filter(|l| {
-            !(l.starts_with('|')
-                || l.split_once(" |")
-                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
-        })
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
-/// Names a value's source the way the user would write it.
-fn origin(md: &Metadata, key: &str) -> String {
-    if let Some(path) = md.source.as_ref().and_then(|s| s.file_path()) {
-        return format!("file {}", path.display());
-    }
-    match md.name.as_ref() {
-        "env" => format!("env {ENV_PREFIX}{}", key.to_ascii_uppercase()),
-        "flag" => format!("flag --{}", key.replace('_', "-")),
-        other => other.to_string(),
-    }
-}
-
-/// Largest configuration file read; a real one is a few KiB.
-const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// Reads a TOML configuration file into a figment dictionary. It must be a
-/// regular file of at most `MAX_FILE_BYTES` (a FIFO would hang the start,
-/// `/dev/zero` would never end); `/dev/null` is accepted as an empty file,
-/// the usual way to say "no configuration file".
-fn read_toml(path: &Path) -> Result<Dict, Error> {
-    let fail = |what: String| Error::Config(format!("file {}: {what}", path.display()));
-    if path == Path::new("/dev/null") {
-        return Ok(Dict::new());
-    }
-    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        fail(format!(
-            "is not valid UTF-8 (byte {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
-    toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))
-}
-
-/// Settings from `HAPGENT_<KEY>` variables, keys lowercased. Values are
-/// parsed like flag values (see `parse_value`). Names must be upper case,
-/// as every documented one is: `HAPGENT_port` is a typo to report, not a
-/// second spelling of `HAPGENT_PORT`.
-fn env_dict(env: &[(String, String)]) -> Result<Dict, Error> {
-    let mut dict = Dict::new();
-    for (name, value) in env {
-        let Some(k) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        if k == "CONFIG" {
-            continue;
-        }
-        if k.is_empty() || k.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Err(Error::Config(format!(
-                "environment variable {name}: setting names are upper case{}",
-                if k.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (did you mean {ENV_PREFIX}{}?)", k.to_ascii_uppercase())
-                }
-            )));
-        }
-        let key = k.to_ascii_lowercase();
-        let value = parse_value(&key, value);
-        dict.insert(key, value);
-    }
-    Ok(dict)
-}
-
-/// Settings from flags, parsed like environment values.
-fn flag_dict(flags: &[(&'static str, String)]) -> Dict {
-    flags
-        .iter()
-        .map(|(k, v)| (k.to_string(), parse_value(k, v)))
-        .collect()
-}
-
 /// Settings whose values are text, whatever they look like: a state file
 /// may well be called `2024`.
 const TEXT_KEYS: &[&str] = &[
@@ -538,71 +359,13 @@ const TEXT_KEYS: &[&str] = &[
     "control_group",
 ];
 
-/// A value typed on a command line or in the environment for `key`: text
-/// for the `TEXT_KEYS`; otherwise `true` and `false` are booleans, whole
-/// numbers are numbers, and anything else is text (and then rejected with
-/// the key's expected type).
-fn parse_value(key: &str, text: &str) -> Value {
-    let trimmed = text.trim();
-    if TEXT_KEYS.contains(&key) {
-        return Value::from(text.to_string());
-    }
-    if let Ok(b) = trimmed.parse::<bool>() {
-        Value::from(b)
-    } else if let Ok(n) = trimmed.parse::<u64>() {
-        Value::from(Num::U64(n))
-    } else if let Ok(n) = trimmed.parse::<i64>() {
-        Value::from(Num::I64(n))
-    } else {
-        Value::from(text.to_string())
-    }
-}
-
 /// The keys whose values differ between two configurations, sorted.
 pub fn changed(old: &Config, new: &Config) -> Vec<String> {
-    let (old, new) = (dict_of(old), dict_of(new));
+    let (old, new) = (layer::dict_of(old), layer::dict_of(new));
     new.iter()
         .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect()
-}
-
-fn dict_of(config: &Config) -> Dict {
-    match Value::serialize(config) {
-        Ok(Value::Dict(_, dict)) => dict,
-        _ => Dict::new(),
-    }
-}
-
-/// A figment layer with a fixed set of values and a name (and for the
-/// file, its path) that `origin` understands.
-struct Layer {
-    name: &'static str,
-    source: Option<PathBuf>,
-    dict: Dict,
-}
-
-impl Layer {
-    fn new(name: &'static str, dict: Dict) -> Layer {
-        Layer {
-            name,
-            source: None,
-            dict,
-        }
-    }
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        match &self.source {
-            Some(path) => Metadata::from(self.name, path.as_path()),
-            None => Metadata::named(self.name),
-        }
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.dict.clone()))
-    }
 }
 
 /// Accepts `allow` as one range, a comma- or space-separated list, or an
@@ -757,8 +520,8 @@ mod tests {
         ];
         for &(key, var, file_v, env_v, flag_v) in rows {
             let file = TempFile::new(key, &format!("{key} = {file_v}\n"));
-            let get = |l: &Loaded| dict_of(&l.config)[key].clone();
-            let default = dict_of(&Config::default())[key].clone();
+            let get = |l: &Loaded| layer::dict_of(&l.config)[key].clone();
+            let default = layer::dict_of(&Config::default())[key].clone();
 
             let none = load_with(None, &[], &[]).unwrap();
             assert_eq!(get(&none), default, "{key} default");
@@ -766,7 +529,11 @@ mod tests {
             let f = load_with(Some(&file.0), &[], &[]).unwrap();
             let e = load_with(Some(&file.0), &[(var, env_v)], &[]).unwrap();
             let c = load_with(Some(&file.0), &[(var, env_v)], &[(key, flag_v)]).unwrap();
-            let source = |l: &Loaded| l.figment.find_metadata(key).map(|md| origin(md, key));
+            let source = |l: &Loaded| {
+                l.figment
+                    .find_metadata(key)
+                    .map(|md| layer::origin(md, key, ENV_PREFIX))
+            };
             assert_eq!(
                 source(&f).unwrap(),
                 format!("file {}", file.0.display()),

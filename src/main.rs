@@ -12,10 +12,8 @@ mod cpu;
 mod ctl;
 mod disk;
 mod error;
-mod files;
 mod flags;
 mod listen;
-mod log;
 mod metrics;
 mod oneshot;
 mod probers;
@@ -28,12 +26,17 @@ mod sys;
 mod systemd;
 mod wire;
 
+// The logger, its macros and safe file reads come from the library shared
+// with hapgent-lb; re-exported so that `crate::info!` and the like work.
+pub(crate) use hapgent_common::{error, files, info, log, warn};
+
 use cli::Command;
 use error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    log::init("hapgent");
     let code = match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -150,9 +150,6 @@ impl Service {
         drain: Option<PathBuf>,
         maint: Option<PathBuf>,
     ) -> Service {
-        for stale in state::remove_stale_temps(&state_file) {
-            info!("removed {}, left by an interrupted save", stale.display());
-        }
         let loaded = state::load(&state_file);
         let state = loaded
             .as_ref()
@@ -188,6 +185,10 @@ impl Service {
         maint: &Option<PathBuf>,
     ) -> bool {
         self.state_file == state_file && self.flags.paths() == (drain.as_deref(), maint.as_deref())
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
     }
 
     /// The reply a probe would get now, given the CPU idle share.
@@ -443,7 +444,7 @@ impl Service {
 
     /// Removes the temporary file a save of ours may have left.
     pub fn remove_temp(&self) {
-        if let Some(tmp) = state::temp_path(&state::save_target(&self.state_file)) {
+        if let Some(tmp) = state::temp_path(&self.state_file) {
             let _ = std::fs::remove_file(tmp);
         }
     }

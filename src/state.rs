@@ -11,12 +11,11 @@
 //! to HAProxy (see `protocol`) nor when to load or save (see `agent`).
 
 use crate::files::{self, ReadError};
+use hapgent_common::atomic;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Largest state file accepted. A real one is under 100 bytes; anything near
@@ -310,129 +309,28 @@ impl Problem {
     }
 }
 
-/// The file a save replaces: `path`, or where its chain of symbolic links
-/// ends, even if that file does not exist yet (a dangling link to the state
-/// file creates its target rather than being replaced by a regular file).
-pub fn save_target(path: &Path) -> PathBuf {
-    let mut target = path.to_path_buf();
-    // As many hops as the kernel follows before ELOOP.
-    for _ in 0..40 {
-        match fs::read_link(&target) {
-            Ok(next) => {
-                target = match target.parent() {
-                    Some(dir) => dir.join(next),
-                    None => next,
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    target
-}
-
 /// The temporary file a save by this process writes before renaming it
-/// over `target`: `.NAME.tmp.PID` in the same directory.
-pub fn temp_path(target: &Path) -> Option<PathBuf> {
-    let name = target.file_name()?;
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    Some(directory(target).join(tmp))
+/// over `path` (or the file its links lead to): `.NAME.tmp.PID` beside it.
+pub fn temp_path(path: &Path) -> Option<PathBuf> {
+    atomic::target(path)
+        .and_then(|t| atomic::temp_name(&t))
+        .ok()
 }
 
-fn directory(target: &Path) -> PathBuf {
-    match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Removes temporary files that saves of earlier hapgent processes left
-/// next to the state file (`.NAME.tmp.PID`, where a stop cut a hung save
-/// short). Returns the names removed.
-pub fn remove_stale_temps(path: &Path) -> Vec<PathBuf> {
-    let target = save_target(path);
-    let (Some(name), Ok(entries)) = (target.file_name(), fs::read_dir(directory(&target))) else {
-        return Vec::new();
-    };
-    let prefix = format!(".{}.tmp.", name.to_string_lossy());
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        let stale = file
-            .strip_prefix(&prefix)
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if stale && fs::remove_file(entry.path()).is_ok() {
-            removed.push(entry.path());
-        }
-    }
-    removed
-}
-
-/// Replaces the state file with `state`, atomically: a reader (or a crash)
-/// sees the old complete file or the new complete file, never a mix.
-///
-/// The new contents go to a temporary file in the same directory, are
-/// flushed to disk, take the old file's permission bits, and are renamed over
-/// the old file; then the directory is flushed so the rename itself survives
-/// a power cut. A symbolic link is followed so that the file it points at is
-/// replaced (or created, if the link dangles), not the link. On failure the temporary file is removed and the
-/// old file is left as it was.
+/// Replaces the state file with `state`, atomically (see
+/// `hapgent_common::atomic`): a reader, or a crash, sees the old complete
+/// file or the new complete file, never a mix. The file keeps its mode and,
+/// where permitted, its owner; a symbolic link is followed (and a dangling
+/// one gets its target created). On failure the old file is left as it was.
 pub fn save(path: &Path, state: &State) -> io::Result<()> {
-    let target = save_target(path);
-    let dir = directory(&target);
-    let tmp = temp_path(&target)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path names no file"))?;
-    let old = fs::metadata(&target).ok();
-
-    let result = write_synced(&tmp, state.to_json().as_bytes(), old.as_ref())
-        .and_then(|()| fs::rename(&tmp, &target));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // The new file is in place; failing to flush the directory only means
-    // the rename might not survive a power cut.
-    if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
-        crate::warn!(
-            "saved {}, but flushing its directory failed: {e}",
-            target.display()
-        );
-    }
-    Ok(())
-}
-
-/// Creates `path` with `bytes`, gives it the old file's permission bits
-/// (independent of the umask; 0644 for a new file) and, where permitted,
-/// its owner and group, and flushes it to disk.
-///
-/// The file is created exclusively: whatever already has that name (a
-/// leftover of a crash, or a link someone planted) is removed first, never
-/// written through.
-fn write_synced(path: &Path, bytes: &[u8], old: Option<&fs::Metadata>) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let create = || OpenOptions::new().write(true).create_new(true).open(path);
-    let mut file = match create() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(path)?;
-            create()?
-        }
-        other => other?,
-    };
-    file.write_all(bytes)?;
-    let mode = old.map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    if let Some(m) = old {
-        // Only root may give a file away; otherwise it stays ours.
-        let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
-    }
-    file.sync_all()
+    atomic::replace(path, state.to_json().as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn state(status: Status, w: Option<u8>, m: Option<u16>, d: Option<&str>) -> State {
         State {
@@ -704,28 +602,6 @@ mod tests {
             load(&dir.join("real.json")),
             Ok(State::with_status(Status::Down))
         );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn stale_temporary_files_are_removed() {
-        let dir = temp_dir("stale");
-        let path = dir.join("state.json");
-        for name in [
-            ".state.json.tmp.12",
-            ".state.json.tmp.x",
-            "other",
-            ".other.tmp.3",
-        ] {
-            fs::write(dir.join(name), "x").unwrap();
-        }
-        assert_eq!(remove_stale_temps(&path), [dir.join(".state.json.tmp.12")]);
-        let mut left: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, [".other.tmp.3", ".state.json.tmp.x", "other"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

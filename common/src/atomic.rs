@@ -62,8 +62,57 @@ pub fn temp_name(target: &Path) -> io::Result<PathBuf> {
     Ok(target.with_file_name(tmp))
 }
 
+/// Removes the temporary files that replacements by earlier processes left
+/// next to each of `paths` (`.NAME.tmp.PID`, where a crash or a stop cut a
+/// replacement short), reading each directory once however many of the
+/// paths it holds. Returns the files removed.
+pub fn remove_stale<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<PathBuf> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut by_dir: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+    for path in paths {
+        let Ok(target) = resolve(path) else { continue };
+        let Some(name) = target.file_name() else {
+            continue;
+        };
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        by_dir
+            .entry(dir)
+            .or_default()
+            .insert(name.to_string_lossy().into_owned());
+    }
+    let mut removed = Vec::new();
+    for (dir, names) in by_dir {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let stale = file
+                .strip_prefix('.')
+                .and_then(|f| f.rsplit_once(".tmp."))
+                .is_some_and(|(name, pid)| {
+                    names.contains(name)
+                        && !pid.is_empty()
+                        && pid.bytes().all(|b| b.is_ascii_digit())
+                });
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+    }
+    removed
+}
+
 /// The file that `path` finally names, following symlinks even when the
 /// last one dangles (then its target is what will be created).
+pub fn target(path: &Path) -> io::Result<PathBuf> {
+    resolve(path)
+}
+
 fn resolve(path: &Path) -> io::Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_LINKS {
@@ -192,6 +241,29 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(fs::read_to_string(dir.join("made")).unwrap(), "made");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_once_per_directory() {
+        let dir = temp_dir("stale");
+        for name in [
+            ".a.json.tmp.12",
+            ".b.json.tmp.7",
+            ".a.json.tmp.x",
+            "other",
+            ".c.json.tmp.3",
+        ] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+        let mut removed = remove_stale([a.as_path(), b.as_path()]);
+        removed.sort();
+        assert_eq!(
+            removed,
+            [dir.join(".a.json.tmp.12"), dir.join(".b.json.tmp.7")]
+        );
+        assert_eq!(names(&dir), [".a.json.tmp.x", ".c.json.tmp.3", "other"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -73,11 +73,27 @@ pub fn origin(md: &Metadata, key: &str, env_prefix: &str) -> String {
     }
 }
 
+/// Largest configuration file read; a real one is a few KiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads a TOML file into a dictionary; the error is one line starting
-/// with `file PATH:`.
+/// with `file PATH:`. It must be a regular file of at most
+/// `MAX_FILE_BYTES` (a FIFO would hang the start, `/dev/zero` would never
+/// end); `/dev/null` is read as an empty file, the usual way to say "no
+/// configuration file".
 pub fn read_toml(path: &Path) -> Result<Dict, String> {
     let fail = |what: String| format!("file {}: {what}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    if path == Path::new("/dev/null") {
+        return Ok(Dict::new());
+    }
+    let bytes =
+        crate::files::read_regular(path, MAX_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "is not valid UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))
 }
 
@@ -98,20 +114,36 @@ pub fn one_line(text: &str) -> String {
 
 /// Settings from `PREFIX<KEY>` variables, keys lowercased, values parsed by
 /// `parse(key, text)`. `PREFIXCONFIG` names the file and is not a setting.
+/// Names must be upper case, as every documented one is: `PREFIXport` is a
+/// typo to report, not a second spelling of `PREFIXPORT`.
 pub fn env_dict(
     env: &[(String, String)],
     prefix: &str,
     parse: impl Fn(&str, &str) -> Value,
-) -> Dict {
-    env.iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v)))
-        .filter(|(k, _)| !k.is_empty() && *k != "CONFIG")
-        .map(|(k, v)| {
-            let key = k.to_ascii_lowercase();
-            let value = parse(&key, v);
-            (key, value)
-        })
-        .collect()
+) -> Result<Dict, String> {
+    let mut dict = Dict::new();
+    for (name, text) in env {
+        let Some(k) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if k == "CONFIG" {
+            continue;
+        }
+        if k.is_empty() || k.bytes().any(|b| b.is_ascii_lowercase()) {
+            let hint = if k.is_empty() {
+                String::new()
+            } else {
+                format!(" (did you mean {prefix}{}?)", k.to_ascii_uppercase())
+            };
+            return Err(format!(
+                "environment variable {name}: setting names are upper case{hint}"
+            ));
+        }
+        let key = k.to_ascii_lowercase();
+        let value = parse(&key, text);
+        dict.insert(key, value);
+    }
+    Ok(dict)
 }
 
 /// Settings from flags as typed, (key, text), parsed like the environment.
@@ -161,10 +193,32 @@ pub fn report(figment: &Figment, error: figment::Error, env_prefix: &str) -> Str
         Some(md) => format!(" from {}", origin(md, &key, env_prefix)),
         None => String::new(),
     };
+    let kind = describe_kind(&error.kind);
     if key.is_empty() {
-        format!("error{from}: {}", error.kind)
+        format!("error{from}: {kind}")
     } else {
-        format!("{key}{from}: {}", error.kind)
+        format!("{key}{from}: {kind}")
+    }
+}
+
+/// A figment error in the user's terms: a number out of its type's range
+/// says so, instead of "invalid type".
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let (Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)) = kind else {
+        return kind.to_string();
+    };
+    let max: u128 = match expected.as_str() {
+        "u8" => u8::MAX.into(),
+        "u16" => u16::MAX.into(),
+        "u32" => u32::MAX.into(),
+        "u64" => u64::MAX.into(),
+        _ => return kind.to_string(),
+    };
+    match actual {
+        Actual::Unsigned(n) => format!("{n} is out of range: must be between 0 and {max}"),
+        Actual::Signed(n) => format!("{n} is out of range: must be between 0 and {max}"),
+        _ => format!("{actual} is not a whole number between 0 and {max}"),
     }
 }
 
@@ -198,13 +252,39 @@ pub fn describe(figment: &Figment, effective: &Dict, env_prefix: &str) -> String
         let source = figment
             .find_metadata(key)
             .map_or_else(|| "default".to_string(), |md| origin(md, key, env_prefix));
-        let line = match value {
-            Value::Empty(..) => format!("# {key} = (unset)"),
-            v => format!("{key} = {}", serde_json::to_string(v).unwrap_or_default()),
-        };
-        out.push_str(&format!("{line:<44} # {source}\n"));
+        for line in toml_lines(key, value) {
+            out.push_str(&format!("{line:<44} # {source}\n"));
+        }
     }
     out
+}
+
+/// `key = value` lines for one setting, valid TOML: an unset value is a
+/// comment, a table one line per leaf (`services."api.v2".state_file = ..`),
+/// an empty table a comment.
+fn toml_lines(key: &str, value: &Value) -> Vec<String> {
+    match value {
+        Value::Empty(..) => vec![format!("# {key} is unset")],
+        Value::Dict(_, dict) if dict.is_empty() => vec![format!("# {key}: none")],
+        Value::Dict(_, dict) => dict
+            .iter()
+            .flat_map(|(k, v)| {
+                let bare = k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                let k = if bare {
+                    k.clone()
+                } else {
+                    serde_json::to_string(k).unwrap_or_default()
+                };
+                toml_lines(&format!("{key}.{k}"), v)
+            })
+            .collect(),
+        v => vec![format!(
+            "{key} = {}",
+            serde_json::to_string(v).unwrap_or_default()
+        )],
+    }
 }
 
 /// Which key a figment error or a check is about, with its source, as
@@ -250,7 +330,7 @@ mod tests {
         if let Some(p) = file {
             f = f.merge(Layer::file(p).unwrap());
         }
-        f.merge(Layer::new("env", env_dict(&env, "T_", parse)))
+        f.merge(Layer::new("env", env_dict(&env, "T_", parse).unwrap()))
             .merge(Layer::new("flag", flag_dict(&flags, parse)))
     }
 
@@ -275,7 +355,7 @@ mod tests {
         assert_eq!(key_source(&f, "port", "T_"), "port from env T_PORT");
         assert_eq!(key_source(&f, "name", "T_"), "name from flag --name");
         let text = describe(&f, &dict_of(&s), "T_");
-        assert!(text.contains("# extra = (unset)"), "{text}");
+        assert!(text.contains("# extra is unset"), "{text}");
         assert!(text.contains("name = \"007\""), "{text}");
         let only_file = figment(Some(&path), &[], &[]);
         assert_eq!(
@@ -291,7 +371,7 @@ mod tests {
         let e = f.extract::<Settings>().unwrap_err();
         assert_eq!(
             report(&f, e, "T_"),
-            "port from env T_PORT: invalid type: found string \"http\", expected u16"
+            "port from env T_PORT: string \"http\" is not a whole number between 0 and 65535"
         );
         let f = figment(None, &[], &[("prot", "1")]);
         let known = dict_of(&Settings {
@@ -315,6 +395,29 @@ mod tests {
             )
         );
         std::fs::remove_file(&bad).unwrap();
+    }
+
+    #[test]
+    fn environment_names_are_upper_case() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let parse = |_: &str, v: &str| parse_value(v, true);
+        assert_eq!(
+            env_dict(&env(&[("T_port", "1")]), "T_", parse).unwrap_err(),
+            "environment variable T_port: setting names are upper case (did you mean T_PORT?)"
+        );
+        assert!(env_dict(&env(&[("T_", "1")]), "T_", parse).is_err());
+        let ok = env_dict(
+            &env(&[("T_PORT", "1"), ("T_CONFIG", "/x"), ("OTHER", "y")]),
+            "T_",
+            parse,
+        )
+        .unwrap();
+        assert_eq!(ok.keys().collect::<Vec<_>>(), ["port"]);
     }
 
     #[test]

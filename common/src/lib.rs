@@ -6,6 +6,9 @@
 //!   `error!` macros.
 //! - [`atomic`]: replacing a file so that readers see the old or the new
 //!   content, never a mix ([`atomic::replace`]).
+//! - [`files`]: reading a small file someone else controls without
+//!   hanging on a FIFO or reading `/dev/zero` forever
+//!   ([`files::read_regular`]).
 //! - [`layer`]: the figment building blocks of "defaults < file < env <
 //!   flags" configuration that can name the source of every value.
 //!
@@ -13,5 +16,6 @@
 //! crate must never make the agent binary larger.
 
 pub mod atomic;
+pub mod files;
 pub mod layer;
 pub mod log;

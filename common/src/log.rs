@@ -6,14 +6,33 @@
 //! prefix such as `<6>` and no timestamp, because journald adds its own; on a
 //! terminal or a plain pipe they start with a UTC timestamp and the level.
 //!
-//! This module does not filter by level, rotate, or buffer: every call is one
-//! `write` of one complete line, so lines from different places never
-//! interleave.
+//! A server that must never stall (the agent answering probes) calls
+//! [`start_background`]: from then on lines go through a bounded queue to a
+//! writer thread, so a stderr pipe that nobody reads can never block the
+//! caller: when the queue is full a line is dropped and counted, and the
+//! writer reports "N log lines dropped" as soon as it can write again.
+//! Otherwise (startup, short commands) each line is written directly.
+//! Either way a line is one `write`, so lines never interleave. [`flush`]
+//! before exiting writes what is still queued.
+//!
+//! This module does not filter by level or rotate.
 
 use std::fmt;
 use std::io::Write;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Lines that may wait for the writer thread; about 100 KiB at most.
+const QUEUE_LINES: usize = 512;
+
+/// The queue to the writer thread, once started.
+static QUEUE: OnceLock<SyncSender<String>> = OnceLock::new();
+/// Lines dropped because the queue was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines queued and not yet written.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
 
 /// Severity of a line, numbered as syslog priorities so journald can use them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +76,63 @@ fn journald() -> bool {
 /// nowhere left to report them, and the program must keep serving.
 pub fn write(level: Level, args: fmt::Arguments) {
     let line = format_line(level, args, journald(), program(), SystemTime::now());
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    let Some(queue) = QUEUE.get() else {
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    };
+    PENDING.fetch_add(1, Ordering::SeqCst);
+    if queue.try_send(line).is_err() {
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts the writer thread; from now on no log call blocks. A program
+/// that keeps its signals to one thread starts it with them blocked.
+pub fn start_background() -> std::io::Result<()> {
+    let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
+    std::thread::Builder::new()
+        .name(format!("{}-log", program()))
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut stderr = std::io::stderr();
+            for line in rx {
+                let _ = stderr.write_all(line.as_bytes());
+                PENDING.fetch_sub(1, Ordering::SeqCst);
+                report_dropped(&mut stderr);
+            }
+        })?;
+    let _ = QUEUE.set(tx);
+    Ok(())
+}
+
+/// Writes the "N log lines dropped" line if any were.
+fn report_dropped(out: &mut impl Write) {
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        let args =
+            format_args!("{dropped} log lines dropped: stderr was not being read fast enough");
+        let line = format_line(
+            Level::Warning,
+            args,
+            journald(),
+            program(),
+            SystemTime::now(),
+        );
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+/// Waits, at most `limit`, until every queued line is written: called
+/// before the process exits so its last lines are not lost.
+pub fn flush(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while PENDING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if QUEUE.get().is_some() && PENDING.load(Ordering::SeqCst) == 0 {
+        report_dropped(&mut std::io::stderr());
+    }
 }
 
 /// Formats a complete line; pure, so the two shapes are tested directly.

@@ -233,7 +233,7 @@ pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
     let figment = figment
         .merge(Layer::new(
             "env",
-            layer::env_dict(&inputs.env, ENV_PREFIX, parse),
+            layer::env_dict(&inputs.env, ENV_PREFIX, parse).map_err(Error::Config)?,
         ))
         .merge(Layer::new("flag", layer::flag_dict(inputs.flags, parse)));
     let mut known = layer::dict_of(&Config::default());
@@ -435,7 +435,10 @@ mod tests {
         assert!(text.contains("# flag --max-body"), "{text}");
         assert!(text.lines().count() >= SETTINGS.len(), "{text}");
         for (key, _, _) in SETTINGS {
-            assert!(text.contains(&format!("{key} = ")), "{key} missing: {text}");
+            assert!(
+                text.contains(&format!("{key} = ")) || text.contains(&format!("# {key} is unset")),
+                "{key} missing: {text}"
+            );
         }
         let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(parsed.get("max_body").and_then(|v| v.as_integer()), Some(5));
