@@ -267,6 +267,8 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
     if !(1..=1_000_000).contains(&config.max_probers) {
         return Err(("max_probers", "must be between 1 and 1000000".into()));
     }
+    let mut state_files = std::collections::HashSet::new();
+    state_files.insert(&config.state_file);
     for (name, service) in &config.services {
         if name == "default" {
             return Err((
@@ -283,12 +285,7 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
         if service.state_file.as_os_str().is_empty() {
             return Err(("services", format!("{name}: state_file must not be empty")));
         }
-        if service.state_file == config.state_file
-            || config
-                .services
-                .iter()
-                .any(|(other, s)| other < name && s.state_file == service.state_file)
-        {
+        if !state_files.insert(&service.state_file) {
             return Err((
                 "services",
                 format!(
