@@ -164,6 +164,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The configuration, without the sources of its values.
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+
     /// `key = value  # source` lines, one per setting (an unset one as a
     /// comment, services as dotted keys), valid TOML.
     pub fn describe(&self) -> String {

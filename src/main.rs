@@ -83,7 +83,9 @@ fn run() -> Result<(), Error> {
             Ok(())
         }
         Command::Reply { json } => oneshot::run(loaded.config, json),
-        Command::Run => agent::run(loaded.config, inputs),
+        // The sources of every value are only for check-config: free them
+        // before serving (with many services they are most of the memory).
+        Command::Run => agent::run(loaded.into_config(), inputs),
         Command::Ctl(ctl) => ctl::run(&loaded.config, ctl),
         Command::Help | Command::Version => Ok(()),
     }

@@ -33,24 +33,39 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A doorbell: ringing it when it already rings does nothing, so any
-/// number of rings costs one wake-up and no memory.
+/// number of rings costs one wake-up and no memory. One waiter at a time.
+/// A flag and an `Event` (which allocates only once someone listens), so a
+/// thousand services cost a few KiB, not a channel each.
 pub struct Bell {
-    tx: Sender<()>,
-    rx: Receiver<()>,
+    rung: Cell<bool>,
+    event: event_listener::Event,
 }
 
 impl Bell {
     pub fn new() -> Bell {
-        let (tx, rx) = channel::bounded(1);
-        Bell { tx, rx }
+        Bell {
+            rung: Cell::new(false),
+            event: event_listener::Event::new(),
+        }
     }
 
     pub fn ring(&self) {
-        let _ = self.tx.try_send(());
+        self.rung.set(true);
+        self.event.notify(1);
     }
 
     pub async fn wait(&self) {
-        let _ = self.rx.recv().await;
+        loop {
+            if self.rung.replace(false) {
+                return;
+            }
+            let listener = self.event.listen();
+            // Rung between the check and the listen: do not sleep.
+            if self.rung.replace(false) {
+                return;
+            }
+            listener.await;
+        }
     }
 }
 
