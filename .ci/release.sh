@@ -312,8 +312,10 @@ check "the state file was created UP, owned by hapgent" \
 check "hapgent check-config reads the packaged state_file" \
     grep -q '^state_file = "/var/lib/hapgent/state.json"' <<<"$(/usr/bin/hapgent check-config)"
 # Every commented-out example in the packaged configuration is a valid
-# setting: uncommented, the file still passes check-config.
-sed 's/^#\([a-z_]* = \)/\1/' /etc/hapgent/hapgent.toml >"$tmp/uncommented.toml"
+# setting: uncommented (table headers such as [services.api] too), the file
+# still passes check-config.
+sed -e 's/^#\([a-z_]* = \)/\1/' -e 's/^#\(\[[a-z_.]*\]\)$/\1/' \
+    /etc/hapgent/hapgent.toml >"$tmp/uncommented.toml"
 check "the packaged configuration's commented examples are all valid keys" \
     /usr/bin/hapgent check-config --config "$tmp/uncommented.toml"
 check "hapgent.service is enabled (multi-user.target.wants)" \
