@@ -62,3 +62,6 @@ matches() {
     printf '      got:      %s\n      expected: /%s/\n' "$1" "$2" >&2
     return 1
 }
+
+# quiet COMMAND...: COMMAND without its output (for expected failures).
+quiet() { "$@" >/dev/null 2>&1; }

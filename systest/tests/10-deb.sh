@@ -110,7 +110,7 @@ test_deb_remove_and_purge() {
     hx h1 systemctl kill --signal=SIGUSR2 hapgent.service
     wait_until 10 "the state file says DOWN" state_has h1 '"status": *"DOWN"'
     hx h1 env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q hapgent </dev/null >/dev/null
-    expect_not "the agent is stopped (no reply)" agent_reply h1
+    expect_not "the agent is stopped (no reply)" quiet agent_reply h1
     expect "the binary is gone" hx h1 test ! -e /usr/bin/hapgent
     expect "the package is in state config-files" \
         eq "$(hx h1 dpkg-query -W -f '${db:Status-Status}' hapgent)" config-files
@@ -119,5 +119,5 @@ test_deb_remove_and_purge() {
     hx h1 env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q hapgent </dev/null >/dev/null
     expect "purge removed /etc/hapgent" hx h1 test ! -e /etc/hapgent
     expect "purge removed /var/lib/hapgent" hx h1 test ! -e /var/lib/hapgent
-    expect_not "the package is gone" hx h1 dpkg-query -W hapgent
+    expect_not "the package is gone" quiet hx h1 dpkg-query -W hapgent
 }
