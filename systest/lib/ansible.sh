@@ -26,7 +26,11 @@ ansible_setup() {
     export ANSIBLE_ROLES_PATH=$REPO/ansible/roles
     export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_RETRY_FILES_ENABLED=0
     export ANSIBLE_PIPELINING=1 ANSIBLE_HOST_KEY_CHECKING=0
-    export ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$SYSTEST_RUN/ssh/cm-%C -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR"
+    # Connection sharing, with its sockets in a short directory (a Unix
+    # socket path has at most 107 bytes); hosts_teardown closes the masters.
+    SYSTEST_SSH_CM=$(mktemp -d /tmp/hst-cm.XXXXXX)
+    echo "$SYSTEST_SSH_CM" >"$SYSTEST_RUN/ssh/cm-dir"
+    export ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=120s -o ControlPath=$SYSTEST_SSH_CM/%C -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR"
     export ANSIBLE_PRIVATE_KEY_FILE=$SYSTEST_RUN/ssh/id_ed25519
     # Task results per line, and nothing hidden: the logs are the evidence.
     export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml

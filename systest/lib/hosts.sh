@@ -174,7 +174,15 @@ host_stop() {
 # hosts_teardown: everything the hosts of this test used, in reverse order.
 # Safe to call twice and after a partial boot.
 hosts_teardown() {
-    local name dir
+    local name dir sock
+    # SSH connection masters Ansible left (lib/ansible.sh): asked to exit.
+    if [ -f "$SYSTEST_RUN/ssh/cm-dir" ]; then
+        dir=$(cat "$SYSTEST_RUN/ssh/cm-dir")
+        for sock in "$dir"/*; do
+            [ -S "$sock" ] && ssh -o ControlPath="$sock" -O exit systest >/dev/null 2>&1 || true
+        done
+        rm -rf "$dir" "$SYSTEST_RUN/ssh/cm-dir"
+    fi
     for name in "${HOSTS[@]}"; do host_stop "$name"; done
     for name in "${HOSTS[@]}"; do
         dir=$SYSTEST_RUN/hosts/$name

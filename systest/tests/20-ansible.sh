@@ -28,7 +28,7 @@ apply() {
     playbook "$name" -i "$SYSTEST_RUN/inventory.ini" examples/site.yml \
         -e "hapgent_install_method=$method" \
         -e "hapgent_release_url=$SYSTEST_RUN/mirror" \
-        -e "hapgent_local_cache_path=$SYSTEST_RUN/cache-$name" "$@"
+        -e "hapgent_local_cache_path=$SYSTEST_RUN/cache/{{ hapgent_version }}" "$@"
 }
 
 # nothing_installed HOST: no trace of hapgent on the host.
