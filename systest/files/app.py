@@ -5,6 +5,7 @@ speaks HTTP/1.1 keep-alive, and dies at once on SIGTERM like a careless
 real application, so a request in flight when it stops fails."""
 import http.server
 import socket
+import socketserver
 
 NAME = socket.gethostname().encode()
 
@@ -24,6 +25,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Handler)
-server.daemon_threads = True
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        # HTTPServer's own server_bind looks up the FQDN (a DNS query):
+        # test hosts have no DNS, and the app must listen at once.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "app", self.server_address[1]
+
+
+server = Server(("0.0.0.0", 8080), Handler)
 server.serve_forever()

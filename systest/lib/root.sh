@@ -18,7 +18,7 @@ SYSTEST_PACKAGES=(
     openssh-server python3 python3-apt adduser
     haproxy socat curl ca-certificates iproute2 procps less
 )
-SYSTEST_ROOT_RECIPE=1
+SYSTEST_ROOT_RECIPE=2
 
 # root_dir: prints the cached root's path for the current package list.
 root_dir() {
@@ -81,7 +81,10 @@ root_configure() {
     # apt must never reach out from a test host.
     : >"$r/etc/apt/sources.list"
     rm -f "$r"/etc/apt/sources.list.d/*
-    printf 'nameserver 127.0.0.1\n' >"$r/etc/resolv.conf.systest"
+    # No DNS on the test network: an empty resolv.conf makes lookups fail
+    # at once instead of timing out against the build machine's resolver.
+    rm -f "$r/etc/resolv.conf"
+    printf '# test hosts have no DNS\n' >"$r/etc/resolv.conf"
     # Journal in memory is enough and faster.
     mkdir -p "$r/etc/systemd/journald.conf.d"
     printf '[Journal]\nStorage=volatile\n' >"$r/etc/systemd/journald.conf.d/systest.conf"
