@@ -22,7 +22,7 @@ rolling_setup() {
     {
         echo "[hapgent]"
         for b in b1 b2 b3; do echo "$b ansible_host=${HOST_IP[$b]}"; done
-        echo "[lb]"
+        echo "[haproxy]"
         echo "lb ansible_host=${HOST_IP[lb]}"
         echo "[all:vars]"
         echo "ansible_user=root"
