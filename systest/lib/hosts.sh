@@ -45,11 +45,9 @@ host_boot() {
     mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
     mount -t overlay overlay \
         -o "lowerdir=$(root_dir),upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
-    touch "$dir/.mounted"
     host_seed "$name" "$dir/merged"
 
     ip netns add "$ns"
-    touch "$dir/.netns"
     ip link add "$veth" type veth peer name eth0 netns "$ns"
     ip link set "$veth" master "$SYSTEST_BRIDGE" up
     ip -n "$ns" link set lo up
@@ -186,14 +184,10 @@ hosts_teardown() {
     for name in "${HOSTS[@]}"; do host_stop "$name"; done
     for name in "${HOSTS[@]}"; do
         dir=$SYSTEST_RUN/hosts/$name
-        if [ -f "$dir/.mounted" ]; then
+        if mountpoint -q "$dir/merged" 2>/dev/null; then
             umount "$dir/merged" 2>/dev/null || umount -l "$dir/merged" 2>/dev/null || true
-            rm -f "$dir/.mounted"
         fi
-        if [ -f "$dir/.netns" ]; then
-            ip netns del "hst-$SYSTEST_ID-$name" 2>/dev/null || true
-            rm -f "$dir/.netns"
-        fi
+        ip netns del "hst-$SYSTEST_ID-$name" 2>/dev/null || true
         ip link del "hst${SYSTEST_ID}v${HOST_INDEX[$name]}" 2>/dev/null || true
     done
     if [ "$SYSTEST_NET_UP" = 1 ]; then

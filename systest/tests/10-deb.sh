@@ -91,6 +91,14 @@ test_deb_upgrade_keeps_state_and_config() {
         matches "$(hx h1 hapgent check-config)" 'max_connections = 77 +# file'
     expect "no .dpkg-new or .dpkg-dist copy of hapgent.toml" \
         eq "$(hx h1 find /etc/hapgent -name '*.dpkg-*')" ""
+    local uid
+    uid=$(hx h1 id -u hapgent)
+    hx h1 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall \
+        "/root/$(basename "$(dist_deb)")" </dev/null >"$SYSTEST_RUN/reinstall.log" 2>&1
+    expect "after a reinstall: the state is still served" reply_is h1 "up drain 30% # kept"
+    expect "after a reinstall: the configuration edit is still there" \
+        matches "$(hx h1 hapgent check-config)" 'max_connections = 77 +# file'
+    expect "after a reinstall: user hapgent kept its uid" eq "$(hx h1 id -u hapgent)" "$uid"
 }
 
 # The unit's exposure score (systemd-analyze security) is at most 1.5.
@@ -120,4 +128,40 @@ test_deb_remove_and_purge() {
     expect "purge removed /etc/hapgent" hx h1 test ! -e /etc/hapgent
     expect "purge removed /var/lib/hapgent" hx h1 test ! -e /var/lib/hapgent
     expect_not "the package is gone" quiet hx h1 dpkg-query -W hapgent
+    expect "the enablement symlink is gone" hx h1 test ! -e /etc/systemd/system/multi-user.target.wants/hapgent.service
+    expect "the system user is kept (see debian/postrm)" quiet hx h1 getent passwd hapgent
+}
+
+# The package's files, modes and owners; the hapgent user cannot write its configuration.
+test_deb_files_and_modes() {
+    deb_host h1
+    expect "/usr/bin/hapgent runs and says its version" eq "$(hx h1 hapgent --version)" "hapgent $(version)"
+    local uid shell home
+    IFS=: read -r _ _ uid _ _ home shell <<<"$(hx h1 getent passwd hapgent)"
+    expect "hapgent is a system user (uid $uid < 1000)" test "$uid" -lt 1000
+    expect "with no login shell and home /var/lib/hapgent" eq "$shell $home" "/usr/sbin/nologin /var/lib/hapgent"
+    expect "its group is hapgent" eq "$(hx h1 id -gn hapgent)" hapgent
+    expect "/etc/hapgent is 755 root:root" eq "$(hx h1 stat -c '%a %U:%G' /etc/hapgent)" "755 root:root"
+    expect "hapgent.toml is 644 root:root" eq "$(hx h1 stat -c '%a %U:%G' /etc/hapgent/hapgent.toml)" "644 root:root"
+    expect "/var/lib/hapgent is 755 hapgent:hapgent" eq "$(hx h1 stat -c '%a %U:%G' /var/lib/hapgent)" "755 hapgent:hapgent"
+    expect_not "the hapgent user cannot write its configuration" \
+        hx h1 setpriv --reuid=hapgent --regid=hapgent --init-groups test -w /etc/hapgent/hapgent.toml
+    expect "the packaged configuration's commented examples are all valid settings" \
+        hsh h1 'sed "s/^#\([a-z_]* = \)/\1/" /etc/hapgent/hapgent.toml > /tmp/uncommented.toml &&
+                hapgent check-config --config /tmp/uncommented.toml >/dev/null'
+    expect "hapgent.socket is installed but not enabled (opt-in)" \
+        eq "$(hx h1 systemctl is-enabled hapgent.socket || true)" disabled
+    expect "systemd-analyze verify passes both units with no complaint (man pages not checked: none installed)" \
+        eq "$(hx h1 systemd-analyze verify --man=no hapgent.service hapgent.socket 2>&1)" ""
+    expect_not "the state file is not a dpkg-owned file" quiet hx h1 dpkg -S /var/lib/hapgent/state.json
+}
+
+# A state file written before the package is installed is kept, and served.
+test_deb_preseeded_state_kept() {
+    host_boot h1
+    hsh h1 'install -d -m 0755 /var/lib/hapgent && printf "{\"status\":\"DRAIN\",\"weight\":50}\n" > /var/lib/hapgent/state.json'
+    expect "apt installs the package over the pre-seeded state" deb_install h1 "$(dist_deb)"
+    wait_until 20 "the agent serves the pre-seeded state: 'up drain 50%'" reply_is h1 "up drain 50%"
+    expect "the state file is unchanged" eq "$(hx h1 cat /var/lib/hapgent/state.json)" '{"status":"DRAIN","weight":50}'
+    expect "the postinst gave the directory to hapgent" eq "$(hx h1 stat -c %U:%G /var/lib/hapgent)" hapgent:hapgent
 }
