@@ -15,12 +15,14 @@ musl_triple() {
 
 # dist_deb / dist_binary: paths of the artifacts for this machine.
 dist_deb() {
-    local f=$SYSTEST_DIST/hapgent_$(version)-1_$(deb_arch).deb
+    local f
+    f=$SYSTEST_DIST/hapgent_$(version)-1_$(deb_arch).deb
     [ -f "$f" ] || die "$f is missing: run scripts/dist first"
     echo "$f"
 }
 dist_binary() {
-    local f=$SYSTEST_DIST/hapgent-$(version)-$(musl_triple)
+    local f
+    f=$SYSTEST_DIST/hapgent-$(version)-$(musl_triple)
     [ -f "$f" ] || die "$f is missing: run scripts/dist first"
     echo "$f"
 }
