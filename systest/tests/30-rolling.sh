@@ -152,6 +152,14 @@ check_deployed() {
     expect "$h: with no session left when the app stopped" eq "$scur_at_stop" 0
     back=$(awk -v h="$h" -v s="$start" '$2 == h && $1 > s && $3 == "UP" { print $1; exit }' "$SYSTEST_RUN/lbwatch.log")
     expect "$h: the LB showed it UP (ready) after the app came back (at ${back:-never})" matches "$back" '^[0-9.]+$'
+    # Sessions HAProxy still had to the server when it went DRAIN, and when
+    # they had all ended: what the playbook's session wait waited for.
+    local at_drain idle
+    at_drain=$(awk -v h="$h" -v d="$drain" '$2 == h && $1 == d { print $4; exit }' "$SYSTEST_RUN/lbwatch.log")
+    idle=$(awk -v h="$h" -v d="$drain" '$2 == h && $1 >= d && $4 == 0 { print $1; exit }' "$SYSTEST_RUN/lbwatch.log")
+    figure "${h}_sessions_at_drain" "$at_drain"
+    figure "${h}_drain_to_no_session_s" "$(awk -v d="$drain" -v i="$idle" 'BEGIN { printf "%.2f", i - d }')"
+    SESSIONS_AT_DRAIN=$((${SESSIONS_AT_DRAIN:-0} + at_drain))
     figure "${h}_drain_to_stop_s" "$(awk -v d="$drain" -v s="$stop" 'BEGIN { printf "%.2f", s - d }')"
     figure "${h}_out_of_rotation_s" "$(awk -v d="$drain" -v b="$back" 'BEGIN { printf "%.2f", b - d }')"
 }
@@ -177,8 +185,13 @@ rolling_deploy() {
 # A rolling deploy under traffic, a new connection per request: zero failed requests, DRAIN before each stop, UP after.
 test_rolling_deploy() { rolling_deploy 1; }
 
-# The same with keep-alive clients (50 requests per connection): the deploy waits for the LB's sessions to end.
-test_rolling_deploy_keepalive() { rolling_deploy 50; }
+# The same with keep-alive clients (500 requests, several seconds, per connection): the deploy waits for the LB's sessions to end.
+test_rolling_deploy_keepalive() {
+    rolling_deploy 500
+    # Connections outlive the playbook's fixed wait after DRAIN, so the
+    # session wait is what kept them from failing.
+    expect "HAProxy still had sessions to drained servers ($SESSIONS_AT_DRAIN in all)" test "$SESSIONS_AT_DRAIN" -gt 0
+}
 
 # A deploy failing on host 2 stops the rollout: host 2 drained, host 3 untouched, zero failed requests.
 test_rolling_deploy_guard() {
