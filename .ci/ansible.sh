@@ -24,10 +24,10 @@
 # Runs as root from the repository root; creates a system user for the test
 # (hapgent-ci) and deletes it again, and leaves nothing else behind.
 #
-#   4. the deb method on this machine's real root, when dist/ has the .deb
-#      (always in CI, where .ci/release.sh runs first): the role's state file
-#      (DRAIN) survives the package's postinst, a second run is changed=0;
-#      then the package is purged and its user, group and files removed.
+# What needs systemd as PID 1 — the service tasks and handlers, the deb
+# method, the rolling deploy behind a real HAProxy — is tested on booted
+# hosts over SSH by the system tests (systest/, test_ansible_* and
+# test_rolling_deploy*; .ci/systest.sh).
 #
 # Release signatures: if dist/SHA256SUMS.sig exists and an allowed_signers
 # file trusts it (DIST_ALLOWED_SIGNERS, or target/ci-release-allowed_signers
@@ -52,7 +52,6 @@ fail() {
 work=$(mktemp -d /tmp/hapgent-ansible-ci.XXXXXX)
 test_user=hapgent-ci
 created_user=0
-deb_test=0
 pids=()
 cleanup() {
     local pid
@@ -60,12 +59,6 @@ cleanup() {
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$deb_test" = 1 ]; then
-        dpkg --purge hapgent >/dev/null 2>&1 || true
-        rm -rf /etc/hapgent /var/lib/hapgent
-        userdel hapgent 2>/dev/null || true
-        groupdel hapgent 2>/dev/null || true
-    fi
     if [ "$created_user" = 1 ]; then
         userdel "$test_user" 2>/dev/null || true
         groupdel "$test_user" 2>/dev/null || true
@@ -489,66 +482,5 @@ wait_reply a '^up drain 100% # deploying$'
 grep -q '"status": *"DRAIN"' "$deploy/a/state.json" || fail "host a state: $(cat "$deploy/a/state.json")"
 wait_reply b '^up ready 100%$'
 ok "the failed host stays in DRAIN, the rollout stopped before host b"
-
-# --- The deb method -------------------------------------------------------------
-step "The deb method on this machine's real root"
-if [ ! -f "$mirror/$deb" ]; then
-    [ "${CI:-}" != true ] || fail "$dist/$deb is missing: .ci/release.sh must run before this script"
-    echo "    NOT TESTED: no $dist/$deb (run .ci/release.sh or scripts/dist first)"
-else
-    # Only on a machine without hapgent: the test installs and purges it.
-    if dpkg-query -W -f='${Status}' hapgent 2>/dev/null | grep 'installed\|config-files' >/dev/null ||
-        getent passwd hapgent >/dev/null || getent group hapgent >/dev/null ||
-        [ -e /etc/hapgent ] || [ -e /var/lib/hapgent ] ||
-        [ -e /usr/local/bin/hapgent ] || [ -e /etc/systemd/system/hapgent.service ]; then
-        fail "hapgent (package, user or files) is already on this machine; refusing to test the deb method over it"
-    fi
-    deb_test=1
-    deb_apply() {
-        local name=$1 rc=0
-        shift
-        (cd ansible && ansible-playbook tests/apply.yml \
-            -e hapgent_install_method=deb \
-            -e "hapgent_release_url=$base_url/mirror" \
-            -e "hapgent_allowed_signers_file=$work/allowed_signers" \
-            -e "hapgent_local_cache_path=$work/cache-deb" \
-            -e "hapgent_remote_cache_path=$work/deb-cache" \
-            -e hapgent_status=DRAIN \
-            -e '{"hapgent_config": {"max_connections": 512}}' \
-            "$@") > "$work/$name.log" 2>&1 || rc=$?
-        return "$rc"
-    }
-    deb_apply deb-first || { show deb-first 60; fail "the deb method failed"; }
-    recap deb-first
-    [ "$(dpkg-query -W -f='${Status} ${Version}' hapgent)" = "install ok installed $version-1" ] ||
-        fail "the package is not installed"
-    cmp /usr/bin/hapgent "$mirror/$artifact" || fail "/usr/bin/hapgent is not the release binary"
-    ok "hapgent $version-1 installed with apt"
-    [ "$(tr -d ' \n' < /var/lib/hapgent/state.json)" = '{"status":"DRAIN"}' ] ||
-        fail "state file: $(cat /var/lib/hapgent/state.json) (the postinst's UP should not have replaced it)"
-    [ "$(stat -c %U:%G /var/lib/hapgent/state.json)" = hapgent:hapgent ] || fail "state file owner"
-    ok "the role's state file (hapgent_status DRAIN) was created before the package and kept by its postinst"
-    grep -q '^max_connections = 512 .*# file' <(/usr/bin/hapgent check-config) ||
-        fail "/etc/hapgent/hapgent.toml is not the role's"
-    [ ! -e /etc/systemd/system/hapgent.service.d/ansible.conf ] || fail "a drop-in was written for the default deb install"
-    IFS=: read -r _ _ _ _ _ home shell <<< "$(getent passwd hapgent)"
-    [ "$home $shell" = "/var/lib/hapgent /usr/sbin/nologin" ] || fail "user hapgent: $home $shell"
-    ok "configuration from the role, no drop-in, user hapgent as the package makes it"
-    grep -q 'Skipping the hapgent service tasks: systemd is not PID 1' "$work/deb-first.log" ||
-        fail "the deb run did not skip the service tasks"
-    deb_apply deb-second || { show deb-second 60; fail "the second deb run failed"; }
-    recap deb-second
-    [ "$(changed_count deb-second)" = 0 ] || {
-        grep -B2 '^changed:' "$work/deb-second.log"
-        fail "the second deb run changed something"
-    }
-    ok "second deb run: changed=0"
-    dpkg --purge hapgent >/dev/null
-    rm -rf /etc/hapgent /var/lib/hapgent
-    userdel hapgent
-    getent group hapgent >/dev/null && groupdel hapgent
-    deb_test=0
-    ok "package purged, user, group and files removed"
-fi
 
 step "Done in $((SECONDS - started))s"

@@ -5,18 +5,17 @@
 #
 #   - both binaries are static, for the right architecture, and answer a real
 #     agent check on loopback (the aarch64 one under qemu-aarch64-static);
-#   - both .debs pass lintian; the amd64 .deb really installs, upgrades,
-#     reinstalls, removes and purges with dpkg on this machine, and its unit
-#     passes `systemd-analyze verify` and scores <= 2.0 in
-#     `systemd-analyze security --offline=yes`;
+#   - both .debs pass lintian and hold the right files;
 #   - the signing round trip: a good signature verifies; a tampered artifact,
 #     a tampered SHA256SUMS, a wrong identity and a wrong namespace fail;
 #   - actionlint finds nothing in .github/workflows (and does find a planted
 #     error, so it is really linting).
 #
 # Leaves dist/ (signed with the throwaway key) for later CI scripts, with the
-# matching allowed_signers in target/ci-release-allowed_signers, and the
-# machine as it found it: the package is purged and a user it created removed.
+# matching allowed_signers in target/ci-release-allowed_signers. Installing
+# the .deb (install, service, upgrade, reinstall, remove, purge, unit
+# verification and exposure score) is tested on booted Debian hosts by the
+# system tests (systest/, test_deb_*; .ci/systest.sh), not on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,40 +51,11 @@ quiet() { "$@" >/dev/null 2>&1; }
 
 tmp=$(mktemp -d)
 pids=()
-user_existed=0
-getent passwd hapgent >/dev/null && user_existed=1
-if dpkg-query -W -f='${Status}' hapgent 2>/dev/null | grep -Eq ' (installed|config-files)$'; then
-    echo "hapgent is already installed on this machine; refusing to test over it" >&2
-    exit 1
-fi
-
-# Directories the package owns, left by something else (an earlier manual
-# test, say): set aside now, put back at the end.
-for d in /etc/hapgent /var/lib/hapgent; do
-    if [ -e "$d" ]; then
-        mkdir -p "$(dirname "$tmp/aside$d")"
-        mv "$d" "$tmp/aside$d.orig"
-    fi
-done
-
 cleanup() {
-    local pid d
+    local pid
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
-    if dpkg-query -W hapgent >/dev/null 2>&1; then
-        dpkg --purge hapgent >/dev/null 2>&1 || true
-    fi
-    rm -rf /var/lib/hapgent /etc/hapgent
-    for d in /etc/hapgent /var/lib/hapgent; do
-        if [ -e "$tmp/aside$d.orig" ]; then
-            mv "$tmp/aside$d.orig" "$d"
-        fi
-    done
-    if [ "$user_existed" = 0 ] && getent passwd hapgent >/dev/null; then
-        userdel hapgent 2>/dev/null || true
-        getent group hapgent >/dev/null && groupdel hapgent 2>/dev/null || true
-    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -284,136 +254,6 @@ lb_score=$(systemd-analyze security --offline=yes systemd/hapgent-lb.service 2>&
     sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
 check "hapgent-lb.service scores <= 2.5 in systemd-analyze security --offline=yes (got ${lb_score:-nothing})" \
     awk -v s="${lb_score:-99}" 'BEGIN { exit !(s <= 2.5) }'
-
-# --- install, upgrade, reinstall, remove, purge -----------------------------------
-
-step "Installing the amd64 .deb with dpkg (systemd is not PID 1 here)"
-mode_owner() { stat -c '%a %U:%G' "$1"; }
-dpkg_install() { dpkg -i "$1" </dev/null; }
-check "dpkg -i installs the .deb (with no prompt: stdin is /dev/null)" dpkg_install "$deb_amd64"
-check "dpkg reports hapgent $version-1 installed" \
-    test "$(dpkg-query -W -f='${Status} ${Version}' hapgent)" = "install ok installed $version-1"
-check "/usr/bin/hapgent is installed and runs" test "$(/usr/bin/hapgent --version)" = "hapgent $version"
-check "the unit is installed" test -f /usr/lib/systemd/system/hapgent.service
-check "system user hapgent exists (system uid, no login shell)" \
-    bash -c 'IFS=: read -r _ _ uid gid _ home shell <<<"$(getent passwd hapgent)" &&
-             [ "$uid" -lt 1000 ] && [ "$shell" = /usr/sbin/nologin ] &&
-             [ "$(getent group hapgent | cut -d: -f3)" = "$gid" ]'
-check "/etc/hapgent is 755 root:root" test "$(mode_owner /etc/hapgent)" = "755 root:root"
-check "/etc/hapgent/hapgent.toml is 644 root:root" \
-    test "$(mode_owner /etc/hapgent/hapgent.toml)" = "644 root:root"
-check "the hapgent user cannot write its configuration" \
-    fails setpriv --reuid=hapgent --regid=hapgent --init-groups test -w /etc/hapgent/hapgent.toml
-check "/var/lib/hapgent is 755 hapgent:hapgent" \
-    test "$(mode_owner /var/lib/hapgent)" = "755 hapgent:hapgent"
-check "the state file was created UP, owned by hapgent" \
-    test "$(cat /var/lib/hapgent/state.json) $(mode_owner /var/lib/hapgent/state.json)" = \
-    '{"status":"UP"} 644 hapgent:hapgent'
-check "hapgent check-config reads the packaged state_file" \
-    grep -q '^state_file = "/var/lib/hapgent/state.json"' <<<"$(/usr/bin/hapgent check-config)"
-# Every commented-out example in the packaged configuration is a valid
-# setting: uncommented (table headers such as [services.api] too), the file
-# still passes check-config.
-sed -e 's/^#\([a-z_]* = \)/\1/' -e 's/^#\(\[[a-z_.]*\]\)$/\1/' \
-    /etc/hapgent/hapgent.toml >"$tmp/uncommented.toml"
-check "the packaged configuration's commented examples are all valid keys" \
-    /usr/bin/hapgent check-config --config "$tmp/uncommented.toml"
-check "hapgent.service is enabled (multi-user.target.wants)" \
-    test -L /etc/systemd/system/multi-user.target.wants/hapgent.service
-check "hapgent.socket is installed but not enabled (opt-in)" \
-    test -f /usr/lib/systemd/system/hapgent.socket -a \
-    ! -e /etc/systemd/system/sockets.target.wants/hapgent.socket
-
-# The installed agent, as the hapgent user with the packaged configuration,
-# serves the packaged state file and can save it (the directory is its own).
-installed_agent() {
-    local pid port="" i reply saved
-    setpriv --reuid=hapgent --regid=hapgent --init-groups \
-        /usr/bin/hapgent --ip 127.0.0.1 --port 0 2>"$tmp/installed.err" &
-    pid=$!
-    pids+=("$pid")
-    for i in $(seq 100); do
-        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/installed.err")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    reply=$(probe "$port") || true
-    kill -USR2 "$pid"
-    for i in $(seq 50); do
-        grep -q DOWN /var/lib/hapgent/state.json && break
-        sleep 0.1
-    done
-    saved=$(cat /var/lib/hapgent/state.json)
-    kill -TERM "$pid"
-    wait "$pid" || true
-    cat "$tmp/installed.err"
-    echo "  reply '$reply'; state file after SIGUSR2: $saved"
-    [ "$reply" = "up ready 100%" ] && grep -q '"DOWN"' <<<"$saved" &&
-        [ "$(stat -c %U /var/lib/hapgent/state.json)" = hapgent ]
-}
-check "the installed agent serves as user hapgent and saves SIGUSR2 (DOWN)" installed_agent
-
-step "The installed unit: systemd-analyze verify and security"
-verify_unit() {
-    local out
-    out=$(cd / && systemd-analyze verify "/usr/lib/systemd/system/$1" 2>&1) &&
-        { [ -z "$out" ] || { echo "$out"; false; }; }
-}
-check "systemd-analyze verify passes hapgent.service with no complaint" verify_unit hapgent.service
-check "systemd-analyze verify passes hapgent.socket with no complaint" verify_unit hapgent.socket
-security_score() {
-    systemd-analyze security --offline=yes /usr/lib/systemd/system/hapgent.service 2>&1 |
-        sed -n 's/.*Overall exposure level for hapgent.service: \([0-9.]*\).*/\1/p'
-}
-score=$(security_score)
-echo "  exposure level: ${score:-unreadable}"
-check "systemd-analyze security --offline=yes scores <= 2.0 (got ${score:-nothing})" \
-    awk -v s="$score" 'BEGIN { exit !(s != "" && s + 0 <= 2.0) }'
-
-step "Upgrade and reinstall keep a modified state file and configuration"
-# The state is DOWN now (set by the agent above); edit the configuration too.
-printf '\n# local edit kept across upgrades\n' >>/etc/hapgent/hapgent.toml
-edited_config=$(sha256sum </etc/hapgent/hapgent.toml)
-uid_before=$(id -u hapgent)
-cargo deb --no-build --no-strip --target x86_64-unknown-linux-musl \
-    --deb-version "$version-2" --output "$tmp/upgrade.deb" >/dev/null
-kept() {
-    grep -q '"DOWN"' /var/lib/hapgent/state.json &&
-        [ "$(sha256sum </etc/hapgent/hapgent.toml)" = "$edited_config" ] &&
-        [ "$(mode_owner /var/lib/hapgent/state.json | cut -d' ' -f2)" = hapgent:hapgent ] &&
-        [ "$(id -u hapgent)" = "$uid_before" ] &&
-        [ ! -e /etc/hapgent/hapgent.toml.dpkg-dist ] && [ ! -e /etc/hapgent/hapgent.toml.dpkg-new ]
-}
-check "upgrade to $version-2 succeeds with no prompt" dpkg_install "$tmp/upgrade.deb"
-check "dpkg reports $version-2 after the upgrade" \
-    test "$(dpkg-query -W -f='${Version}' hapgent)" = "$version-2"
-check "the upgrade kept the state (DOWN), the edited config and the user" kept
-check "reinstalling $version-2 succeeds with no prompt" dpkg_install "$tmp/upgrade.deb"
-check "the reinstall kept the state, the config and the user" kept
-check "the state file is not a dpkg-owned file" fails dpkg -S /var/lib/hapgent/state.json
-
-step "Remove keeps configuration and state; purge removes them"
-check "dpkg -r removes the package" dpkg -r hapgent
-check "after remove: binary and unit are gone" \
-    test ! -e /usr/bin/hapgent -a ! -e /usr/lib/systemd/system/hapgent.service
-check "after remove: dpkg keeps the configuration (status config-files)" \
-    test "$(dpkg-query -W -f='${Status}' hapgent)" = "deinstall ok config-files"
-check "after remove: the edited configuration and the state file remain" kept
-check "dpkg -P purges the package" dpkg -P hapgent
-check "after purge: dpkg no longer knows hapgent" fails dpkg-query -W -f='${Status}' hapgent
-check "after purge: /etc/hapgent is gone" test ! -e /etc/hapgent
-check "after purge: /var/lib/hapgent is gone" test ! -e /var/lib/hapgent
-check "after purge: the enablement symlink is gone" \
-    test ! -e /etc/systemd/system/multi-user.target.wants/hapgent.service
-check "after purge: the system user is kept (see debian/postrm)" getent passwd hapgent
-
-step "A pre-seeded state file is never overwritten"
-install -d -o hapgent -g hapgent -m 0755 /var/lib/hapgent
-printf '{"status":"DRAIN","weight":50}\n' >/var/lib/hapgent/state.json
-check "installing over a pre-seeded state file succeeds" dpkg_install "$deb_amd64"
-check "the pre-seeded state (DRAIN) was kept" \
-    test "$(cat /var/lib/hapgent/state.json)" = '{"status":"DRAIN","weight":50}'
-check "purge again" dpkg -P hapgent
 
 # --- signing -----------------------------------------------------------------------
 
