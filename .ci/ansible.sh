@@ -94,7 +94,7 @@ export PY_COLORS=0
 export NO_COLOR=1
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check \
-    'ansible-core==2.19.14' 'ansible-lint==26.10.1'
+    -r ansible/requirements-ci.txt
 export PATH=$work/venv/bin:$PATH
 ansible --version | sed -n 1p
 ansible-lint --version | sed -n 1p

@@ -1,10 +1,10 @@
 # Ansible on this machine (the controller), driving test hosts over SSH.
 #
 # ansible-core is installed into a virtualenv under the cache, keyed by its
-# version, so it is installed once per machine (the same pin as
-# .ci/ansible.sh, which runs the lints).
+# version, so it is installed once per machine. The version is the pin in
+# ansible/requirements-ci.txt, shared with .ci/ansible.sh (which lints).
 
-SYSTEST_ANSIBLE_CORE=${SYSTEST_ANSIBLE_CORE:-2.19.14}
+SYSTEST_ANSIBLE_CORE=$(sed -n 's/^ansible-core==//p' "$REPO/ansible/requirements-ci.txt")
 
 # ansible_setup: the venv (cached) and the environment every run uses; all
 # of Ansible's own files go under the test's run directory.
