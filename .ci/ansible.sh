@@ -470,7 +470,7 @@ for host in a b; do
     wait_reply "$host" '^up ready 100%$'
     [ "$(tr -d ' \n' < "$deploy/$host/state.json")" = '{"status":"UP"}' ] ||
         fail "host $host state after the rollout: $(cat "$deploy/$host/state.json")"
-    grep -q 'DRAIN description="deploying" (ctl by uid 0 (root))' "$deploy/$host/agent.log" ||
+    grep -q 'DRAIN description="deploying" (ctl by uid 0 (root) pid ' "$deploy/$host/agent.log" ||
         fail "agent $host never went to DRAIN: $(cat "$deploy/$host/agent.log")"
 done
 ok "both hosts drained during their deploy (checked by the deploy tasks) and are UP again"

@@ -378,7 +378,12 @@ async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
                 }
             }
             for (target, new) in targets.iter().zip(merged) {
-                target.set(new, &format!("ctl by {who}"), Cause::Ctl, Origin::Change);
+                target.set(
+                    new,
+                    &format!("ctl by {who} pid {}", peer.pid),
+                    Cause::Ctl,
+                    Origin::Change,
+                );
             }
             // Answer once it is on disk too, unless the disk is slow: then
             // "saved": false says so.

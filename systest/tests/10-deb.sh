@@ -31,8 +31,7 @@ test_deb_reload_applies_state() {
 }
 
 # `systemctl reload` after a config edit applies it: log_requests = true makes
-# probes appear in the journal. (Fails until SIGHUP re-reads hapgent.toml,
-# issue 14 item 1.)
+# probes appear in the journal.
 test_deb_reload_applies_config() {
     deb_host h1
     hsh h1 'sed -i "s/^#log_requests = false/log_requests = true/" /etc/hapgent/hapgent.toml'
@@ -44,6 +43,31 @@ test_deb_reload_applies_config() {
     agent_reply h1 >/dev/null
     wait_until 10 "the journal shows the probe from this machine ($SYSTEST_GATEWAY)" \
         journal_has h1 "probe from $SYSTEST_GATEWAY:[0-9]+: up ready 100%"
+}
+
+# `hapgent ctl` works without sudo for a member of the control group (the
+# package's hapgent group; the unit's RuntimeDirectory holds the socket) and
+# is refused with exit 77 for anyone else, changing nothing.
+test_deb_ctl_group() {
+    deb_host h1
+    hx h1 useradd --create-home --groups hapgent alice
+    hx h1 useradd --create-home bob
+    expect "the control socket is 660 hapgent:hapgent in /run/hapgent (750)" \
+        eq "$(hx h1 stat -c '%a %U:%G' /run/hapgent/control.sock /run/hapgent | tr '\n' ' ')" \
+        "660 hapgent:hapgent 750 hapgent:hapgent "
+    expect "alice (group hapgent) drains the host with hapgent ctl" \
+        hx h1 runuser -u alice -- hapgent ctl drain
+    wait_until 10 "the agent replies 'up drain 100%'" reply_is h1 "up drain 100%"
+    expect "the change is in the state file" state_has h1 '"status": *"DRAIN"'
+    # Under the unit's PrivateUsers=yes, users other than root and hapgent
+    # are not mapped: the log shows uid 65534 (nobody) and the real pid.
+    expect "the journal logs the change with its cause and the client's pid" \
+        journal_has h1 'UP -> DRAIN \(ctl by uid [0-9]+ \([a-z]+\) pid [0-9]+\)'
+    expect "bob (not in the group) is refused with exit 77" \
+        eq "$(hsh h1 'runuser -u bob -- hapgent ctl ready >/dev/null 2>&1; echo $?')" 77
+    expect "bob's attempt changed nothing" reply_is h1 "up drain 100%"
+    expect "root may use it too" hx h1 hapgent ctl ready
+    wait_until 10 "the agent replies 'up ready 100%'" reply_is h1 "up ready 100%"
 }
 
 # SIGUSR2 sets DOWN and the state file keeps it.

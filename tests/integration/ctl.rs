@@ -89,7 +89,7 @@ fn every_command_changes_serves_and_saves() {
     }
     let log = agent.log();
     assert!(
-        log.contains("(ctl by uid 0 (root))"),
+        log.contains("(ctl by uid 0 (root) pid "),
         "changes are logged with their cause:\n{log}"
     );
 
