@@ -421,6 +421,12 @@ fn backends_follow_their_services() {
     for backend in ["api", "plain", "nosuch"] {
         lb.wait_for_in(backend, "start", &up);
     }
+    // Every backend's agent check has run (the first ones are spread over
+    // an interval): --wait-seen can only count on a load balancer that
+    // has probed.
+    for service in ["", "api", "web", "nosuch"] {
+        wait_for_probes(&agent, service, 1);
+    }
     lb.wait_for_in("web", "start", &[("srv_uweight", "50")]);
     // The unknown service: an empty line, which HAProxy takes as "no status
     // change" (CHECKED), while the health check keeps it UP.
