@@ -64,7 +64,7 @@ test_deb_ctl_group() {
     expect "the journal logs the change with its cause and the client's pid" \
         journal_has h1 'UP -> DRAIN \(ctl by uid [0-9]+ \([a-z]+\) pid [0-9]+\)'
     expect "bob (not in the group) is refused with exit 77" \
-        eq "$(hsh h1 'runuser -u bob -- hapgent ctl ready >/dev/null 2>&1; echo $?')" 77
+        eq "$(hsh h1 'rc=0; runuser -u bob -- hapgent ctl ready >/dev/null 2>&1 || rc=$?; echo $rc')" 77
     expect "bob's attempt changed nothing" reply_is h1 "up drain 100%"
     expect "root may use it too" hx h1 hapgent ctl ready
     wait_until 10 "the agent replies 'up ready 100%'" reply_is h1 "up ready 100%"
