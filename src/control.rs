@@ -516,7 +516,7 @@ async fn wait_seen(agent: &Agent, service: &Service, version: u64, timeout: Dura
     };
     if awaited.is_empty() {
         let message = format!(
-            "no load balancer has probed this agent{of} within the last {}; nobody can be confirmed to have seen version {version}",
+            "no load balancer is probing this agent{of} (none has probed it repeatedly within the last {}); nobody can be confirmed to have seen version {version}",
             seconds(window)
         );
         return wire::failure(Code::NoProbers, &message, fields);

@@ -32,6 +32,31 @@ pub struct Prober {
     pub since: Instant,
 }
 
+impl Prober {
+    /// Its mean interval between probes, once it has probed twice.
+    pub fn interval(&self) -> Option<Duration> {
+        let gaps = u32::try_from(self.probes.checked_sub(1)?).ok()?;
+        (gaps > 0).then(|| self.last.saturating_duration_since(self.first) / gaps)
+    }
+
+    /// How long it may stay silent and still count as probing: three of its
+    /// intervals and a second (HAProxy spreads and may time out a check),
+    /// at most `window`.
+    pub fn patience(&self, window: Duration) -> Duration {
+        self.interval()
+            .map_or(Duration::ZERO, |i| i * 3 + Duration::from_secs(1))
+            .min(window)
+    }
+
+    /// Whether it is a load balancer probing now: it has probed more than
+    /// once (a one-off probe, say an operator's `nc` or a monitoring
+    /// script's single check, is not a load balancer to wait for) and not
+    /// been silent for longer than its `patience`.
+    pub fn is_probing(&self, window: Duration, now: Instant) -> bool {
+        self.probes >= 2 && now.saturating_duration_since(self.last) <= self.patience(window)
+    }
+}
+
 /// The probers seen, bounded.
 /// A prober: source address and service.
 pub type Key = (IpAddr, u32);
@@ -104,12 +129,12 @@ impl Table {
         all
     }
 
-    /// The probers of `service` that probed within `window` before `now`.
+    /// The probers of `service` probing now (see `Prober::is_probing`).
     pub fn recent(&self, service: u32, window: Duration, now: Instant) -> Vec<Key> {
         let mut keys: Vec<Key> = self
             .probers
             .iter()
-            .filter(|(k, p)| k.1 == service && now.saturating_duration_since(p.last) <= window)
+            .filter(|(k, p)| k.1 == service && p.is_probing(window, now))
             .map(|(k, _)| *k)
             .collect();
         keys.sort();
@@ -154,7 +179,7 @@ pub fn progress(
                 Some(p) if p.version >= version => {
                     Progress::Seen(p.since.max(start).saturating_duration_since(start))
                 }
-                Some(p) if now.saturating_duration_since(p.last) > window => {
+                Some(p) if !p.is_probing(window, now) => {
                     Progress::Gone(now.saturating_duration_since(p.last))
                 }
                 Some(_) => Progress::Waiting,
@@ -215,11 +240,15 @@ mod tests {
         let order: Vec<Key> = table.list().into_iter().map(|(a, _)| a).collect();
         assert_eq!(order, [ip(2), ip(3)]);
         assert_eq!(table.recent(0, Duration::from_millis(250), s(400)), [ip(2)]);
+        // One probe is not a load balancer yet; a second one makes it one.
+        assert_eq!(table.recent(0, Duration::from_secs(1), s(400)), [ip(2)]);
+        table.record(ip(3), &up, 1, s(350));
         assert_eq!(
             table.recent(0, Duration::from_secs(1), s(400)),
             [ip(2), ip(3)]
         );
         // Another service's probers are its own.
+        table.record((ip(2).0, 7), &up, 1, s(300));
         table.record((ip(2).0, 7), &up, 1, s(400));
         assert_eq!(
             table.recent(7, Duration::from_secs(1), s(400)),
@@ -227,6 +256,42 @@ mod tests {
         );
         table.retain(|service| service != 7);
         assert_eq!(table.recent(7, Duration::from_secs(1), s(400)), []);
+    }
+
+    #[test]
+    fn probing_is_judged_by_each_probers_own_interval() {
+        let t0 = Instant::now();
+        let s = |ms| t0 + Duration::from_millis(ms);
+        let r = reply("x\n");
+        let window = Duration::from_secs(30);
+        let prober = |times: &[u64]| {
+            let mut table = Table::new(4);
+            for t in times {
+                table.record(ip(2), &r, 0, s(*t));
+            }
+            table.get(&ip(2)).unwrap().clone()
+        };
+        // (probe times, now, interval, probing)
+        for (times, now, interval, probing) in [
+            (&[0][..], 10, None, false),
+            (&[0, 200, 400][..], 400, Some(200), true),
+            // Silent for 3 intervals and a second: still probing.
+            (&[0, 200, 400][..], 2000, Some(200), true),
+            (&[0, 200, 400][..], 2001, Some(200), false),
+            // An operator's two quick probes, long ago: not a load balancer.
+            (&[0, 100][..], 20_000, Some(100), false),
+            // A slow prober (every 20 s): patience capped by the window.
+            (&[0, 20_000][..], 45_000, Some(20_000), true),
+            (&[0, 20_000][..], 50_001, Some(20_000), false),
+        ] {
+            let p = prober(times);
+            assert_eq!(
+                p.interval(),
+                interval.map(Duration::from_millis),
+                "{times:?}"
+            );
+            assert_eq!(p.is_probing(window, s(now)), probing, "{times:?} at {now}");
+        }
     }
 
     #[test]
@@ -252,8 +317,10 @@ mod tests {
         let window = Duration::from_millis(1000);
         let r = reply("x\n");
         let mut table = Table::new(10);
-        table.record(ip(2), &r, 4, s(0));
-        table.record(ip(3), &r, 4, s(0));
+        for key in [ip(2), ip(3)] {
+            table.record(key, &r, 4, s(0));
+            table.record(key, &r, 4, s(5));
+        }
         let awaited = [ip(2), ip(3)];
         let start = s(10);
         // Nobody has version 5 yet.
@@ -265,9 +332,10 @@ mod tests {
         let p = progress(&table, &awaited, 5, start, window, s(300));
         assert_eq!(p[0], (ip(2), Progress::Seen(Duration::from_millis(200))));
         assert_eq!(verdict(&p), None);
-        // The other stops probing: past the window the wait fails.
+        // The other stops probing: past its patience (here the window) the
+        // wait fails.
         let p = progress(&table, &awaited, 5, start, window, s(1500));
-        assert_eq!(p[1], (ip(3), Progress::Gone(Duration::from_millis(1500))));
+        assert_eq!(p[1], (ip(3), Progress::Gone(Duration::from_millis(1495))));
         assert_eq!(verdict(&p), Some(false));
         // Or it sees a later version: done.
         table.record(ip(3), &r, 6, s(400));

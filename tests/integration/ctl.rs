@@ -334,7 +334,7 @@ fn probers_are_listed_and_wait_seen_needs_one() {
     let (code, _, err) = agent.ctl(&["drain", "--wait-seen", "--timeout", "5s"]);
     assert_eq!(code, 75, "{err}");
     assert!(
-        err.contains("no load balancer has probed this agent"),
+        err.contains("no load balancer is probing this agent"),
         "{err}"
     );
     for _ in 0..3 {

@@ -346,6 +346,8 @@ fn wait_seen_confirms_every_load_balancer() {
             .as_array()
             .unwrap()
             .iter()
+            // A load balancer counts once it has probed twice.
+            .filter(|p| p["probes"].as_u64().unwrap() >= 2)
             .map(|p| p["address"].as_str().unwrap().to_string())
             .collect();
         addresses.sort();
@@ -425,7 +427,7 @@ fn backends_follow_their_services() {
     // an interval): --wait-seen can only count on a load balancer that
     // has probed.
     for service in ["", "api", "web", "nosuch"] {
-        wait_for_probes(&agent, service, 1);
+        wait_for_probes(&agent, service, 2);
     }
     lb.wait_for_in("web", "start", &[("srv_uweight", "50")]);
     // The unknown service: an empty line, which HAProxy takes as "no status
