@@ -195,9 +195,18 @@ pub fn run(o: &Options) -> Result<bool, String> {
             .output()
             .map_err(|e| format!("cannot run hapgent ctl: {e}"))
     };
-    haproxy.until("probe hapgent", |_| {
-        ctl(&["probers", "--json"])
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("\"address\""))
+    // A prober counts as a load balancer once it has probed twice.
+    haproxy.until("probe hapgent twice", |_| {
+        ctl(&["probers", "--json"]).is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split("\"probes\":")
+                .skip(1)
+                .filter_map(|rest| {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<u64>().ok()
+                })
+                .any(|n| n >= 2)
+        })
     })?;
 
     let say = |s: String| {
