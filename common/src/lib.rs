@@ -6,6 +6,8 @@
 //!   `error!` macros.
 //! - [`atomic`]: replacing a file so that readers see the old or the new
 //!   content, never a mix ([`atomic::replace`]).
+//! - [`creds`]: a Unix-socket peer's credentials as the kernel recorded
+//!   them (SO_PEERCRED, SO_PEERGROUPS), and user and group names.
 //! - [`files`]: reading a small file someone else controls without
 //!   hanging on a FIFO or reading `/dev/zero` forever
 //!   ([`files::read_regular`]).
@@ -16,6 +18,7 @@
 //! crate must never make the agent binary larger.
 
 pub mod atomic;
+pub mod creds;
 pub mod files;
 pub mod layer;
 pub mod log;

@@ -72,22 +72,10 @@ pub fn check_token(tokens: &[Token], authorization: Option<&str>) -> Option<Stri
 }
 
 /// Whether a Unix-socket peer may use the API: root, our user, or a member
-/// of `group` (primary group, or supplementary per /proc/PID/status).
+/// of `group` (primary group, or supplementary as the kernel recorded them
+/// with SO_PEERGROUPS).
 pub fn peer_allowed(peer: &sys::Peer, own_uid: u32, group: u32, supplementary: &[u32]) -> bool {
     peer.uid == 0 || peer.uid == own_uid || peer.gid == group || supplementary.contains(&group)
-}
-
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
 }
 
 /// Shared by all connections.
@@ -255,7 +243,7 @@ fn take_slot(app: &App) -> Option<Slot<'_>> {
 
 async fn serve_unix(app: &App, mut stream: smol::net::unix::UnixStream) {
     let who = match sys::peer(&stream) {
-        Ok(p) if peer_allowed(&p, app.own_uid, app.group, &supplementary_groups(p.pid)) => {
+        Ok(p) if peer_allowed(&p, app.own_uid, app.group, &p.groups) => {
             format!("uid {}", p.uid)
         }
         Ok(p) => {
@@ -439,7 +427,12 @@ mod tests {
 
     #[test]
     fn peers() {
-        let p = |uid, gid| sys::Peer { pid: 1, uid, gid };
+        let p = |uid, gid| sys::Peer {
+            pid: 1,
+            uid,
+            gid,
+            groups: Vec::new(),
+        };
         for (peer, supplementary, want) in [
             (p(0, 0), &[][..], true),
             (p(1000, 1000), &[][..], true),
