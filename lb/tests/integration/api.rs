@@ -195,7 +195,17 @@ fn ten_reloads_under_load_lose_no_request() {
             r.text(),
             s.lb.log_text()
         );
-        assert!(s.h.backends().contains(&format!("gen{i}")));
+        // The old worker may still answer on the stats socket for a moment
+        // while it stops (it shares the listener with the new one).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !s.h.backends().contains(&format!("gen{i}")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gen{i} not served 5 s after the 200: {:?}",
+                s.h.backends()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     let ok = load.ok.load(std::sync::atomic::Ordering::SeqCst);
     let errors = load.finish();

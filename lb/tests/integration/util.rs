@@ -207,7 +207,20 @@ impl Haproxy {
 
     /// The backend names the runtime API shows.
     pub fn backends(&self) -> Vec<String> {
-        let stat = cli(&self.admin, "show stat").unwrap_or_default();
+        // Right after a reload the stats socket passes from the old worker
+        // to the new one: a connection may be refused for a moment. Every
+        // configuration here has a backend, so an answer without one is
+        // such a moment, not the answer (bounded: 5 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stat = loop {
+            match cli(&self.admin, "show stat") {
+                Ok(text) if text.contains(",BACKEND,") => break text,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => break other.unwrap_or_default(),
+            }
+        };
         let mut names: Vec<String> = stat
             .lines()
             .filter(|l| l.contains(",BACKEND,"))
