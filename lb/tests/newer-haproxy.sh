@@ -43,5 +43,5 @@ fi
 wrapper=$PWD/target/trixie/haproxy
 printf '#!/bin/sh\nexec chroot %s /usr/sbin/haproxy "$@"\n' "$root" >"$wrapper"
 chmod 755 "$wrapper"
-"$wrapper" -v | head -n 1 >&2
+"$wrapper" -v | sed -n 1p >&2
 LB_TEST_HAPROXY=$wrapper TMPDIR=$shared "$@"

@@ -26,10 +26,10 @@ deb_install() {
 }
 
 # journal_has HOST REGEX: the hapgent unit's journal has a matching line.
-journal_has() { hx "$1" journalctl -q -u hapgent.service -o cat --no-pager | grep -Eq "$2"; }
+journal_has() { grep -Eq "$2" <<<"$(hx "$1" journalctl -q -u hapgent.service -o cat --no-pager)"; }
 
 # state_has HOST REGEX: the state file matches.
-state_has() { hx "$1" cat /var/lib/hapgent/state.json | grep -Eq "$2"; }
+state_has() { grep -Eq "$2" <<<"$(hx "$1" cat /var/lib/hapgent/state.json)"; }
 
 # is_active HOST: hapgent.service is active.
 is_active() { [ "$(hx "$1" systemctl is-active hapgent.service)" = active ]; }

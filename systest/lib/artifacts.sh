@@ -3,7 +3,7 @@
 # here compiles Rust.
 
 # The package version, from Cargo.toml (as scripts/dist reads it).
-version() { sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1; }
+version() { awk -F'"' '/^version *=/ {print $2; exit}' "$REPO/Cargo.toml"; }
 deb_arch() { dpkg --print-architecture; }
 musl_triple() {
     case "$(uname -m)" in
