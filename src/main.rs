@@ -1,43 +1,12 @@
-//! hapgent: answers HAProxy agent checks with this server's state.
-//!
-//! `main` only turns the outcome of `run` into an exit code; each module
-//! says at its top what it owns.
+//! The `hapgent` binary: everything is in the library (lib.rs); this only
+//! turns the outcome of `run` into an exit code.
 
-mod agent;
-mod cidr;
-mod cli;
-mod config;
-mod control;
-mod cpu;
-mod ctl;
-mod disk;
-mod error;
-mod flags;
-mod listen;
-mod metrics;
-mod oneshot;
-mod probers;
-mod protocol;
-mod server;
-mod service;
-mod signals;
-mod state;
-mod sys;
-mod systemd;
-mod wire;
-
-// The logger, its macros and safe file reads come from the library shared
-// with hapgent-lb; re-exported so that `crate::info!` and the like work.
-pub(crate) use hapgent_common::{error, files, info, log, warn};
-
-use cli::Command;
-use error::Error;
-use std::path::PathBuf;
+use hapgent_common::{error, log};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     log::init("hapgent");
-    let code = match run() {
+    let code = match hapgent::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -47,65 +16,4 @@ fn main() -> ExitCode {
     // Lines still queued for stderr (see `log`) are written before exit.
     log::flush(std::time::Duration::from_secs(1));
     code
-}
-
-fn run() -> Result<(), Error> {
-    let cli = cli::parse(std::env::args_os().skip(1))?;
-    match cli.command {
-        Command::Help => {
-            print!("{}", cli::USAGE);
-            return Ok(());
-        }
-        Command::Version => {
-            println!("hapgent {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
-        }
-        Command::Run => {
-            // Before anything else: SIGUSR1's default action is to
-            // terminate, and a deploy script may send it while the
-            // configuration loads. From here on it is recorded and handled
-            // once the agent serves.
-            signals::install()
-                .map_err(|e| Error::Runtime(format!("cannot set up signal handling: {e}")))?;
-        }
-        Command::CheckConfig | Command::Reply { .. } | Command::Ctl(_) => {}
-    }
-    let inputs = config::Inputs {
-        config_flag: cli.config,
-        default_file: PathBuf::from(config::DEFAULT_CONFIG),
-        env: environment()?,
-        flags: cli.flags,
-    };
-    let loaded = config::load(&inputs)?;
-    match cli.command {
-        Command::CheckConfig => {
-            print!("{}", loaded.describe());
-            Ok(())
-        }
-        Command::Reply { json } => oneshot::run(loaded.config, json),
-        // The sources of every value are only for check-config: free them
-        // before serving (with many services they are most of the memory).
-        Command::Run => agent::run(loaded.into_config(), inputs),
-        Command::Ctl(ctl) => ctl::run(&loaded.config, ctl),
-        Command::Help | Command::Version => Ok(()),
-    }
-}
-
-/// The process environment as text; a `HAPGENT_` variable that is not UTF-8
-/// is a configuration error rather than silently ignored.
-fn environment() -> Result<Vec<(String, String)>, Error> {
-    let mut env = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        let (Some(k), Some(v)) = (key.to_str(), value.to_str()) else {
-            if key.to_string_lossy().starts_with("HAPGENT_") {
-                return Err(Error::Config(format!(
-                    "environment variable {} is not valid UTF-8",
-                    key.to_string_lossy()
-                )));
-            }
-            continue;
-        };
-        env.push((k.to_string(), v.to_string()));
-    }
-    Ok(env)
 }

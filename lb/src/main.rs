@@ -1,115 +1,15 @@
-//! hapgent-lb: the load-balancer side of hapgent. HAProxy's view of its
-//! servers (`status`), waiting for a drain to finish (`wait`), and an HTTP
-//! API that replaces HAProxy's configuration safely (`serve`).
-//!
-//! `main` only maps `run`'s outcome to an exit code; each module says at
-//! its top what it owns.
+//! The `hapgent-lb` binary: everything is in the library (lib.rs); this only
+//! turns the outcome of `run` into an exit code.
 
-mod change;
-mod cli;
-mod config;
-mod error;
-mod http;
-mod names;
-mod reload;
-mod routes;
-mod runtime;
-mod serve;
-mod stat;
-mod status;
-mod sys;
-mod wait;
-
-use cli::Command;
-use error::Error;
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 fn main() -> ExitCode {
     hapgent_common::log::init("hapgent-lb");
-    match run() {
+    match hapgent_lb::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             hapgent_common::error!("{e}");
             e.exit_code()
         }
     }
-}
-
-fn run() -> Result<(), Error> {
-    let cli = cli::parse(std::env::args_os().skip(1))?;
-    match cli.command {
-        Command::Help => {
-            print!("{}", cli::usage());
-            return Ok(());
-        }
-        Command::Version => {
-            println!("hapgent-lb {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
-        }
-        _ => {}
-    }
-    let loaded = config::load(config::Inputs {
-        config_flag: cli.config.as_deref(),
-        default_file: Path::new(config::DEFAULT_CONFIG),
-        env: environment()?,
-        flags: &cli.flags,
-    })?;
-    let config = &loaded.config;
-    match cli.command {
-        Command::CheckConfig => {
-            print!("{}", loaded.describe());
-            Ok(())
-        }
-        Command::Status { backend, json } => {
-            if let Some(b) = &backend {
-                names::check("backend", b).map_err(Error::Usage)?;
-            }
-            let mut backends = smol::block_on(runtime::backends(&config.haproxy_socket))
-                .map_err(Error::Unavailable)?;
-            if let Some(b) = &backend {
-                backends.retain(|x| &x.name == b);
-                if backends.is_empty() {
-                    return Err(Error::Runtime(format!("HAProxy has no backend {b:?}")));
-                }
-            }
-            if json {
-                let text =
-                    serde_json::to_string_pretty(&serde_json::json!({ "backends": backends }))
-                        .map_err(|e| Error::Runtime(e.to_string()))?;
-                println!("{text}");
-            } else {
-                print!("{}", status::table(&backends));
-            }
-            Ok(())
-        }
-        Command::Wait(want) => {
-            let interval = Duration::from_millis(config.poll_interval);
-            let line = smol::block_on(wait::run(&config.haproxy_socket, &want, interval))?;
-            println!("{line}");
-            Ok(())
-        }
-        Command::Serve => serve::run(loaded.config),
-        Command::Help | Command::Version => Ok(()),
-    }
-}
-
-/// The process environment as text; a non-UTF-8 `HAPGENT_LB_` variable is
-/// a configuration error rather than silently ignored.
-fn environment() -> Result<Vec<(String, String)>, Error> {
-    let mut env = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        match (key.to_str(), value.to_str()) {
-            (Some(k), Some(v)) => env.push((k.to_string(), v.to_string())),
-            _ if key.to_string_lossy().starts_with(config::ENV_PREFIX) => {
-                return Err(Error::Config(format!(
-                    "environment variable {} is not valid UTF-8",
-                    key.to_string_lossy()
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(env)
 }
