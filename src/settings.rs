@@ -234,7 +234,7 @@ pub static SETTINGS: &[Setting] = &[
         env: None,
         flag: None,
         arg: "",
-        default: Builtin::Absent("none"),
+        default: Builtin::Empty("none"),
         kind: Kind::Table {
             name: "NAME",
             entry: SERVICE,
@@ -261,7 +261,7 @@ pub static SETTINGS: &[Setting] = &[
         env: Some("HAPGENT_ALLOW"),
         flag: Some("--allow"),
         arg: "CIDR",
-        default: Builtin::Absent("everyone"),
+        default: Builtin::Empty("everyone"),
         kind: Kind::List(ranges),
         help: "sources allowed to probe, comma-separated",
         doc: "sources allowed to probe: CIDRs, comma-separated or a TOML array",

@@ -46,9 +46,11 @@ pub struct Setting {
 pub enum Builtin {
     /// A value, written as it would be in the environment.
     Value(&'static str),
-    /// No value (unset, an empty list or an empty table); the text says
-    /// what that means ("unset", "everyone").
+    /// No value (`None`); the text says what that means ("unset", "off").
     Absent(&'static str),
+    /// The empty value: empty text, an empty list or an empty table; the
+    /// text says what that means ("everyone", "none").
+    Empty(&'static str),
     /// None: the setting must be given (an entry of a table).
     Required,
 }
@@ -126,15 +128,16 @@ pub fn parse(settings: &[Setting], key: &str, text: &str) -> figment::value::Val
 }
 
 /// The built-in values as a dictionary, each read from its text like an
-/// environment variable; an absent value is left out, or an empty list or
-/// table. What a program's test compares with its `Default`.
+/// environment variable; an absent one is left out. What a program's test
+/// compares with its `Default`.
 pub fn defaults(settings: &[Setting]) -> Dict {
     let mut dict = Dict::new();
     for s in settings {
         let value = match (&s.default, &s.kind) {
             (Builtin::Value(text), _) => parse(settings, s.key, text),
-            (Builtin::Absent(_), Kind::List(_)) => Value::from(Vec::<Value>::new()),
-            (Builtin::Absent(_), Kind::Table { .. }) => Value::from(Dict::new()),
+            (Builtin::Empty(_), Kind::List(_)) => Value::from(Vec::<Value>::new()),
+            (Builtin::Empty(_), Kind::Table { .. }) => Value::from(Dict::new()),
+            (Builtin::Empty(_), _) => Value::from(String::new()),
             (Builtin::Absent(_) | Builtin::Required, _) => continue,
         };
         dict.insert(s.key.to_string(), value);
@@ -208,7 +211,7 @@ pub fn usage(settings: &[Setting]) -> String {
         }
         match (&s.kind, &s.default) {
             (Kind::Switch, _) | (_, Builtin::Required) => {}
-            (_, Builtin::Value(text) | Builtin::Absent(text)) => {
+            (_, Builtin::Value(text) | Builtin::Absent(text) | Builtin::Empty(text)) => {
                 words.push(format!("[default: {text}]"))
             }
         }
@@ -274,7 +277,7 @@ fn markdown_row(s: &Setting, prefix: &str) -> String {
     }
     let default = match s.default {
         Builtin::Value(text) => format!("`{text}`"),
-        Builtin::Absent(text) => text.to_string(),
+        Builtin::Absent(text) | Builtin::Empty(text) => text.to_string(),
         Builtin::Required => "required".to_string(),
     };
     let meaning = match s.kind {
@@ -394,7 +397,7 @@ mod tests {
             env: Some("T_NAMES"),
             flag: Some("--names"),
             arg: "NAME",
-            default: Builtin::Absent("nobody"),
+            default: Builtin::Empty("nobody"),
             kind: Kind::List(even),
             help: "names, a long explanation of what they are, which goes on and on until it wraps",
             doc: "names",
@@ -414,7 +417,7 @@ mod tests {
             env: None,
             flag: None,
             arg: "",
-            default: Builtin::Absent("none"),
+            default: Builtin::Empty("none"),
             kind: Kind::Table {
                 name: "NAME",
                 entry: ENTRY,
