@@ -60,7 +60,6 @@ Commands:
                  --service NAME or --all (default: the default service)
 
 Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
-  -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
 ";
 
 /// The usage text after the settings' options.
@@ -75,7 +74,11 @@ hapgent ctl: 69 agent unreachable, 75 not seen in time, 77 permission denied.
 
 /// The usage text; its options for settings are made from `SETTINGS`.
 pub fn usage_text() -> String {
-    format!("{HEAD}{}{TAIL}", settings::usage(SETTINGS))
+    format!(
+        "{HEAD}  -c, --config PATH          configuration file [default: {}]\n{}{TAIL}",
+        crate::config::DEFAULT_CONFIG,
+        settings::usage(SETTINGS)
+    )
 }
 
 /// Parses arguments (without the program name).

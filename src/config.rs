@@ -520,6 +520,10 @@ mod tests {
         let file = TempFile::new("bad", "port = \"http\"\n");
         let bad_toml = TempFile::new("syntax", "port = \n");
         let unknown = TempFile::new("unknown", "prot = 1\n");
+        let service = TempFile::new(
+            "service",
+            "[services.api]\nstate_file = \"/a.json\"\ndrain_file = \"\"\n",
+        );
         let fp = |t: &TempFile| t.0.display().to_string();
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
             (
@@ -573,6 +577,10 @@ mod tests {
             (
                 load_with(None, &[], &[("write_timeout", "0")]),
                 "write_timeout from flag --write-timeout: must be between 1 and 60000 milliseconds".into(),
+            ),
+            (
+                load_with(Some(&service.0), &[], &[]),
+                format!("services from file {}: api: drain_file must not be empty (leave it out to disable)", fp(&service)),
             ),
             (
                 load_with(None, &[("HAPGENT_LOG_REQUESTS", "maybe")], &[]),
