@@ -3,9 +3,13 @@
 //! This module only recognizes flags and the command; it does not validate
 //! values. A value given here (`--port abc`) is handed to `config` as text,
 //! where it is checked like the same value from the file or environment, so
-//! one error message names the key and says it came from a flag.
+//! one error message names the key and says it came from a flag. Which
+//! flags set which settings, and their part of the usage text, come from
+//! `settings::SETTINGS`.
 
 use crate::error::Error;
+use crate::settings::SETTINGS;
+use hapgent_common::settings::{self, Kind};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -37,7 +41,8 @@ pub struct Cli {
     pub flags: Vec<(&'static str, String)>,
 }
 
-pub const USAGE: &str = "\
+/// The usage text before the settings' options.
+const HEAD: &str = "\
 hapgent: answers HAProxy agent checks with this server's state
 
 Usage: hapgent [COMMAND] [OPTIONS]
@@ -55,33 +60,10 @@ Commands:
                  --service NAME or --all (default: the default service)
 
 Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
-  -c, --config PATH          configuration file [default: /etc/hapgent/hapgent.toml]
-      --ip ADDR              address to listen on; repeat or comma-separate
-                             for several [default: 0.0.0.0]
-      --port PORT            TCP port [default: 9777]
-      --state-file PATH      JSON state file [default: /etc/hapgent/state.json]
-      --max-connections N    connections served at once [default: 1024]
-      --write-timeout MS     deadline to send a reply [default: 2000]
-      --log-requests         log each probe's peer and reply
-      --drain-file PATH      report drain while this file exists
-      --maint-file PATH      report maint while this file exists (wins)
-      --cpu-weight           scale the weight by the idle CPU share
-      --timeframe MS         CPU sampling window [default: 2000]
-      --min-weight PERCENT   lowest weight CPU load can bring [default: 1]
-      --cpu-smoothing PERCENT  share of the previous sample kept [default: 0]
-      --proc-stat PATH       CPU counters file [default: /proc/stat]
-      --systemd              use listening sockets passed by systemd
-      --control-socket PATH  control socket for hapgent ctl, empty: none
-                             [default: /run/hapgent/control.sock]
-      --control-group NAME   group allowed to use it [default: hapgent's own]
-      --seen-window MS       how recent a probe counts for --wait-seen
-                             [default: 30000]
-      --max-probers N        load balancers remembered [default: 4096]
-      --payload-timeout MS   with services: wait for agent-send [default: 100]
-      --allow CIDR           sources allowed to probe; repeat or comma-separate
-                             [default: everyone]
-      --metrics-listen ADDR:PORT  serve Prometheus metrics [default: off]
-  -h, --help                 print this help
+";
+
+/// The usage text after the settings' options.
+const TAIL: &str = "  -h, --help                 print this help
   -V, --version              print the version
 
 Signals: SIGUSR1 sets UP, SIGUSR2 sets DOWN (both saved to the state file),
@@ -90,34 +72,14 @@ Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error;
 hapgent ctl: 69 agent unreachable, 75 not seen in time, 77 permission denied.
 ";
 
-/// Flags that take a value, and the setting each one sets.
-const VALUE_FLAGS: &[(&str, &str)] = &[
-    ("allow", "allow"),
-    ("metrics-listen", "metrics_listen"),
-    ("payload-timeout", "payload_timeout"),
-    ("control-socket", "control_socket"),
-    ("control-group", "control_group"),
-    ("seen-window", "seen_window"),
-    ("max-probers", "max_probers"),
-    ("ip", "ip"),
-    ("port", "port"),
-    ("state-file", "state_file"),
-    ("max-connections", "max_connections"),
-    ("write-timeout", "write_timeout"),
-    ("drain-file", "drain_file"),
-    ("maint-file", "maint_file"),
-    ("timeframe", "timeframe"),
-    ("min-weight", "min_weight"),
-    ("cpu-smoothing", "cpu_smoothing"),
-    ("proc-stat", "proc_stat"),
-];
-
-/// Flags that switch a setting on, and the setting each one sets.
-const SWITCH_FLAGS: &[(&str, &str)] = &[
-    ("log-requests", "log_requests"),
-    ("cpu-weight", "cpu_weight"),
-    ("systemd", "systemd"),
-];
+/// The usage text; its options for settings are made from `SETTINGS`.
+pub fn usage_text() -> String {
+    format!(
+        "{HEAD}  -c, --config PATH          configuration file [default: {}]\n{}{TAIL}",
+        crate::config::DEFAULT_CONFIG,
+        settings::usage(SETTINGS)
+    )
+}
 
 /// Parses arguments (without the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
@@ -128,8 +90,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         config: None,
         flags: Vec::new(),
     };
-    let mut ips: Vec<String> = Vec::new();
-    let mut allows: Vec<String> = Vec::new();
+    // Values of repeatable flags, joined once all are seen.
+    let mut lists: Vec<(&'static str, Vec<String>)> = Vec::new();
     let mut command_seen = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         // Owned, so that the parser can be asked for a value meanwhile.
@@ -156,27 +118,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             Arg::Long(flag) if flag == "json" && matches!(cli.command, Command::Reply { .. }) => {
                 cli.command = Command::Reply { json: true }
             }
-            Arg::Long(flag) if SWITCH_FLAGS.iter().any(|(f, _)| *f == flag) => {
-                let key = SWITCH_FLAGS
-                    .iter()
-                    .find(|(f, _)| *f == flag)
-                    .map_or("", |(_, k)| k);
-                cli.flags.retain(|(k, _)| *k != key);
-                cli.flags.push((key, "true".into()));
-            }
             Arg::Long(flag) => {
-                let Some(&(_, key)) = VALUE_FLAGS.iter().find(|(f, _)| *f == flag) else {
+                let Some(setting) = settings::by_flag(SETTINGS, &flag) else {
                     return Err(Error::Usage(format!("unknown option --{flag}")));
                 };
-                let flag = format!("--{flag}");
-                let value = text(&flag, parser.value().map_err(usage)?)?;
-                if key == "ip" {
-                    ips.push(value);
-                } else if key == "allow" {
-                    allows.push(value);
-                } else {
-                    cli.flags.retain(|(k, _)| *k != key);
-                    cli.flags.push((key, value));
+                let key = setting.key;
+                match setting.kind {
+                    Kind::Switch => {
+                        cli.flags.retain(|(k, _)| *k != key);
+                        cli.flags.push((key, "true".into()));
+                    }
+                    Kind::List(_) => {
+                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+                        match lists.iter_mut().find(|(k, _)| *k == key) {
+                            Some((_, values)) => values.push(value),
+                            None => lists.push((key, vec![value])),
+                        }
+                    }
+                    _ => {
+                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+                        cli.flags.retain(|(k, _)| *k != key);
+                        cli.flags.push((key, value));
+                    }
                 }
             }
             Arg::Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
@@ -202,11 +165,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             }
         }
     }
-    if !ips.is_empty() {
-        cli.flags.push(("ip", ips.join(",")));
-    }
-    if !allows.is_empty() {
-        cli.flags.push(("allow", allows.join(",")));
+    // In the table's order, so that the result does not depend on the
+    // order of the flags.
+    for s in SETTINGS {
+        if let Some((key, values)) = lists.iter().find(|(k, _)| *k == s.key) {
+            cli.flags.push((key, values.join(",")));
+        }
     }
     if let Command::Ctl(ctl) = &cli.command {
         check_ctl(ctl)?;
@@ -463,6 +427,27 @@ mod tests {
             );
             let got: Vec<(&str, &str)> = cli.flags.iter().map(|(k, v)| (*k, v.as_str())).collect();
             assert_eq!(&got, flags, "{line}");
+        }
+    }
+
+    /// Every setting's flag is accepted and sets its key; a switch takes
+    /// no value, a list's flag may be repeated; the usage text lists it.
+    #[test]
+    fn every_setting_flag_is_accepted_and_listed() {
+        let usage = usage_text();
+        for s in SETTINGS {
+            let Some(flag) = s.flag else { continue };
+            assert!(
+                usage.contains(&format!("      {flag} ")),
+                "{flag}:\n{usage}"
+            );
+            let (line, want) = match s.kind {
+                Kind::Switch => (flag.to_string(), "true".to_string()),
+                Kind::List(_) => (format!("{flag} a {flag} b"), "a,b".to_string()),
+                _ => (format!("{flag} 2024"), "2024".to_string()),
+            };
+            let cli = parse(args(&line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(cli.flags, [(s.key, want)], "{line}");
         }
     }
 

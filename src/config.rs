@@ -12,8 +12,10 @@
 
 use crate::cidr::Cidr;
 use crate::error::Error;
+use crate::settings::SETTINGS;
 use figment::Figment;
 use hapgent_common::layer::{self, Layer};
+use hapgent_common::settings;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,7 +33,8 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hapgent/control.sock";
 /// Environment variables that set keys start with this.
 const ENV_PREFIX: &str = "HAPGENT_";
 
-/// Every setting, with the types and defaults documented in the README.
+/// Every setting, typed. Names, defaults, help and checks are in
+/// `settings::SETTINGS` (a test keeps the two in step).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -87,7 +90,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// One service besides the default: its own state file and flag files.
+/// One service besides the default: its own state file and flag files
+/// (described in `settings::SERVICE`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -195,7 +199,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
         )));
     }
 
-    let parse = |key: &str, text: &str| layer::parse_value(text, TEXT_KEYS.contains(&key));
+    let parse = |key: &str, text: &str| settings::parse(SETTINGS, key, text);
     let mut figment =
         Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
     if must_exist || file.exists() {
@@ -220,58 +224,11 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
     Ok(Loaded { config, figment })
 }
 
-/// Checks that types alone cannot express: (key, problem) on failure.
+/// Checks what types alone cannot express: (key, problem) on failure.
+/// Each value is checked as `SETTINGS` says; what involves several
+/// values (services) is checked here.
 fn check(config: &Config) -> Result<(), (&'static str, String)> {
-    if config.ip.is_empty() {
-        return Err(("ip", "at least one address is required".into()));
-    }
-    for (i, ip) in config.ip.iter().enumerate() {
-        if config.ip[..i].contains(ip) {
-            return Err(("ip", format!("{ip} is listed twice")));
-        }
-    }
-    for (key, path) in [
-        ("state_file", &config.state_file),
-        ("proc_stat", &config.proc_stat),
-    ] {
-        if path.as_os_str().is_empty() {
-            return Err((key, "must not be empty".into()));
-        }
-    }
-    if !(1..=1_000_000).contains(&config.max_connections) {
-        return Err(("max_connections", "must be between 1 and 1000000".into()));
-    }
-    for (key, file) in [
-        ("drain_file", &config.drain_file),
-        ("maint_file", &config.maint_file),
-    ] {
-        if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
-            return Err((key, "must not be empty (leave it out to disable)".into()));
-        }
-    }
-    if !(10..=600_000).contains(&config.timeframe) {
-        return Err((
-            "timeframe",
-            "must be between 10 and 600000 milliseconds".into(),
-        ));
-    }
-    if let Some(group) = &config.control_group
-        && !valid_group_name(group)
-    {
-        return Err((
-            "control_group",
-            format!("{group:?} is not a group name (letters, digits, '_', '-', '.')"),
-        ));
-    }
-    if !(1_000..=3_600_000).contains(&config.seen_window) {
-        return Err((
-            "seen_window",
-            "must be between 1000 and 3600000 milliseconds".into(),
-        ));
-    }
-    if !(1..=1_000_000).contains(&config.max_probers) {
-        return Err(("max_probers", "must be between 1 and 1000000".into()));
-    }
+    settings::check(SETTINGS, &layer::dict_of(config))?;
     let mut state_files = std::collections::HashSet::new();
     state_files.insert(&config.state_file);
     for (name, service) in &config.services {
@@ -287,9 +244,6 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
                 format!("{name:?} is not a service name (1-64 of A-Z a-z 0-9 _ . : -)"),
             ));
         }
-        if service.state_file.as_os_str().is_empty() {
-            return Err(("services", format!("{name}: state_file must not be empty")));
-        }
         if !state_files.insert(&service.state_file) {
             return Err((
                 "services",
@@ -299,67 +253,9 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
                 ),
             ));
         }
-        for (what, file) in [
-            ("drain_file", &service.drain_file),
-            ("maint_file", &service.maint_file),
-        ] {
-            if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
-                return Err(("services", format!("{name}: {what} must not be empty")));
-            }
-        }
-    }
-    if !(1..=10_000).contains(&config.payload_timeout) {
-        return Err((
-            "payload_timeout",
-            "must be between 1 and 10000 milliseconds".into(),
-        ));
-    }
-    for range in &config.allow {
-        if let Err(e) = range.parse::<Cidr>() {
-            return Err(("allow", e));
-        }
-    }
-    if config.min_weight > 100 {
-        return Err(("min_weight", "must be between 0 and 100 (percent)".into()));
-    }
-    if config.cpu_smoothing > 99 {
-        return Err((
-            "cpu_smoothing",
-            "must be between 0 and 99 (percent of the previous sample kept)".into(),
-        ));
-    }
-    if !(1..=60_000).contains(&config.write_timeout) {
-        return Err((
-            "write_timeout",
-            "must be between 1 and 60000 milliseconds".into(),
-        ));
     }
     Ok(())
 }
-
-/// A group name as the system's tools accept it.
-fn valid_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-}
-
-/// Settings whose values are text, whatever they look like: a state file
-/// may well be called `2024`.
-const TEXT_KEYS: &[&str] = &[
-    "allow",
-    "metrics_listen",
-    "ip",
-    "state_file",
-    "drain_file",
-    "maint_file",
-    "proc_stat",
-    "control_socket",
-    "control_group",
-];
 
 /// The keys whose values differ between two configurations, sorted.
 pub fn changed(old: &Config, new: &Config) -> Vec<String> {
@@ -624,6 +520,10 @@ mod tests {
         let file = TempFile::new("bad", "port = \"http\"\n");
         let bad_toml = TempFile::new("syntax", "port = \n");
         let unknown = TempFile::new("unknown", "prot = 1\n");
+        let service = TempFile::new(
+            "service",
+            "[services.api]\nstate_file = \"/a.json\"\ndrain_file = \"\"\n",
+        );
         let fp = |t: &TempFile| t.0.display().to_string();
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
             (
@@ -677,6 +577,10 @@ mod tests {
             (
                 load_with(None, &[], &[("write_timeout", "0")]),
                 "write_timeout from flag --write-timeout: must be between 1 and 60000 milliseconds".into(),
+            ),
+            (
+                load_with(Some(&service.0), &[], &[]),
+                format!("services from file {}: api: drain_file must not be empty (leave it out to disable)", fp(&service)),
             ),
             (
                 load_with(None, &[("HAPGENT_LOG_REQUESTS", "maybe")], &[]),

@@ -21,6 +21,7 @@ mod probers;
 pub mod protocol;
 mod server;
 mod service;
+mod settings;
 mod signals;
 pub mod state;
 mod sys;
@@ -41,7 +42,7 @@ pub fn run() -> Result<(), Error> {
     let cli = cli::parse(std::env::args_os().skip(1))?;
     match cli.command {
         Command::Help => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage_text());
             return Ok(());
         }
         Command::Version => {

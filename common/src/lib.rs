@@ -13,6 +13,9 @@
 //!   ([`files::read_regular`]).
 //! - [`layer`]: the figment building blocks of "defaults < file < env <
 //!   flags" configuration that can name the source of every value.
+//! - [`settings`]: the one description of each setting (key, variable,
+//!   flag, default, help, checks) that flags, usage text, checks and the
+//!   README's table are made from.
 //!
 //! No networking and no dependency the agent does not already carry: this
 //! crate must never make the agent binary larger.
@@ -22,3 +25,4 @@ pub mod creds;
 pub mod files;
 pub mod layer;
 pub mod log;
+pub mod settings;

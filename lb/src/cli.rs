@@ -4,9 +4,10 @@
 //! setting's value is handed to `config` as text and checked there, so an
 //! error names the flag the same way it would name a file or variable.
 
-use crate::config::SETTINGS;
 use crate::error::Error;
+use crate::settings::SETTINGS;
 use crate::stat::{Admin, Op};
+use hapgent_common::settings;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,15 +69,9 @@ Exit codes: 0 ok, 1 failure, 64 usage error, 69 HAProxy unreachable,
 75 wait timed out, 78 configuration error.
 ";
 
-/// The usage text, its settings part made from `config::SETTINGS`.
+/// The usage text, its settings part made from `settings::SETTINGS`.
 pub fn usage() -> String {
-    let mut text = HEAD.to_string();
-    for (key, value, help) in SETTINGS {
-        let flag = format!("--{} {value}", key.replace('_', "-"));
-        text.push_str(&format!("      {flag:<27}{help}\n"));
-    }
-    text.push_str(TAIL);
-    text
+    format!("{HEAD}{}{TAIL}", settings::usage(SETTINGS))
 }
 
 /// Parses a duration: `500ms`, `90s`, `5m`, `1h`, or plain seconds.
@@ -157,11 +152,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 wait.timeout = duration(&v).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
             }
             Long(flag) => {
-                let key = SETTINGS
-                    .iter()
-                    .map(|(k, _, _)| *k)
-                    .find(|k| k.replace('_', "-") == flag)
-                    .ok_or_else(|| Error::Usage(format!("unknown option --{flag}")))?;
+                let key = settings::by_flag(SETTINGS, flag)
+                    .ok_or_else(|| Error::Usage(format!("unknown option --{flag}")))?
+                    .key;
                 let value = text(parser.value().map_err(usage)?)?;
                 cli.flags.push((key, value));
             }
@@ -291,11 +284,10 @@ mod tests {
     #[test]
     fn usage_lists_every_setting() {
         let text = usage();
-        for (key, _, _) in SETTINGS {
-            assert!(
-                text.contains(&format!("--{}", key.replace('_', "-"))),
-                "{key}"
-            );
+        for flag in SETTINGS.iter().filter_map(|s| s.flag) {
+            assert!(text.contains(&format!("      {flag} ")), "{flag}");
+            let cli = p(&["serve", flag, "x"]).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            assert_eq!(cli.flags.len(), 1, "{flag}");
         }
     }
 }

@@ -3,14 +3,17 @@
 //! Lowest to highest precedence: built-in defaults, the TOML file
 //! (`/etc/hapgent-lb/hapgent-lb.toml`, or `--config`/`HAPGENT_LB_CONFIG`),
 //! `HAPGENT_LB_<KEY>` variables, and flags. The layering itself lives in
-//! `hapgent_common::layer`, shared with hapgent; this module owns the
-//! settings of hapgent-lb and their checks. It opens no sockets and reads
+//! `hapgent_common::layer`, shared with hapgent, and each setting is
+//! described once in `settings::SETTINGS`; this module owns the typed
+//! settings of hapgent-lb and the checks that involve several of them. It opens no sockets and reads
 //! no file but the configuration file.
 
 use crate::error::Error;
+use crate::settings::SETTINGS;
 use figment::Figment;
 use figment::value::Value;
 use hapgent_common::layer::{self, Layer};
+use hapgent_common::settings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,8 @@ pub enum Strategy {
     Command,
 }
 
-/// Every setting; defaults, flags and help are in `SETTINGS` and the README.
+/// Every setting, typed. Names, defaults, help and checks are in
+/// `settings::SETTINGS` (a test keeps the two in step).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -81,110 +85,6 @@ impl Default for Config {
     }
 }
 
-/// One row per setting: (key, value shown in --help, help text). Flags are
-/// `--key-with-dashes`, variables `HAPGENT_LB_KEY`; the usage text is made
-/// from this table.
-pub const SETTINGS: &[(&str, &str, &str)] = &[
-    (
-        "haproxy_socket",
-        "PATH",
-        "HAProxy runtime API socket (level admin) [default: /run/haproxy/admin.sock]",
-    ),
-    (
-        "master_socket",
-        "PATH",
-        "HAProxy master CLI socket (haproxy -W -S PATH); needed by reload = master-socket",
-    ),
-    (
-        "haproxy_config",
-        "PATH",
-        "the haproxy.cfg served and replaced [default: /etc/haproxy/haproxy.cfg]",
-    ),
-    (
-        "haproxy_bin",
-        "PATH",
-        "haproxy binary used to validate (-c) [default: haproxy]",
-    ),
-    (
-        "reload",
-        "STRATEGY",
-        "master-socket, systemd or command [default: systemd]",
-    ),
-    (
-        "reload_command",
-        "ARGV",
-        "argv for reload = command, space-separated (no shell)",
-    ),
-    (
-        "systemd_unit",
-        "UNIT",
-        "unit for reload = systemd [default: haproxy.service]",
-    ),
-    (
-        "reload_timeout",
-        "MS",
-        "time for a reload to show up in the runtime API [default: 10000]",
-    ),
-    (
-        "listen_unix",
-        "PATH",
-        "API Unix socket, mode 0660; empty: none [default: /run/hapgent-lb/api.sock]",
-    ),
-    (
-        "socket_group",
-        "GROUP",
-        "group allowed on the Unix socket [default: our own group]",
-    ),
-    (
-        "listen_tcp",
-        "ADDR:PORT",
-        "loopback TCP address for the API (needs token_file); empty: none",
-    ),
-    (
-        "token_file",
-        "PATH",
-        "bearer tokens for TCP, one per line as NAME:TOKEN or TOKEN",
-    ),
-    (
-        "max_body",
-        "BYTES",
-        "largest request body [default: 1048576]",
-    ),
-    (
-        "header_timeout",
-        "MS",
-        "deadline to receive request headers [default: 5000]",
-    ),
-    (
-        "body_timeout",
-        "MS",
-        "deadline to receive the body after the headers [default: 30000]",
-    ),
-    (
-        "poll_interval",
-        "MS",
-        "runtime API polling interval for wait and reloads [default: 200]",
-    ),
-    (
-        "max_connections",
-        "N",
-        "API connections served at once [default: 64]",
-    ),
-];
-
-/// Settings whose values are text whatever they look like.
-fn text_key(key: &str) -> bool {
-    !matches!(
-        key,
-        "reload_timeout"
-            | "max_body"
-            | "header_timeout"
-            | "body_timeout"
-            | "poll_interval"
-            | "max_connections"
-    )
-}
-
 /// Where the configuration comes from.
 pub struct Inputs<'a> {
     pub config_flag: Option<&'a Path>,
@@ -224,7 +124,7 @@ pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
             file.display()
         )));
     }
-    let parse = |key: &str, text: &str| layer::parse_value(text, text_key(key));
+    let parse = |key: &str, text: &str| settings::parse(SETTINGS, key, text);
     let mut figment =
         Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
     if must_exist || file.exists() {
@@ -252,23 +152,11 @@ pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
     Ok(Loaded { config, figment })
 }
 
-/// Checks that types alone cannot express: (key, problem).
+/// Checks what types alone cannot express: (key, problem). Each value is
+/// checked as `SETTINGS` says; what involves several values is checked
+/// here.
 fn check(c: &Config) -> Result<(), (&'static str, String)> {
-    for (key, value, range) in [
-        ("reload_timeout", c.reload_timeout, 100..=600_000),
-        ("header_timeout", c.header_timeout, 10..=600_000),
-        ("body_timeout", c.body_timeout, 10..=3_600_000),
-        ("poll_interval", c.poll_interval, 10..=60_000),
-        ("max_body", c.max_body, 1..=(1 << 30)),
-        ("max_connections", u64::from(c.max_connections), 1..=100_000),
-    ] {
-        if !range.contains(&value) {
-            return Err((
-                key,
-                format!("must be between {} and {}", range.start(), range.end()),
-            ));
-        }
-    }
+    settings::check(SETTINGS, &layer::dict_of(c))?;
     match c.reload {
         Strategy::MasterSocket if c.master_socket.is_none() => {
             return Err((
@@ -281,22 +169,8 @@ fn check(c: &Config) -> Result<(), (&'static str, String)> {
         }
         _ => {}
     }
-    if c.haproxy_config.file_name().is_none() {
-        return Err(("haproxy_config", "must name a file".into()));
-    }
-    if !c.listen_tcp.is_empty() {
-        let addr = tcp_address(&c.listen_tcp).map_err(|e| ("listen_tcp", e))?;
-        if !addr.ip().is_loopback() {
-            return Err((
-                "listen_tcp",
-                format!(
-                    "{addr} is not a loopback address; for remote access put an HAProxy frontend with TLS in front of 127.0.0.1"
-                ),
-            ));
-        }
-        if c.token_file.is_none() {
-            return Err(("listen_tcp", "TCP needs token_file (bearer tokens)".into()));
-        }
+    if !c.listen_tcp.is_empty() && c.token_file.is_none() {
+        return Err(("listen_tcp", "TCP needs token_file (bearer tokens)".into()));
     }
     Ok(())
 }
@@ -404,22 +278,6 @@ mod tests {
         }
     }
 
-    /// The README's hapgent-lb settings table lists every setting.
-    #[test]
-    fn readme_lists_every_setting() {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split("## On the load balancer: hapgent-lb")
-            .nth(1)
-            .expect("README has the hapgent-lb section");
-        for (key, _, _) in SETTINGS {
-            assert!(
-                section.contains(&format!("| `{key}` |")),
-                "README lacks {key}"
-            );
-        }
-    }
-
     #[test]
     fn describe_is_valid_toml_with_sources() {
         let flags = vec![("max_body", "5".to_string())];
@@ -434,7 +292,7 @@ mod tests {
         assert!(text.contains("max_body = 5"), "{text}");
         assert!(text.contains("# flag --max-body"), "{text}");
         assert!(text.lines().count() >= SETTINGS.len(), "{text}");
-        for (key, _, _) in SETTINGS {
+        for key in SETTINGS.iter().map(|s| s.key) {
             assert!(
                 text.contains(&format!("{key} = ")) || text.contains(&format!("# {key} is unset")),
                 "{key} missing: {text}"

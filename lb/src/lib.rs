@@ -16,6 +16,7 @@ mod reload;
 pub mod routes;
 mod runtime;
 pub mod serve;
+mod settings;
 pub mod stat;
 mod status;
 mod sys;

@@ -1,0 +1,319 @@
+//! Every hapgent-lb setting, described once.
+//!
+//! [`SETTINGS`] says what each setting is called in the TOML file, the
+//! environment (`HAPGENT_LB_*`) and on the command line, its default, its
+//! help, and what its value must satisfy. `cli` takes its flags and the
+//! usage text's options from it, `config` its text keys and checks, and a
+//! test compares it with the README's hapgent-lb settings table and with
+//! `Config`'s fields and defaults. The descriptor type is
+//! `hapgent_common::settings`, shared with hapgent.
+
+use hapgent_common::settings::{Builtin, Kind, Setting, any, path};
+use std::path::Path;
+
+/// hapgent-lb's settings, in the order of the usage text and the README.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: "haproxy_socket",
+        env: Some("HAPGENT_LB_HAPROXY_SOCKET"),
+        flag: Some("--haproxy-socket"),
+        arg: "PATH",
+        default: Builtin::Value("/run/haproxy/admin.sock"),
+        kind: Kind::Text(path),
+        help: "HAProxy runtime API socket (level admin)",
+        doc: "runtime API socket (`stats socket … level admin`)",
+    },
+    Setting {
+        key: "master_socket",
+        env: Some("HAPGENT_LB_MASTER_SOCKET"),
+        flag: Some("--master-socket"),
+        arg: "PATH",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(any),
+        help: "HAProxy master CLI socket (haproxy -W -S PATH); needed by reload = master-socket",
+        doc: "master CLI socket (`haproxy -W -S PATH`)",
+    },
+    Setting {
+        key: "haproxy_config",
+        env: Some("HAPGENT_LB_HAPROXY_CONFIG"),
+        flag: Some("--haproxy-config"),
+        arg: "PATH",
+        default: Builtin::Value("/etc/haproxy/haproxy.cfg"),
+        kind: Kind::Text(file_name),
+        help: "the haproxy.cfg served and replaced",
+        doc: "the file served and replaced",
+    },
+    Setting {
+        key: "haproxy_bin",
+        env: Some("HAPGENT_LB_HAPROXY_BIN"),
+        flag: Some("--haproxy-bin"),
+        arg: "PATH",
+        default: Builtin::Value("haproxy"),
+        kind: Kind::Text(any),
+        help: "haproxy binary used to validate (-c)",
+        doc: "binary used for `-c`",
+    },
+    Setting {
+        key: "reload",
+        env: Some("HAPGENT_LB_RELOAD"),
+        flag: Some("--reload"),
+        arg: "STRATEGY",
+        default: Builtin::Value("systemd"),
+        kind: Kind::Text(any),
+        help: "master-socket, systemd or command",
+        doc: "`master-socket`, `systemd` or `command`",
+    },
+    Setting {
+        key: "reload_command",
+        env: Some("HAPGENT_LB_RELOAD_COMMAND"),
+        flag: Some("--reload-command"),
+        arg: "ARGV",
+        default: Builtin::Empty("none"),
+        kind: Kind::Text(any),
+        help: "argv for reload = command, space-separated (no shell)",
+        doc: "argv for `command` (array, or space-separated words; no shell)",
+    },
+    Setting {
+        key: "systemd_unit",
+        env: Some("HAPGENT_LB_SYSTEMD_UNIT"),
+        flag: Some("--systemd-unit"),
+        arg: "UNIT",
+        default: Builtin::Value("haproxy.service"),
+        kind: Kind::Text(any),
+        help: "unit for reload = systemd",
+        doc: "unit for `systemd`",
+    },
+    Setting {
+        key: "reload_timeout",
+        env: Some("HAPGENT_LB_RELOAD_TIMEOUT"),
+        flag: Some("--reload-timeout"),
+        arg: "MS",
+        default: Builtin::Value("10000"),
+        kind: Kind::Number {
+            min: 100,
+            max: 600_000,
+            unit: "",
+        },
+        help: "time for a reload to show up in the runtime API",
+        doc: "ms for a reload to become visible",
+    },
+    Setting {
+        key: "listen_unix",
+        env: Some("HAPGENT_LB_LISTEN_UNIX"),
+        flag: Some("--listen-unix"),
+        arg: "PATH",
+        default: Builtin::Value("/run/hapgent-lb/api.sock"),
+        kind: Kind::Text(any),
+        help: "API Unix socket, mode 0660; empty: none",
+        doc: "API socket; empty: none",
+    },
+    Setting {
+        key: "socket_group",
+        env: Some("HAPGENT_LB_SOCKET_GROUP"),
+        flag: Some("--socket-group"),
+        arg: "GROUP",
+        default: Builtin::Empty("hapgent-lb's own group"),
+        kind: Kind::Text(any),
+        help: "group allowed on the Unix socket",
+        doc: "group allowed on the API socket",
+    },
+    Setting {
+        key: "listen_tcp",
+        env: Some("HAPGENT_LB_LISTEN_TCP"),
+        flag: Some("--listen-tcp"),
+        arg: "ADDR:PORT",
+        default: Builtin::Empty("none"),
+        kind: Kind::Text(loopback),
+        help: "loopback TCP address for the API (needs token_file)",
+        doc: "loopback `ADDR:PORT`; needs `token_file`",
+    },
+    Setting {
+        key: "token_file",
+        env: Some("HAPGENT_LB_TOKEN_FILE"),
+        flag: Some("--token-file"),
+        arg: "PATH",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(any),
+        help: "bearer tokens for TCP, one per line as NAME:TOKEN or TOKEN",
+        doc: "bearer tokens, `NAME:TOKEN` or `TOKEN` per line",
+    },
+    Setting {
+        key: "max_body",
+        env: Some("HAPGENT_LB_MAX_BODY"),
+        flag: Some("--max-body"),
+        arg: "BYTES",
+        default: Builtin::Value("1048576"),
+        kind: Kind::Number {
+            min: 1,
+            max: 1 << 30,
+            unit: "",
+        },
+        help: "largest request body",
+        doc: "largest request body, bytes",
+    },
+    Setting {
+        key: "header_timeout",
+        env: Some("HAPGENT_LB_HEADER_TIMEOUT"),
+        flag: Some("--header-timeout"),
+        arg: "MS",
+        default: Builtin::Value("5000"),
+        kind: Kind::Number {
+            min: 10,
+            max: 600_000,
+            unit: "",
+        },
+        help: "deadline to receive request headers",
+        doc: "ms to receive the request headers",
+    },
+    Setting {
+        key: "body_timeout",
+        env: Some("HAPGENT_LB_BODY_TIMEOUT"),
+        flag: Some("--body-timeout"),
+        arg: "MS",
+        default: Builtin::Value("30000"),
+        kind: Kind::Number {
+            min: 10,
+            max: 3_600_000,
+            unit: "",
+        },
+        help: "deadline to receive the body after the headers",
+        doc: "ms to receive the body",
+    },
+    Setting {
+        key: "poll_interval",
+        env: Some("HAPGENT_LB_POLL_INTERVAL"),
+        flag: Some("--poll-interval"),
+        arg: "MS",
+        default: Builtin::Value("200"),
+        kind: Kind::Number {
+            min: 10,
+            max: 60_000,
+            unit: "",
+        },
+        help: "runtime API polling interval for wait and reloads",
+        doc: "ms between runtime API polls (`wait`, reload verification)",
+    },
+    Setting {
+        key: "max_connections",
+        env: Some("HAPGENT_LB_MAX_CONNECTIONS"),
+        flag: Some("--max-connections"),
+        arg: "N",
+        default: Builtin::Value("64"),
+        kind: Kind::Number {
+            min: 1,
+            max: 100_000,
+            unit: "",
+        },
+        help: "API connections served at once",
+        doc: "API connections at once",
+    },
+];
+
+/// `haproxy_config`: a path that names a file, not `/` or `..`.
+fn file_name(text: &str) -> Result<(), String> {
+    if Path::new(text).file_name().is_none() {
+        return Err("must name a file".into());
+    }
+    Ok(())
+}
+
+/// `listen_tcp`: empty (no TCP) or a loopback `ADDRESS:PORT`.
+fn loopback(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let addr = crate::config::tcp_address(text)?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address; for remote access put an HAProxy frontend with TLS in front of 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use figment::Figment;
+    use hapgent_common::layer::{self, Layer};
+    use hapgent_common::settings;
+
+    /// Every field of `Config` has exactly one entry, and every entry a
+    /// field.
+    #[test]
+    fn one_entry_per_field() {
+        let fields = layer::dict_of(&Config::default());
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), keys.len(), "a key is listed twice: {keys:?}");
+        assert_eq!(
+            sorted,
+            fields.keys().map(String::as_str).collect::<Vec<_>>(),
+            "SETTINGS and Config's fields differ"
+        );
+    }
+
+    /// The defaults written in the table, read as if typed in the
+    /// environment, are `Config::default()`.
+    #[test]
+    fn defaults_are_config_default() {
+        let table = Figment::new().merge(Layer::new("default", settings::defaults(SETTINGS)));
+        let config: Config = table
+            .extract()
+            .unwrap_or_else(|e| panic!("the table's defaults do not load: {e}"));
+        let (got, want) = (layer::dict_of(&config), layer::dict_of(&Config::default()));
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}: table {:?}, Config::default() {v:?}", got.get(k)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert_eq!(config, Config::default());
+    }
+
+    /// The environment variable and the flag are made from the key the way
+    /// `layer` reads and names them.
+    #[test]
+    fn names_follow_the_key() {
+        for s in SETTINGS {
+            let env = format!(
+                "{}{}",
+                crate::config::ENV_PREFIX,
+                s.key.to_ascii_uppercase()
+            );
+            let flag = format!("--{}", s.key.replace('_', "-"));
+            assert_eq!(s.env, Some(env.as_str()), "{}", s.key);
+            assert_eq!(s.flag, Some(flag.as_str()), "{}", s.key);
+            assert!(!s.arg.is_empty() && !s.help.is_empty(), "{}", s.key);
+        }
+    }
+
+    /// The README's hapgent-lb settings table is the one made from
+    /// `SETTINGS`.
+    #[test]
+    fn readme_table_matches() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split_once("\n## On the load balancer: hapgent-lb\n")
+            .expect("README has the hapgent-lb section")
+            .1;
+        let table = settings::markdown_table(section, "### Settings")
+            .expect("the hapgent-lb section has a table under \"### Settings\"");
+        let header = section
+            .split_once("\n### Settings\n")
+            .and_then(|(_, rest)| rest.lines().find(|l| l.starts_with('|')));
+        assert_eq!(
+            header,
+            settings::MARKDOWN_HEADER.lines().next(),
+            "README's hapgent-lb settings table header"
+        );
+        if let Some(diff) = settings::table_diff(&table, &settings::markdown_rows(SETTINGS)) {
+            panic!(
+                "README's hapgent-lb settings table differs from SETTINGS (- README, + SETTINGS):\n{diff}"
+            );
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Every hapgent setting, described once.
+//!
+//! [`SETTINGS`] is the one place that says what a setting is called in the
+//! TOML file, the environment (`HAPGENT_*`, which the Zig hapgent's
+//! `HAPGENT_IP`, `HAPGENT_PORT` and `HAPGENT_STATE_FILE` are part of) and on
+//! the command line, its default, its help, and what its value must
+//! satisfy. `cli` takes its flags from it, `config` its text keys and
+//! checks, the usage text its options, and a test compares it with the
+//! README's settings table and with `Config`'s fields and defaults.
+//!
+//! The descriptor type and what is made from it live in
+//! `hapgent_common::settings`, shared with hapgent-lb; this module owns
+//! only hapgent's table and the checks particular to hapgent's values.
+
+use crate::cidr::Cidr;
+use hapgent_common::settings::{Builtin, Kind, Setting, any, optional_path, path};
+
+/// hapgent's settings, in the order of the usage text and the README.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: "ip",
+        env: Some("HAPGENT_IP"),
+        flag: Some("--ip"),
+        arg: "ADDR",
+        default: Builtin::Value("0.0.0.0"),
+        kind: Kind::List(addresses),
+        help: "address(es) to listen on, comma-separated",
+        doc: "address(es) to listen on: one, a comma-separated list, or a TOML array; `::` also accepts IPv4 on Linux",
+    },
+    Setting {
+        key: "port",
+        env: Some("HAPGENT_PORT"),
+        flag: Some("--port"),
+        arg: "PORT",
+        default: Builtin::Value("9777"),
+        kind: Kind::Number {
+            min: 0,
+            max: 65535,
+            unit: "",
+        },
+        help: "TCP port",
+        doc: "TCP port; 0 picks any free port, logged at startup",
+    },
+    Setting {
+        key: "state_file",
+        env: Some("HAPGENT_STATE_FILE"),
+        flag: Some("--state-file"),
+        arg: "PATH",
+        default: Builtin::Value("/etc/hapgent/state.json"),
+        kind: Kind::Text(path),
+        help: "JSON state file",
+        doc: "the JSON state file",
+    },
+    Setting {
+        key: "max_connections",
+        env: Some("HAPGENT_MAX_CONNECTIONS"),
+        flag: Some("--max-connections"),
+        arg: "N",
+        default: Builtin::Value("1024"),
+        kind: Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            unit: "",
+        },
+        help: "connections served at once",
+        doc: "replies that may be waiting on a slow client at once; more are closed",
+    },
+    Setting {
+        key: "write_timeout",
+        env: Some("HAPGENT_WRITE_TIMEOUT"),
+        flag: Some("--write-timeout"),
+        arg: "MS",
+        default: Builtin::Value("2000"),
+        kind: Kind::Number {
+            min: 1,
+            max: 60_000,
+            unit: " milliseconds",
+        },
+        help: "deadline to send a reply",
+        doc: "milliseconds a client has to take its reply",
+    },
+    Setting {
+        key: "log_requests",
+        env: Some("HAPGENT_LOG_REQUESTS"),
+        flag: Some("--log-requests"),
+        arg: "",
+        default: Builtin::Value("false"),
+        kind: Kind::Switch,
+        help: "log each probe's peer and reply",
+        doc: "log each probe's peer address and reply",
+    },
+    Setting {
+        key: "drain_file",
+        env: Some("HAPGENT_DRAIN_FILE"),
+        flag: Some("--drain-file"),
+        arg: "PATH",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(optional_path),
+        help: "report drain while this file exists",
+        doc: "while this file exists, report `drain`",
+    },
+    Setting {
+        key: "maint_file",
+        env: Some("HAPGENT_MAINT_FILE"),
+        flag: Some("--maint-file"),
+        arg: "PATH",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(optional_path),
+        help: "report maint while this file exists (wins)",
+        doc: "while this file exists, report `maint` (wins over the drain file)",
+    },
+    Setting {
+        key: "cpu_weight",
+        env: Some("HAPGENT_CPU_WEIGHT"),
+        flag: Some("--cpu-weight"),
+        arg: "",
+        default: Builtin::Value("false"),
+        kind: Kind::Switch,
+        help: "scale the weight by the idle CPU share",
+        doc: "scale the weight by the idle CPU share",
+    },
+    Setting {
+        key: "timeframe",
+        env: Some("HAPGENT_TIMEFRAME"),
+        flag: Some("--timeframe"),
+        arg: "MS",
+        default: Builtin::Value("2000"),
+        kind: Kind::Number {
+            min: 10,
+            max: 600_000,
+            unit: " milliseconds",
+        },
+        help: "CPU sampling window",
+        doc: "CPU sampling window in milliseconds",
+    },
+    Setting {
+        key: "min_weight",
+        env: Some("HAPGENT_MIN_WEIGHT"),
+        flag: Some("--min-weight"),
+        arg: "PERCENT",
+        default: Builtin::Value("1"),
+        kind: Kind::Number {
+            min: 0,
+            max: 100,
+            unit: " (percent)",
+        },
+        help: "lowest weight CPU load can bring",
+        doc: "lowest weight, in percent, that CPU load alone can bring",
+    },
+    Setting {
+        key: "cpu_smoothing",
+        env: Some("HAPGENT_CPU_SMOOTHING"),
+        flag: Some("--cpu-smoothing"),
+        arg: "PERCENT",
+        default: Builtin::Value("0"),
+        kind: Kind::Number {
+            min: 0,
+            max: 99,
+            unit: " (percent of the previous sample kept)",
+        },
+        help: "share of the previous sample kept",
+        doc: "percent of the previous sample kept (exponential smoothing; 0 = off)",
+    },
+    Setting {
+        key: "proc_stat",
+        env: Some("HAPGENT_PROC_STAT"),
+        flag: Some("--proc-stat"),
+        arg: "PATH",
+        default: Builtin::Value("/proc/stat"),
+        kind: Kind::Text(path),
+        help: "CPU counters file",
+        doc: "where CPU counters are read",
+    },
+    Setting {
+        key: "systemd",
+        env: Some("HAPGENT_SYSTEMD"),
+        flag: Some("--systemd"),
+        arg: "",
+        default: Builtin::Value("false"),
+        kind: Kind::Switch,
+        help: "use listening sockets passed by systemd",
+        doc: "serve the listening sockets passed by systemd (`LISTEN_FDS`) instead of binding `ip`/`port`",
+    },
+    Setting {
+        key: "control_socket",
+        env: Some("HAPGENT_CONTROL_SOCKET"),
+        flag: Some("--control-socket"),
+        arg: "PATH",
+        default: Builtin::Value(crate::config::DEFAULT_CONTROL_SOCKET),
+        kind: Kind::Text(any),
+        help: "control socket for hapgent ctl, empty: none",
+        doc: "the control socket of `hapgent ctl`; empty disables it",
+    },
+    Setting {
+        key: "control_group",
+        env: Some("HAPGENT_CONTROL_GROUP"),
+        flag: Some("--control-group"),
+        arg: "NAME",
+        default: Builtin::Absent("hapgent's own group"),
+        kind: Kind::Text(group),
+        help: "group allowed to use the control socket",
+        doc: "members may use the control socket (besides root and hapgent's user)",
+    },
+    Setting {
+        key: "seen_window",
+        env: Some("HAPGENT_SEEN_WINDOW"),
+        flag: Some("--seen-window"),
+        arg: "MS",
+        default: Builtin::Value("30000"),
+        kind: Kind::Number {
+            min: 1_000,
+            max: 3_600_000,
+            unit: " milliseconds",
+        },
+        help: "how recent a probe counts for --wait-seen",
+        doc: "the longest silence, in milliseconds, after which a load balancer no longer counts as probing for `--wait-seen` (it also stops counting after three of its own intervals plus a second)",
+    },
+    Setting {
+        key: "max_probers",
+        env: Some("HAPGENT_MAX_PROBERS"),
+        flag: Some("--max-probers"),
+        arg: "N",
+        default: Builtin::Value("4096"),
+        kind: Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            unit: "",
+        },
+        help: "load balancers remembered",
+        doc: "load balancers (per service) remembered; past it the longest unseen is forgotten",
+    },
+    Setting {
+        key: "services",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Empty("none"),
+        kind: Kind::Table {
+            name: "NAME",
+            entry: SERVICE,
+        },
+        help: "",
+        doc: "services that HAProxy's `agent-send` names, as `[services.NAME]` tables (file only; see \"Services\")",
+    },
+    Setting {
+        key: "payload_timeout",
+        env: Some("HAPGENT_PAYLOAD_TIMEOUT"),
+        flag: Some("--payload-timeout"),
+        arg: "MS",
+        default: Builtin::Value("100"),
+        kind: Kind::Number {
+            min: 1,
+            max: 10_000,
+            unit: " milliseconds",
+        },
+        help: "with services: wait for agent-send",
+        doc: "with services, milliseconds to wait for the `agent-send` payload",
+    },
+    Setting {
+        key: "allow",
+        env: Some("HAPGENT_ALLOW"),
+        flag: Some("--allow"),
+        arg: "CIDR",
+        default: Builtin::Empty("everyone"),
+        kind: Kind::List(ranges),
+        help: "sources allowed to probe, comma-separated",
+        doc: "sources allowed to probe: CIDRs, comma-separated or a TOML array",
+    },
+    Setting {
+        key: "metrics_listen",
+        env: Some("HAPGENT_METRICS_LISTEN"),
+        flag: Some("--metrics-listen"),
+        arg: "ADDR:PORT",
+        default: Builtin::Absent("off"),
+        kind: Kind::Text(any),
+        help: "serve Prometheus metrics",
+        doc: "`address:port` for `GET /metrics`",
+    },
+];
+
+/// The settings of one `[services.NAME]` table.
+pub static SERVICE: &[Setting] = &[
+    Setting {
+        key: "state_file",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Required,
+        kind: Kind::Text(path),
+        help: "",
+        doc: "the service's JSON state file; each service needs its own",
+    },
+    Setting {
+        key: "drain_file",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(optional_path),
+        help: "",
+        doc: "while this file exists, the service reports `drain`",
+    },
+    Setting {
+        key: "maint_file",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Absent("unset"),
+        kind: Kind::Text(optional_path),
+        help: "",
+        doc: "while this file exists, the service reports `maint`",
+    },
+];
+
+/// `ip`: at least one address, none twice (each one parsed by serde).
+fn addresses(ips: &[&str]) -> Result<(), String> {
+    if ips.is_empty() {
+        return Err("at least one address is required".into());
+    }
+    for (i, ip) in ips.iter().enumerate() {
+        if ips[..i].contains(ip) {
+            return Err(format!("{ip} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// `allow`: each one an address range.
+fn ranges(ranges: &[&str]) -> Result<(), String> {
+    for range in ranges {
+        range.parse::<Cidr>()?;
+    }
+    Ok(())
+}
+
+/// `control_group`: a group name as the system's tools accept it.
+fn group(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !valid {
+        return Err(format!(
+            "{name:?} is not a group name (letters, digits, '_', '-', '.')"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ServiceConfig};
+    use figment::Figment;
+    use hapgent_common::layer::{self, Layer};
+    use hapgent_common::settings;
+    use std::path::PathBuf;
+
+    /// Every field of `Config` has exactly one entry, and every entry a
+    /// field; the same for a service's table.
+    #[test]
+    fn one_entry_per_field() {
+        let fields = layer::dict_of(&Config::default());
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), keys.len(), "a key is listed twice: {keys:?}");
+        assert_eq!(
+            sorted,
+            fields.keys().map(String::as_str).collect::<Vec<_>>(),
+            "SETTINGS and Config's fields differ"
+        );
+        let service = layer::dict_of(&ServiceConfig {
+            state_file: PathBuf::from("/s"),
+            drain_file: Some(PathBuf::from("/d")),
+            maint_file: Some(PathBuf::from("/m")),
+        });
+        let mut keys: Vec<&str> = SERVICE.iter().map(|s| s.key).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            service.keys().map(String::as_str).collect::<Vec<_>>(),
+            "SERVICE and ServiceConfig's fields differ"
+        );
+    }
+
+    /// The defaults written in the table, read as if typed in the
+    /// environment, are `Config::default()`.
+    #[test]
+    fn defaults_are_config_default() {
+        let table = Figment::new().merge(Layer::new("default", settings::defaults(SETTINGS)));
+        let config: Config = table
+            .extract()
+            .unwrap_or_else(|e| panic!("the table's defaults do not load: {e}"));
+        let (got, want) = (layer::dict_of(&config), layer::dict_of(&Config::default()));
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}: table {:?}, Config::default() {v:?}", got.get(k)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert_eq!(config, Config::default());
+    }
+
+    /// The environment variable and the flag are made from the key the way
+    /// `layer` reads and names them; the Zig hapgent's variables are there.
+    #[test]
+    fn names_follow_the_key() {
+        for s in SETTINGS {
+            let table = matches!(s.kind, Kind::Table { .. });
+            let env = format!("HAPGENT_{}", s.key.to_ascii_uppercase());
+            let flag = format!("--{}", s.key.replace('_', "-"));
+            assert_eq!(s.env, (!table).then_some(env.as_str()), "{}", s.key);
+            assert_eq!(s.flag, (!table).then_some(flag.as_str()), "{}", s.key);
+            assert_eq!(
+                s.arg.is_empty(),
+                matches!(s.kind, Kind::Switch | Kind::Table { .. })
+            );
+            assert_eq!(s.help.is_empty(), table, "{}", s.key);
+        }
+        for var in ["HAPGENT_IP", "HAPGENT_PORT", "HAPGENT_STATE_FILE"] {
+            assert!(SETTINGS.iter().any(|s| s.env == Some(var)), "{var}");
+        }
+    }
+
+    /// The README's settings table is the one made from `SETTINGS`.
+    #[test]
+    fn readme_table_matches() {
+        let readme = include_str!("../README.md");
+        let table = settings::markdown_table(readme, "## Settings")
+            .expect("README has a table under \"## Settings\"");
+        let header = readme
+            .split_once("\n## Settings\n")
+            .and_then(|(_, rest)| rest.lines().find(|l| l.starts_with('|')));
+        assert_eq!(
+            header,
+            settings::MARKDOWN_HEADER.lines().next(),
+            "README's settings table header"
+        );
+        if let Some(diff) = settings::table_diff(&table, &settings::markdown_rows(SETTINGS)) {
+            panic!("README's settings table differs from SETTINGS (- README, + SETTINGS):\n{diff}");
+        }
+    }
+}
