@@ -48,7 +48,7 @@ fi
 
 # The unit tests also run in .ci/run's `cargo test` (a default member);
 # here in the debug profile too, so that they share its build.
-step "building hapgent-bench and running its unit tests (reply grammar, percentiles)"
+step "building hapgent-bench and running its unit tests (reply grammar, percentiles, JSON)"
 cargo build --release --locked -p hapgent-bench
 cargo test --locked -p hapgent-bench
 bench=${CARGO_TARGET_DIR:-target}/release/hapgent-bench
