@@ -41,14 +41,17 @@ if [ -x "$bin" ]; then
     step "using $bin from an earlier step"
 else
     step "building hapgent (release, $TARGET)"
-    cargo build --release --locked --target "$TARGET"
+    # As scripts/bench does: a release build's packages, less the benchmark.
+    cargo build --release --locked --target "$TARGET" --workspace --exclude hapgent-bench
     bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/hapgent
 fi
 
-step "building hapgent-bench and running its unit tests (reply grammar, percentiles)"
-cargo build --release --locked --manifest-path bench/Cargo.toml
-cargo test --release --locked --manifest-path bench/Cargo.toml
-bench=${CARGO_TARGET_DIR:-bench/target}/release/hapgent-bench
+# The unit tests also run in .ci/run's `cargo test` (a default member);
+# here in the debug profile too, so that they share its build.
+step "building hapgent-bench and running its unit tests (reply grammar, percentiles, JSON)"
+cargo build --release --locked -p hapgent-bench
+cargo test --locked -p hapgent-bench
+bench=${CARGO_TARGET_DIR:-target}/release/hapgent-bench
 
 # Checks a --json report: every run completed all its checks with no
 # error, every idle connection was held and the footprint was measured.

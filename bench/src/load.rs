@@ -4,7 +4,8 @@
 //! its write(), for waking a sleeping reader thread on every check: a cost
 //! of the load generator, not of the agent.)
 
-use crate::{ProbeError, Tally, well_formed};
+use crate::probe::{ProbeError, well_formed};
+use crate::tally::Tally;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};

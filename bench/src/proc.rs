@@ -1,6 +1,7 @@
 //! What the benchmark reads about the agent and the machine from /proc,
 //! and the binary's stripped size.
 
+use serde::Serialize;
 use std::path::Path;
 
 /// Resident memory, in KiB (NaN if unknown).
@@ -68,7 +69,8 @@ pub fn cpu(pid: u32) -> Cpu {
     }
 }
 
-/// The machine, for the report.
+/// The machine, for the report (its `machine` in JSON).
+#[derive(Serialize)]
 pub struct Machine {
     pub cpus: usize,
     pub model: String,
@@ -92,7 +94,9 @@ pub fn machine() -> Machine {
 }
 
 /// The binary's path, size, and size once stripped (`strip -o` on a copy;
-/// equal when it was stripped already). None where unknown.
+/// equal when it was stripped already). None where unknown. The report's
+/// `binary` in JSON.
+#[derive(Serialize)]
 pub struct Size {
     pub path: String,
     pub bytes: Option<u64>,

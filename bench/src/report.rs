@@ -1,13 +1,30 @@
 //! The report: per-run metrics, medians per concurrency, as text, JSON and
-//! a Markdown table (hand-written JSON: numbers and plain strings only).
+//! a Markdown table. The JSON is what scripts read (.ci/bench.sh checks
+//! it): its keys are kept stable, figures not measured are null, and
+//! numbers have at most three decimals (`to_json`).
 
+use crate::cli::Options;
 use crate::proc::{Machine, Size};
-use crate::{ERROR_KINDS, Options, median};
+use crate::stats::median;
+use crate::tally::ErrorCounts;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use std::fmt::Write;
 
 /// Named numbers of one run, in report order. NaN means "not measured".
 #[derive(Default, Clone)]
 pub struct Metrics(pub Vec<(&'static str, f64)>);
+
+/// A JSON object with the names as keys, in report order.
+impl Serialize for Metrics {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
 
 impl Metrics {
     pub fn push(&mut self, name: &'static str, value: f64) {
@@ -36,8 +53,39 @@ pub struct Report {
     pub runs: Vec<Metrics>,
     pub notes: Vec<String>,
     pub ok: u64,
-    pub errors: [u64; 5],
+    pub errors: ErrorCounts,
     pub error_examples: Vec<String>,
+}
+
+/// The JSON report's shape: a view of a `Report`, in key order.
+#[derive(Serialize)]
+struct Json<'a> {
+    agent: JsonAgent<'a>,
+    machine: &'a Machine,
+    binary: &'a Size,
+    start_to_first_reply_ms: JsonStartup<'a>,
+    checks_per_run: u64,
+    load_threads: usize,
+    loadavg_before: f64,
+    loadavg_after: f64,
+    runs: &'a [Metrics],
+    medians: Vec<Metrics>,
+    ok: u64,
+    errors: ErrorCounts,
+    error_examples: &'a [String],
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonAgent<'a> {
+    command: &'a [String],
+    send: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonStartup<'a> {
+    median: f64,
+    runs: &'a [f64],
 }
 
 /// (metric, unit label, target) for the Markdown table, in row order.
@@ -152,16 +200,6 @@ const ROWS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn num(v: f64) -> String {
-    if v.is_nan() {
-        "null".into()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 /// Human formatting: thousands separators for big numbers, 1-3 decimals
 /// for small ones.
 fn human(v: f64) -> String {
@@ -188,30 +226,6 @@ fn human(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_obj(m: &Metrics) -> String {
-    let fields: Vec<String> =
-        m.0.iter()
-            .map(|(k, v)| format!("\"{k}\":{}", num(*v)))
-            .collect();
-    format!("{{{}}}", fields.join(","))
 }
 
 impl Report {
@@ -254,7 +268,7 @@ impl Report {
             runs: Vec::new(),
             notes: Vec::new(),
             ok: 0,
-            errors: [0; 5],
+            errors: ErrorCounts::default(),
             error_examples: Vec::new(),
         }
     }
@@ -336,7 +350,7 @@ impl Report {
             }
         }
         let _ = writeln!(t, "\nprobes answered well: {}", self.ok);
-        for (k, n) in ERROR_KINDS.iter().zip(self.errors) {
+        for (k, n) in self.errors.iter() {
             let _ = writeln!(t, "  {k} errors: {n}");
         }
         for e in &self.error_examples {
@@ -348,50 +362,30 @@ impl Report {
         t
     }
 
+    /// The report as one line of JSON.
     pub fn json(&self) -> String {
-        let cmd: Vec<String> = self.command.iter().map(|s| json_str(s)).collect();
-        let runs: Vec<String> = self.runs.iter().map(json_obj).collect();
-        let medians: Vec<String> = self.medians().iter().map(json_obj).collect();
-        let starts: Vec<String> = self.startup_ms.iter().map(|v| num(*v)).collect();
-        let errors: Vec<String> = ERROR_KINDS
-            .iter()
-            .zip(self.errors)
-            .map(|(k, n)| format!("\"{k}\":{n}"))
-            .collect();
-        let examples: Vec<String> = self.error_examples.iter().map(|s| json_str(s)).collect();
-        let notes: Vec<String> = self.notes.iter().map(|s| json_str(s)).collect();
-        let opt = |b: Option<u64>| b.map_or("null".into(), |b| b.to_string());
-        format!(
-            concat!(
-                "{{\"agent\":{{\"command\":[{}],\"send\":{}}},",
-                "\"machine\":{{\"cpus\":{},\"model\":{},\"kernel\":{}}},",
-                "\"binary\":{{\"path\":{},\"bytes\":{},\"stripped_bytes\":{}}},",
-                "\"start_to_first_reply_ms\":{{\"median\":{},\"runs\":[{}]}},",
-                "\"checks_per_run\":{},\"load_threads\":{},\"loadavg_before\":{},\"loadavg_after\":{},",
-                "\"runs\":[{}],\"medians\":[{}],",
-                "\"ok\":{},\"errors\":{{{}}},\"error_examples\":[{}],\"notes\":[{}]}}"
-            ),
-            cmd.join(","),
-            self.send.as_deref().map_or("null".into(), json_str),
-            self.machine.cpus,
-            json_str(&self.machine.model),
-            json_str(&self.machine.kernel),
-            json_str(&self.size.path),
-            opt(self.size.bytes),
-            opt(self.size.stripped_bytes),
-            num(self.startup_median()),
-            starts.join(","),
-            self.checks,
-            self.threads,
-            num(self.loadavg.0),
-            num(self.loadavg.1),
-            runs.join(","),
-            medians.join(","),
-            self.ok,
-            errors.join(","),
-            examples.join(","),
-            notes.join(","),
-        )
+        to_json(&Json {
+            agent: JsonAgent {
+                command: &self.command,
+                send: self.send.as_deref(),
+            },
+            machine: &self.machine,
+            binary: &self.size,
+            start_to_first_reply_ms: JsonStartup {
+                median: self.startup_median(),
+                runs: &self.startup_ms,
+            },
+            checks_per_run: self.checks,
+            load_threads: self.threads,
+            loadavg_before: self.loadavg.0,
+            loadavg_after: self.loadavg.1,
+            runs: &self.runs,
+            medians: self.medians(),
+            ok: self.ok,
+            errors: self.errors,
+            error_examples: &self.error_examples,
+            notes: &self.notes,
+        })
     }
 
     /// The medians as the table in BENCHMARKS.md.
@@ -443,5 +437,93 @@ impl Report {
             self.startup_median()
         );
         t
+    }
+}
+
+/// `value` as one line of JSON, numbers as the reports write them: whole
+/// numbers without a fraction (`1188`, not `1188.0`), others with three
+/// decimals (`282.229`), NaN and infinities as null (serde_json's rule).
+pub fn to_json(value: &impl Serialize) -> String {
+    let mut out = Vec::new();
+    let mut json = serde_json::Serializer::with_formatter(&mut out, Figures);
+    value
+        .serialize(&mut json)
+        .expect("a report is plain data and serializes into memory");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// serde_json's compact formatter with the reports' number format.
+struct Figures;
+
+impl serde_json::ser::Formatter for Figures {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            write!(w, "{}", v as i64)
+        } else {
+            write!(w, "{v:.3}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Metrics, Report};
+    use crate::probe::ErrorKind;
+    use crate::proc::{Machine, Size};
+    use crate::tally::ErrorCounts;
+
+    fn report() -> Report {
+        let mut run = Metrics::default();
+        run.push("concurrency", 8.0);
+        run.push("checks_per_s", 17_740.728_49);
+        run.push("latency_p50_us", 282.2);
+        run.push("probers_tracked", f64::NAN);
+        run.push("floor_ratio", f64::INFINITY);
+        let mut errors = ErrorCounts::default();
+        errors.add(ErrorKind::Malformed, 2);
+        Report {
+            command: vec!["hapgent".into(), "--port".into(), "0".into()],
+            machine: Machine {
+                cpus: 2,
+                model: "AMD \"EPYC\"".into(),
+                kernel: "6.18".into(),
+            },
+            size: Size {
+                path: "hapgent".into(),
+                bytes: Some(1_218_272),
+                stripped_bytes: None,
+            },
+            checks: 3000,
+            runs_per_concurrency: 1,
+            concurrency: vec![8],
+            send: Some("web\n".into()),
+            startup_ms: vec![9.273, 1.5, 4.0],
+            threads: 2,
+            loadavg: (0.57, f64::NAN),
+            runs: vec![run],
+            notes: vec!["a note".into()],
+            ok: 3001,
+            errors,
+            error_examples: vec!["malformed reply \"up failed\"".into()],
+        }
+    }
+
+    /// The shape .ci/bench.sh and the measurements read: these keys, in
+    /// this order; whole numbers bare, others with three decimals, what
+    /// was not measured (NaN, or infinite) null.
+    #[test]
+    fn json_shape() {
+        let want = concat!(
+            r#"{"agent":{"command":["hapgent","--port","0"],"send":"web\n"},"#,
+            r#""machine":{"cpus":2,"model":"AMD \"EPYC\"","kernel":"6.18"},"#,
+            r#""binary":{"path":"hapgent","bytes":1218272,"stripped_bytes":null},"#,
+            r#""start_to_first_reply_ms":{"median":4,"runs":[9.273,1.500,4]},"#,
+            r#""checks_per_run":3000,"load_threads":2,"loadavg_before":0.570,"loadavg_after":null,"#,
+            r#""runs":[{"concurrency":8,"checks_per_s":17740.728,"latency_p50_us":282.200,"probers_tracked":null,"floor_ratio":null}],"#,
+            r#""medians":[{"concurrency":8,"checks_per_s":17740.728,"latency_p50_us":282.200,"probers_tracked":null,"floor_ratio":null}],"#,
+            r#""ok":3001,"errors":{"connect":0,"io":0,"timeout":0,"incomplete":0,"malformed":2},"#,
+            r#""error_examples":["malformed reply \"up failed\""],"notes":["a note"]}"#,
+        );
+        assert_eq!(report().json(), want);
     }
 }

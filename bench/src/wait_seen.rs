@@ -15,7 +15,12 @@
 //! recipe, "send the signal, sleep two agent intervals", takes
 //! 2 × agent-inter every time.
 
-use crate::{Agent, Options, Role, TempDir, hapgent_command, median, write_state};
+use crate::agent::{Agent, Role, TempDir, hapgent_command, write_state};
+use crate::cli::Options;
+use crate::error::Error;
+use crate::report::to_json;
+use crate::stats::median;
+use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -38,12 +43,7 @@ impl Drop for Haproxy {
 }
 
 impl Haproxy {
-    fn start(
-        o: &Options,
-        dir: &Path,
-        agent_port: u16,
-        server_port: u16,
-    ) -> Result<Haproxy, String> {
+    fn start(o: &Options, dir: &Path, agent_port: u16, server_port: u16) -> Result<Haproxy, Error> {
         let socket = dir.join("admin.sock");
         let cfg = dir.join("haproxy.cfg");
         std::fs::write(
@@ -64,7 +64,7 @@ backend be
                 inter = o.agent_inter_ms,
             ),
         )
-        .map_err(|e| format!("cannot write {cfg:?}: {e}"))?;
+        .map_err(Error::io(format!("cannot write {cfg:?}")))?;
         let stderr = dir.join("haproxy.err");
         let mut cmd = Command::new(&o.haproxy);
         cmd.arg("-f")
@@ -72,7 +72,7 @@ backend be
             .arg("-db")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).map_err(|e| format!("{stderr:?}: {e}"))?);
+            .stderr(std::fs::File::create(&stderr).map_err(Error::io(format!("{stderr:?}")))?);
         // SAFETY: prctl is async-signal-safe; nothing else runs in the child
         // between fork and exec.
         unsafe {
@@ -82,10 +82,10 @@ backend be
             });
         }
         let child = cmd.spawn().map_err(|e| {
-            format!(
+            Error::Haproxy(format!(
                 "cannot start {:?}: {e} (apt-get install haproxy, or --haproxy PATH)",
                 o.haproxy
-            )
+            ))
         })?;
         let haproxy = Haproxy {
             child,
@@ -99,14 +99,14 @@ backend be
     }
 
     /// Polls `ready` every 20 ms for at most 10 s.
-    fn until(&self, what: &str, ready: impl Fn(&Haproxy) -> bool) -> Result<(), String> {
+    fn until(&self, what: &str, ready: impl Fn(&Haproxy) -> bool) -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ready(self) {
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(Error::Haproxy(format!(
                     "HAProxy did not {what} within 10 s; its stderr:\n{}",
                     std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -144,25 +144,54 @@ fn parse_server_state(answer: &str) -> Option<(String, String)> {
     })
 }
 
-/// One timed command.
+/// One timed command (an element of the JSON's `runs`).
+#[derive(Serialize)]
 struct Sample {
     action: &'static str,
     /// Spawn to exit of `hapgent ctl ACTION --wait-seen`.
     ctl_ms: f64,
     /// From the spawn until HAProxy's stats socket first showed the change.
+    #[serde(rename = "haproxy_shows_ms")]
     haproxy_ms: f64,
 }
 
-pub fn run(o: &Options) -> Result<bool, String> {
+/// Median, nearest-rank p90, min and max of the samples' times (ms).
+#[derive(Serialize, Debug, PartialEq)]
+struct Summary {
+    median: f64,
+    p90: f64,
+    min: f64,
+    max: f64,
+}
+
+/// The `--json` report of `--wait-seen`.
+#[derive(Serialize)]
+struct Json<'a> {
+    agent_inter_ms: u64,
+    commands: usize,
+    ctl_ms: Summary,
+    haproxy_shows_ms: Summary,
+    /// Negative when HAProxy showed it before ctl had exited.
+    haproxy_lag_after_ctl_ms: Summary,
+    /// The old recipe: signal, then sleep two agent intervals.
+    old_recipe_ms: f64,
+    loadavg_before: f64,
+    loadavg_after: f64,
+    runs: &'a [Sample],
+}
+
+/// Runs the `--wait-seen` measurement and prints its report; always
+/// Ok(true) when it completes (a command that fails ends it with an error).
+pub fn run(o: &Options) -> Result<bool, Error> {
     if !o.binary.exists() {
-        return Err(format!(
+        return Err(Error::Setup(format!(
             "{} does not exist: build it or pass --binary",
             o.binary.display()
-        ));
+        )));
     }
     let inter = o.agent_inter_ms as f64;
     let loadavg_before = crate::proc::loadavg();
-    let dir = TempDir::new().map_err(|e| format!("temporary directory: {e}"))?;
+    let dir = TempDir::new()?;
     write_state(&dir.0)?;
     let control = dir.0.join("control.sock");
     let (mut agent, _) = Agent::start(
@@ -173,11 +202,14 @@ pub fn run(o: &Options) -> Result<bool, String> {
         },
     )?;
     let (first, _) = agent.wait_ready(o)?;
-    first.map_err(|e| format!("hapgent's first reply: {e}"))?;
+    first.map_err(|e| Error::Agent(format!("hapgent's first reply: {e}")))?;
     // The server HAProxy's regular check connects to: accepted and closed.
     let server = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("cannot bind a server port: {e}"))?;
-    let server_port = server.local_addr().map_err(|e| e.to_string())?.port();
+        .map_err(Error::io("cannot bind a server port"))?;
+    let server_port = server
+        .local_addr()
+        .map_err(Error::io("cannot bind a server port"))?
+        .port();
     std::thread::spawn(move || {
         for conn in server.incoming() {
             drop(conn);
@@ -187,13 +219,13 @@ pub fn run(o: &Options) -> Result<bool, String> {
     haproxy.until("show the server UP and ready", |h| {
         server_state(&h.socket).is_some_and(|(op, admin)| op == "2" && admin == "0")
     })?;
-    let ctl = |args: &[&str]| -> Result<std::process::Output, String> {
+    let ctl = |args: &[&str]| -> Result<std::process::Output, Error> {
         hapgent_command(o, &dir.0, Some(&control))?
             .arg("ctl")
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run hapgent ctl: {e}"))
+            .map_err(Error::io("cannot run hapgent ctl"))
     };
     // A prober counts as a load balancer once it has probed twice.
     haproxy.until("probe hapgent twice", |_| {
@@ -243,18 +275,20 @@ pub fn run(o: &Options) -> Result<bool, String> {
         let out = ctl(&[action, "--wait-seen", "--timeout", "10s"])?;
         let t1 = Instant::now();
         if !out.status.success() {
-            return Err(format!(
+            return Err(Error::Agent(format!(
                 "hapgent ctl {action} --wait-seen failed ({}): {}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
-            ));
+            )));
         }
         let seen = poller
             .join()
-            .map_err(|_| "the HAProxy poller panicked".to_string())?
+            .map_err(|_| Error::Haproxy("the HAProxy poller panicked".into()))?
             .ok_or_else(|| {
-                format!("HAProxy never showed srv_admin_state {admin} after {action}")
+                Error::Haproxy(format!(
+                    "HAProxy never showed srv_admin_state {admin} after {action}"
+                ))
             })?;
         let sample = Sample {
             action,
@@ -272,7 +306,7 @@ pub fn run(o: &Options) -> Result<bool, String> {
         samples.push(sample);
     }
     if !agent.alive() {
-        return Err("hapgent died during the measurement".into());
+        return Err(Error::Agent("hapgent died during the measurement".into()));
     }
     drop(haproxy);
     drop(agent);
@@ -289,29 +323,19 @@ pub fn run(o: &Options) -> Result<bool, String> {
     );
     let old = 2.0 * inter;
     if o.json {
-        let runs: Vec<String> = samples
-            .iter()
-            .map(|s| {
-                format!(
-                    "{{\"action\":\"{}\",\"ctl_ms\":{:.3},\"haproxy_shows_ms\":{:.3}}}",
-                    s.action, s.ctl_ms, s.haproxy_ms
-                )
-            })
-            .collect();
-        let obj = |(m, p90, min, max): (f64, f64, f64, f64)| {
-            format!("{{\"median\":{m:.3},\"p90\":{p90:.3},\"min\":{min:.3},\"max\":{max:.3}}}")
-        };
         println!(
-            "{{\"agent_inter_ms\":{},\"commands\":{},\"ctl_ms\":{},\"haproxy_shows_ms\":{},\"haproxy_lag_after_ctl_ms\":{},\"old_recipe_ms\":{},\"loadavg_before\":{:.2},\"loadavg_after\":{:.2},\"runs\":[{}]}}",
-            o.agent_inter_ms,
-            samples.len(),
-            obj(ctl),
-            obj(hap),
-            obj(lag),
-            old,
-            loadavg_before,
-            loadavg_after,
-            runs.join(",")
+            "{}",
+            to_json(&Json {
+                agent_inter_ms: o.agent_inter_ms,
+                commands: samples.len(),
+                ctl_ms: ctl,
+                haproxy_shows_ms: hap,
+                haproxy_lag_after_ctl_ms: lag,
+                old_recipe_ms: old,
+                loadavg_before,
+                loadavg_after,
+                runs: &samples,
+            })
         );
     } else {
         let target = inter + 50.0;
@@ -324,49 +348,62 @@ pub fn run(o: &Options) -> Result<bool, String> {
         println!("|---|---:|---:|---:|---:|");
         // One decimal, and no "-0.0" for a lag that rounds to zero.
         let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
-        let row = |label: &str, (m, p90, min, max): (f64, f64, f64, f64)| {
+        let row = |label: &str, s: &Summary| {
             println!(
                 "| {label} | {} | {} | {} | {} |",
-                ms(m),
-                ms(p90),
-                ms(min),
-                ms(max)
+                ms(s.median),
+                ms(s.p90),
+                ms(s.min),
+                ms(s.max)
             )
         };
-        row("command start to return (ms)", ctl);
-        row("command start to HAProxy showing the change (ms)", hap);
-        row("HAProxy showing it, after ctl returned (ms)", lag);
+        row("command start to return (ms)", &ctl);
+        row("command start to HAProxy showing the change (ms)", &hap);
+        row("HAProxy showing it, after ctl returned (ms)", &lag);
         println!(
             "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |"
         );
         println!(
             "\nmedian {:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {}",
-            ctl.0,
-            if ctl.0 <= target { "met" } else { "MISSED" }
+            ctl.median,
+            if ctl.median <= target {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
     Ok(true)
 }
 
-/// Median, nearest-rank p90, min and max of `values` (not empty; values
-/// may be negative).
-fn summary(values: &[f64]) -> (f64, f64, f64, f64) {
+/// The summary of `values` (not empty; values may be negative).
+fn summary(values: &[f64]) -> Summary {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
-    let p90 = sorted[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1];
-    (median(&mut sorted.clone()), p90, sorted[0], sorted[n - 1])
+    Summary {
+        median: median(&mut sorted.clone()),
+        p90: sorted[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1],
+        min: sorted[0],
+        max: sorted[n - 1],
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_server_state, summary};
+    use super::{Summary, parse_server_state, summary};
 
     #[test]
     fn summaries() {
         let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(summary(&v), (10.5, 18.0, 1.0, 20.0));
-        assert_eq!(summary(&[-0.2, 0.5, 0.1]), (0.1, 0.5, -0.2, 0.5));
+        let s = |median, p90, min, max| Summary {
+            median,
+            p90,
+            min,
+            max,
+        };
+        assert_eq!(summary(&v), s(10.5, 18.0, 1.0, 20.0));
+        assert_eq!(summary(&[-0.2, 0.5, 0.1]), s(0.1, 0.5, -0.2, 0.5));
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! The agent under test: the files it is started with, its command line,
+//! starting it (or the floor reference) in a scratch directory and learning
+//! where it listens, waiting for its first reply, and killing it by PID.
+//! What is measured while it runs is in `phases` and `wait_seen`.
+
+use crate::cli::Options;
+use crate::error::Error;
+use crate::floor;
+use crate::probe::{ProbeError, probe};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// A scratch directory for the agent's files, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temporary directory.
+    pub fn new() -> Result<TempDir, Error> {
+        let base = std::env::temp_dir();
+        for n in 0..1000 {
+            let dir = base.join(format!("hapgent-bench-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(TempDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("temporary directory")(e)),
+            }
+        }
+        Err(Error::io("temporary directory")(std::io::Error::other(
+            "no free temporary directory name",
+        )))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What `Agent::start` starts.
+#[derive(Clone, Copy)]
+pub enum Role<'a> {
+    /// The agent measured: hapgent (with this control socket, or none), or
+    /// the AGENT_COMMAND.
+    Measured { control: Option<&'a Path> },
+    /// The floor reference (`floor::serve`), this program run again.
+    Floor,
+}
+
+/// hapgent's command line as the benchmark runs it, `hapgent ctl` included:
+/// an empty config file of its own, and no HAPGENT_* variable from this
+/// environment, so that nothing of the host's setup leaks into the
+/// measurement.
+pub fn hapgent_command(o: &Options, dir: &Path, control: Option<&Path>) -> Result<Command, Error> {
+    let mut cmd = Command::new(&o.binary);
+    let config = dir.join("hapgent.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").map_err(Error::io(format!("cannot write {config:?}")))?;
+    }
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(control.unwrap_or(Path::new("")))
+        .env_remove("JOURNAL_STREAM");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HAPGENT_") {
+            cmd.env_remove(key);
+        }
+    }
+    Ok(cmd)
+}
+
+/// A running agent, killed (by PID, SIGKILL) and reaped on drop, so a
+/// panicking or failing benchmark never leaves it behind. The child also
+/// gets PR_SET_PDEATHSIG, so it dies if the benchmark is killed outright.
+pub struct Agent {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr_tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Starts the agent and waits until its address is known (hapgent:
+    /// from its log line; another agent: the `--port` given). Returns the
+    /// agent and the instant just before the spawn.
+    pub fn start(o: &Options, state_dir: &Path, role: Role) -> Result<(Agent, Instant), Error> {
+        let mut cmd;
+        let learn_addr = match role {
+            Role::Floor => {
+                let me = std::env::current_exe()
+                    .map_err(Error::io("cannot find this program for the floor"))?;
+                cmd = Command::new(me);
+                cmd.arg(floor::ARG);
+                if o.send.is_some() {
+                    cmd.arg("--drain");
+                }
+                true
+            }
+            Role::Measured { control } if o.command.is_empty() => {
+                cmd = hapgent_command(o, state_dir, control)?;
+                cmd.args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
+                    .arg(state_dir.join("state.json"));
+                true
+            }
+            Role::Measured { .. } => {
+                cmd = Command::new(&o.command[0]);
+                cmd.args(&o.command[1..]);
+                false
+            }
+        };
+        // Its own process group, so that drop also ends whatever a wrapper
+        // command (strace, valgrind, a shell) started.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+        // between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        if !learn_addr {
+            let addr = SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0)));
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return Err(Error::Setup(format!(
+                    "something already listens on {addr}: stop it or choose another --port"
+                )));
+            }
+        }
+        let spawned = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .map_err(Error::io(format!("cannot start {:?}", cmd.get_program())))?;
+        // Drain stderr forever (a full pipe would block the agent), pass the
+        // first `listening on ADDR` on, keep the last lines for errors.
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let tail = Arc::clone(&tail);
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = listening_addr(&line)
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    let mut tail = tail.lock().unwrap();
+                    if tail.len() == 20 {
+                        tail.remove(0);
+                    }
+                    tail.push(line);
+                }
+            });
+        }
+        let mut agent = Agent {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0))),
+            stderr_tail: tail,
+        };
+        if learn_addr {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(addr) => agent.addr = addr,
+                Err(_) => {
+                    let _ = agent.child.try_wait();
+                    return Err(Error::Agent(format!(
+                        "the agent printed no `listening on ADDR` line within 10 s; its stderr:\n{}",
+                        agent.stderr()
+                    )));
+                }
+            }
+        }
+        Ok((agent, spawned))
+    }
+
+    /// Probes until the agent accepts a connection (it may still be
+    /// starting), for at most 10 s. Returns the first probe's outcome
+    /// (well-formed or not) and when it ended.
+    pub fn wait_ready(
+        &mut self,
+        o: &Options,
+    ) -> Result<(Result<Vec<u8>, ProbeError>, Instant), Error> {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut last = String::new();
+        while Instant::now() < give_up {
+            match probe(self.addr, o.send.as_deref(), o.timeout) {
+                Err(e @ ProbeError::Connect(_)) => last = e.to_string(),
+                answered => return Ok((answered, Instant::now())),
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Agent(format!(
+                    "the agent exited ({status}) before answering; its stderr:\n{}",
+                    self.stderr()
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Err(Error::Agent(format!(
+            "the agent did not answer within 10 s: {last}"
+        )))
+    }
+
+    /// Whether the agent is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines the agent wrote to stderr (at most 20), for errors.
+    pub fn stderr(&self) -> String {
+        self.stderr_tail.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SIGKILL to the process group this agent leads (its PID), then
+        // reap it. The group holds only what this benchmark started.
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) has no memory preconditions.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ADDR` from a log line containing `listening on ADDR` (hapgent writes
+/// e.g. `hapgent 0.1.0 listening on 127.0.0.1:9777; state file ...`).
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let token = rest
+        .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+        .next()?;
+    token.parse().ok()
+}
+
+/// The default state file, `TMP/state.json`: UP.
+pub fn write_state(dir: &Path) -> Result<(), Error> {
+    std::fs::write(dir.join("state.json"), "{\"status\":\"UP\"}\n")
+        .map_err(Error::io("cannot write the state file"))
+}
+
+/// Writes what hapgent is started with in `dir`: the default state file,
+/// and, with --services, --metrics or --agent-config, the configuration
+/// file (`TMP/hapgent.toml`) and one state file (UP) per service. Returns
+/// the metrics address, a port that was free a moment ago (hapgent logs
+/// the address as configured, so port 0 would not tell where it listens).
+pub fn write_agent_files(o: &Options, dir: &Path) -> Result<Option<SocketAddr>, Error> {
+    write_state(dir)?;
+    if o.services == 0 && !o.metrics && o.agent_config.is_none() {
+        return Ok(None);
+    }
+    // Top-level keys first: TOML puts every key after a table header into
+    // that table.
+    let mut toml = String::new();
+    let metrics = if o.metrics {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("cannot find a free port for metrics_listen"))?;
+        toml.push_str(&format!("metrics_listen = \"{addr}\"\n"));
+        Some(addr)
+    } else {
+        None
+    };
+    if let Some(file) = &o.agent_config {
+        let extra = std::fs::read_to_string(file)
+            .map_err(Error::io(format!("--agent-config {}", file.display())))?;
+        toml.push_str(&extra);
+        toml.push('\n');
+    }
+    for n in 1..=o.services {
+        let state = dir.join(format!("s{n}.json"));
+        std::fs::write(&state, "{\"status\":\"UP\"}\n")
+            .map_err(Error::io(format!("cannot write {}", state.display())))?;
+        toml.push_str(&format!(
+            "[services.s{n}]\nstate_file = \"{}\"\n",
+            state.display()
+        ));
+    }
+    let config = dir.join("hapgent.toml");
+    std::fs::write(&config, toml).map_err(Error::io(format!("cannot write {config:?}")))?;
+    Ok(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_addr;
+
+    #[test]
+    fn listening_line() {
+        let line = "hapgent 0.1.0 listening on 127.0.0.1:40123; state file /tmp/x: UP";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        assert_eq!(
+            listening_addr("<6>listening on 127.0.0.1:9, 10.0.0.1:9"),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+        assert_eq!(listening_addr("starting"), None);
+    }
+}
