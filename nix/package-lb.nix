@@ -26,6 +26,7 @@ rustPlatform.buildRustPackage {
       ../tests
       ../common
       ../lb
+      ../bench
       ../README.md
       ../systemd/hapgent-lb.service
     ];

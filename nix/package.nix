@@ -23,8 +23,9 @@ rustPlatform.buildRustPackage {
   # Ansible role, the workflows or these Nix files does not rebuild it.
   # .cargo/config.toml is left out on purpose: its musl linker settings are
   # for scripts/dist, and nixpkgs sets up its own toolchain.
-  # The workspace's other members (common/, lb/) are included because cargo
-  # needs every member to read the workspace; only hapgent is built.
+  # The workspace's other members (common/, lb/, bench/) are included because
+  # cargo needs every member to read the workspace; only hapgent is built.
+  # README.md: a unit test checks its settings table against src/settings.rs.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -34,6 +35,8 @@ rustPlatform.buildRustPackage {
       ../tests
       ../common
       ../lb
+      ../bench
+      ../README.md
       ../systemd/hapgent.service
     ];
   };
@@ -53,7 +56,7 @@ rustPlatform.buildRustPackage {
   # real HAProxy print a loud SKIPPED line and pass, since haproxy is not a
   # build input and HAPGENT_REQUIRE_HAPROXY is unset; checks.<system>.vm
   # covers HAProxy. Left out here, because the sandbox builds as an
-  # unprivileged user without strace, prlimit or ss and without the README:
+  # unprivileged user without strace, prlimit or ss:
   # the fault-injection tests and the two ctl tests that switch to another
   # user. `cargo test` in .ci/run runs all of them. Cross builds skip the
   # tests (nixpkgs cannot run them).
