@@ -336,16 +336,22 @@ impl Agent {
 
     /// What the dynamic inputs change in `service`'s reply now.
     pub fn overlay(&self, service: &Service) -> crate::protocol::Overlay {
-        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
-        let min_weight = self.config.borrow().min_weight;
-        crate::protocol::overlay(&service.state(), service.flag_admin(), idle, min_weight)
+        let (idle, min_weight) = self.cpu_load();
+        service.overlay(idle, min_weight)
     }
 
     /// The reply `service` would give now.
     pub fn current_reply(&self, service: &Service) -> Rc<[u8]> {
-        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
-        let min_weight = self.config.borrow().min_weight;
+        let (idle, min_weight) = self.cpu_load();
         service.current_reply(idle, min_weight)
+    }
+
+    /// The CPU idle share (`None` without `cpu_weight` or before the first
+    /// sample) and the lowest weight it may bring: what every reply's
+    /// weight is scaled with.
+    fn cpu_load(&self) -> (Option<u32>, u32) {
+        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
+        (idle, self.config.borrow().min_weight)
     }
 
     /// The prober table, to read.

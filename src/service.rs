@@ -16,7 +16,8 @@
 
 use crate::disk::Disk;
 use crate::flags::FlagFiles;
-use crate::protocol::{self, Admin, Overlay};
+use crate::protocol::{self, Overlay};
+use crate::served;
 use crate::state::{self, Problem, State, Status};
 use crate::{error, info};
 use smol::channel::{self, Receiver, Sender};
@@ -149,9 +150,10 @@ pub struct Service {
     save_bell: Bell,
     retry_bell: Bell,
     save_waiters: Waiters,
-    /// The last reply and the overlay it was rendered with: most probes
-    /// see the same inputs and reuse it without formatting anything.
-    reply: RefCell<(Overlay, Rc<[u8]>)>,
+    /// The last reply and the overlay it was rendered with (`None`: stale,
+    /// render again): most probes see the same inputs and reuse it without
+    /// formatting anything.
+    reply: RefCell<(Option<Overlay>, Rc<[u8]>)>,
     pub counters: Counters,
 }
 
@@ -166,9 +168,10 @@ impl Service {
         maint: Option<PathBuf>,
     ) -> Service {
         let loaded = state::load(&state_file);
-        let state = loaded
-            .as_ref()
-            .map_or_else(|problem| fail_state(&state_file, problem), State::clone);
+        if let Err(problem) = &loaded {
+            log_fail(&state_file, problem);
+        }
+        let state = served::at_start(&loaded);
         let reply = protocol::render(&state).into_bytes().into();
         let service = Service {
             name: Rc::from(name),
@@ -183,7 +186,7 @@ impl Service {
             save_bell: Bell::new(),
             retry_bell: Bell::new(),
             save_waiters: Waiters::default(),
-            reply: RefCell::new((Overlay::default(), reply)),
+            reply: RefCell::new((Some(Overlay::default()), reply)),
             counters: Counters::default(),
         };
         if loaded.is_err_and(|p| p.is_transient()) {
@@ -206,26 +209,26 @@ impl Service {
         &self.state_file
     }
 
+    /// What the flag files (checked now) and the CPU idle share change in
+    /// this service's reply (see `protocol::overlay`).
+    pub fn overlay(&self, idle: Option<u32>, min_weight: u32) -> Overlay {
+        protocol::overlay(&self.state.borrow(), self.flags.check(), idle, min_weight)
+    }
+
     /// The reply a probe would get now, given the CPU idle share.
     pub fn current_reply(&self, idle: Option<u32>, min_weight: u32) -> Rc<[u8]> {
-        let overlay = {
-            let state = self.state.borrow();
-            protocol::overlay(&state, self.flags.check(), idle, min_weight)
-        };
+        let overlay = self.overlay(idle, min_weight);
         let mut cached = self.reply.borrow_mut();
-        if cached.0 != overlay {
+        if cached.0 != Some(overlay) {
             let line = protocol::render_with(&self.state.borrow(), overlay);
-            *cached = (overlay, line.into_bytes().into());
+            *cached = (Some(overlay), line.into_bytes().into());
         }
         Rc::clone(&cached.1)
     }
 
     /// Forgets the cached reply (the settings it depends on changed).
     pub fn invalidate(&self) {
-        self.reply.borrow_mut().0 = Overlay {
-            weight: Some(u32::MAX),
-            ..Overlay::default()
-        };
+        self.reply.borrow_mut().0 = None;
     }
 
     pub fn state(&self) -> State {
@@ -246,11 +249,6 @@ impl Service {
         self.saved.get() >= self.version.get()
     }
 
-    /// The admin state the flag files ask for now.
-    pub fn flag_admin(&self) -> Option<Admin> {
-        self.flags.check()
-    }
-
     /// Serves `new` from now on, logging the change and its cause; a
     /// change is then saved, a state read from the file already is.
     pub fn set(&self, new: State, cause: &str, kind: Cause, origin: Origin) {
@@ -262,11 +260,9 @@ impl Service {
         let old = self.state.replace(new.clone());
         {
             let mut cached = self.reply.borrow_mut();
-            let overlay = cached.0;
-            *cached = (
-                overlay,
-                protocol::render_with(&new, overlay).into_bytes().into(),
-            );
+            if let Some(overlay) = cached.0 {
+                cached.1 = protocol::render_with(&new, overlay).into_bytes().into();
+            }
         }
         let of = if self.name.is_empty() {
             String::new()
@@ -430,15 +426,9 @@ impl Service {
             );
             return true;
         }
-        match loaded {
-            Ok(new) => {
-                if retrying {
-                    info!("state file {} is readable again", path.display());
-                }
-                self.set(new, "SIGHUP", Cause::File, Origin::File);
-                true
-            }
-            Err(problem) if problem.is_transient() => {
+        let new = match served::after_reread(&loaded) {
+            Ok(new) => new,
+            Err(problem) => {
                 if !retrying {
                     error!(
                         "state file {} {problem}; keeping the last good state ({}) and retrying",
@@ -447,14 +437,16 @@ impl Service {
                     );
                     self.retry_bell.ring();
                 }
-                false
+                return false;
             }
-            Err(problem) => {
-                let fail = fail_state(&path, &problem);
-                self.set(fail, "SIGHUP", Cause::File, Origin::File);
-                true
-            }
+        };
+        match &loaded {
+            Ok(_) if retrying => info!("state file {} is readable again", path.display()),
+            Ok(_) => {}
+            Err(problem) => log_fail(&path, problem),
         }
+        self.set(new, "SIGHUP", Cause::File, Origin::File);
+        true
     }
 
     /// Removes the temporary file a save of ours may have left.
@@ -496,14 +488,13 @@ impl Service {
     }
 }
 
-/// FAIL, after logging why the state file cannot be used. The file itself
-/// is left untouched for the operator.
-fn fail_state(path: &Path, problem: &Problem) -> State {
+/// Logs why the state file cannot be used, and so why FAIL is served. The
+/// file itself is left untouched for the operator.
+fn log_fail(path: &Path, problem: &Problem) {
     error!(
         "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
         path.display()
     );
-    State::with_status(Status::Fail)
 }
 
 async fn sleep(delay: Duration) {
