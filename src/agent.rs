@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::metrics;
 use crate::probers;
 use crate::protocol::Payload;
+use crate::reload;
 use crate::server::{self, Server};
 use crate::service::{Bell, Service, Waiters};
 use crate::signals::{self, Kind};
@@ -456,37 +457,21 @@ impl Agent {
             }
             None => return,
         };
-        let old = self.config.borrow().clone();
-        let changed = config::changed(&old, &new);
-        if changed.is_empty() {
+        let Some(plan) = reload::plan(&self.config.borrow(), new) else {
             return;
-        }
-        if new.systemd != old.systemd {
-            warn!(
-                "reload: changing systemd (socket activation) needs a restart; keeping it as it was"
-            );
-        }
-        if new.ip != old.ip || new.port != old.port {
-            if old.systemd {
-                warn!("reload: systemd passes the listening sockets; ip and port do not apply");
-            } else if let Err(e) = self.rebind(&new) {
-                error!("reload: {e}; keeping the running configuration");
-                return;
+        };
+        for step in &plan.steps {
+            match step {
+                reload::Step::Warn(warning) => warn!("reload: {warning}"),
+                reload::Step::Rebind => {
+                    if let Err(e) = self.rebind(&plan.config) {
+                        error!("reload: {e}; keeping the running configuration");
+                        return;
+                    }
+                }
             }
         }
-        if new.control_socket != old.control_socket || new.control_group != old.control_group {
-            warn!(
-                "reload: control_socket and control_group need a restart; keeping them as they were"
-            );
-        }
-        if new.metrics_listen != old.metrics_listen {
-            warn!("reload: metrics_listen needs a restart; keeping it as it was");
-        }
-        let mut new = new;
-        new.systemd = old.systemd;
-        new.control_socket = old.control_socket.clone();
-        new.control_group = old.control_group.clone();
-        new.metrics_listen = old.metrics_listen;
+        let new = plan.config;
         if let Some(server) = self.server.borrow().as_ref() {
             server.set_options(server_options(&new));
             server.set_allow(new.allow_list());
@@ -494,7 +479,7 @@ impl Agent {
         self.update_cpu(&new);
         self.probers.borrow_mut().set_cap(new.max_probers as usize);
         self.update_services(&new);
-        info!("reload: applied {}", changed.join(", "));
+        info!("reload: applied {}", plan.changed.join(", "));
         *self.config.borrow_mut() = new;
         // The cached replies may depend on anything above.
         for service in self.services() {
@@ -530,19 +515,11 @@ impl Agent {
         }
     }
 
-    /// Listens on the new addresses before closing the old ones, so no
-    /// probe is refused in between; if any cannot be bound, nothing
-    /// changes.
+    /// Listens on the new addresses before closing the old ones (see
+    /// `reload::listeners`); if any cannot be bound, nothing changes.
     fn rebind(&self, new: &Config) -> Result<(), String> {
-        let wanted: Vec<SocketAddr> = new
-            .ip
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, new.port))
-            .collect();
         let current: Vec<SocketAddr> = self.listeners.borrow().iter().map(|(a, _)| *a).collect();
-        // Port 0 means "any": every reload binds afresh.
-        let kept = |a: &SocketAddr| new.port != 0 && current.contains(a);
-        let fresh: Vec<_> = wanted.iter().filter(|a| !kept(a)).map(|a| a.ip()).collect();
+        let (kept, fresh) = reload::listeners(&current, &new.ip, new.port);
         let Some(server) = self.server.borrow().clone() else {
             return Err("not serving yet".into());
         };
@@ -554,7 +531,7 @@ impl Agent {
             added.push((addr, server.listen(&self.ex, watched)));
         }
         let mut listeners = self.listeners.borrow_mut();
-        listeners.retain(|(addr, _)| kept(addr) && wanted.contains(addr));
+        listeners.retain(|(addr, _)| kept.contains(addr));
         listeners.extend(added);
         let names: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
         info!("reload: now listening on {}", names.join(", "));

@@ -19,6 +19,7 @@ pub mod metrics;
 mod oneshot;
 mod probers;
 pub mod protocol;
+mod reload;
 mod served;
 mod server;
 mod service;
