@@ -26,6 +26,7 @@ use crate::service::{Bell, Service, Waiters};
 use crate::signals::{self, Kind};
 use crate::state::Status;
 use crate::systemd::Notifier;
+use crate::unknown::{self, Unknown};
 use crate::{error, info, listen, log, sys, warn};
 use async_signal::{Signal, Signals};
 use smol::channel::Receiver;
@@ -33,20 +34,13 @@ use smol::{Async, LocalExecutor, Task, future, prelude::*};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// Unknown service names remembered (for logs, probers, metrics); more are
-/// counted as one.
-const MAX_UNKNOWN: usize = 256;
-
-/// Service numbers at and above this are unknown names, not services.
-const UNKNOWN_BASE: u32 = 1 << 31;
 
 /// What a probe with no known service gets: a line with no word, which
 /// HAProxy reads as "no status change" (CHECKED): health checks alone
@@ -59,38 +53,6 @@ type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
 struct Services {
     list: Vec<(Rc<Service>, Task<()>)>,
     by_name: HashMap<Rc<str>, usize>,
-}
-
-/// Names asked for that no service has: numbered for the prober table,
-/// bounded, and logged once per prober and name.
-#[derive(Default)]
-struct Unknown {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-    logged: std::collections::HashSet<(IpAddr, u32)>,
-    overflow_logged: u64,
-}
-
-impl Unknown {
-    /// The number of `name` (past the cap, one number for all others).
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
-        }
-        if self.names.len() >= MAX_UNKNOWN {
-            return UNKNOWN_BASE + MAX_UNKNOWN as u32;
-        }
-        let id = UNKNOWN_BASE + self.names.len() as u32;
-        self.ids.insert(name.to_string(), id);
-        self.names.push(name.to_string());
-        id
-    }
-
-    fn name(&self, id: u32) -> String {
-        self.names
-            .get((id - UNKNOWN_BASE) as usize)
-            .map_or_else(|| "(other unknown names)".into(), Clone::clone)
-    }
 }
 
 /// Counts kept for the whole agent, for the metrics.
@@ -226,7 +188,7 @@ impl Agent {
             services.list.iter().map(|(s, _)| s.id).collect();
         self.probers
             .borrow_mut()
-            .retain(|id| id >= UNKNOWN_BASE || alive.contains(&id));
+            .retain(|id| Unknown::is(id) || alive.contains(&id));
     }
 
     /// Every service, the default first.
@@ -256,7 +218,7 @@ impl Agent {
     /// The name of service number `id` (empty for the default service), or
     /// of the unknown name it stands for.
     pub fn service_name(&self, id: u32) -> String {
-        if id >= UNKNOWN_BASE {
+        if Unknown::is(id) {
             return self.unknown.borrow().name(id);
         }
         self.services
@@ -265,11 +227,6 @@ impl Agent {
             .iter()
             .find(|(s, _)| s.id == id)
             .map_or_else(|| "(removed)".into(), |(s, _)| s.name.to_string())
-    }
-
-    /// Whether service number `id` is an unknown name.
-    pub fn is_unknown(id: u32) -> bool {
-        id >= UNKNOWN_BASE
     }
 
     /// The reply to send now to `peer`, asking about the service its
@@ -309,26 +266,18 @@ impl Agent {
             Payload::Name(name) => name.to_string(),
             _ => "(not a service name)".to_string(),
         };
-        let mut unknown = self.unknown.borrow_mut();
-        let id = unknown.id(&name);
-        let reply: Rc<[u8]> = Rc::from(NO_NEWS);
-        if unknown.logged.len() < MAX_UNKNOWN * 4 {
-            if unknown.logged.insert((peer.ip(), id)) {
-                warn!(
-                    "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
-                    peer.ip()
-                );
+        let (id, log) = self.unknown.borrow_mut().note(peer.ip(), &name);
+        match log {
+            unknown::Log::First => warn!(
+                "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
+                peer.ip()
+            ),
+            unknown::Log::Count(n) => {
+                warn!("{n} more probes named services that are not configured")
             }
-        } else {
-            unknown.overflow_logged += 1;
-            if unknown.overflow_logged.is_power_of_two() {
-                warn!(
-                    "{} more probes named services that are not configured",
-                    unknown.overflow_logged
-                );
-            }
+            unknown::Log::Quiet => {}
         }
-        drop(unknown);
+        let reply: Rc<[u8]> = Rc::from(NO_NEWS);
         self.probers
             .borrow_mut()
             .record((peer.ip(), id), &reply, 0, now);

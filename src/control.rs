@@ -21,6 +21,7 @@ use crate::metrics;
 use crate::probers::{self, Progress};
 use crate::service::{Cause, Origin, Service};
 use crate::sys::{self, Peer};
+use crate::unknown::Unknown;
 use crate::wire::{self, Code, Request};
 use crate::{info, warn};
 use serde_json::{Map, Value, json};
@@ -480,7 +481,7 @@ fn probers_json(agent: &Agent) -> Value {
                 "version": p.version,
                 "reply": String::from_utf8_lossy(&p.reply).trim_end(),
             });
-            if Agent::is_unknown(id) {
+            if Unknown::is(id) {
                 entry["unknown_service"] = true.into();
             }
             entry

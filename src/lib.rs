@@ -27,6 +27,7 @@ mod signals;
 pub mod state;
 mod sys;
 mod systemd;
+mod unknown;
 pub mod wire;
 
 // The logger, its macros and safe file reads come from the library shared
