@@ -23,6 +23,7 @@ use crate::protocol::Payload;
 use crate::reload;
 use crate::server::{self, Server};
 use crate::service::{Bell, Service, Waiters};
+use crate::services::{self, Services};
 use crate::signals::{self, Kind};
 use crate::state::Status;
 use crate::systemd::Notifier;
@@ -32,7 +33,7 @@ use async_signal::{Signal, Signals};
 use smol::channel::Receiver;
 use smol::{Async, LocalExecutor, Task, future, prelude::*};
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,12 +50,6 @@ pub const NO_NEWS: &[u8] = b"\n";
 
 type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
 
-/// The services, the default first.
-struct Services {
-    list: Vec<(Rc<Service>, Task<()>)>,
-    by_name: HashMap<Rc<str>, usize>,
-}
-
 /// Counts kept for the whole agent, for the metrics.
 #[derive(Default)]
 pub struct Counters {
@@ -68,7 +63,6 @@ pub struct Agent {
     inputs: config::Inputs,
     config: RefCell<Config>,
     services: RefCell<Services>,
-    next_id: Cell<u32>,
     reload_bell: Bell,
     signals: RefCell<signals::Reader>,
     cpu: RefCell<Option<Sampler>>,
@@ -98,11 +92,7 @@ impl Agent {
             disk: Rc::new(disk),
             inputs,
             config: RefCell::new(config.clone()),
-            services: RefCell::new(Services {
-                list: Vec::new(),
-                by_name: HashMap::new(),
-            }),
-            next_id: Cell::new(0),
+            services: RefCell::new(Services::default()),
             reload_bell: Bell::new(),
             signals: RefCell::new(signals::Reader::default()),
             cpu: RefCell::new(None),
@@ -119,73 +109,15 @@ impl Agent {
         agent
     }
 
-    /// Makes the service list match `config`: services whose files did not
-    /// change are kept (with their state and version), others are started
-    /// from their files, removed ones stopped.
+    /// Makes the service list match `config` (see `Services::update`), and
+    /// forgets the probers of services no longer served.
     fn update_services(&self, config: &Config) {
-        let mut wanted: Vec<(String, PathBuf, Option<PathBuf>, Option<PathBuf>)> = vec![(
-            String::new(),
-            config.state_file.clone(),
-            config.drain_file.clone(),
-            config.maint_file.clone(),
-        )];
-        for (name, s) in &config.services {
-            wanted.push((
-                name.clone(),
-                s.state_file.clone(),
-                s.drain_file.clone(),
-                s.maint_file.clone(),
-            ));
-        }
-        // Temporary files of interrupted saves, of services about to be
-        // started: each directory is read once, however many files it has.
-        let known: std::collections::HashSet<PathBuf> = self
-            .services
-            .borrow()
-            .list
-            .iter()
-            .map(|(s, _)| s.state_file().to_path_buf())
-            .collect();
-        let fresh = wanted
-            .iter()
-            .map(|w| w.1.as_path())
-            .filter(|p| !known.contains(*p));
-        for stale in hapgent_common::atomic::remove_stale(fresh) {
-            info!("removed {}, left by an interrupted save", stale.display());
-        }
         let mut services = self.services.borrow_mut();
-        let mut old: HashMap<Rc<str>, (Rc<Service>, Task<()>)> = services
-            .list
-            .drain(..)
-            .map(|(s, t)| (Rc::clone(&s.name), (s, t)))
-            .collect();
-        let mut list = Vec::with_capacity(wanted.len());
-        for (name, state_file, drain, maint) in wanted {
-            let kept = old
-                .remove(name.as_str())
-                .filter(|(s, _)| s.same_files(&state_file, &drain, &maint));
-            let entry = kept.unwrap_or_else(|| {
-                let id = self.next_id.get();
-                self.next_id.set(id + 1);
-                let service = Rc::new(Service::new(&name, id, state_file, drain, maint));
-                let task = {
-                    let (service, disk) = (Rc::clone(&service), Rc::clone(&self.disk));
-                    self.ex.spawn(async move { service.run(&disk).await })
-                };
-                (service, task)
-            });
-            list.push(entry);
-        }
-        // Dropping the old entries' tasks stops their loops.
-        drop(old);
-        services.by_name = list
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| (Rc::clone(&s.name), i))
-            .collect();
-        services.list = list;
-        let alive: std::collections::HashSet<u32> =
-            services.list.iter().map(|(s, _)| s.id).collect();
+        services.update(services::wanted(config), |service| {
+            let disk = Rc::clone(&self.disk);
+            self.ex.spawn(async move { service.run(&disk).await })
+        });
+        let alive: HashSet<u32> = services.all().iter().map(|s| s.id).collect();
         self.probers
             .borrow_mut()
             .retain(|id| Unknown::is(id) || alive.contains(&id));
@@ -193,26 +125,18 @@ impl Agent {
 
     /// Every service, the default first.
     pub fn services(&self) -> Vec<Rc<Service>> {
-        self.services
-            .borrow()
-            .list
-            .iter()
-            .map(|(s, _)| Rc::clone(s))
-            .collect()
+        self.services.borrow().all()
     }
 
     /// The service called `name` (empty or `default`: the default one).
     pub fn service(&self, name: &str) -> Option<Rc<Service>> {
-        let name = if name == "default" { "" } else { name };
-        let services = self.services.borrow();
-        let i = *services.by_name.get(name)?;
-        Some(Rc::clone(&services.list[i].0))
+        self.services.borrow().get(name)
     }
 
     /// Whether services besides the default are configured (then probes
     /// are read for their `agent-send` payload).
     pub fn has_services(&self) -> bool {
-        self.services.borrow().list.len() > 1
+        self.services.borrow().len() > 1
     }
 
     /// The name of service number `id` (empty for the default service), or
@@ -223,10 +147,8 @@ impl Agent {
         }
         self.services
             .borrow()
-            .list
-            .iter()
-            .find(|(s, _)| s.id == id)
-            .map_or_else(|| "(removed)".into(), |(s, _)| s.name.to_string())
+            .by_id(id)
+            .map_or_else(|| "(removed)".into(), |s| s.name.to_string())
     }
 
     /// The reply to send now to `peer`, asking about the service its
@@ -235,12 +157,7 @@ impl Agent {
         let now = Instant::now();
         let service = match payload {
             // The common case, without a lookup: the default service.
-            Payload::None => self
-                .services
-                .borrow()
-                .list
-                .first()
-                .map(|(s, _)| Rc::clone(s)),
+            Payload::None => self.services.borrow().default_service(),
             Payload::Name(name) => self.service(name),
             Payload::Invalid => None,
         };
@@ -516,13 +433,7 @@ impl Agent {
     async fn finish(&self) {
         let last = self.handle_recorded();
         // No loop may queue another save once the last one is done.
-        let services: Vec<Rc<Service>> = std::mem::take(&mut self.services.borrow_mut().list)
-            .into_iter()
-            .map(|(service, task)| {
-                drop(task);
-                service
-            })
-            .collect();
+        let services = self.services.borrow_mut().stop();
         let deadline = Instant::now() + STOP_GRACE;
         if last == Some(Kind::Reload) {
             info!("a SIGHUP arrived just before the stop; the state files are left as they are");

@@ -23,6 +23,7 @@ mod reload;
 mod served;
 mod server;
 mod service;
+mod services;
 mod signals;
 pub mod state;
 mod sys;

@@ -130,6 +130,16 @@ pub struct Counters {
     pub failed_saves: Cell<u64>,
 }
 
+/// A service as configured: its name (empty for the default service) and
+/// files. A service whose files change is started afresh (see `services`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Files {
+    pub name: String,
+    pub state_file: PathBuf,
+    pub drain_file: Option<PathBuf>,
+    pub maint_file: Option<PathBuf>,
+}
+
 /// A service and what it serves.
 pub struct Service {
     /// Its name; empty for the default service.
@@ -160,13 +170,13 @@ pub struct Service {
 impl Service {
     /// Starts from the state file, or from FAIL if it cannot be used (and
     /// if it could not even be read, keeps trying: see `run`).
-    pub fn new(
-        name: &str,
-        id: u32,
-        state_file: PathBuf,
-        drain: Option<PathBuf>,
-        maint: Option<PathBuf>,
-    ) -> Service {
+    pub fn new(id: u32, files: Files) -> Service {
+        let Files {
+            name,
+            state_file,
+            drain_file,
+            maint_file,
+        } = files;
         let loaded = state::load(&state_file);
         if let Err(problem) = &loaded {
             log_fail(&state_file, problem);
@@ -176,7 +186,7 @@ impl Service {
         let service = Service {
             name: Rc::from(name),
             id,
-            flags: FlagFiles::new(drain, maint),
+            flags: FlagFiles::new(drain_file, maint_file),
             state_file,
             state: RefCell::new(state),
             version: Cell::new(0),
@@ -195,14 +205,15 @@ impl Service {
         service
     }
 
-    /// Whether this service was configured as `other` is.
-    pub fn same_files(
-        &self,
-        state_file: &Path,
-        drain: &Option<PathBuf>,
-        maint: &Option<PathBuf>,
-    ) -> bool {
-        self.state_file == state_file && self.flags.paths() == (drain.as_deref(), maint.as_deref())
+    /// The name and files this service was started with.
+    pub fn files(&self) -> Files {
+        let (drain, maint) = self.flags.paths();
+        Files {
+            name: self.name.to_string(),
+            state_file: self.state_file.clone(),
+            drain_file: drain.map(Path::to_path_buf),
+            maint_file: maint.map(Path::to_path_buf),
+        }
     }
 
     pub fn state_file(&self) -> &Path {
