@@ -36,7 +36,6 @@ use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -477,31 +476,6 @@ fn cpu_settings(config: &Config) -> cpu::Settings {
     }
 }
 
-/// The control socket, bound, with who may use it; `None` when disabled.
-/// At the default path, a missing directory (hapgent started outside its
-/// unit, which creates /run/hapgent) only disables it, with a warning, so an
-/// upgrade never stops an agent from serving; a configured path must work.
-fn control_socket(
-    config: &Config,
-) -> Result<Option<(PathBuf, std::os::unix::net::UnixListener, control::Access)>, Error> {
-    let path = &config.control_socket;
-    if path.as_os_str().is_empty() {
-        return Ok(None);
-    }
-    let default = path.as_path() == std::path::Path::new(config::DEFAULT_CONTROL_SOCKET);
-    if default && path.parent().is_some_and(|d| !d.is_dir()) {
-        warn!(
-            "control socket disabled: {} does not exist (the unit's RuntimeDirectory=hapgent creates it; set control_socket to use another place, or to \"\" to silence this)",
-            path.parent()
-                .map_or(String::new(), |d| d.display().to_string())
-        );
-        return Ok(None);
-    }
-    let access = control::Access::resolve(config.control_group.as_deref())?;
-    let listener = control::bind(path, &access)?;
-    Ok(Some((path.clone(), listener, access)))
-}
-
 /// Runs the agent until SIGTERM/SIGINT. `signals::install` must have run.
 pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     // The threads started here (the reactor's, the disk's, the logger's,
@@ -520,7 +494,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let sampler = sampler.transpose().map_err(Error::Runtime)?;
 
     let listeners = listen::listeners(&config)?;
-    let control_socket = control_socket(&config)?;
+    let control_socket = control::open(&config)?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(metrics::bind(addr)?),
         None => None,
