@@ -1,16 +1,20 @@
-//! The running agent: the services it serves, how signals change them,
-//! who probes it, and reloads.
+//! The running agent, wired together: it starts the services, the
+//! listeners, the control socket and the metrics, routes each probe to its
+//! service, applies signals to every service (they are the host switch),
+//! carries out reloads, and stops cleanly.
 //!
 //! One thread, one `LocalExecutor`: all state lives in `RefCell`s that only
 //! this thread touches, so there are no locks, and a signal handler never
-//! does more than record the signal (see `signals`). Each service keeps
-//! its own file in step with what it serves (see `service`); this module
-//! routes probes to services, applies signals to every service (they are
-//! the host switch), records probers, and reloads the configuration.
+//! does more than record the signal (see `signals`).
 //!
-//! *What* a state file may hold is `state`'s business, *what* to reply is
-//! `protocol`'s, how connections are served is `server`'s, and the control
-//! socket is `control`'s.
+//! This module decides as little as it can; the decisions are pure
+//! functions elsewhere: which services a configuration asks for and which
+//! a reload keeps (`services`), what a reload applies (`reload`), what a
+//! state file read means (`served`), what the flag files and CPU load
+//! change in a reply and the reply itself (`protocol`), what to log about
+//! unknown service names (`unknown`). Each service keeps its own file in
+//! step with what it serves (`service`); connections are `server`'s, the
+//! control socket `control`'s.
 
 use crate::config::{self, Config};
 use crate::control;
