@@ -393,12 +393,10 @@ impl Agent {
             return Err("not serving yet".into());
         };
         let bound = listen::bind(&fresh, new.port).map_err(|e| e.to_string())?;
-        let mut added = Vec::new();
-        for listener in bound {
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            let watched = Async::new(listener).map_err(|e| e.to_string())?;
-            added.push((addr, server.listen(&self.ex, watched)));
-        }
+        let added = bound
+            .into_iter()
+            .map(|listener| serve_on(&server, &self.ex, listener))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = self.listeners.borrow_mut();
         listeners.retain(|(addr, _)| kept.contains(addr));
         listeners.extend(added);
@@ -464,6 +462,21 @@ impl Agent {
     }
 }
 
+/// Serves probes on `listener` until the returned task is dropped; the
+/// address is its own (the port picked, for port 0).
+fn serve_on(
+    server: &Rc<Server<ReplyFn>>,
+    ex: &Rc<LocalExecutor<'static>>,
+    listener: std::net::TcpListener,
+) -> Result<(SocketAddr, Task<()>), String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let watched =
+        Async::new(listener).map_err(|e| format!("cannot watch the listening socket: {e}"))?;
+    Ok((addr, server.listen(ex, watched)))
+}
+
 fn server_options(config: &Config) -> server::Options {
     server::Options {
         max_connections: config.max_connections,
@@ -525,15 +538,8 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     *agent.server.borrow_mut() = Some(Rc::clone(&server));
     let mut addrs = Vec::new();
     for listener in listeners {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Runtime(format!("cannot read the listening address: {e}")))?;
-        let watched = Async::new(listener)
-            .map_err(|e| Error::Runtime(format!("cannot watch the listening socket: {e}")))?;
-        agent
-            .listeners
-            .borrow_mut()
-            .push((addr, server.listen(&ex, watched)));
+        let (addr, task) = serve_on(&server, &ex, listener).map_err(Error::Runtime)?;
+        agent.listeners.borrow_mut().push((addr, task));
         addrs.push(addr.to_string());
     }
     let control_task = match control_socket {
