@@ -1,16 +1,20 @@
-//! The running agent: the services it serves, how signals change them,
-//! who probes it, and reloads.
+//! The running agent, wired together: it starts the services, the
+//! listeners, the control socket and the metrics, routes each probe to its
+//! service, applies signals to every service (they are the host switch),
+//! carries out reloads, and stops cleanly.
 //!
 //! One thread, one `LocalExecutor`: all state lives in `RefCell`s that only
 //! this thread touches, so there are no locks, and a signal handler never
-//! does more than record the signal (see `signals`). Each service keeps
-//! its own file in step with what it serves (see `service`); this module
-//! routes probes to services, applies signals to every service (they are
-//! the host switch), records probers, and reloads the configuration.
+//! does more than record the signal (see `signals`).
 //!
-//! *What* a state file may hold is `state`'s business, *what* to reply is
-//! `protocol`'s, how connections are served is `server`'s, and the control
-//! socket is `control`'s.
+//! This module decides as little as it can; the decisions are pure
+//! functions elsewhere: which services a configuration asks for and which
+//! a reload keeps (`services`), what a reload applies (`reload`), what a
+//! state file read means (`served`), what the flag files and CPU load
+//! change in a reply and the reply itself (`protocol`), what to log about
+//! unknown service names (`unknown`). Each service keeps its own file in
+//! step with what it serves (`service`); connections are `server`'s, the
+//! control socket `control`'s.
 
 use crate::config::{self, Config};
 use crate::control;
@@ -20,32 +24,27 @@ use crate::error::Error;
 use crate::metrics;
 use crate::probers;
 use crate::protocol::Payload;
+use crate::reload;
 use crate::server::{self, Server};
 use crate::service::{Bell, Service, Waiters};
+use crate::services::{self, Services};
 use crate::signals::{self, Kind};
 use crate::state::Status;
 use crate::systemd::Notifier;
+use crate::unknown::{self, Unknown};
 use crate::{error, info, listen, log, sys, warn};
 use async_signal::{Signal, Signals};
 use smol::channel::Receiver;
 use smol::{Async, LocalExecutor, Task, future, prelude::*};
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// Unknown service names remembered (for logs, probers, metrics); more are
-/// counted as one.
-const MAX_UNKNOWN: usize = 256;
-
-/// Service numbers at and above this are unknown names, not services.
-const UNKNOWN_BASE: u32 = 1 << 31;
 
 /// What a probe with no known service gets: a line with no word, which
 /// HAProxy reads as "no status change" (CHECKED): health checks alone
@@ -53,44 +52,6 @@ const UNKNOWN_BASE: u32 = 1 << 31;
 pub const NO_NEWS: &[u8] = b"\n";
 
 type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
-
-/// The services, the default first.
-struct Services {
-    list: Vec<(Rc<Service>, Task<()>)>,
-    by_name: HashMap<Rc<str>, usize>,
-}
-
-/// Names asked for that no service has: numbered for the prober table,
-/// bounded, and logged once per prober and name.
-#[derive(Default)]
-struct Unknown {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-    logged: std::collections::HashSet<(IpAddr, u32)>,
-    overflow_logged: u64,
-}
-
-impl Unknown {
-    /// The number of `name` (past the cap, one number for all others).
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
-        }
-        if self.names.len() >= MAX_UNKNOWN {
-            return UNKNOWN_BASE + MAX_UNKNOWN as u32;
-        }
-        let id = UNKNOWN_BASE + self.names.len() as u32;
-        self.ids.insert(name.to_string(), id);
-        self.names.push(name.to_string());
-        id
-    }
-
-    fn name(&self, id: u32) -> String {
-        self.names
-            .get((id - UNKNOWN_BASE) as usize)
-            .map_or_else(|| "(other unknown names)".into(), Clone::clone)
-    }
-}
 
 /// Counts kept for the whole agent, for the metrics.
 #[derive(Default)]
@@ -105,7 +66,6 @@ pub struct Agent {
     inputs: config::Inputs,
     config: RefCell<Config>,
     services: RefCell<Services>,
-    next_id: Cell<u32>,
     reload_bell: Bell,
     signals: RefCell<signals::Reader>,
     cpu: RefCell<Option<Sampler>>,
@@ -135,11 +95,7 @@ impl Agent {
             disk: Rc::new(disk),
             inputs,
             config: RefCell::new(config.clone()),
-            services: RefCell::new(Services {
-                list: Vec::new(),
-                by_name: HashMap::new(),
-            }),
-            next_id: Cell::new(0),
+            services: RefCell::new(Services::default()),
             reload_bell: Bell::new(),
             signals: RefCell::new(signals::Reader::default()),
             cpu: RefCell::new(None),
@@ -156,119 +112,46 @@ impl Agent {
         agent
     }
 
-    /// Makes the service list match `config`: services whose files did not
-    /// change are kept (with their state and version), others are started
-    /// from their files, removed ones stopped.
+    /// Makes the service list match `config` (see `Services::update`), and
+    /// forgets the probers of services no longer served.
     fn update_services(&self, config: &Config) {
-        let mut wanted: Vec<(String, PathBuf, Option<PathBuf>, Option<PathBuf>)> = vec![(
-            String::new(),
-            config.state_file.clone(),
-            config.drain_file.clone(),
-            config.maint_file.clone(),
-        )];
-        for (name, s) in &config.services {
-            wanted.push((
-                name.clone(),
-                s.state_file.clone(),
-                s.drain_file.clone(),
-                s.maint_file.clone(),
-            ));
-        }
-        // Temporary files of interrupted saves, of services about to be
-        // started: each directory is read once, however many files it has.
-        let known: std::collections::HashSet<PathBuf> = self
-            .services
-            .borrow()
-            .list
-            .iter()
-            .map(|(s, _)| s.state_file().to_path_buf())
-            .collect();
-        let fresh = wanted
-            .iter()
-            .map(|w| w.1.as_path())
-            .filter(|p| !known.contains(*p));
-        for stale in hapgent_common::atomic::remove_stale(fresh) {
-            info!("removed {}, left by an interrupted save", stale.display());
-        }
         let mut services = self.services.borrow_mut();
-        let mut old: HashMap<Rc<str>, (Rc<Service>, Task<()>)> = services
-            .list
-            .drain(..)
-            .map(|(s, t)| (Rc::clone(&s.name), (s, t)))
-            .collect();
-        let mut list = Vec::with_capacity(wanted.len());
-        for (name, state_file, drain, maint) in wanted {
-            let kept = old
-                .remove(name.as_str())
-                .filter(|(s, _)| s.same_files(&state_file, &drain, &maint));
-            let entry = kept.unwrap_or_else(|| {
-                let id = self.next_id.get();
-                self.next_id.set(id + 1);
-                let service = Rc::new(Service::new(&name, id, state_file, drain, maint));
-                let task = {
-                    let (service, disk) = (Rc::clone(&service), Rc::clone(&self.disk));
-                    self.ex.spawn(async move { service.run(&disk).await })
-                };
-                (service, task)
-            });
-            list.push(entry);
-        }
-        // Dropping the old entries' tasks stops their loops.
-        drop(old);
-        services.by_name = list
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| (Rc::clone(&s.name), i))
-            .collect();
-        services.list = list;
-        let alive: std::collections::HashSet<u32> =
-            services.list.iter().map(|(s, _)| s.id).collect();
+        services.update(services::wanted(config), |service| {
+            let disk = Rc::clone(&self.disk);
+            self.ex.spawn(async move { service.run(&disk).await })
+        });
+        let alive: HashSet<u32> = services.all().iter().map(|s| s.id).collect();
         self.probers
             .borrow_mut()
-            .retain(|id| id >= UNKNOWN_BASE || alive.contains(&id));
+            .retain(|id| Unknown::is(id) || alive.contains(&id));
     }
 
     /// Every service, the default first.
     pub fn services(&self) -> Vec<Rc<Service>> {
-        self.services
-            .borrow()
-            .list
-            .iter()
-            .map(|(s, _)| Rc::clone(s))
-            .collect()
+        self.services.borrow().all()
     }
 
     /// The service called `name` (empty or `default`: the default one).
     pub fn service(&self, name: &str) -> Option<Rc<Service>> {
-        let name = if name == "default" { "" } else { name };
-        let services = self.services.borrow();
-        let i = *services.by_name.get(name)?;
-        Some(Rc::clone(&services.list[i].0))
+        self.services.borrow().get(name)
     }
 
     /// Whether services besides the default are configured (then probes
     /// are read for their `agent-send` payload).
     pub fn has_services(&self) -> bool {
-        self.services.borrow().list.len() > 1
+        self.services.borrow().len() > 1
     }
 
     /// The name of service number `id` (empty for the default service), or
     /// of the unknown name it stands for.
     pub fn service_name(&self, id: u32) -> String {
-        if id >= UNKNOWN_BASE {
+        if Unknown::is(id) {
             return self.unknown.borrow().name(id);
         }
         self.services
             .borrow()
-            .list
-            .iter()
-            .find(|(s, _)| s.id == id)
-            .map_or_else(|| "(removed)".into(), |(s, _)| s.name.to_string())
-    }
-
-    /// Whether service number `id` is an unknown name.
-    pub fn is_unknown(id: u32) -> bool {
-        id >= UNKNOWN_BASE
+            .by_id(id)
+            .map_or_else(|| "(removed)".into(), |s| s.name.to_string())
     }
 
     /// The reply to send now to `peer`, asking about the service its
@@ -277,12 +160,7 @@ impl Agent {
         let now = Instant::now();
         let service = match payload {
             // The common case, without a lookup: the default service.
-            Payload::None => self
-                .services
-                .borrow()
-                .list
-                .first()
-                .map(|(s, _)| Rc::clone(s)),
+            Payload::None => self.services.borrow().default_service(),
             Payload::Name(name) => self.service(name),
             Payload::Invalid => None,
         };
@@ -308,26 +186,18 @@ impl Agent {
             Payload::Name(name) => name.to_string(),
             _ => "(not a service name)".to_string(),
         };
-        let mut unknown = self.unknown.borrow_mut();
-        let id = unknown.id(&name);
-        let reply: Rc<[u8]> = Rc::from(NO_NEWS);
-        if unknown.logged.len() < MAX_UNKNOWN * 4 {
-            if unknown.logged.insert((peer.ip(), id)) {
-                warn!(
-                    "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
-                    peer.ip()
-                );
+        let (id, log) = self.unknown.borrow_mut().note(peer.ip(), &name);
+        match log {
+            unknown::Log::First => warn!(
+                "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
+                peer.ip()
+            ),
+            unknown::Log::Count(n) => {
+                warn!("{n} more probes named services that are not configured")
             }
-        } else {
-            unknown.overflow_logged += 1;
-            if unknown.overflow_logged.is_power_of_two() {
-                warn!(
-                    "{} more probes named services that are not configured",
-                    unknown.overflow_logged
-                );
-            }
+            unknown::Log::Quiet => {}
         }
-        drop(unknown);
+        let reply: Rc<[u8]> = Rc::from(NO_NEWS);
         self.probers
             .borrow_mut()
             .record((peer.ip(), id), &reply, 0, now);
@@ -336,16 +206,22 @@ impl Agent {
 
     /// What the dynamic inputs change in `service`'s reply now.
     pub fn overlay(&self, service: &Service) -> crate::protocol::Overlay {
-        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
-        let min_weight = self.config.borrow().min_weight;
-        crate::protocol::overlay(&service.state(), service.flag_admin(), idle, min_weight)
+        let (idle, min_weight) = self.cpu_load();
+        service.overlay(idle, min_weight)
     }
 
     /// The reply `service` would give now.
     pub fn current_reply(&self, service: &Service) -> Rc<[u8]> {
-        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
-        let min_weight = self.config.borrow().min_weight;
+        let (idle, min_weight) = self.cpu_load();
         service.current_reply(idle, min_weight)
+    }
+
+    /// The CPU idle share (`None` without `cpu_weight` or before the first
+    /// sample) and the lowest weight it may bring: what every reply's
+    /// weight is scaled with.
+    fn cpu_load(&self) -> (Option<u32>, u32) {
+        let idle = self.cpu.borrow().as_ref().and_then(Sampler::idle);
+        (idle, self.config.borrow().min_weight)
     }
 
     /// The prober table, to read.
@@ -450,37 +326,21 @@ impl Agent {
             }
             None => return,
         };
-        let old = self.config.borrow().clone();
-        let changed = config::changed(&old, &new);
-        if changed.is_empty() {
+        let Some(plan) = reload::plan(&self.config.borrow(), new) else {
             return;
-        }
-        if new.systemd != old.systemd {
-            warn!(
-                "reload: changing systemd (socket activation) needs a restart; keeping it as it was"
-            );
-        }
-        if new.ip != old.ip || new.port != old.port {
-            if old.systemd {
-                warn!("reload: systemd passes the listening sockets; ip and port do not apply");
-            } else if let Err(e) = self.rebind(&new) {
-                error!("reload: {e}; keeping the running configuration");
-                return;
+        };
+        for step in &plan.steps {
+            match step {
+                reload::Step::Warn(warning) => warn!("reload: {warning}"),
+                reload::Step::Rebind => {
+                    if let Err(e) = self.rebind(&plan.config) {
+                        error!("reload: {e}; keeping the running configuration");
+                        return;
+                    }
+                }
             }
         }
-        if new.control_socket != old.control_socket || new.control_group != old.control_group {
-            warn!(
-                "reload: control_socket and control_group need a restart; keeping them as they were"
-            );
-        }
-        if new.metrics_listen != old.metrics_listen {
-            warn!("reload: metrics_listen needs a restart; keeping it as it was");
-        }
-        let mut new = new;
-        new.systemd = old.systemd;
-        new.control_socket = old.control_socket.clone();
-        new.control_group = old.control_group.clone();
-        new.metrics_listen = old.metrics_listen;
+        let new = plan.config;
         if let Some(server) = self.server.borrow().as_ref() {
             server.set_options(server_options(&new));
             server.set_allow(new.allow_list());
@@ -488,7 +348,7 @@ impl Agent {
         self.update_cpu(&new);
         self.probers.borrow_mut().set_cap(new.max_probers as usize);
         self.update_services(&new);
-        info!("reload: applied {}", changed.join(", "));
+        info!("reload: applied {}", plan.changed.join(", "));
         *self.config.borrow_mut() = new;
         // The cached replies may depend on anything above.
         for service in self.services() {
@@ -524,31 +384,21 @@ impl Agent {
         }
     }
 
-    /// Listens on the new addresses before closing the old ones, so no
-    /// probe is refused in between; if any cannot be bound, nothing
-    /// changes.
+    /// Listens on the new addresses before closing the old ones (see
+    /// `reload::listeners`); if any cannot be bound, nothing changes.
     fn rebind(&self, new: &Config) -> Result<(), String> {
-        let wanted: Vec<SocketAddr> = new
-            .ip
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, new.port))
-            .collect();
         let current: Vec<SocketAddr> = self.listeners.borrow().iter().map(|(a, _)| *a).collect();
-        // Port 0 means "any": every reload binds afresh.
-        let kept = |a: &SocketAddr| new.port != 0 && current.contains(a);
-        let fresh: Vec<_> = wanted.iter().filter(|a| !kept(a)).map(|a| a.ip()).collect();
+        let (kept, fresh) = reload::listeners(&current, &new.ip, new.port);
         let Some(server) = self.server.borrow().clone() else {
             return Err("not serving yet".into());
         };
         let bound = listen::bind(&fresh, new.port).map_err(|e| e.to_string())?;
-        let mut added = Vec::new();
-        for listener in bound {
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            let watched = Async::new(listener).map_err(|e| e.to_string())?;
-            added.push((addr, server.listen(&self.ex, watched)));
-        }
+        let added = bound
+            .into_iter()
+            .map(|listener| serve_on(&server, &self.ex, listener))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = self.listeners.borrow_mut();
-        listeners.retain(|(addr, _)| kept(addr) && wanted.contains(addr));
+        listeners.retain(|(addr, _)| kept.contains(addr));
         listeners.extend(added);
         let names: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
         info!("reload: now listening on {}", names.join(", "));
@@ -584,13 +434,7 @@ impl Agent {
     async fn finish(&self) {
         let last = self.handle_recorded();
         // No loop may queue another save once the last one is done.
-        let services: Vec<Rc<Service>> = std::mem::take(&mut self.services.borrow_mut().list)
-            .into_iter()
-            .map(|(service, task)| {
-                drop(task);
-                service
-            })
-            .collect();
+        let services = self.services.borrow_mut().stop();
         let deadline = Instant::now() + STOP_GRACE;
         if last == Some(Kind::Reload) {
             info!("a SIGHUP arrived just before the stop; the state files are left as they are");
@@ -618,6 +462,21 @@ impl Agent {
     }
 }
 
+/// Serves probes on `listener` until the returned task is dropped; the
+/// address is its own (the port picked, for port 0).
+fn serve_on(
+    server: &Rc<Server<ReplyFn>>,
+    ex: &Rc<LocalExecutor<'static>>,
+    listener: std::net::TcpListener,
+) -> Result<(SocketAddr, Task<()>), String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let watched =
+        Async::new(listener).map_err(|e| format!("cannot watch the listening socket: {e}"))?;
+    Ok((addr, server.listen(ex, watched)))
+}
+
 fn server_options(config: &Config) -> server::Options {
     server::Options {
         max_connections: config.max_connections,
@@ -632,31 +491,6 @@ fn cpu_settings(config: &Config) -> cpu::Settings {
         timeframe: Duration::from_millis(config.timeframe),
         smoothing: config.cpu_smoothing,
     }
-}
-
-/// The control socket, bound, with who may use it; `None` when disabled.
-/// At the default path, a missing directory (hapgent started outside its
-/// unit, which creates /run/hapgent) only disables it, with a warning, so an
-/// upgrade never stops an agent from serving; a configured path must work.
-fn control_socket(
-    config: &Config,
-) -> Result<Option<(PathBuf, std::os::unix::net::UnixListener, control::Access)>, Error> {
-    let path = &config.control_socket;
-    if path.as_os_str().is_empty() {
-        return Ok(None);
-    }
-    let default = path.as_path() == std::path::Path::new(config::DEFAULT_CONTROL_SOCKET);
-    if default && path.parent().is_some_and(|d| !d.is_dir()) {
-        warn!(
-            "control socket disabled: {} does not exist (the unit's RuntimeDirectory=hapgent creates it; set control_socket to use another place, or to \"\" to silence this)",
-            path.parent()
-                .map_or(String::new(), |d| d.display().to_string())
-        );
-        return Ok(None);
-    }
-    let access = control::Access::resolve(config.control_group.as_deref())?;
-    let listener = control::bind(path, &access)?;
-    Ok(Some((path.clone(), listener, access)))
 }
 
 /// Runs the agent until SIGTERM/SIGINT. `signals::install` must have run.
@@ -677,7 +511,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let sampler = sampler.transpose().map_err(Error::Runtime)?;
 
     let listeners = listen::listeners(&config)?;
-    let control_socket = control_socket(&config)?;
+    let control_socket = control::open(&config)?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(metrics::bind(addr)?),
         None => None,
@@ -704,15 +538,8 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     *agent.server.borrow_mut() = Some(Rc::clone(&server));
     let mut addrs = Vec::new();
     for listener in listeners {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Runtime(format!("cannot read the listening address: {e}")))?;
-        let watched = Async::new(listener)
-            .map_err(|e| Error::Runtime(format!("cannot watch the listening socket: {e}")))?;
-        agent
-            .listeners
-            .borrow_mut()
-            .push((addr, server.listen(&ex, watched)));
+        let (addr, task) = serve_on(&server, &ex, listener).map_err(Error::Runtime)?;
+        agent.listeners.borrow_mut().push((addr, task));
         addrs.push(addr.to_string());
     }
     let control_task = match control_socket {

@@ -12,15 +12,18 @@
 //! at once. Nothing here ever runs on the path that answers a probe: each
 //! connection is its own task.
 //!
-//! This module owns the socket, the framing and authorization; what a
-//! request does to the state is `agent`'s business (`Agent::change`).
+//! This module owns the socket (including whether it is opened at all, see
+//! `open`), the framing and authorization; how a change is served and
+//! saved is `service`'s business (`Service::set`).
 
 use crate::agent::Agent;
+use crate::config::{self, Config};
 use crate::error::Error;
 use crate::metrics;
 use crate::probers::{self, Progress};
 use crate::service::{Cause, Origin, Service};
 use crate::sys::{self, Peer};
+use crate::unknown::Unknown;
 use crate::wire::{self, Code, Request};
 use crate::{info, warn};
 use serde_json::{Map, Value, json};
@@ -109,6 +112,29 @@ pub fn describe(peer: &Peer) -> String {
         Some(name) => format!("uid {} ({name})", peer.uid),
         None => format!("uid {}", peer.uid),
     }
+}
+
+/// The control socket, bound, with who may use it; `None` when disabled.
+/// At the default path, a missing directory (hapgent started outside its
+/// unit, which creates /run/hapgent) only disables it, with a warning, so an
+/// upgrade never stops an agent from serving; a configured path must work.
+pub fn open(config: &Config) -> Result<Option<(PathBuf, UnixListener, Access)>, Error> {
+    let path = &config.control_socket;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let default = path.as_path() == Path::new(config::DEFAULT_CONTROL_SOCKET);
+    if default && path.parent().is_some_and(|d| !d.is_dir()) {
+        warn!(
+            "control socket disabled: {} does not exist (the unit's RuntimeDirectory=hapgent creates it; set control_socket to use another place, or to \"\" to silence this)",
+            path.parent()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+        return Ok(None);
+    }
+    let access = Access::resolve(config.control_group.as_deref())?;
+    let listener = bind(path, &access)?;
+    Ok(Some((path.clone(), listener, access)))
 }
 
 /// Creates the control socket at `path`, atomically: a socket bound under
@@ -480,7 +506,7 @@ fn probers_json(agent: &Agent) -> Value {
                 "version": p.version,
                 "reply": String::from_utf8_lossy(&p.reply).trim_end(),
             });
-            if Agent::is_unknown(id) {
+            if Unknown::is(id) {
                 entry["unknown_service"] = true.into();
             }
             entry

@@ -12,6 +12,7 @@ use crate::cli::{Action, Ctl};
 use crate::config::Config;
 use crate::control::seconds;
 use crate::error::Error;
+use crate::services;
 use crate::wire::{self, Answer, Code, Request};
 use serde_json::{Map, Value};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -68,7 +69,7 @@ pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
         Some(wire::ALL) => listed,
         Some(name) => listed
             .into_iter()
-            .filter(|(s, _)| s == name || (name == "default" && s.is_empty()))
+            .filter(|(s, _)| s == services::lookup_name(name))
             .collect(),
         None => listed.into_iter().filter(|(s, _)| s.is_empty()).collect(),
     };
@@ -229,11 +230,6 @@ fn number(fields: &Map<String, Value>, key: &str) -> u64 {
     fields.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// The name of a service for people: `default` for the default one.
-fn service_label(name: &str) -> &str {
-    if name.is_empty() { "default" } else { name }
-}
-
 /// Prints a status, probers or change answer.
 fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
     if json {
@@ -262,7 +258,7 @@ fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
                 ""
             };
             if several {
-                println!("service {}:", service_label(name));
+                println!("service {}:", services::label(name));
             }
             println!("state:   {state} (version {}{saved})", number(s, "version"));
             println!("reply:   {}", text(s, "reply"));
@@ -289,7 +285,7 @@ fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
         let about = if p.get("unknown_service").and_then(Value::as_bool) == Some(true) {
             format!(" asks about {service}, which is NOT CONFIGURED (answered with no news);")
         } else if several || !service.is_empty() {
-            format!(" service {},", service_label(service))
+            format!(" service {},", services::label(service))
         } else {
             String::new()
         };

@@ -19,13 +19,17 @@ pub mod metrics;
 mod oneshot;
 mod probers;
 pub mod protocol;
+mod reload;
+mod served;
 mod server;
 mod service;
+mod services;
 mod settings;
 mod signals;
 pub mod state;
 mod sys;
 mod systemd;
+mod unknown;
 pub mod wire;
 
 // The logger, its macros and safe file reads come from the library shared

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::listen;
 use crate::protocol::{self, Admin};
 use crate::service::Cause;
+use crate::services;
 use crate::state::Status;
 use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
 use std::cell::Cell;
@@ -198,11 +199,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The service's label value: its name, or `default`.
-fn label(name: &str) -> &str {
-    if name.is_empty() { "default" } else { name }
-}
-
 /// The metrics text, in the Prometheus exposition format.
 pub fn render(agent: &Agent) -> String {
     let mut out = String::with_capacity(4096);
@@ -243,7 +239,7 @@ pub fn render(agent: &Agent) -> String {
             let _ = writeln!(
                 out,
                 "hapgent_service_status{{service=\"{}\",status=\"{}\"}} {}",
-                label(&s.name),
+                services::label(&s.name),
                 status.name(),
                 u8::from(status == current)
             );
@@ -261,7 +257,7 @@ pub fn render(agent: &Agent) -> String {
             let _ = writeln!(
                 out,
                 "hapgent_service_admin_state{{service=\"{}\",state=\"{}\"}} {}",
-                label(&s.name),
+                services::label(&s.name),
                 a.word(),
                 u8::from(admin == Some(a))
             );
@@ -278,7 +274,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_service_weight_percent{{service=\"{}\"}} {weight}",
-            label(&s.name)
+            services::label(&s.name)
         );
     }
     family(
@@ -292,7 +288,7 @@ pub fn render(agent: &Agent) -> String {
             let _ = writeln!(
                 out,
                 "hapgent_service_maxconn{{service=\"{}\"}} {m}",
-                label(&s.name)
+                services::label(&s.name)
             );
         }
     }
@@ -306,7 +302,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_service_state_version{{service=\"{}\"}} {}",
-            label(&s.name),
+            services::label(&s.name),
             s.version()
         );
     }
@@ -320,7 +316,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_service_state_saved{{service=\"{}\"}} {}",
-            label(&s.name),
+            services::label(&s.name),
             u8::from(s.is_saved())
         );
     }
@@ -334,7 +330,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_probes_total{{service=\"{}\"}} {}",
-            label(&s.name),
+            services::label(&s.name),
             s.counters.probes.get()
         );
     }
@@ -366,7 +362,7 @@ pub fn render(agent: &Agent) -> String {
             let _ = writeln!(
                 out,
                 "hapgent_state_changes_total{{service=\"{}\",cause=\"{}\"}} {}",
-                label(&s.name),
+                services::label(&s.name),
                 cause.name(),
                 s.counters.changes[cause as usize].get()
             );
@@ -382,7 +378,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_state_save_failures_total{{service=\"{}\"}} {}",
-            label(&s.name),
+            services::label(&s.name),
             s.counters.failed_saves.get()
         );
     }
@@ -408,7 +404,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_prober_last_probe_timestamp_seconds{{prober=\"{addr}\",service=\"{}\"}} {:.3}",
-            label(service),
+            services::label(service),
             since_epoch(p.last.elapsed())
         );
     }
@@ -422,7 +418,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_prober_state_version{{prober=\"{addr}\",service=\"{}\"}} {}",
-            label(service),
+            services::label(service),
             p.version
         );
     }
@@ -436,7 +432,7 @@ pub fn render(agent: &Agent) -> String {
         let _ = writeln!(
             out,
             "hapgent_prober_probes_total{{prober=\"{addr}\",service=\"{}\"}} {}",
-            label(service),
+            services::label(service),
             p.probes
         );
     }

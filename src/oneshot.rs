@@ -8,16 +8,15 @@ use crate::cpu;
 use crate::error::Error;
 use crate::flags::FlagFiles;
 use crate::protocol;
-use crate::state::{self, State, Status};
+use crate::served;
+use crate::state;
 use std::time::Duration;
 
 /// Prints the reply, or with `json` the reply and its inputs as one JSON
 /// object.
 pub fn run(config: Config, json: bool) -> Result<(), Error> {
     let state = state::load(&config.state_file);
-    let served = state
-        .as_ref()
-        .map_or_else(|_| State::with_status(Status::Fail), State::clone);
+    let served = served::at_start(&state);
     if let Err(problem) = &state {
         crate::error!(
             "state file {} {problem}; reporting FAIL",

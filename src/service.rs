@@ -16,7 +16,8 @@
 
 use crate::disk::Disk;
 use crate::flags::FlagFiles;
-use crate::protocol::{self, Admin, Overlay};
+use crate::protocol::{self, Overlay};
+use crate::served;
 use crate::state::{self, Problem, State, Status};
 use crate::{error, info};
 use smol::channel::{self, Receiver, Sender};
@@ -129,6 +130,16 @@ pub struct Counters {
     pub failed_saves: Cell<u64>,
 }
 
+/// A service as configured: its name (empty for the default service) and
+/// files. A service whose files change is started afresh (see `services`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Files {
+    pub name: String,
+    pub state_file: PathBuf,
+    pub drain_file: Option<PathBuf>,
+    pub maint_file: Option<PathBuf>,
+}
+
 /// A service and what it serves.
 pub struct Service {
     /// Its name; empty for the default service.
@@ -149,31 +160,33 @@ pub struct Service {
     save_bell: Bell,
     retry_bell: Bell,
     save_waiters: Waiters,
-    /// The last reply and the overlay it was rendered with: most probes
-    /// see the same inputs and reuse it without formatting anything.
-    reply: RefCell<(Overlay, Rc<[u8]>)>,
+    /// The last reply and the overlay it was rendered with (`None`: stale,
+    /// render again): most probes see the same inputs and reuse it without
+    /// formatting anything.
+    reply: RefCell<(Option<Overlay>, Rc<[u8]>)>,
     pub counters: Counters,
 }
 
 impl Service {
     /// Starts from the state file, or from FAIL if it cannot be used (and
     /// if it could not even be read, keeps trying: see `run`).
-    pub fn new(
-        name: &str,
-        id: u32,
-        state_file: PathBuf,
-        drain: Option<PathBuf>,
-        maint: Option<PathBuf>,
-    ) -> Service {
+    pub fn new(id: u32, files: Files) -> Service {
+        let Files {
+            name,
+            state_file,
+            drain_file,
+            maint_file,
+        } = files;
         let loaded = state::load(&state_file);
-        let state = loaded
-            .as_ref()
-            .map_or_else(|problem| fail_state(&state_file, problem), State::clone);
+        if let Err(problem) = &loaded {
+            log_fail(&state_file, problem);
+        }
+        let state = served::at_start(&loaded);
         let reply = protocol::render(&state).into_bytes().into();
         let service = Service {
             name: Rc::from(name),
             id,
-            flags: FlagFiles::new(drain, maint),
+            flags: FlagFiles::new(drain_file, maint_file),
             state_file,
             state: RefCell::new(state),
             version: Cell::new(0),
@@ -183,7 +196,7 @@ impl Service {
             save_bell: Bell::new(),
             retry_bell: Bell::new(),
             save_waiters: Waiters::default(),
-            reply: RefCell::new((Overlay::default(), reply)),
+            reply: RefCell::new((Some(Overlay::default()), reply)),
             counters: Counters::default(),
         };
         if loaded.is_err_and(|p| p.is_transient()) {
@@ -192,40 +205,41 @@ impl Service {
         service
     }
 
-    /// Whether this service was configured as `other` is.
-    pub fn same_files(
-        &self,
-        state_file: &Path,
-        drain: &Option<PathBuf>,
-        maint: &Option<PathBuf>,
-    ) -> bool {
-        self.state_file == state_file && self.flags.paths() == (drain.as_deref(), maint.as_deref())
+    /// The name and files this service was started with.
+    pub fn files(&self) -> Files {
+        let (drain, maint) = self.flags.paths();
+        Files {
+            name: self.name.to_string(),
+            state_file: self.state_file.clone(),
+            drain_file: drain.map(Path::to_path_buf),
+            maint_file: maint.map(Path::to_path_buf),
+        }
     }
 
     pub fn state_file(&self) -> &Path {
         &self.state_file
     }
 
+    /// What the flag files (checked now) and the CPU idle share change in
+    /// this service's reply (see `protocol::overlay`).
+    pub fn overlay(&self, idle: Option<u32>, min_weight: u32) -> Overlay {
+        protocol::overlay(&self.state.borrow(), self.flags.check(), idle, min_weight)
+    }
+
     /// The reply a probe would get now, given the CPU idle share.
     pub fn current_reply(&self, idle: Option<u32>, min_weight: u32) -> Rc<[u8]> {
-        let overlay = {
-            let state = self.state.borrow();
-            protocol::overlay(&state, self.flags.check(), idle, min_weight)
-        };
+        let overlay = self.overlay(idle, min_weight);
         let mut cached = self.reply.borrow_mut();
-        if cached.0 != overlay {
+        if cached.0 != Some(overlay) {
             let line = protocol::render_with(&self.state.borrow(), overlay);
-            *cached = (overlay, line.into_bytes().into());
+            *cached = (Some(overlay), line.into_bytes().into());
         }
         Rc::clone(&cached.1)
     }
 
     /// Forgets the cached reply (the settings it depends on changed).
     pub fn invalidate(&self) {
-        self.reply.borrow_mut().0 = Overlay {
-            weight: Some(u32::MAX),
-            ..Overlay::default()
-        };
+        self.reply.borrow_mut().0 = None;
     }
 
     pub fn state(&self) -> State {
@@ -246,11 +260,6 @@ impl Service {
         self.saved.get() >= self.version.get()
     }
 
-    /// The admin state the flag files ask for now.
-    pub fn flag_admin(&self) -> Option<Admin> {
-        self.flags.check()
-    }
-
     /// Serves `new` from now on, logging the change and its cause; a
     /// change is then saved, a state read from the file already is.
     pub fn set(&self, new: State, cause: &str, kind: Cause, origin: Origin) {
@@ -262,11 +271,9 @@ impl Service {
         let old = self.state.replace(new.clone());
         {
             let mut cached = self.reply.borrow_mut();
-            let overlay = cached.0;
-            *cached = (
-                overlay,
-                protocol::render_with(&new, overlay).into_bytes().into(),
-            );
+            if let Some(overlay) = cached.0 {
+                cached.1 = protocol::render_with(&new, overlay).into_bytes().into();
+            }
         }
         let of = if self.name.is_empty() {
             String::new()
@@ -430,15 +437,9 @@ impl Service {
             );
             return true;
         }
-        match loaded {
-            Ok(new) => {
-                if retrying {
-                    info!("state file {} is readable again", path.display());
-                }
-                self.set(new, "SIGHUP", Cause::File, Origin::File);
-                true
-            }
-            Err(problem) if problem.is_transient() => {
+        let new = match served::after_reread(&loaded) {
+            Ok(new) => new,
+            Err(problem) => {
                 if !retrying {
                     error!(
                         "state file {} {problem}; keeping the last good state ({}) and retrying",
@@ -447,14 +448,16 @@ impl Service {
                     );
                     self.retry_bell.ring();
                 }
-                false
+                return false;
             }
-            Err(problem) => {
-                let fail = fail_state(&path, &problem);
-                self.set(fail, "SIGHUP", Cause::File, Origin::File);
-                true
-            }
+        };
+        match &loaded {
+            Ok(_) if retrying => info!("state file {} is readable again", path.display()),
+            Ok(_) => {}
+            Err(problem) => log_fail(&path, problem),
         }
+        self.set(new, "SIGHUP", Cause::File, Origin::File);
+        true
     }
 
     /// Removes the temporary file a save of ours may have left.
@@ -496,14 +499,13 @@ impl Service {
     }
 }
 
-/// FAIL, after logging why the state file cannot be used. The file itself
-/// is left untouched for the operator.
-fn fail_state(path: &Path, problem: &Problem) -> State {
+/// Logs why the state file cannot be used, and so why FAIL is served. The
+/// file itself is left untouched for the operator.
+fn log_fail(path: &Path, problem: &Problem) {
     error!(
         "state file {} {problem}; reporting FAIL until it is fixed and SIGHUP is sent",
         path.display()
     );
-    State::with_status(Status::Fail)
 }
 
 async fn sleep(delay: Duration) {

@@ -8,7 +8,8 @@
 //! server ends up with traffic it should not have.
 //!
 //! This module parses, validates and saves. It does not decide what to send
-//! to HAProxy (see `protocol`) nor when to load or save (see `agent`).
+//! to HAProxy (see `protocol`), what an unusable file means (see `served`),
+//! nor when to load or save (see `service`).
 
 use crate::files::{self, ReadError};
 use hapgent_common::atomic;
