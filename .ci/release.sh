@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Release-engineering checks (issue 4), run by .ci/run from the repo root as
+# Release-engineering checks, run by .ci/run from the repo root as
 # root on a fresh Debian bookworm machine. Builds every artifact with
 # scripts/dist (signed with a throwaway key) and proves each one works:
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System tests on booted Debian hosts (systest/, issue 14), run by .ci/run as
+# System tests on booted Debian hosts (systest/), run by .ci/run as
 # root after .ci/release.sh, which leaves the artifacts in dist/. Installs
 # what the harness needs, builds dist/ only if it is missing, and runs every
 # test in systest/ (see systest/README.md). The Debian root is cached in

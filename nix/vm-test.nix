@@ -16,9 +16,9 @@ pkgs.testers.runNixOSTest {
         settings.ip = "127.0.0.1";
       };
 
-      # The configuration of PROTOCOL.md's "Driving a real HAProxy in
-      # tests". The NixOS module already opens a `global` section (for its
-      # own socket); HAProxy merges repeated ones.
+      # Agent checks as the integration tests drive HAProxy
+      # (tests/integration/haproxy.rs). The NixOS module already opens a
+      # `global` section (for its own socket); HAProxy merges repeated ones.
       services.haproxy = {
         enable = true;
         config = ''

@@ -6,7 +6,7 @@
 //! `up ready` rather than `up` (which would leave a server drained forever
 //! after a DRAIN), and always a weight, so that removing `weight` from the
 //! state file restores the configured weight instead of keeping the last
-//! percentage. See PROTOCOL.md for how HAProxy parses the words.
+//! percentage. The README ("Replies") says how HAProxy parses the words.
 //!
 //! Everything here is pure. This module does not read files or sockets.
 

@@ -222,7 +222,7 @@ pub fn probe(
     }
 }
 
-/// An agent-check reply line as HAProxy parses it (PROTOCOL.md): printable
+/// An agent-check reply line as HAProxy parses it (README, "Replies"): printable
 /// ASCII under 128 bytes; words separated by spaces, tabs or commas, each a
 /// known word, `N%`, `maxconn:N` or `weight:N`, or `#` starting a
 /// description that runs to the end of the line; at least one word.

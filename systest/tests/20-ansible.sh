@@ -115,8 +115,8 @@ test_ansible_binary_method() { role_flow binary; }
 test_ansible_deb_method() { role_flow deb; }
 
 # A configuration change pushed by the role is applied by its reload handler:
-# log_requests = true makes probes appear in the journal. (Fails until SIGHUP
-# re-reads hapgent.toml, issue 14 item 1.)
+# log_requests = true makes probes appear in the journal (SIGHUP re-reads
+# hapgent.toml).
 test_ansible_config_change_applied() {
     role_hosts
     expect "the first run succeeds" apply first binary

@@ -1,4 +1,4 @@
-//! The state path under faults (issue 10): a hung or slow disk, signal
+//! The state path under faults: a hung or slow disk, signal
 //! floods, a stop in the middle of a save, read errors, readers that stop
 //! reading, settings files that are not regular files, odd symlinks, large
 //! payloads, startup races and in-place edits. Faults are injected with
