@@ -21,6 +21,7 @@
 
 use crate::cidr::{self, Cidr};
 use crate::protocol::{MAX_PAYLOAD, Payload, parse_payload};
+use crate::sys;
 use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
@@ -121,7 +122,8 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
     }
 
     /// Answers one accepted connection: at once, or (with services) once
-    /// its payload says which service it asks about.
+    /// its payload says which service it asks about. `stream` must be
+    /// non-blocking (`sys::accept` makes it so).
     fn answer(
         self: &Rc<Self>,
         stream: TcpStream,
@@ -129,9 +131,6 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         ex: &Rc<LocalExecutor<'static>>,
     ) {
         if !self.allowed(peer) {
-            return;
-        }
-        if stream.set_nonblocking(true).is_err() {
             return;
         }
         let Some(deadline) = self.payload.get() else {
@@ -242,7 +241,7 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         let server = Rc::clone(self);
         let ex2 = Rc::clone(ex);
         ex.spawn(async move {
-            if let Ok(mut stream) = Async::new(stream) {
+            if let Ok(mut stream) = Async::new_nonblocking(stream) {
                 let read = async {
                     loop {
                         match stream.read(&mut buf[have..]).await {
@@ -287,7 +286,7 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         let options = self.options.get();
         let server = Rc::clone(self);
         ex.spawn(async move {
-            if let Ok(mut stream) = Async::new(stream) {
+            if let Ok(mut stream) = Async::new_nonblocking(stream) {
                 let write = async {
                     stream.write_all(&reply[sent..]).await?;
                     discard_input(stream.get_ref());
@@ -357,7 +356,9 @@ async fn accept_loop<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
     let mut failures: u32 = 0;
     let mut burst: u32 = 0;
     loop {
-        match listener.get_ref().accept() {
+        // Non-blocking already (one system call, not two): `answer` writes
+        // without waiting and tasks watch the stream as it is.
+        match sys::accept(listener.get_ref()) {
             Ok((stream, peer)) => {
                 if failures > 0 {
                     crate::info!("accepting on {local} again after {failures} failed attempts");
