@@ -578,7 +578,12 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     ));
 
     smol::block_on(ex.run(async {
-        agent.until_stopped(doorbell, stop).await;
+        // A task of its own: the future block_on drives is polled on every
+        // wake-up of the executor, and polling the signal streams reads
+        // their sockets, two system calls per probe when the agent is idle.
+        let signals = Rc::clone(&agent);
+        ex.spawn(async move { signals.until_stopped(doorbell, stop).await })
+            .await;
         // Stop accepting: dropping the tasks closes the listeners.
         agent.listeners.borrow_mut().clear();
         drop(metrics_task);
