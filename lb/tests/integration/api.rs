@@ -118,6 +118,7 @@ fn a_config_that_fails_to_start_is_rolled_back_with_502() {
         old,
         "old file restored"
     );
+    wait_failed_reload_ended(&s.dir);
     assert!(
         s.h.get().unwrap().starts_with("HTTP/1.1 200"),
         "still serving"
@@ -129,6 +130,22 @@ fn a_config_that_fails_to_start_is_rolled_back_with_502() {
     let r = api.put_config(&etag(api), &with_backend(&s, "later"));
     assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
     assert_eq!(s.h.backends(), ["web", "later"]);
+}
+
+/// Waits until HAProxy has given up on a configuration it cannot bind.
+/// hapgent-lb's 502 comes once reload_timeout has passed, which may be
+/// before that: while HAProxy retries binding, its old worker's frontends
+/// are paused. Once it has failed, they are resumed, and serve the
+/// previous configuration.
+fn wait_failed_reload_ended(dir: &TempDir) {
+    poll(
+        Duration::from_secs(30),
+        "HAProxy's failed reload to end",
+        || {
+            let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+            (log.contains("Loading failure!") && log.contains("Resumed frontend fe.")).then_some(())
+        },
+    );
 }
 
 /// Without a master socket, `reload = command` (here: SIGUSR2 to the
@@ -174,6 +191,7 @@ fn the_command_strategy_is_verified_through_the_runtime_api() {
         body,
         "restored"
     );
+    wait_failed_reload_ended(&dir);
     assert!(
         h.get().unwrap().starts_with("HTTP/1.1 200"),
         "still serving"
