@@ -16,7 +16,8 @@ use crate::util::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -734,38 +735,35 @@ fn an_out_of_range_port_names_the_range() {
 fn a_signal_during_startup_is_held_not_fatal() {
     let dir = TempDir::new("startsignal");
     let path = dir.join("state.json");
-    let config = dir.join("hapgent.toml");
     write_state(&path, r#"{"status":"DOWN"}"#);
-    fs::write(&config, "log_requests = false\n").unwrap();
-    let (state, cfg) = (path.to_str().unwrap(), config.to_str().unwrap());
-    // Opening the configuration file takes a second.
-    let strace = [
-        "-P",
-        cfg,
-        "-e",
-        "trace=openat",
-        "-e",
-        "inject=openat:delay_enter=1000000",
-    ];
+    // Startup stops at the control socket for as long as the test likes:
+    // hapgent first checks that no other agent answers there, and that
+    // connect waits while the listener's queue is full.
+    let socket = dir.join("control.sock");
+    let gate = FullListener::bind(&socket);
     let args = [
-        "--config",
-        cfg,
         "--ip",
         "127.0.0.1",
         "--port",
         "0",
         "--state-file",
-        state,
+        path.to_str().unwrap(),
+        "--control-socket",
+        socket.to_str().unwrap(),
     ];
-    let mut agent = Agent::launch_traced(&strace, &args, &[]);
+    let mut agent = Agent::launch(hapgent_command(&args, &[]));
     let pid = agent.pid();
-    wait_for("hapgent opening its configuration", || {
-        opening(pid).as_deref() == Some(cfg)
+    wait_for("hapgent waiting at the control socket", || {
+        let call = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        call.split_whitespace().next() == Some(&libc::SYS_connect.to_string())
     });
-    agent.signal(libc::SIGUSR1);
+    send_taken(pid, libc::SIGUSR1);
+    // Nobody answers after all: the check is refused, startup goes on.
+    drop(gate);
     let deadline = Instant::now() + PATIENCE;
     while !agent.log().contains("listening on ") {
         if let Some(status) = agent.exited() {
+            agent.wait_log_end();
             panic!("died at startup: {status:?}; {}", agent.log());
         }
         assert!(Instant::now() < deadline, "not listening: {}", agent.log());
@@ -776,22 +774,25 @@ fn a_signal_during_startup_is_held_not_fatal() {
     wait_for("saved UP", || saved(&path) == r#"{"status":"UP"}"#);
 }
 
-/// The path the process is opening, if it is stopped in `openat`: the
-/// syscall's second argument, read from its memory (root may, the process
-/// being traced).
-fn opening(pid: i32) -> Option<String> {
-    use std::os::unix::fs::FileExt;
-    let line = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    let mut fields = line.split_whitespace();
-    if fields.next()? != libc::SYS_openat.to_string() {
-        return None;
+/// A Unix socket listening at a path with its queue already full: a
+/// blocking connect to it waits until it is dropped, and is then refused.
+struct FullListener {
+    _listener: UnixListener,
+    _queued: UnixStream,
+}
+
+impl FullListener {
+    fn bind(path: &Path) -> FullListener {
+        let listener = UnixListener::bind(path).unwrap();
+        // Listening again sets the backlog: with 0, one queued connection
+        // fills the queue.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let queued = UnixStream::connect(path).unwrap();
+        FullListener {
+            _listener: listener,
+            _queued: queued,
+        }
     }
-    let ptr = u64::from_str_radix(fields.nth(1)?.trim_start_matches("0x"), 16).ok()?;
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-    let mut buf = [0u8; 4096];
-    let n = mem.read_at(&mut buf, ptr).ok()?;
-    let end = buf[..n].iter().position(|&b| b == 0)?;
-    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 // 10. The README's in-place edit races with SIGHUP.

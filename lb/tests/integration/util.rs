@@ -438,7 +438,7 @@ impl Load {
                     while !stop.load(Ordering::SeqCst) {
                         let result = (|| -> std::io::Result<String> {
                             let mut s = TcpStream::connect(("127.0.0.1", port))?;
-                            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                            s.set_read_timeout(Some(Duration::from_secs(30)))?;
                             s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
                             let mut out = String::new();
                             s.read_to_string(&mut out)?;
