@@ -432,34 +432,100 @@ mod tests {
         }
     }
 
-    /// Runs `serve` on a loopback listener in a thread with `reply`, and
-    /// returns its address and a sender that stops it.
-    fn start(
-        reply: Vec<u8>,
-        options: Options,
-    ) -> (
-        SocketAddr,
-        smol::channel::Sender<()>,
-        std::thread::JoinHandle<()>,
-    ) {
+    /// What the server thread says when asked (see `Running::now`).
+    #[derive(Clone, Copy, Debug)]
+    struct Seen {
+        /// Replies built: connections accepted and answered or refused.
+        replies: usize,
+        /// Connections holding a slot (slow writes in progress).
+        active: u32,
+        /// Connections closed because every slot was taken.
+        refused_cap: u64,
+    }
+
+    /// A server running `serve` on a loopback listener in its own thread.
+    struct Running {
+        addr: SocketAddr,
+        stop: smol::channel::Sender<()>,
+        ask: smol::channel::Sender<std::sync::mpsc::Sender<Seen>>,
+        handle: std::thread::JoinHandle<()>,
+    }
+
+    impl Running {
+        /// The server's counts, read on its own thread between two of its
+        /// steps: a connection whose reply was built has its slot taken
+        /// (or was refused) by the time this answers.
+        fn now(&self) -> Seen {
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.ask.send_blocking(tx).unwrap();
+            rx.recv_timeout(Duration::from_secs(60)).unwrap()
+        }
+
+        /// Asks until `cond` holds; fails after a minute (a safety net,
+        /// never a time to wait for).
+        fn wait(&self, what: &str, cond: impl Fn(Seen) -> bool) -> Seen {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let seen = self.now();
+                if cond(seen) {
+                    return seen;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {seen:?}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        fn stop(self) {
+            self.stop.send_blocking(()).unwrap();
+            self.handle.join().unwrap();
+        }
+    }
+
+    /// Runs `serve` on a loopback listener in a thread with `reply`.
+    fn start(reply: Vec<u8>, options: Options) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let (ask, asked) = smol::channel::unbounded::<std::sync::mpsc::Sender<Seen>>();
         let handle = std::thread::spawn(move || {
             let reply: Rc<[u8]> = reply.into();
+            let replies = Rc::new(Cell::new(0));
             let ex = Rc::new(LocalExecutor::new());
-            let server = Server::new(move |_, _| Rc::clone(&reply), options);
+            let counted = Rc::clone(&replies);
+            let server = Server::new(
+                move |_, _| {
+                    counted.set(counted.get() + 1);
+                    Rc::clone(&reply)
+                },
+                options,
+            );
+            let observed = Rc::clone(&server);
+            ex.spawn(async move {
+                while let Ok(tx) = asked.recv().await {
+                    let _ = tx.send(Seen {
+                        replies: replies.get(),
+                        active: observed.active.get(),
+                        refused_cap: observed.counters().refused_cap,
+                    });
+                }
+            })
+            .detach();
             let listeners = vec![Async::new(listener).unwrap()];
             future::block_on(ex.run(serve(&ex, listeners, server, async {
                 let _ = stopped.recv().await;
             })));
         });
-        (addr, stop, handle)
+        Running {
+            addr,
+            stop,
+            ask,
+            handle,
+        }
     }
 
     fn read_all(addr: SocketAddr) -> Vec<u8> {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         out
@@ -467,36 +533,60 @@ mod tests {
 
     #[test]
     fn small_reply_is_sent_and_closed() {
-        let (addr, stop, handle) = start(b"up ready 100%\n".to_vec(), options(4, 1000));
+        let server = start(b"up ready 100%\n".to_vec(), options(4, 1000));
         for _ in 0..3 {
-            assert_eq!(read_all(addr), b"up ready 100%\n");
+            assert_eq!(read_all(server.addr), b"up ready 100%\n");
         }
-        stop.send_blocking(()).unwrap();
-        handle.join().unwrap();
+        server.stop();
     }
 
-    /// A reply far larger than the socket buffers takes the slow path: with
-    /// a cap of one, a client that never reads holds the only slot, the next
-    /// connection is closed unanswered, and the deadline frees the slot.
+    /// A reply far larger than the socket buffers takes the slow path.
+    /// With a cap of one and a deadline out of reach, a client that never
+    /// reads holds the only slot: the next connection is closed with a
+    /// partial reply. Once that client goes, a reading client gets it all.
     #[test]
-    fn slow_writers_are_capped_and_timed_out() {
+    fn slow_writers_are_capped() {
         let big = vec![b'x'; 32 << 20];
-        let (addr, stop, handle) = start(big.clone(), options(1, 300));
-        let stuck = TcpStream::connect(addr).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        // The slot is taken: this client gets a partial reply, then EOF.
-        let second = read_all(addr);
+        let server = start(big.clone(), options(1, 3_600_000));
+        let stuck = TcpStream::connect(server.addr).unwrap();
+        server.wait("the stuck client holds the slot", |s| s.active == 1);
+        let second = read_all(server.addr);
         assert!(
             second.len() < big.len(),
             "the capped connection got the whole reply"
         );
-        // After the deadline the stuck one is closed and the slot is free:
-        // a reading client gets everything.
-        std::thread::sleep(Duration::from_millis(500));
-        let third = read_all(addr);
-        assert_eq!(third.len(), big.len());
+        assert_eq!(server.now().refused_cap, 1);
+        // Closed with the reply unread: a reset, the write fails, the slot
+        // is free.
         drop(stuck);
-        stop.send_blocking(()).unwrap();
-        handle.join().unwrap();
+        server.wait("the slot freed", |s| s.active == 0);
+        let third = read_all(server.addr);
+        assert_eq!(third.len(), big.len());
+        assert_eq!(server.now().refused_cap, 1);
+        server.stop();
+    }
+
+    /// The write deadline frees a slot held by a client that never reads:
+    /// the server gives up on it (the slot is free while the client still
+    /// has not read a byte), and what reaches that client is cut short.
+    #[test]
+    fn slow_writers_are_timed_out() {
+        let big = vec![b'x'; 32 << 20];
+        let server = start(big.clone(), options(1, 100));
+        let mut stuck = TcpStream::connect(server.addr).unwrap();
+        // Its reply is built (the slot taken, or already freed again)...
+        server.wait("the stuck client answered", |s| s.replies == 1);
+        // ... and the slot is free: the deadline passed, since the client
+        // neither read nor closed.
+        server.wait("the deadline frees the slot", |s| s.active == 0);
+        stuck
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut got = Vec::new();
+        // The rest of what the kernel had queued, then the end (or a
+        // reset, if the kernel gave up on the orphaned connection first).
+        let _ = stuck.read_to_end(&mut got);
+        assert!(got.len() < big.len(), "the stuck client got everything");
+        server.stop();
     }
 }

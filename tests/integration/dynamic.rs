@@ -5,6 +5,7 @@ use crate::util::*;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
 
 #[test]
 fn flag_files_show_in_the_very_next_reply() {
@@ -58,45 +59,50 @@ fn cpu_weight_uses_a_real_first_sample_and_follows_the_counters() {
     let path = dir.join("state.json");
     let stat = dir.join("stat");
     write_state(&path, r#"{"status":"UP","weight":80}"#);
-    fs::write(&stat, proc_stat(1000, 1000)).unwrap();
-    let args = [
+    // The counters file is always replaced whole (see `replace_file`): a
+    // reader never sees it half written.
+    replace_file(&stat, &proc_stat(1000, 1000));
+    let state = path.to_str().unwrap();
+    let all = [
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--state-file",
+        state,
         "--cpu-weight",
         "--timeframe",
-        "100",
+        "200",
         "--proc-stat",
         stat.to_str().unwrap(),
     ];
-    let state = path.to_str().unwrap();
-    let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
-    all.extend_from_slice(&args);
-    // Start it in the background: it samples before it listens.
-    let handle = {
-        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
-        std::thread::spawn(move || {
-            let all: Vec<&str> = all.iter().map(String::as_str).collect();
-            Agent::spawn(&all, &[])
-        })
-    };
-    // Once the baseline is read, 100 ticks pass: 25 busy, 75 idle.
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    fs::write(&stat, proc_stat(1025, 1075)).unwrap();
-    let agent = handle.join().unwrap();
+    // It samples before it listens: the baseline is read before the
+    // "sampling CPU load" line, then the file is read every 200 ms until
+    // the counters move (ten times at most: the agent's own bound, which
+    // leaves this test two seconds to react to the line). They move once
+    // the line is in: 100 ticks pass, 25 busy, 75 idle.
+    let mut agent = Agent::launch(hapgent_command(&all, &[]));
+    agent.wait_log("sampling CPU load");
+    replace_file(&stat, &proc_stat(1025, 1075));
+    agent.wait_listening();
     // The very first reply is scaled: 80% x 0.75 = 60%.
     assert_eq!(agent.probe(), "up ready 60%\n", "{}", agent.log());
     assert!(agent.log().find("sampling CPU load") < agent.log().find("listening on"));
     // Fully busy: floored at the 1% minimum.
-    fs::write(&stat, proc_stat(1125, 1075)).unwrap();
+    replace_file(&stat, &proc_stat(1125, 1075));
     agent.wait_reply("up ready 1%\n");
-    // Counters that do not move keep the last sample.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(agent.probe(), "up ready 1%\n");
-    // Fully idle: the state's weight.
-    fs::write(&stat, proc_stat(1125, 1175)).unwrap();
-    agent.wait_reply("up ready 80%\n");
-    // An unreadable file keeps the last sample and says so once.
+    // An unreadable file keeps the last sample and says so.
     fs::remove_file(&stat).unwrap();
     agent.wait_log("keeping the last CPU sample");
-    assert_eq!(agent.probe(), "up ready 80%\n");
+    assert_eq!(agent.probe(), "up ready 1%\n");
+    // Counters that did not move keep the last sample: the file is back,
+    // as it was, and has been read again ("readable again").
+    replace_file(&stat, &proc_stat(1125, 1075));
+    agent.wait_log("is readable again");
+    assert_eq!(agent.probe(), "up ready 1%\n");
+    // Fully idle: the state's weight.
+    replace_file(&stat, &proc_stat(1125, 1175));
+    agent.wait_reply("up ready 80%\n");
 }
 
 #[test]
@@ -151,32 +157,53 @@ fn one_shot_samples_cpu() {
     let path = dir.join("state.json");
     let stat = dir.join("stat");
     write_state(&path, r#"{"status":"UP"}"#);
-    fs::write(&stat, proc_stat(0, 0)).unwrap();
-    let stat_arg = stat.to_str().unwrap().to_string();
-    let path_arg = path.to_str().unwrap().to_string();
-    let runner = std::thread::spawn(move || {
-        run(
-            &[
-                "reply",
-                "--json",
-                "--cpu-weight",
-                "--timeframe",
-                "1500",
-                "--proc-stat",
-                &stat_arg,
-                "--state-file",
-                &path_arg,
-            ],
-            &[],
-        )
+    replace_file(&stat, &proc_stat(0, 0));
+    let child = hapgent_command(
+        &[
+            "reply",
+            "--json",
+            "--cpu-weight",
+            "--timeframe",
+            "1500",
+            "--proc-stat",
+            stat.to_str().unwrap(),
+            "--state-file",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // It reads the counters, sleeps for the timeframe, reads them again.
+    // Once it sleeps (nothing else in `reply` does), the first read is
+    // done: the counters move, 40 of 100 ticks idle, well within the
+    // 1.5 s it sleeps.
+    let pid = child.id();
+    wait_for("hapgent reply sleeping between its two reads", || {
+        sleeping(pid)
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    fs::write(&stat, proc_stat(60, 40)).unwrap();
-    let (code, out, err) = runner.join().unwrap();
-    assert_eq!(code, 0, "{err}");
+    replace_file(&stat, &proc_stat(60, 40));
+    let done = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    assert_eq!(done.status.code(), Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["reply"], "up ready 40%", "{out}");
     assert_eq!(v["cpu_idle_percent"], 40.0);
+}
+
+/// Whether process `pid`'s main thread is in a sleep system call
+/// (`/proc/PID/syscall` names the call it is blocked in).
+fn sleeping(pid: u32) -> bool {
+    let line = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let call = line.split_whitespace().next().unwrap_or_default();
+    [libc::SYS_clock_nanosleep, libc::SYS_nanosleep]
+        .iter()
+        .any(|n| n.to_string() == call)
 }
 
 #[test]

@@ -6,16 +6,18 @@
 //! on the agent, which the test process may trace as its descendant),
 //! `prlimit` (soft limit only), FIFOs and sockets nobody reads.
 //!
-//! Every test waits for an event (a reply, a file, a log line, an exit)
-//! with bounded polling; none asserts after a fixed sleep. The only sleeps
-//! are a scenario's own timing (signals 100 ms apart) and the 300 ms quiet
-//! window that tells a final state from one passed on the way.
+//! Every test waits for an event (a reply, a file, a log line, a
+//! notification, an exit) with bounded polling; none asserts after a fixed
+//! sleep or within a time. A final state is told from one passed on the
+//! way by an event ordered after it (the end of a SIGHUP reload), not by
+//! a quiet period.
 
 use crate::util::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -50,83 +52,31 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
-/// Waits until no signal is pending for the process (`ShdPnd` and
-/// `SigPnd` zero) and none is held by strace (the main thread, the only one
-/// that takes signals, is not in a tracing stop: a signal strace holds is
-/// no longer pending but not yet handled) and is asleep (no handler is
-/// half way), so that the next signal sent is
-/// the last delivered. Two signals pending at once may be handled in
-/// either order (the kernel nests their handlers), which is not what these
-/// tests are about.
-fn wait_no_pending(pid: i32) {
-    wait_for("pending signals delivered", || {
-        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-            return false;
-        };
-        let none_pending = status
-            .lines()
-            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
-            .all(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .unwrap()
-                    .trim_start_matches('0')
-                    .is_empty()
-            });
-        let main = fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
-        // The state is the field after the parenthesised command name.
-        let state = main
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        none_pending && state == Some('S')
-    });
-}
-
 /// Sends `sig` and waits (bounded, without failing) until it is no longer
 /// pending: the agent took it, so the next one is a separate delivery
-/// rather than merged into it by the kernel.
+/// rather than merged into it by the kernel. The bound only paces a flood:
+/// a signal merged into the next one changes nothing the tests check.
 fn send_delivered(pid: i32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     let bit = 1u64 << (sig - 1);
     let deadline = Instant::now() + Duration::from_millis(100);
     while Instant::now() < deadline {
-        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-            return;
-        };
-        let pending = status
-            .lines()
-            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
-            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
-            .fold(0, |a, b| a | b);
-        if pending & bit == 0 {
-            return;
+        match pending_signals(pid) {
+            Some(pending) if pending & bit != 0 => std::thread::yield_now(),
+            _ => return,
         }
-        std::thread::yield_now();
     }
 }
 
-/// Waits until the agent is quiet (no new log line for 300 ms) while it
-/// serves `reply` and the state file holds `json`: the final state after a
-/// burst, not a state passed on the way. Panics after `PATIENCE`.
-fn settle(agent: &Agent, path: &Path, reply: &str, json: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let before = agent.log().len();
-        let got = agent.probe();
-        let file = saved(path);
-        if got == reply && file == json {
-            std::thread::sleep(Duration::from_millis(300));
-            if agent.log().len() == before && agent.probe() == reply && saved(path) == json {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not settled: reply {got:?} (want {reply:?}), file {file:?} (want {json:?}); log tail:\n{}",
-            tail(&agent.log())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Checks the final state after a burst, not a state passed on the way:
+/// once the agent has handled every signal delivered (see
+/// `wait_signals_handled`), it serves `reply` and the state file holds
+/// `json`.
+fn settle(agent: &Agent, notify: &Notify, path: &Path, reply: &str, json: &str) {
+    wait_signals_handled(agent, notify);
+    let log = || tail(&agent.log());
+    assert_eq!(agent.probe(), reply, "log tail:\n{}", log());
+    assert_eq!(saved(path), json, "log tail:\n{}", log());
 }
 
 /// The last 40 lines of a log, for failure messages after floods.
@@ -175,9 +125,9 @@ fn a_hung_save_does_not_delay_the_next_signal() {
     let dir = TempDir::new("hungsave");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"DOWN"}"#);
-    // Every fsync hangs for 30 s: the first save is still hanging when
+    // Every fsync hangs for 300 s: the first save is still hanging when
     // the test ends.
-    let agent = Agent::start_traced(&strs(&slow_fsync(30_000_000)), &path, &[], &[]);
+    let agent = Agent::start_traced(&strs(&slow_fsync(300_000_000)), &path, &[], &[]);
     assert_eq!(agent.probe(), "down 100%\n");
     agent.signal(libc::SIGUSR1);
     agent.wait_log("(SIGUSR1)");
@@ -211,13 +161,14 @@ fn last_of_a_queue_wins(start: &str, flood: i32, last: i32, reply: &str, json: &
     let dir = TempDir::new("queue");
     let path = dir.join("state.json");
     write_state(&path, start);
-    let agent = Agent::start_traced(&strs(&slow_fsync(200_000)), &path, &[], &[]);
+    let notify = Notify::bind(&dir);
+    let agent = Agent::start_traced(&strs(&slow_fsync(200_000)), &path, &[], &[notify.env()]);
     for _ in 0..400 {
         send_delivered(agent.pid(), flood);
     }
     wait_no_pending(agent.pid());
     agent.signal(last);
-    settle(&agent, &path, reply, json);
+    settle(&agent, &notify, &path, reply, json);
 }
 
 #[test]
@@ -249,7 +200,8 @@ fn last_of_a_burst_wins(last: i32, reply: &str, json: &str) {
         let dir = TempDir::new("burst");
         let path = dir.join("state.json");
         write_state(&path, r#"{"status":"MAINT"}"#);
-        let agent = Agent::start(&path, &[]);
+        let notify = Notify::bind(&dir);
+        let agent = Agent::start_with_env(&path, &[], &[notify.env()]);
         let pid = agent.pid();
         let senders: Vec<_> = (0..4u64)
             .map(|t| {
@@ -274,7 +226,7 @@ fn last_of_a_burst_wins(last: i32, reply: &str, json: &str) {
         }
         wait_no_pending(pid);
         agent.signal(last);
-        settle(&agent, &path, reply, json);
+        settle(&agent, &notify, &path, reply, json);
     }
 }
 
@@ -306,11 +258,12 @@ fn stop_applies_a_pending_signal_and_leaves_no_temp_file() {
     let mut agent = Agent::start_traced(&strs(&slow_fsync(300_000)), &path, &[], &[]);
     agent.signal(libc::SIGUSR1);
     agent.wait_log("(SIGUSR1)");
-    // The scenario's timing: USR2 while the UP save is in fsync, TERM
-    // while the USR2 may still be queued.
-    std::thread::sleep(Duration::from_millis(100));
+    // The scenario: USR2 as soon as USR1 is handled, while the UP save is
+    // most likely in its 300 ms fsync; TERM as soon as USR2 is handled,
+    // while its save may still be queued behind that one. Wherever the
+    // signals land, the outcome checked below is the same.
     agent.signal(libc::SIGUSR2);
-    std::thread::sleep(Duration::from_millis(100));
+    agent.wait_log("(SIGUSR2)");
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit();
     let log = agent.log();
@@ -326,7 +279,7 @@ fn a_stop_during_a_hung_save_leaves_no_temp_file() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
     // The save never finishes while the test runs.
-    let agent = Agent::start_traced(&strs(&slow_fsync(30_000_000)), &path, &[], &[]);
+    let agent = Agent::start_traced(&strs(&slow_fsync(300_000_000)), &path, &[], &[]);
     agent.signal(libc::SIGUSR2);
     agent.wait_log("(SIGUSR2)");
     wait_for("the save under way", || !temp_files(&dir).is_empty());
@@ -442,7 +395,7 @@ fn a_notify_socket_nobody_reads_blocks_nothing() {
 fn wait_answered_reply(agent: &Agent, want: &str, round: usize) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        match try_probe(agent.addrs[0], Duration::from_secs(5)) {
+        match try_probe(agent.addrs[0], PATIENCE) {
             Ok(got) if got == want => return,
             Ok(got) => assert!(
                 Instant::now() < deadline,
@@ -463,7 +416,7 @@ fn a_stderr_nobody_reads_does_not_stop_probes() {
     let mut agent = Agent::start_unread(&path, &["--log-requests"], &[]);
     let addr = agent.addrs[0];
     for i in 0..3_000 {
-        match try_probe(addr, Duration::from_secs(5)) {
+        match try_probe(addr, PATIENCE) {
             Ok(reply) => assert_eq!(reply, "up ready 100%\n", "probe {i}"),
             Err(e) => panic!("probe {i} with stderr unread: {e}"),
         }
@@ -547,7 +500,7 @@ fn a_huge_proc_stat_is_refused_not_read() {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = agent.exited() {
-            std::thread::sleep(Duration::from_millis(50));
+            agent.wait_log_end();
             let log = agent.log();
             assert_ne!(status.code(), Some(0), "{log}");
             assert!(log.contains("larger than"), "{log}");
@@ -556,7 +509,7 @@ fn a_huge_proc_stat_is_refused_not_read() {
         let log = agent.log();
         if log.contains("larger than") && log.contains("listening on ") {
             agent.wait_listening();
-            let reply = try_probe(agent.addrs[0], Duration::from_secs(2));
+            let reply = try_probe(agent.addrs[0], PATIENCE);
             assert!(reply.is_ok(), "{reply:?}; {log}");
             return;
         }
@@ -595,21 +548,18 @@ fn proc_stat_swapped_for_a_fifo_does_not_stall_probes() {
     mkfifo(&fifo);
     fs::rename(&fifo, &stat).unwrap();
     // Probes stay answered until, and after, the agent says what is wrong
-    // with the file.
-    let deadline = Instant::now() + PATIENCE;
-    let mut after = 0;
-    while after < 10 {
-        let reply = try_probe(agent.addrs[0], Duration::from_secs(3));
+    // with the file. A probe that stalls on the FIFO would stall for good
+    // (nobody ever writes to it): `PATIENCE` only bounds that failure.
+    let answered = || {
+        let reply = try_probe(agent.addrs[0], PATIENCE);
         assert!(reply.is_ok(), "probe stalled: {reply:?}; {}", agent.log());
-        if about(agent.log()) > before {
-            after += 1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line names {name}:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    };
+    wait_for(&format!("a log line naming {name}"), || {
+        answered();
+        about(agent.log()) > before
+    });
+    for _ in 0..10 {
+        answered();
     }
 }
 
@@ -785,38 +735,35 @@ fn an_out_of_range_port_names_the_range() {
 fn a_signal_during_startup_is_held_not_fatal() {
     let dir = TempDir::new("startsignal");
     let path = dir.join("state.json");
-    let config = dir.join("hapgent.toml");
     write_state(&path, r#"{"status":"DOWN"}"#);
-    fs::write(&config, "log_requests = false\n").unwrap();
-    let (state, cfg) = (path.to_str().unwrap(), config.to_str().unwrap());
-    // Opening the configuration file takes a second.
-    let strace = [
-        "-P",
-        cfg,
-        "-e",
-        "trace=openat",
-        "-e",
-        "inject=openat:delay_enter=1000000",
-    ];
+    // Startup stops at the control socket for as long as the test likes:
+    // hapgent first checks that no other agent answers there, and that
+    // connect waits while the listener's queue is full.
+    let socket = dir.join("control.sock");
+    let gate = FullListener::bind(&socket);
     let args = [
-        "--config",
-        cfg,
         "--ip",
         "127.0.0.1",
         "--port",
         "0",
         "--state-file",
-        state,
+        path.to_str().unwrap(),
+        "--control-socket",
+        socket.to_str().unwrap(),
     ];
-    let mut agent = Agent::launch_traced(&strace, &args, &[]);
+    let mut agent = Agent::launch(hapgent_command(&args, &[]));
     let pid = agent.pid();
-    wait_for("hapgent opening its configuration", || {
-        opening(pid).as_deref() == Some(cfg)
+    wait_for("hapgent waiting at the control socket", || {
+        let call = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        call.split_whitespace().next() == Some(&libc::SYS_connect.to_string())
     });
-    agent.signal(libc::SIGUSR1);
+    send_taken(pid, libc::SIGUSR1);
+    // Nobody answers after all: the check is refused, startup goes on.
+    drop(gate);
     let deadline = Instant::now() + PATIENCE;
     while !agent.log().contains("listening on ") {
         if let Some(status) = agent.exited() {
+            agent.wait_log_end();
             panic!("died at startup: {status:?}; {}", agent.log());
         }
         assert!(Instant::now() < deadline, "not listening: {}", agent.log());
@@ -827,22 +774,25 @@ fn a_signal_during_startup_is_held_not_fatal() {
     wait_for("saved UP", || saved(&path) == r#"{"status":"UP"}"#);
 }
 
-/// The path the process is opening, if it is stopped in `openat`: the
-/// syscall's second argument, read from its memory (root may, the process
-/// being traced).
-fn opening(pid: i32) -> Option<String> {
-    use std::os::unix::fs::FileExt;
-    let line = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    let mut fields = line.split_whitespace();
-    if fields.next()? != libc::SYS_openat.to_string() {
-        return None;
+/// A Unix socket listening at a path with its queue already full: a
+/// blocking connect to it waits until it is dropped, and is then refused.
+struct FullListener {
+    _listener: UnixListener,
+    _queued: UnixStream,
+}
+
+impl FullListener {
+    fn bind(path: &Path) -> FullListener {
+        let listener = UnixListener::bind(path).unwrap();
+        // Listening again sets the backlog: with 0, one queued connection
+        // fills the queue.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let queued = UnixStream::connect(path).unwrap();
+        FullListener {
+            _listener: listener,
+            _queued: queued,
+        }
     }
-    let ptr = u64::from_str_radix(fields.nth(1)?.trim_start_matches("0x"), 16).ok()?;
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-    let mut buf = [0u8; 4096];
-    let n = mem.read_at(&mut buf, ptr).ok()?;
-    let end = buf[..n].iter().position(|&b| b == 0)?;
-    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 // 10. The README's in-place edit races with SIGHUP.

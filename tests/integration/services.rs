@@ -66,10 +66,21 @@ fn the_payload_selects_the_service() {
     }
     // No payload at all: the default service, after payload_timeout.
     assert_eq!(agent.probe(), "up ready 100%\n");
-    // A payload sent late, in pieces, within the deadline.
-    let mut s = TcpStream::connect(addr).unwrap();
+    // A payload sent late, in pieces, within the deadline: an agent that
+    // waits 10 s for it (so that how fast this test runs does not matter)
+    // has accepted the connection, and holds it, before the rest comes.
+    let late_dir = TempDir::new("services-late");
+    let late = with_services(&late_dir, "", &["--payload-timeout", "10000"]);
+    let open = || {
+        fs::read_dir(format!("/proc/{}/fd", late.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = open();
+    let mut s = TcpStream::connect(late.addrs[0]).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(b"a").unwrap();
+    wait_for("the late payload's connection accepted", || open() > before);
     s.write_all(b"pi").unwrap();
     s.write_all(b"\n").unwrap();
     let mut out = String::new();
@@ -81,9 +92,13 @@ fn the_payload_selects_the_service() {
         probe_with(addr, b"web\n") == "down drain 100%\n"
     });
     assert_eq!(probe_with(addr, b"\n"), "up ready 100%\n");
-    // The unknown name is logged once per prober and name.
+    // The unknown name is logged once per prober and name. A second line
+    // would be logged before the reply, so before the lines about a later
+    // SIGHUP.
     agent.wait_log("asked about service \"nosuch\", which is not configured");
     probe_with(addr, b"nosuch\n");
+    agent.signal(libc::SIGHUP);
+    agent.wait_log("(SIGHUP)");
     assert_eq!(
         agent
             .log()

@@ -7,13 +7,16 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long any single wait in these tests may take before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+/// How long any single wait in these tests may take before it fails: a
+/// safety net for an event that never comes, never a time to wait for.
+/// Generous, because the tests run on busy machines (two cores, both
+/// compiling) and every wait returns as soon as its event arrives.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -92,6 +95,9 @@ pub struct Agent {
     child: Child,
     pub addrs: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
+    /// Set once stderr has been read to its end (the process and any
+    /// child sharing the pipe have exited).
+    log_ended: Arc<AtomicBool>,
     /// The directory of the control socket `start` gave it.
     control: Option<TempDir>,
     /// When `child` is strace: the PID of the hapgent it traces.
@@ -167,6 +173,7 @@ impl Agent {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let sink = Arc::clone(&log);
+        let log_ended = Arc::new(AtomicBool::new(false));
         let held = if unread {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
@@ -175,13 +182,18 @@ impl Agent {
             });
             Some(rx)
         } else {
-            std::thread::spawn(move || read_lines(stderr, &sink, false));
+            let ended = Arc::clone(&log_ended);
+            std::thread::spawn(move || {
+                read_lines(stderr, &sink, false);
+                ended.store(true, Ordering::SeqCst);
+            });
             None
         };
         Agent {
             child,
             addrs: Vec::new(),
             log,
+            log_ended,
             control: None,
             traced: None,
             held: Mutex::new(held),
@@ -232,7 +244,23 @@ impl Agent {
             .recv_timeout(PATIENCE)
             .expect("stderr reader not handed back");
         let sink = Arc::clone(&self.log);
-        std::thread::spawn(move || read_lines(reader, &sink, false));
+        let ended = Arc::clone(&self.log_ended);
+        std::thread::spawn(move || {
+            read_lines(reader, &sink, false);
+            ended.store(true, Ordering::SeqCst);
+        });
+    }
+
+    /// Waits until stderr is read to its end, so that `log` holds every
+    /// line the process wrote; call once it has exited. Stderr left unread
+    /// (`start_unread` without `read_log`) has no end to wait for.
+    pub fn wait_log_end(&self) {
+        if self.held.lock().unwrap().is_some() {
+            return;
+        }
+        wait_for("stderr read to its end", || {
+            self.log_ended.load(Ordering::SeqCst)
+        });
     }
 
     /// Starts hapgent (as `start_with_env`) under
@@ -364,13 +392,13 @@ impl Agent {
         }
     }
 
-    /// Waits for the process to exit; `None` if it did not within `PATIENCE`.
+    /// Waits for the process to exit, then for its last log lines; `None`
+    /// if it did not exit within `PATIENCE`.
     pub fn wait_exit(&mut self) -> Option<ExitStatus> {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread catch the last lines.
-                std::thread::sleep(Duration::from_millis(50));
+                self.wait_log_end();
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -577,4 +605,108 @@ pub fn try_probe(addr: SocketAddr, limit: Duration) -> std::io::Result<String> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(reply)
+}
+
+/// Replaces `path` with `text` the way a careful writer does (a temporary
+/// file in the same directory, then a rename), so that a reader sees the
+/// old content or the new, never half of it.
+pub fn replace_file(path: &Path, text: &str) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let tmp = path.with_file_name(format!(".{name}.test-tmp"));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// The signals pending for process `pid` (both sets), as a mask.
+pub fn pending_signals(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        status
+            .lines()
+            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .fold(0, |a, b| a | b),
+    )
+}
+
+/// Sends `sig` and waits until it is no longer pending: the agent took
+/// it, so the next one sent is a delivery of its own, not merged into
+/// this one by the kernel.
+pub fn send_taken(pid: i32, sig: i32) {
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    let bit = 1u64 << (sig - 1);
+    wait_for("the signal taken", || {
+        pending_signals(pid).is_some_and(|p| p & bit == 0)
+    });
+}
+
+/// Waits until no signal is pending for the process (`ShdPnd` and
+/// `SigPnd` zero) and none is held by strace (the main thread, the only one
+/// that takes signals, is not in a tracing stop: a signal strace holds is
+/// no longer pending but not yet handled) and is asleep (no handler is
+/// half way), so that the next signal sent is the last delivered. Two
+/// signals pending at once may be handled in either order (the kernel
+/// nests their handlers), which is not what these tests are about.
+pub fn wait_no_pending(pid: i32) {
+    wait_for("pending signals delivered", || {
+        let none_pending = pending_signals(pid) == Some(0);
+        let main = fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
+        // The state is the field after the parenthesised command name.
+        let state = main
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        none_pending && state == Some('S')
+    });
+}
+
+/// A notify socket (`NOTIFY_SOCKET`) that the test reads, as systemd would.
+pub struct Notify {
+    socket: std::os::unix::net::UnixDatagram,
+    pub path: PathBuf,
+}
+
+impl Notify {
+    /// Binds `notify.sock` in `dir`.
+    pub fn bind(dir: &TempDir) -> Notify {
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        Notify { socket, path }
+    }
+
+    /// The environment variable that points hapgent at it.
+    pub fn env(&self) -> (&'static str, &str) {
+        ("NOTIFY_SOCKET", self.path.to_str().unwrap())
+    }
+
+    /// The next notification; panics after `PATIENCE` without one.
+    pub fn next(&self) -> String {
+        let mut buf = [0u8; 512];
+        let n = self.socket.recv(&mut buf).expect("no notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Waits for the end of a reload: a notification that is exactly
+    /// "READY=1" (the one at startup also carries a STATUS line).
+    pub fn wait_reloaded(&self) {
+        while self.next() != "READY=1" {}
+    }
+}
+
+/// Makes sure the agent has handled every state signal delivered to it so
+/// far: once they are all delivered, a SIGHUP is handled after them (the
+/// agent handles state signals in delivery order), and the reload it
+/// starts ends with "READY=1" on `notify`. The reload re-reads the state
+/// file after saving the state served, so the file holds it by then too.
+pub fn wait_signals_handled(agent: &Agent, notify: &Notify) {
+    wait_no_pending(agent.pid());
+    agent.signal(libc::SIGHUP);
+    notify.wait_reloaded();
+}
+
+/// `hapgent ctl status --json` for the default service.
+pub fn ctl_status(agent: &Agent) -> serde_json::Value {
+    let (code, out, err) = agent.ctl(&["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(out.trim()).unwrap()
 }

@@ -80,7 +80,7 @@ fn wait_holds_until_drained_with_no_sessions_left() {
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    poll(Duration::from_secs(10), "a session on slow1", || {
+    poll(Duration::from_secs(30), "a session on slow1", || {
         let s =
             String::from_utf8(lb(&h, &["status", "--json", "--backend", "slow"]).stdout).ok()?;
         s.contains("\"sessions\": 1").then_some(())

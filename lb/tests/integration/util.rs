@@ -95,7 +95,7 @@ fn stop(child: &mut Child) {
 /// Sends one command to an HAProxy CLI socket; the whole answer.
 pub fn cli(socket: &Path, command: &str) -> std::io::Result<String> {
     let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(format!("{command}\n").as_bytes())?;
     s.shutdown(std::net::Shutdown::Write)?;
     let mut out = String::new();
@@ -179,12 +179,12 @@ impl Haproxy {
             config: path,
             fe_port,
         };
-        poll(Duration::from_secs(15), "HAProxy's runtime API", || {
+        poll(Duration::from_secs(30), "HAProxy's runtime API", || {
             cli(&h.admin, "show info")
                 .ok()
                 .filter(|s| s.contains("Pid:"))
         });
-        poll(Duration::from_secs(15), "HAProxy's frontend", || {
+        poll(Duration::from_secs(30), "HAProxy's frontend", || {
             h.get().ok().filter(|r| r.starts_with("HTTP/1.1 200"))
         });
         h
@@ -210,8 +210,8 @@ impl Haproxy {
         // Right after a reload the stats socket passes from the old worker
         // to the new one: a connection may be refused for a moment. Every
         // configuration here has a backend, so an answer without one is
-        // such a moment, not the answer (bounded: 5 s).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // such a moment, not the answer (bounded: 30 s, a safety net).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let stat = loop {
             match cli(&self.admin, "show stat") {
                 Ok(text) if text.contains(",BACKEND,") => break text,
@@ -398,7 +398,7 @@ impl Lb {
             unix: Api::Unix(sock.clone()),
             log,
         };
-        poll(Duration::from_secs(10), "hapgent-lb's socket", || {
+        poll(Duration::from_secs(30), "hapgent-lb's socket", || {
             if let Ok(Some(status)) = lb.child.try_wait() {
                 panic!("hapgent-lb exited with {status}: {}", lb.log_text());
             }
@@ -438,7 +438,7 @@ impl Load {
                     while !stop.load(Ordering::SeqCst) {
                         let result = (|| -> std::io::Result<String> {
                             let mut s = TcpStream::connect(("127.0.0.1", port))?;
-                            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                            s.set_read_timeout(Some(Duration::from_secs(30)))?;
                             s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
                             let mut out = String::new();
                             s.read_to_string(&mut out)?;
