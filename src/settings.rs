@@ -353,26 +353,16 @@ fn group(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::{Config, ServiceConfig};
-    use figment::Figment;
-    use hapgent_common::layer::{self, Layer};
+    use hapgent_common::layer;
     use hapgent_common::settings;
     use std::path::PathBuf;
 
-    /// Every field of `Config` has exactly one entry, and every entry a
-    /// field; the same for a service's table.
+    /// The table and `Config` agree (one entry per field, the same
+    /// defaults), and a service's table has one entry per field of
+    /// `ServiceConfig`.
     #[test]
-    fn one_entry_per_field() {
-        let fields = layer::dict_of(&Config::default());
-        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
-        let mut sorted = keys.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), keys.len(), "a key is listed twice: {keys:?}");
-        assert_eq!(
-            sorted,
-            fields.keys().map(String::as_str).collect::<Vec<_>>(),
-            "SETTINGS and Config's fields differ"
-        );
+    fn tables_match_config() {
+        settings::check_against::<Config>(SETTINGS).unwrap_or_else(|e| panic!("{e}"));
         let service = layer::dict_of(&ServiceConfig {
             state_file: PathBuf::from("/s"),
             drain_file: Some(PathBuf::from("/d")),
@@ -385,24 +375,6 @@ mod tests {
             service.keys().map(String::as_str).collect::<Vec<_>>(),
             "SERVICE and ServiceConfig's fields differ"
         );
-    }
-
-    /// The defaults written in the table, read as if typed in the
-    /// environment, are `Config::default()`.
-    #[test]
-    fn defaults_are_config_default() {
-        let table = Figment::new().merge(Layer::new("default", settings::defaults(SETTINGS)));
-        let config: Config = table
-            .extract()
-            .unwrap_or_else(|e| panic!("the table's defaults do not load: {e}"));
-        let (got, want) = (layer::dict_of(&config), layer::dict_of(&Config::default()));
-        let wrong: Vec<String> = want
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}: table {:?}, Config::default() {v:?}", got.get(k)))
-            .collect();
-        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-        assert_eq!(config, Config::default());
     }
 
     /// The environment variable and the flag are made from the key the way

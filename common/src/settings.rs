@@ -16,6 +16,7 @@
 
 use crate::layer;
 use figment::value::{Dict, Value};
+use serde::{Serialize, de::DeserializeOwned};
 
 /// One setting, described once.
 #[derive(Debug)]
@@ -305,6 +306,47 @@ pub fn markdown_table<'a>(markdown: &'a str, heading: &str) -> Option<Vec<&'a st
     Some(lines.collect())
 }
 
+/// For a program's tests: its table and its configuration type `C` agree.
+/// Every field of `C` has exactly one entry and every entry a field, and
+/// the table's defaults, read as if typed in the environment, load as
+/// `C::default()`. The error lists every disagreement.
+pub fn check_against<C>(settings: &[Setting]) -> Result<(), String>
+where
+    C: Default + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let fields = layer::dict_of(&C::default());
+    let mut keys: Vec<&str> = settings.iter().map(|s| s.key).collect();
+    keys.sort_unstable();
+    let listed = keys.len();
+    keys.dedup();
+    if keys.len() != listed {
+        return Err(format!("a key is listed twice: {keys:?}"));
+    }
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    if keys != names {
+        return Err(format!(
+            "the table lists {keys:?}, the fields are {names:?}"
+        ));
+    }
+    let table = figment::Figment::new().merge(layer::Layer::new("default", defaults(settings)));
+    let config: C = table
+        .extract()
+        .map_err(|e| format!("the table's defaults do not load: {e}"))?;
+    let got = layer::dict_of(&config);
+    let wrong: Vec<String> = fields
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: table {:?}, default {v:?}", got.get(k)))
+        .collect();
+    if !wrong.is_empty() || config != C::default() {
+        return Err(format!(
+            "the table's defaults differ:\n{}",
+            wrong.join("\n")
+        ));
+    }
+    Ok(())
+}
+
 /// Which rows differ between a document's table and the rows wanted, as
 /// `-` (only in the document) and `+` (only wanted) lines in table order,
 /// followed by the whole table to paste; `None` when they are the same.
@@ -543,5 +585,41 @@ mod tests {
             "{diff}"
         );
         assert!(markdown_table(&doc, "## Other").is_none());
+    }
+
+    /// `check_against` finds a default that differs and a field without
+    /// an entry, and accepts a table that agrees.
+    #[test]
+    fn check_against_finds_disagreements() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Agrees {
+            port: u16,
+            verbose: bool,
+        }
+        impl Default for Agrees {
+            fn default() -> Self {
+                Agrees {
+                    port: 9,
+                    verbose: false,
+                }
+            }
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug, Default)]
+        struct OtherDefault {
+            port: u16,
+            verbose: bool,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug, Default)]
+        struct ExtraField {
+            port: u16,
+            verbose: bool,
+            colour: bool,
+        }
+        let two = &SETTINGS[..2];
+        assert_eq!(check_against::<Agrees>(two), Ok(()));
+        let e = check_against::<OtherDefault>(two).unwrap_err();
+        assert!(e.contains("port: table") && !e.contains("verbose"), "{e}");
+        let e = check_against::<ExtraField>(two).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
     }
 }

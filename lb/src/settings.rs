@@ -235,43 +235,13 @@ fn loopback(text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use figment::Figment;
-    use hapgent_common::layer::{self, Layer};
     use hapgent_common::settings;
 
-    /// Every field of `Config` has exactly one entry, and every entry a
-    /// field.
+    /// The table and `Config` agree: one entry per field, the same
+    /// defaults.
     #[test]
-    fn one_entry_per_field() {
-        let fields = layer::dict_of(&Config::default());
-        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
-        let mut sorted = keys.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), keys.len(), "a key is listed twice: {keys:?}");
-        assert_eq!(
-            sorted,
-            fields.keys().map(String::as_str).collect::<Vec<_>>(),
-            "SETTINGS and Config's fields differ"
-        );
-    }
-
-    /// The defaults written in the table, read as if typed in the
-    /// environment, are `Config::default()`.
-    #[test]
-    fn defaults_are_config_default() {
-        let table = Figment::new().merge(Layer::new("default", settings::defaults(SETTINGS)));
-        let config: Config = table
-            .extract()
-            .unwrap_or_else(|e| panic!("the table's defaults do not load: {e}"));
-        let (got, want) = (layer::dict_of(&config), layer::dict_of(&Config::default()));
-        let wrong: Vec<String> = want
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}: table {:?}, Config::default() {v:?}", got.get(k)))
-            .collect();
-        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-        assert_eq!(config, Config::default());
+    fn table_matches_config() {
+        settings::check_against::<Config>(SETTINGS).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The environment variable and the flag are made from the key the way
