@@ -4,7 +4,7 @@
 
 use hapgent::state::{self, State, Status};
 use hapgent::wire::{self, Code, MAX_REQUEST, Request};
-use hapgent_fuzz::{peak_during, same_json};
+use hapgent_fuzz::{peak_during, report_peak, same_json};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         data
     };
     let (request, peak) = peak_during(|| wire::parse_request(data));
+    report_peak(peak, data.len());
     if data.len() > MAX_REQUEST {
         // Property "size cap": a request longer than MAX_REQUEST is refused
         // before it is parsed (only the error message is allocated).

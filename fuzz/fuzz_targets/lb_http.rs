@@ -7,7 +7,7 @@
 //! rest past the head cap.
 #![no_main]
 
-use hapgent_fuzz::peak_during;
+use hapgent_fuzz::{peak_during, report_peak};
 use hapgent_lb::http::{self, MAX_HEAD, ReadError};
 use hapgent_lb::{routes, stat};
 use libfuzzer_sys::fuzz_target;
@@ -85,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let timeout = Duration::from_secs(3600);
     let (head, peak) = peak_during(|| smol::future::block_on(http::read_head(&mut conn, timeout)));
+    report_peak(peak, data.len());
     // Property "head cap": a head is read or refused before more than
     // MAX_HEAD + one read of bytes are taken from the connection, and
     // reading it holds at most PEAK_LIMIT bytes.

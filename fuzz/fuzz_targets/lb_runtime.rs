@@ -6,7 +6,7 @@
 //! answer. The whole input is also read as `show proc` and `show info`.
 #![no_main]
 
-use hapgent_fuzz::{peak_during, split2};
+use hapgent_fuzz::{peak_during, report_peak, split2};
 use hapgent_lb::stat;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let state_text = String::from_utf8_lossy(state_text);
     let size = stat_text.len() + state_text.len();
     let (parsed, peak) = peak_during(|| stat::parse(&stat_text, &state_text));
+    report_peak(peak, size);
     // Property "bounded memory": proportional to the answers' size.
     assert!(
         peak <= PEAK_BASE + PEAK_PER_BYTE * size,

@@ -3,7 +3,7 @@
 
 use hapgent::protocol;
 use hapgent::state::{self, MAX_FILE_BYTES, Problem, State, Status};
-use hapgent_fuzz::peak_during;
+use hapgent_fuzz::{peak_during, report_peak};
 use libfuzzer_sys::fuzz_target;
 
 /// Most bytes a parse may hold at once, per byte of the largest accepted
@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         data
     };
     let (parsed, peak) = peak_during(|| state::parse(data));
+    report_peak(peak, data.len());
     if data.len() as u64 > MAX_FILE_BYTES {
         // Property "size cap": a file larger than MAX_FILE_BYTES is refused
         // as too large before it is parsed: nothing is allocated for it.

@@ -70,6 +70,25 @@ pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (r, peak)
 }
 
+/// With `FUZZ_REPORT_PEAK` set, prints each new highest `peak` (bytes
+/// held at once) and each new highest ratio of `peak` to `size` (the input
+/// bytes it was for): how the figures in FUZZING.md were measured.
+pub fn report_peak(peak: usize, size: usize) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static MAX: AtomicUsize = AtomicUsize::new(0);
+    static MAX_RATIO: AtomicUsize = AtomicUsize::new(0);
+    if !*ON.get_or_init(|| std::env::var_os("FUZZ_REPORT_PEAK").is_some()) {
+        return;
+    }
+    if peak > MAX.fetch_max(peak, Relaxed) {
+        eprintln!("peak: new highest {peak} bytes (input {size} bytes)");
+    }
+    let ratio = peak / size.max(1);
+    if ratio > MAX_RATIO.fetch_max(ratio, Relaxed) {
+        eprintln!("peak: new highest ratio {ratio} bytes per input byte ({peak} for {size})");
+    }
+}
+
 /// Splits `data` at the first `sep`: (before, after), or (all, empty).
 pub fn split2<'a>(data: &'a [u8], sep: &[u8]) -> (&'a [u8], &'a [u8]) {
     match data.windows(sep.len()).position(|w| w == sep) {
