@@ -55,8 +55,9 @@ for target in $targets; do
     else
         outcome=FAILED
         failed+=("$target")
-        # The crash report and the input that caused it.
-        tail -n 60 "$log"
+        # The panic (or libFuzzer's report), then the input that caused it.
+        sed -n '/panicked at/,/^stack backtrace/p' "$log" | head -n 40
+        tail -n 20 "$log"
         for crash in artifacts/"$target"/*; do
             [ -f "$crash" ] || continue
             echo "-- $crash (first 512 bytes):"
