@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest request head read.
-const MAX_HEAD: usize = 8192;
+pub const MAX_HEAD: usize = 8192;
 /// How long a client has to send its request.
 const DEADLINE: Duration = Duration::from_secs(2);
 /// Scrapes served at once; more are closed.

@@ -272,19 +272,20 @@ fn toml_lines(key: &str, value: &Value) -> Vec<String> {
                 let bare = k
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                let k = if bare {
-                    k.clone()
-                } else {
-                    serde_json::to_string(k).unwrap_or_default()
-                };
+                let k = if bare { k.clone() } else { toml_text(k) };
                 toml_lines(&format!("{key}.{k}"), v)
             })
             .collect(),
-        v => vec![format!(
-            "{key} = {}",
-            serde_json::to_string(v).unwrap_or_default()
-        )],
+        v => vec![format!("{key} = {}", toml_text(v))],
     }
+}
+
+/// A value or quoted key in TOML. JSON's rendering is valid TOML except
+/// for DEL (U+007F), which JSON leaves raw and TOML allows only escaped.
+fn toml_text<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .replace('\u{7f}', "\\u007f")
 }
 
 /// Which key a figment error or a check is about, with its source, as
@@ -418,6 +419,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.keys().collect::<Vec<_>>(), ["port"]);
+    }
+
+    #[test]
+    fn described_values_are_toml_that_reads_back() {
+        // Found by fuzzing (config): a path with DEL in it was described
+        // raw, which no TOML parser accepts, so check-config's output did
+        // not load.
+        for text in [
+            "/var/lib/x\u{7f}y",
+            "\u{7f}",
+            "a\"b\\c",
+            "tab\tnl\n\u{1}",
+            "caf\u{e9} \u{fffd}",
+        ] {
+            let mut dict = Dict::new();
+            dict.insert(text.to_string(), Value::from(text.to_string()));
+            let lines = toml_lines("k", &Value::from(text.to_string()))
+                .into_iter()
+                .chain(toml_lines("t", &Value::from(dict)));
+            let toml: String = lines.map(|l| l + "\n").collect();
+            let read: Dict = toml::from_str(&toml).unwrap_or_else(|e| panic!("{toml:?}: {e}"));
+            assert_eq!(read["k"].as_str(), Some(text), "{toml:?}");
+            let table = read["t"].as_dict().unwrap();
+            assert_eq!(table[text].as_str(), Some(text), "{toml:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers).
-const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 
 /// The request head: what routing and authorization need.
 #[derive(Debug, PartialEq, Eq)]

@@ -33,13 +33,18 @@ pub struct Token {
 }
 
 /// Reads `NAME:TOKEN` or `TOKEN` lines (blank and `#` lines skipped).
+/// Spaces around the `:` are not part of the name or token: the presented
+/// token is trimmed too, so `ci: s3cret` must mean `s3cret` to be usable.
 pub fn parse_tokens(text: &str) -> Vec<Token> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .enumerate()
         .map(|(i, l)| {
-            let (name, secret) = match l.split_once(':') {
+            let split = l
+                .split_once(':')
+                .map(|(n, s)| (n.trim_end(), s.trim_start()));
+            let (name, secret) = match split {
                 Some((n, s)) if !n.is_empty() && !s.is_empty() => (n.to_string(), s),
                 _ => (format!("token#{}", i + 1), l),
             };
@@ -405,6 +410,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lines_with_spaces_around_the_colon() {
+        // Found by fuzzing (lb_tokens): `ops: with-space` stored the token
+        // " with-space", which a trimmed bearer token never matches.
+        // (file, presented, name)
+        let cases = [
+            ("ops: with-space", "Bearer with-space", Some("ops")),
+            ("ops :with-space", "Bearer with-space", Some("ops")),
+            ("ops \t:\t with-space", "Bearer with-space", Some("ops")),
+            ("ops: with space", "Bearer with space", Some("ops")),
+            ("ops: with-space", "Bearer  with-space", Some("ops")),
+            ("ops:", "Bearer ops:", Some("token#1")),
+        ];
+        for (file, presented, want) in cases {
+            let t = parse_tokens(file);
+            assert_eq!(
+                check_token(&t, Some(presented)).as_deref(),
+                want,
+                "{file:?}"
+            );
+        }
+    }
 
     #[test]
     fn tokens() {

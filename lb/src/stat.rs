@@ -254,6 +254,11 @@ pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
             state.get(row, "be_name")?.to_string(),
             state.get(row, "srv_name")?.to_string(),
         );
+        // A row cut short (an answer cut off) names no server; kept, it
+        // would pair with any `show stat` row that lacks the same columns.
+        if key.0.is_empty() || key.1.is_empty() {
+            continue;
+        }
         let op_number: u32 = state.number(row, "srv_op_state")?;
         let op = Op::from_number(op_number)
             .ok_or_else(|| format!("srv_op_state {op_number} is unknown"))?;
@@ -597,6 +602,34 @@ mod tests {
             (STAT_26, "1\n# be_name srv_name srv_op_state\nweb web1 9\n"),
         ] {
             assert!(parse(stat, state).is_err(), "{stat:?} {state:?}");
+        }
+    }
+
+    #[test]
+    fn rows_cut_short_name_no_server() {
+        // Found by fuzzing (lb_runtime): a `show servers state` row without
+        // its name columns was keyed ("", "") and matched a `show stat`
+        // row without them, listing a server with no names.
+        let header =
+            "# pxname,svname,status,scur,qcur,check_status,check_desc,agent_status,agent_desc,addr";
+        let state = "1\n# be_id be_name srv_id srv_name srv_op_state srv_admin_state srv_uweight srv_iweight\n";
+        // (stat rows, state rows, servers listed)
+        let cases = [
+            (",,UP\n", "3\n", 0),
+            ("web,,UP\n", "3 web\n", 0),
+            ("web,web1,UP\n", "3 web 1 web1 2 0 100 100\n", 1),
+            (
+                "web,web1,UP\nweb,,UP\n",
+                "3 web 1 web1 2 0 100 100\n3 web\n",
+                1,
+            ),
+        ];
+        for (stat_rows, state_rows, want) in cases {
+            let stat = format!("{header}\n{stat_rows}");
+            let state = format!("{state}{state_rows}");
+            let backends = parse(&stat, &state).unwrap();
+            let listed: usize = backends.iter().map(|b| b.servers.len()).sum();
+            assert_eq!(listed, want, "{stat_rows:?} {state_rows:?}");
         }
     }
 
