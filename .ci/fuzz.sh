@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI: a short run of every fuzz target (fuzz/, see FUZZING.md). Installs
 # cargo-fuzz (pinned) unless present, builds all targets once, runs each
-# for FUZZ_SECONDS (default 20) from its committed seeds, and fails if any
+# for FUZZ_SECONDS (default 15) from its committed seeds, and fails if any
 # target crashes or breaks one of its properties. New inputs the runs find
 # go to a temporary directory: the committed corpus is only read.
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 CARGO_FUZZ_VERSION=0.13.1
 
 step() { echo "== fuzz: $*"; }
@@ -56,7 +56,7 @@ for target in $targets; do
         outcome=FAILED
         failed+=("$target")
         # The panic (or libFuzzer's report), then the input that caused it.
-        sed -n '/panicked at/,/^stack backtrace/p' "$log" | head -n 40
+        sed -n '/panicked at/,/^stack backtrace/p' "$log" | sed -n 1,40p
         tail -n 20 "$log"
         for crash in artifacts/"$target"/*; do
             [ -f "$crash" ] || continue
