@@ -26,7 +26,7 @@ use crate::probers;
 use crate::protocol::Payload;
 use crate::reload;
 use crate::server::{self, Server};
-use crate::service::{Bell, Service, Waiters};
+use crate::service::{Bell, Files, Service, Waiters};
 use crate::services::{self, Services};
 use crate::signals::{self, Kind};
 use crate::state::Status;
@@ -40,7 +40,7 @@ use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
@@ -72,6 +72,10 @@ pub struct Agent {
     notifier: Notifier,
     server: RefCell<Option<Rc<Server<ReplyFn>>>>,
     listeners: RefCell<Vec<(SocketAddr, Task<()>)>>,
+    /// The control socket and the task serving it, if any.
+    control: RefCell<Option<(control::Socket, Task<()>)>>,
+    /// This agent, for the tasks a reload starts (the control socket's).
+    me: Weak<Agent>,
     /// Who probed, about which service, and which version each was served.
     probers: RefCell<probers::Table>,
     unknown: RefCell<Unknown>,
@@ -90,7 +94,7 @@ impl Agent {
         notifier: Notifier,
     ) -> Rc<Agent> {
         let max_probers = config.max_probers as usize;
-        let agent = Rc::new(Agent {
+        let agent = Rc::new_cyclic(|me| Agent {
             ex,
             disk: Rc::new(disk),
             inputs,
@@ -102,21 +106,26 @@ impl Agent {
             notifier,
             server: RefCell::new(None),
             listeners: RefCell::new(Vec::new()),
+            control: RefCell::new(None),
+            me: me.clone(),
             probers: RefCell::new(probers::Table::new(max_probers)),
             unknown: RefCell::new(Unknown::default()),
             probe_waiters: Waiters::default(),
             counters: Counters::default(),
             started: Instant::now(),
         });
-        agent.update_services(&config);
+        // At startup the state files are read here: nothing is served yet.
+        let wanted = services::wanted(&config);
+        let loaded = agent.services.borrow().to_start(&wanted).run();
+        agent.update_services(wanted, loaded);
         agent
     }
 
-    /// Makes the service list match `config` (see `Services::update`), and
+    /// Makes the service list match `wanted` (see `Services::update`), and
     /// forgets the probers of services no longer served.
-    fn update_services(&self, config: &Config) {
+    fn update_services(&self, wanted: Vec<Files>, loaded: services::Loaded) {
         let mut services = self.services.borrow_mut();
-        services.update(services::wanted(config), |service| {
+        services.update(wanted, loaded, |service| {
             let disk = Rc::clone(&self.disk);
             self.ex.spawn(async move { service.run(&disk).await })
         });
@@ -314,10 +323,16 @@ impl Agent {
     }
 
     /// Re-reads the configuration and applies what changed; an invalid
-    /// configuration is rejected whole and the running one kept.
+    /// configuration, or a setting that cannot be applied (an address
+    /// that cannot be bound, a control socket that cannot be created), is
+    /// rejected whole, named, and the running configuration kept. The
+    /// state files of services it adds are read on the disk thread.
     async fn reload_config(&self) {
         let inputs = self.inputs.clone();
-        let loaded = self.disk.run(move || config::load(&inputs)).await;
+        let loaded = self
+            .disk
+            .run(move || config::load(&inputs).and_then(|l| config::refuse_empty(&l).map(|()| l)))
+            .await;
         let new = match loaded {
             Some(Ok(loaded)) => loaded.config,
             Some(Err(e)) => {
@@ -326,29 +341,70 @@ impl Agent {
             }
             None => return,
         };
-        let Some(plan) = reload::plan(&self.config.borrow(), new) else {
-            return;
+        let plan = match reload::plan(&self.config.borrow(), new) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return,
+            Err(e) => {
+                error!("reload: {e}; keeping the running configuration");
+                return;
+            }
         };
-        for step in &plan.steps {
-            match step {
-                reload::Step::Warn(warning) => warn!("reload: {warning}"),
-                reload::Step::Rebind => {
-                    if let Err(e) = self.rebind(&plan.config) {
-                        error!("reload: {e}; keeping the running configuration");
-                        return;
-                    }
+        for warning in &plan.warnings {
+            warn!("reload: {warning}");
+        }
+        let reject = |what: &str, e: String| {
+            error!(
+                "reload rejected: {what}: {e}; keeping the running configuration (nothing changed)"
+            );
+        };
+        // Everything that can fail first, then the changes: the state files
+        // of services to start are read (on the disk thread) before
+        // anything is bound, so nothing bound needs undoing after.
+        let wanted = services::wanted(&plan.config);
+        let start = self.services.borrow().to_start(&wanted);
+        let Some(states) = self.disk.run(move || start.run()).await else {
+            return reject("services", "the disk thread stopped".into());
+        };
+        let listeners = if plan.rebind {
+            match self.bind_new(&plan.config) {
+                Ok(bound) => Some(bound),
+                Err(e) => return reject(&reload::culprits(&plan.applied, &["ip", "port"]), e),
+            }
+        } else {
+            None
+        };
+        let control = if plan.move_control {
+            let own = self.control.borrow().as_ref().map(|(s, _)| s.clone());
+            match self.open_control(&plan.config, own.as_ref()) {
+                Ok(control) => Some(control),
+                Err(e) => {
+                    let what =
+                        reload::culprits(&plan.applied, &["control_socket", "control_group"]);
+                    return reject(&what, e);
                 }
             }
-        }
+        } else {
+            None
+        };
         let new = plan.config;
+        if let Some((kept, added)) = listeners {
+            self.replace_listeners(&kept, added);
+        }
+        if let Some(control) = control {
+            self.replace_control(control);
+        }
         if let Some(server) = self.server.borrow().as_ref() {
             server.set_options(server_options(&new));
             server.set_allow(new.allow_list());
         }
         self.update_cpu(&new);
         self.probers.borrow_mut().set_cap(new.max_probers as usize);
-        self.update_services(&new);
-        info!("reload: applied {}", plan.changed.join(", "));
+        self.update_services(wanted, states);
+        if plan.applied.is_empty() {
+            info!("reload: applied nothing (kept {})", plan.kept.join(", "));
+        } else {
+            info!("reload: applied {}", plan.applied.join(", "));
+        }
         *self.config.borrow_mut() = new;
         // The cached replies may depend on anything above.
         for service in self.services() {
@@ -356,6 +412,46 @@ impl Agent {
         }
         if let Some(server) = self.server.borrow().as_ref() {
             server.set_payload(self.payload_timeout());
+        }
+    }
+
+    /// The control socket `config` asks for, created and served (`None`
+    /// when disabled); `own` is the current one, which it may replace.
+    fn open_control(
+        &self,
+        config: &Config,
+        own: Option<&control::Socket>,
+    ) -> Result<Option<(control::Socket, Task<()>)>, String> {
+        let Some(agent) = self.me.upgrade() else {
+            return Err("the agent is stopping".into());
+        };
+        let Some((socket, listener, access)) =
+            control::open(config, own).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let task = control::serve(&self.ex, listener, agent, access).map_err(|e| {
+            control::remove(&socket);
+            e.to_string()
+        })?;
+        Ok(Some((socket, task)))
+    }
+
+    /// Serves the new control socket and closes the old one, removing its
+    /// file if it is still there and not the new one.
+    fn replace_control(&self, new: Option<(control::Socket, Task<()>)>) {
+        let old = std::mem::replace(&mut *self.control.borrow_mut(), new);
+        let now = self.control.borrow().as_ref().map(|(s, _)| s.clone());
+        if let Some((socket, task)) = old {
+            drop(task);
+            // At the same path, the new socket has already replaced it.
+            if now.as_ref().is_none_or(|n| n.path != socket.path) {
+                control::remove(&socket);
+            }
+        }
+        match now {
+            Some(socket) => info!("reload: control socket now {}", socket.path.display()),
+            None => info!("reload: no control socket now"),
         }
     }
 
@@ -384,25 +480,34 @@ impl Agent {
         }
     }
 
-    /// Listens on the new addresses before closing the old ones (see
-    /// `reload::listeners`); if any cannot be bound, nothing changes.
-    fn rebind(&self, new: &Config) -> Result<(), String> {
+    /// Binds and serves the addresses `new` adds (see `reload::listeners`),
+    /// while the current listeners stay open; returns the current ones to
+    /// keep and the new ones. Nothing changes if any cannot be bound.
+    #[allow(clippy::type_complexity)]
+    fn bind_new(
+        &self,
+        new: &Config,
+    ) -> Result<(Vec<SocketAddr>, Vec<(SocketAddr, Task<()>)>), String> {
         let current: Vec<SocketAddr> = self.listeners.borrow().iter().map(|(a, _)| *a).collect();
         let (kept, fresh) = reload::listeners(&current, &new.ip, new.port);
         let Some(server) = self.server.borrow().clone() else {
             return Err("not serving yet".into());
         };
-        let bound = listen::bind(&fresh, new.port).map_err(|e| e.to_string())?;
+        let bound = listen::bind(&fresh, new.port, &current).map_err(|e| e.to_string())?;
         let added = bound
             .into_iter()
             .map(|listener| serve_on(&server, &self.ex, listener))
             .collect::<Result<Vec<_>, _>>()?;
+        Ok((kept, added))
+    }
+
+    /// Closes the listeners not in `kept` and adds `added`.
+    fn replace_listeners(&self, kept: &[SocketAddr], added: Vec<(SocketAddr, Task<()>)>) {
         let mut listeners = self.listeners.borrow_mut();
         listeners.retain(|(addr, _)| kept.contains(addr));
         listeners.extend(added);
         let names: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
         info!("reload: now listening on {}", names.join(", "));
-        Ok(())
     }
 
     /// Completes at SIGTERM or SIGINT.
@@ -511,7 +616,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let sampler = sampler.transpose().map_err(Error::Runtime)?;
 
     let listeners = listen::listeners(&config)?;
-    let control_socket = control::open(&config)?;
+    let control_socket = control::open(&config, None)?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(metrics::bind(addr)?),
         None => None,
@@ -542,20 +647,17 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
         agent.listeners.borrow_mut().push((addr, task));
         addrs.push(addr.to_string());
     }
-    let control_task = match control_socket {
-        Some((path, listener, access)) => {
-            let task = control::serve(&ex, listener, Rc::clone(&agent), access)?;
-            Some((path, task))
-        }
-        None => None,
-    };
+    if let Some((socket, listener, access)) = control_socket {
+        let task = control::serve(&ex, listener, Rc::clone(&agent), access)?;
+        *agent.control.borrow_mut() = Some((socket, task));
+    }
     let metrics_task = match metrics_listener {
         Some(listener) => Some(metrics::serve(&ex, listener, Rc::clone(&agent))?),
         None => None,
     };
-    let mut extras = vec![control_task.as_ref().map_or_else(
+    let mut extras = vec![agent.control.borrow().as_ref().map_or_else(
         || "no control socket".to_string(),
-        |(p, _)| format!("control socket {}", p.display()),
+        |(s, _)| format!("control socket {}", s.path.display()),
     )];
     if let Some(addr) = config.metrics_listen {
         extras.push(format!("metrics on http://{addr}/metrics"));
@@ -587,9 +689,10 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
         // Stop accepting: dropping the tasks closes the listeners.
         agent.listeners.borrow_mut().clear();
         drop(metrics_task);
-        if let Some((path, task)) = control_task {
+        let control = agent.control.borrow_mut().take();
+        if let Some((socket, task)) = control {
             drop(task);
-            control::remove(&path);
+            control::remove(&socket);
         }
         server.finish().await;
         agent.finish().await;

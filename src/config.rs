@@ -83,9 +83,10 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Milliseconds to wait for the payload, when services are configured.
     pub payload_timeout: u64,
-    /// Sources allowed to probe; empty: everyone.
-    #[serde(deserialize_with = "ranges")]
-    pub allow: Vec<String>,
+    /// Sources allowed to probe; unset: everyone. Never empty (`check`
+    /// refuses an empty list, which would silently mean everyone).
+    #[serde(default, deserialize_with = "ranges")]
+    pub allow: Option<Vec<String>>,
     /// Where to serve Prometheus metrics (`GET /metrics`); unset: nowhere.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -105,7 +106,11 @@ pub struct ServiceConfig {
 impl Config {
     /// The allow-list, parsed (`check` has made sure it parses).
     pub fn allow_list(&self) -> Vec<Cidr> {
-        self.allow.iter().filter_map(|c| c.parse().ok()).collect()
+        self.allow
+            .iter()
+            .flatten()
+            .filter_map(|c| c.parse().ok())
+            .collect()
     }
 }
 
@@ -140,7 +145,7 @@ impl Default for Config {
             max_probers: 4096,
             services: BTreeMap::new(),
             payload_timeout: 100,
-            allow: Vec::new(),
+            allow: None,
             metrics_listen: None,
         }
     }
@@ -165,6 +170,9 @@ pub struct Inputs {
 pub struct Loaded {
     pub config: Config,
     figment: Figment,
+    /// The configuration file read, when it held nothing but whitespace
+    /// (`/dev/null` excepted): all defaults, which a reload refuses.
+    pub empty_file: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -202,8 +210,13 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
     let parse = |key: &str, text: &str| settings::parse(SETTINGS, key, text);
     let mut figment =
         Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
+    let mut empty_file = None;
     if must_exist || file.exists() {
         figment = figment.merge(Layer::file(&file).map_err(Error::Config)?);
+        let blank = std::fs::read(&file).is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
+        if blank && file != Path::new("/dev/null") {
+            empty_file = Some(file.clone());
+        }
     }
     let env = layer::env_dict(&inputs.env, ENV_PREFIX, parse).map_err(Error::Config)?;
     let figment = figment
@@ -221,7 +234,43 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
         });
         Error::Config(format!("{key}{from}: {problem}"))
     })?;
-    Ok(Loaded { config, figment })
+    Ok(Loaded {
+        config,
+        figment,
+        empty_file,
+    })
+}
+
+/// Refuses a configuration file that is empty at a reload: a file caught
+/// half-written, or truncated by a deployment gone wrong, would otherwise
+/// move the listener to the default address and the state to the default
+/// file. A deliberate "all defaults" is a file with a comment in it.
+pub fn refuse_empty(loaded: &Loaded) -> Result<(), Error> {
+    match &loaded.empty_file {
+        Some(file) => Err(Error::Config(format!(
+            "configuration file {} is empty; refusing to reload it as all defaults (was it caught half-written? write it whole and rename it into place; for all defaults put a comment in it)",
+            file.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `new` with the settings `keys` as they are in `old`: what a reload
+/// runs with when those settings need a restart. Done on the serialised
+/// form so no setting needs code of its own here.
+pub fn keep(new: &Config, old: &Config, keys: &[&str]) -> Result<Config, String> {
+    let mut dict = layer::dict_of(new);
+    let old = layer::dict_of(old);
+    for key in keys {
+        match old.get(*key) {
+            Some(value) => dict.insert(key.to_string(), value.clone()),
+            None => dict.remove(*key),
+        };
+    }
+    Figment::new()
+        .merge(Layer::new("reload", dict))
+        .extract()
+        .map_err(|e| format!("cannot keep {}: {e}", keys.join(", ")))
 }
 
 /// Checks what types alone cannot express: (key, problem) on failure.
@@ -229,6 +278,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
 /// values (services) is checked here.
 fn check(config: &Config) -> Result<(), (&'static str, String)> {
     settings::check(SETTINGS, &layer::dict_of(config))?;
+    control_socket_apart(config)?;
     let mut state_files = std::collections::HashSet::new();
     state_files.insert(&config.state_file);
     for (name, service) in &config.services {
@@ -257,6 +307,56 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// The control socket must not be at the path of a file hapgent reads:
+/// creating it would replace that file (a state file turned into a
+/// socket serves FAIL, and is gone at stop).
+fn control_socket_apart(config: &Config) -> Result<(), (&'static str, String)> {
+    let socket = &config.control_socket;
+    if socket.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let Ok(at) = std::path::absolute(socket) else {
+        return Ok(());
+    };
+    let same = |p: &Path| std::path::absolute(p).is_ok_and(|p| p == at);
+    let mut files: Vec<(String, &Path)> = vec![("state_file".into(), &config.state_file)];
+    files.extend(
+        config
+            .drain_file
+            .as_deref()
+            .map(|p| ("drain_file".into(), p)),
+    );
+    files.extend(
+        config
+            .maint_file
+            .as_deref()
+            .map(|p| ("maint_file".into(), p)),
+    );
+    for (name, s) in &config.services {
+        files.push((format!("services.{name}.state_file"), &s.state_file));
+        files.extend(
+            s.drain_file
+                .as_deref()
+                .map(|p| (format!("services.{name}.drain_file"), p)),
+        );
+        files.extend(
+            s.maint_file
+                .as_deref()
+                .map(|p| (format!("services.{name}.maint_file"), p)),
+        );
+    }
+    match files.into_iter().find(|(_, p)| same(p)) {
+        Some((key, _)) => Err((
+            "control_socket",
+            format!(
+                "{} is also {key}; creating the socket would replace that file: give the control socket a path of its own",
+                socket.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The keys whose values differ between two configurations, sorted.
 pub fn changed(old: &Config, new: &Config) -> Vec<String> {
     let (old, new) = (layer::dict_of(old), layer::dict_of(new));
@@ -268,7 +368,7 @@ pub fn changed(old: &Config, new: &Config) -> Vec<String> {
 
 /// Accepts `allow` as one range, a comma- or space-separated list, or an
 /// array (each checked in `check`, which names the bad one).
-fn ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+fn ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     struct Ranges;
 
     impl<'de> Visitor<'de> for Ranges {
@@ -294,7 +394,29 @@ fn ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         }
     }
 
-    d.deserialize_any(Ranges)
+    struct Optional;
+
+    impl<'de> Visitor<'de> for Optional {
+        type Value = Option<Vec<String>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an address range or a list of them")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Ranges).map(Some)
+        }
+    }
+
+    d.deserialize_option(Optional)
 }
 
 /// Accepts `ip` as one address, a comma- or space-separated list, or an
@@ -383,6 +505,60 @@ mod tests {
             env: env(e),
             flags: flags(f),
         })
+    }
+
+    /// An empty file is loaded (all defaults) but marked, and a reload
+    /// refuses it; a comment, `/dev/null` or no file at all is not empty.
+    #[test]
+    fn an_empty_file_is_refused_at_reload() {
+        let empty = TempFile::new("empty", "");
+        let blank = TempFile::new("blank", " \n\n");
+        let comment = TempFile::new("comment", "# all defaults\n");
+        for (file, refused) in [
+            (Some(empty.0.as_path()), true),
+            (Some(blank.0.as_path()), true),
+            (Some(comment.0.as_path()), false),
+            (Some(Path::new("/dev/null")), false),
+            (None, false),
+        ] {
+            let loaded = load_with(file, &[], &[]).unwrap();
+            assert_eq!(loaded.config, Config::default());
+            match refuse_empty(&loaded) {
+                Err(Error::Config(m)) => {
+                    assert!(refused, "{file:?}: {m}");
+                    assert!(
+                        m.contains("is empty; refusing to reload it as all defaults"),
+                        "{m}"
+                    );
+                }
+                Err(e) => panic!("{e:?}"),
+                Ok(()) => assert!(!refused, "{file:?}"),
+            }
+        }
+    }
+
+    /// `keep` puts back exactly the keys asked, set or unset.
+    #[test]
+    fn keep_restores_the_keys_asked() {
+        let old = Config::default();
+        let new = Config {
+            port: 1,
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            allow: Some(vec!["10.0.0.0/8".into()]),
+            control_group: Some("adm".into()),
+            ..old.clone()
+        };
+        let kept = keep(&new, &old, &["metrics_listen", "control_group"]).unwrap();
+        assert_eq!(
+            kept,
+            Config {
+                metrics_listen: None,
+                control_group: None,
+                ..new.clone()
+            }
+        );
+        assert_eq!(keep(&new, &old, &[]).unwrap(), new);
+        assert_eq!(keep(&old, &new, &["allow"]).unwrap().allow, new.allow);
     }
 
     /// For every setting: default < file < env < flag, each layer checked
@@ -524,6 +700,12 @@ mod tests {
             "service",
             "[services.api]\nstate_file = \"/a.json\"\ndrain_file = \"\"\n",
         );
+        let empty_allow = TempFile::new("allow", "allow = []\n");
+        let service_socket = TempFile::new(
+            "socket",
+            "control_socket = \"/a.json\"\n[services.api]\nstate_file = \"/a.json\"\n",
+        );
+        const EMPTY_ALLOW: &str = "is empty, and an empty allow-list would let everyone probe; list the sources allowed (\"0.0.0.0/0, ::/0\" for everyone), or leave allow out";
         let fp = |t: &TempFile| t.0.display().to_string();
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
             (
@@ -593,6 +775,26 @@ mod tests {
             (
                 load_with(None, &[("HAPGENT_CONFIG", "/nonexistent/h.toml")], &[]),
                 "configuration file /nonexistent/h.toml does not exist".into(),
+            ),
+            (
+                load_with(Some(&empty_allow.0), &[], &[]),
+                format!("allow from file {}: {EMPTY_ALLOW}", fp(&empty_allow)),
+            ),
+            (
+                load_with(None, &[("HAPGENT_ALLOW", "")], &[]),
+                format!("allow from env HAPGENT_ALLOW: {EMPTY_ALLOW}"),
+            ),
+            (
+                load_with(None, &[], &[("state_file", "/s/x.json"), ("control_socket", "/s/./x.json")]),
+                "control_socket from flag --control-socket: /s/./x.json is also state_file; creating the socket would replace that file: give the control socket a path of its own".into(),
+            ),
+            (
+                load_with(None, &[("HAPGENT_DRAIN_FILE", "/d")], &[("control_socket", "/d")]),
+                "control_socket from flag --control-socket: /d is also drain_file; creating the socket would replace that file: give the control socket a path of its own".into(),
+            ),
+            (
+                load_with(Some(&service_socket.0), &[], &[]),
+                format!("control_socket from file {}: /a.json is also services.api.state_file; creating the socket would replace that file: give the control socket a path of its own", fp(&service_socket)),
             ),
         ];
         let mut wrong = Vec::new();

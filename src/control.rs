@@ -7,10 +7,17 @@
 //! record of the peer (SO_PEERCRED, SO_PEERGROUPS): root, hapgent's own
 //! user, or members of `control_group`; anyone else gets a
 //! "permission-denied" answer and a log line. One request per connection,
-//! one answer. A request must arrive whole within `READ_DEADLINE` and be
+//! one answer; refusals are logged at most once a minute (with a count),
+//! so a stranger cannot flood the log. A request must arrive whole within `READ_DEADLINE` and be
 //! at most `wire::MAX_REQUEST` bytes; at most `MAX_CONNECTIONS` are served
 //! at once. Nothing here ever runs on the path that answers a probe: each
 //! connection is its own task.
+//!
+//! The socket never replaces what is not a socket: a regular file, a
+//! directory or a link at its path is an error at start (or reload), a
+//! path equal to a state or flag file is refused by `config`, and at stop
+//! the path is removed only while it is still this socket (same device and
+//! inode), not one another process put there since.
 //!
 //! This module owns the socket (including whether it is opened at all, see
 //! `open`), the framing and authorization; how a change is served and
@@ -19,6 +26,7 @@
 use crate::agent::Agent;
 use crate::config::{self, Config};
 use crate::error::Error;
+use crate::log::Limit;
 use crate::metrics;
 use crate::probers::{self, Progress};
 use crate::service::{Cause, Origin, Service};
@@ -28,10 +36,10 @@ use crate::wire::{self, Code, Request};
 use crate::{info, warn};
 use serde_json::{Map, Value, json};
 use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -44,6 +52,24 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 const SAVE_WAIT: Duration = Duration::from_secs(3);
 /// Control connections served at once; more are refused with "busy".
 const MAX_CONNECTIONS: u32 = 64;
+/// At most one refusal logged per this long (the rest are counted).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The control socket this agent created: its path, and the file there
+/// (device and inode) that is this socket, to tell it from one put there
+/// since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Socket {
+    pub path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Socket {
+    /// Whether `path` still holds this socket.
+    fn is_there(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+}
 
 /// Who may use the control socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +144,12 @@ pub fn describe(peer: &Peer) -> String {
 /// At the default path, a missing directory (hapgent started outside its
 /// unit, which creates /run/hapgent) only disables it, with a warning, so an
 /// upgrade never stops an agent from serving; a configured path must work.
-pub fn open(config: &Config) -> Result<Option<(PathBuf, UnixListener, Access)>, Error> {
+/// `own` is the socket this agent already has (at a reload), which may be
+/// replaced.
+pub fn open(
+    config: &Config,
+    own: Option<&Socket>,
+) -> Result<Option<(Socket, UnixListener, Access)>, Error> {
     let path = &config.control_socket;
     if path.as_os_str().is_empty() {
         return Ok(None);
@@ -133,16 +164,48 @@ pub fn open(config: &Config) -> Result<Option<(PathBuf, UnixListener, Access)>, 
         return Ok(None);
     }
     let access = Access::resolve(config.control_group.as_deref())?;
-    let listener = bind(path, &access)?;
-    Ok(Some((path.clone(), listener, access)))
+    let own = own.filter(|s| s.path == *path && s.is_there());
+    let (listener, id) = bind(path, &access, own.is_some())?;
+    let socket = Socket {
+        path: path.clone(),
+        id,
+    };
+    Ok(Some((socket, listener, access)))
+}
+
+/// What is at `path` before the socket is created there: nothing or a
+/// socket (stale, replaced) is fine; anything else is never replaced.
+fn existing(path: &Path) -> Result<bool, String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("cannot check what is there: {e}")),
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_socket() {
+        return Ok(true);
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    };
+    Err(format!(
+        "{what} is there, not a socket; hapgent replaces only a stale socket: move it away, or set control_socket to a free path"
+    ))
 }
 
 /// Creates the control socket at `path`, atomically: a socket bound under
 /// a temporary name in the same directory gets its mode and group first,
 /// then is renamed over `path`, so nobody ever connects to a socket with
 /// the wrong permissions and a stale socket file is simply replaced. If a
-/// running hapgent already answers there, that is an error.
-pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, Error> {
+/// running hapgent already answers there (other than this one, when
+/// `ours`), or something other than a socket is there, that is an error.
+/// Returns the listener and the socket's device and inode.
+pub fn bind(path: &Path, access: &Access, ours: bool) -> Result<(UnixListener, (u64, u64)), Error> {
     let fail = |what: String| Error::Runtime(format!("control socket {}: {what}", path.display()));
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -158,7 +221,8 @@ pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, Error> {
             )));
         }
     }
-    if UnixStream::connect(path).is_ok() {
+    let socket_there = existing(path).map_err(fail)?;
+    if socket_there && !ours && UnixStream::connect(path).is_ok() {
         return Err(fail(
             "another hapgent is answering on it; stop it, or give this one another control_socket"
                 .into(),
@@ -172,14 +236,17 @@ pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, Error> {
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let _ = fs::remove_file(&tmp);
-    let setup = || -> io::Result<UnixListener> {
+    let setup = || -> io::Result<(UnixListener, (u64, u64))> {
         let listener = UnixListener::bind(&tmp)?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660))?;
         if access.gid != sys::own_ids().1 {
             std::os::unix::fs::chown(&tmp, None, Some(access.gid))?;
         }
+        let meta = fs::symlink_metadata(&tmp)?;
+        // Something put at the path meanwhile is not replaced either.
+        existing(path).map_err(io::Error::other)?;
         fs::rename(&tmp, path)?;
-        Ok(listener)
+        Ok((listener, (meta.dev(), meta.ino())))
     };
     setup().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -212,6 +279,7 @@ pub fn serve(
     Ok(ex.spawn(async move {
         let active = Rc::new(Cell::new(0u32));
         let access = Rc::new(access);
+        let refusals = Rc::new(RefCell::new(Limit::new(REFUSAL_LOG_EVERY)));
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -232,10 +300,14 @@ pub fn serve(
                 continue;
             }
             active.set(active.get() + 1);
-            let (agent, access, active) =
-                (Rc::clone(&agent), Rc::clone(&access), Rc::clone(&active));
+            let (agent, access, active, refusals) = (
+                Rc::clone(&agent),
+                Rc::clone(&access),
+                Rc::clone(&active),
+                Rc::clone(&refusals),
+            );
             ex2.spawn(async move {
-                connection(stream, &agent, &access).await;
+                connection(stream, &agent, &access, &refusals).await;
                 active.set(active.get() - 1);
             })
             .detach();
@@ -244,21 +316,30 @@ pub fn serve(
 }
 
 /// Serves one connection: authorize, read the request, answer.
-async fn connection(mut stream: Async<UnixStream>, agent: &Agent, access: &Access) {
+async fn connection(
+    mut stream: Async<UnixStream>,
+    agent: &Agent,
+    access: &Access,
+    refusals: &RefCell<Limit>,
+) {
     let peer = match sys::peer(stream.get_ref()) {
         Ok(p) => p,
         Err(e) => {
-            warn!("control socket: cannot read the peer's credentials: {e}; closing");
+            if let Some(more) = refusals.borrow_mut().check(Instant::now()) {
+                warn!("control socket: cannot read the peer's credentials: {e}; closing{more}");
+            }
             return;
         }
     };
     if !access.allows(&peer) {
-        warn!(
-            "control socket: refused {} (pid {}): not root, hapgent's user or in group {}",
-            describe(&peer),
-            peer.pid,
-            access.group
-        );
+        if let Some(more) = refusals.borrow_mut().check(Instant::now()) {
+            warn!(
+                "control socket: refused {} (pid {}): not root, hapgent's user or in group {}{more}",
+                describe(&peer),
+                peer.pid,
+                access.group
+            );
+        }
         let message = format!(
             "permission denied: {} is not root, hapgent's user or a member of group {}",
             describe(&peer),
@@ -620,8 +701,20 @@ pub fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-/// Removes the socket file at stop, if it is still ours.
-pub fn remove(path: &Path) {
+/// Removes the socket file (at stop, or when a reload moved it), if it is
+/// still ours: what another process put at the path since is left alone.
+pub fn remove(socket: &Socket) {
+    let path = &socket.path;
+    if fs::symlink_metadata(path).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+        return;
+    }
+    if !socket.is_there() {
+        info!(
+            "the control socket {} is no longer the one hapgent created; leaving what is there",
+            path.display()
+        );
+        return;
+    }
     if let Err(e) = fs::remove_file(path)
         && e.kind() != ErrorKind::NotFound
     {

@@ -1,77 +1,115 @@
 //! A configuration reload (SIGHUP): what a new configuration changes in the
-//! running agent, which of its changes need a restart and are refused with
-//! a warning, and which listeners a new `ip` or `port` keeps.
+//! running agent, which of its changes need a restart and are kept as they
+//! were (with a warning), and which listeners a new `ip` or `port` keeps.
 //!
-//! Pure: the agent reads the file and applies the plan (see `agent`), in
-//! the order given, so an address that cannot be bound rejects the reload
-//! before anything changed.
+//! The settings that need a restart are the ones the settings table marks
+//! `restart` (see `settings::SETTINGS`); the README's table says so too.
+//! Pure: the agent reads the file and applies the plan (see `agent`): it
+//! first creates what the plan asks for (new listeners, the control socket
+//! at its new place) and only then changes anything, so a setting that
+//! cannot be applied rejects the whole reload, named in the error.
 
 use crate::config::{self, Config};
+use crate::settings::SETTINGS;
+use hapgent_common::settings;
 use std::net::{IpAddr, SocketAddr};
-
-/// One thing a reload does before the new configuration takes over.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Log this warning (prefixed `reload: `): a change that needs a restart.
-    Warn(&'static str),
-    /// Listen on the new `ip` and `port` (see `listeners`); if that fails,
-    /// the reload is rejected and the running configuration kept.
-    Rebind,
-}
 
 /// What a reload does.
 #[derive(Debug)]
 pub struct Plan {
-    /// The settings that changed, for the log.
-    pub changed: Vec<String>,
-    /// Done in order before `config` takes over.
-    pub steps: Vec<Step>,
+    /// The settings that changed and take effect, for the log.
+    pub applied: Vec<String>,
+    /// The settings that changed but are kept as they were until a restart.
+    pub kept: Vec<String>,
+    /// Warnings to log (prefixed `reload: `): why something is kept.
+    pub warnings: Vec<String>,
+    /// Listen on the new `ip` and `port` (see `listeners`) before the old
+    /// listeners close; if that fails, the reload is rejected.
+    pub rebind: bool,
+    /// Create the control socket as `control_socket` and `control_group`
+    /// now say, then close the old one; if that fails, the reload is
+    /// rejected. `hapgent ctl` reads the same file, so it looks where the
+    /// file says: the socket must be there.
+    pub move_control: bool,
     /// The configuration to run with from now on: the new one, with the
-    /// settings that need a restart kept as they were.
+    /// settings in `kept` as they were.
     pub config: Config,
 }
 
-/// The plan for going from `old` to `new`; `None` when nothing changed.
-pub fn plan(old: &Config, new: Config) -> Option<Plan> {
+/// The plan for going from `old` to `new`; `None` when nothing changed;
+/// an error only if the settings to keep cannot be kept (a bug).
+pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
     let changed = config::changed(old, &new);
     if changed.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let mut steps = Vec::new();
-    if new.systemd != old.systemd {
-        steps.push(Step::Warn(
-            "changing systemd (socket activation) needs a restart; keeping it as it was",
-        ));
-    }
-    if new.ip != old.ip || new.port != old.port {
-        steps.push(if old.systemd {
-            Step::Warn("systemd passes the listening sockets; ip and port do not apply")
+    let restart = settings::restart_only(SETTINGS);
+    let mut kept: Vec<String> = changed
+        .iter()
+        .filter(|k| restart.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let mut warnings = Vec::new();
+    if !kept.is_empty() {
+        let (them, it) = if kept.len() == 1 {
+            ("needs a restart", "it")
         } else {
-            Step::Rebind
-        });
-    }
-    if new.control_socket != old.control_socket || new.control_group != old.control_group {
-        steps.push(Step::Warn(
-            "control_socket and control_group need a restart; keeping them as they were",
+            ("need a restart", "them")
+        };
+        warnings.push(format!(
+            "{} {them}; keeping {it} as {} until hapgent restarts",
+            kept.join(", "),
+            if kept.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            }
         ));
     }
-    if new.metrics_listen != old.metrics_listen {
-        steps.push(Step::Warn(
-            "metrics_listen needs a restart; keeping it as it was",
-        ));
+    let addresses: Vec<String> = ["ip", "port"]
+        .into_iter()
+        .filter(|k| changed.iter().any(|c| c == k))
+        .map(String::from)
+        .collect();
+    let mut rebind = false;
+    if !addresses.is_empty() {
+        if old.systemd {
+            warnings.push(format!(
+                "systemd passes the listening sockets; {} {} not apply",
+                addresses.join(" and "),
+                if addresses.len() == 1 { "does" } else { "do" }
+            ));
+            kept.extend(addresses);
+            kept.sort();
+        } else {
+            rebind = true;
+        }
     }
-    let config = Config {
-        systemd: old.systemd,
-        control_socket: old.control_socket.clone(),
-        control_group: old.control_group.clone(),
-        metrics_listen: old.metrics_listen,
-        ..new
-    };
-    Some(Plan {
-        changed,
-        steps,
+    let move_control = changed
+        .iter()
+        .any(|k| k == "control_socket" || k == "control_group");
+    let keys: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let config = config::keep(&new, old, &keys)?;
+    let applied = changed.into_iter().filter(|k| !kept.contains(k)).collect();
+    Ok(Some(Plan {
+        applied,
+        kept,
+        warnings,
+        rebind,
+        move_control,
         config,
-    })
+    }))
+}
+
+/// The settings that block a reload when `what` fails: `ip and port`,
+/// `port`, `control_socket`... (those among `applied`).
+pub fn culprits(applied: &[String], candidates: &[&str]) -> String {
+    let named: Vec<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|c| applied.iter().any(|a| a == c))
+        .collect();
+    named.join(" and ")
 }
 
 /// Listening on `ips` at `port` from listeners on `current`: the current
@@ -101,16 +139,11 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// The settings the table marks `restart` are kept with a warning,
+    /// whatever else changes; the rest applies; ip and port apply unless
+    /// systemd passes the sockets; the control socket moves.
     #[test]
     fn restart_only_settings_are_kept_with_a_warning() {
-        use Step::*;
-        const SYSTEMD: Step =
-            Warn("changing systemd (socket activation) needs a restart; keeping it as it was");
-        const SOCKETS: Step =
-            Warn("systemd passes the listening sockets; ip and port do not apply");
-        const CONTROL: Step =
-            Warn("control_socket and control_group need a restart; keeping them as they were");
-        const METRICS: Step = Warn("metrics_listen needs a restart; keeping it as it was");
         let old = Config::default();
         let activated = Config {
             systemd: true,
@@ -121,36 +154,53 @@ mod tests {
             ..c.clone()
         };
         let metrics = Some("127.0.0.1:9100".parse().unwrap());
-        // (old, new, steps)
-        let cases: Vec<(&Config, Config, Vec<Step>)> = vec![
+        // (old, new, applied, kept, rebind, move_control)
+        type Case<'a> = (&'a Config, Config, &'a [&'a str], &'a [&'a str], bool, bool);
+        let cases: Vec<Case> = vec![
             (
                 &old,
                 Config {
                     min_weight: 7,
                     ..old.clone()
                 },
-                vec![],
+                &["min_weight"],
+                &[],
+                false,
+                false,
             ),
-            (&old, port(&old), vec![Rebind]),
+            (&old, port(&old), &["port"], &[], true, false),
             (
                 &old,
                 Config {
                     ip: vec!["127.0.0.1".parse().unwrap()],
                     ..old.clone()
                 },
-                vec![Rebind],
+                &["ip"],
+                &[],
+                true,
+                false,
             ),
-            (&activated, port(&activated), vec![SOCKETS]),
-            (&old, port(&activated), vec![SYSTEMD, Rebind]),
-            (&activated, port(&old), vec![SYSTEMD, SOCKETS]),
-            (&old, activated.clone(), vec![SYSTEMD]),
+            (&activated, port(&activated), &[], &["port"], false, false),
+            (&old, port(&activated), &["port"], &["systemd"], true, false),
+            (
+                &activated,
+                port(&old),
+                &[],
+                &["port", "systemd"],
+                false,
+                false,
+            ),
+            (&old, activated.clone(), &[], &["systemd"], false, false),
             (
                 &old,
                 Config {
                     control_socket: PathBuf::from("/x"),
                     ..old.clone()
                 },
-                vec![CONTROL],
+                &["control_socket"],
+                &[],
+                false,
+                true,
             ),
             (
                 &old,
@@ -158,7 +208,10 @@ mod tests {
                     control_group: Some("adm".into()),
                     ..old.clone()
                 },
-                vec![CONTROL],
+                &["control_group"],
+                &[],
+                false,
+                true,
             ),
             (
                 &old,
@@ -166,24 +219,59 @@ mod tests {
                     metrics_listen: metrics,
                     ..port(&old)
                 },
-                vec![Rebind, METRICS],
+                &["port"],
+                &["metrics_listen"],
+                true,
+                false,
             ),
         ];
-        for (old, new, steps) in cases {
+        for (old, new, applied, kept, rebind, move_control) in cases {
             let wanted = new.clone();
-            let plan = plan(old, new).expect("a change");
-            assert_eq!(plan.steps, steps, "{:?}", plan.changed);
-            // The rest applies; what needs a restart stays.
-            let kept = Config {
-                systemd: old.systemd,
-                control_socket: old.control_socket.clone(),
-                control_group: old.control_group.clone(),
-                metrics_listen: old.metrics_listen,
-                ..wanted
-            };
-            assert_eq!(plan.config, kept, "{:?}", plan.changed);
+            let plan = plan(old, new).unwrap().expect("a change");
+            assert_eq!(plan.applied, applied, "{wanted:?}");
+            assert_eq!(plan.kept, kept, "{wanted:?}");
+            assert_eq!(plan.warnings.is_empty(), kept.is_empty(), "{wanted:?}");
+            assert_eq!((plan.rebind, plan.move_control), (rebind, move_control));
+            // What is kept is as it was; the rest is as asked.
+            assert_eq!(config::changed(&plan.config, &wanted), kept, "{wanted:?}");
+            assert!(
+                config::changed(old, &plan.config)
+                    .iter()
+                    .all(|k| applied.contains(&k.as_str()))
+            );
         }
-        assert!(plan(&old, old.clone()).is_none());
+        assert!(plan(&old, old.clone()).unwrap().is_none());
+    }
+
+    /// Every setting the table marks `restart` is kept by a reload, and
+    /// the warning names it.
+    #[test]
+    fn every_restart_setting_is_kept() {
+        let old = Config::default();
+        let new = Config {
+            systemd: true,
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..old.clone()
+        };
+        let plan = plan(&old, new).unwrap().unwrap();
+        let mut restart = settings::restart_only(SETTINGS);
+        restart.sort_unstable();
+        assert_eq!(plan.kept, restart);
+        assert_eq!(plan.config, old);
+        assert_eq!(
+            plan.warnings,
+            [
+                "metrics_listen, systemd need a restart; keeping them as they were until hapgent restarts"
+            ]
+        );
+        assert!(plan.applied.is_empty());
+    }
+
+    #[test]
+    fn culprits_are_the_changed_candidates() {
+        let applied = vec!["ip".to_string(), "min_weight".into(), "port".into()];
+        assert_eq!(culprits(&applied, &["ip", "port"]), "ip and port");
+        assert_eq!(culprits(&applied[1..], &["ip", "port"]), "port");
     }
 
     #[test]

@@ -168,16 +168,16 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts from the state file, or from FAIL if it cannot be used (and
-    /// if it could not even be read, keeps trying: see `run`).
-    pub fn new(id: u32, files: Files) -> Service {
+    /// Starts from the state file as read (`loaded`: read on the disk
+    /// thread beforehand, see `services::Start`), or from FAIL if it cannot
+    /// be used (and if it could not even be read, keeps trying: see `run`).
+    pub fn new(id: u32, files: Files, loaded: Result<State, state::Problem>) -> Service {
         let Files {
             name,
             state_file,
             drain_file,
             maint_file,
         } = files;
-        let loaded = state::load(&state_file);
         if let Err(problem) = &loaded {
             log_fail(&state_file, problem);
         }

@@ -3,15 +3,19 @@
 //!
 //! A reload keeps a service whose files did not change, with its state and
 //! version, starts afresh one whose files changed, and stops a removed one
-//! (dropping its task stops its loops). What one service does is
+//! (dropping its task stops its loops). The I/O a new service needs (its
+//! state file read, temporary files of interrupted saves removed) is done
+//! beforehand by `Start::run`, which the agent runs on the disk thread at a
+//! reload, so a slow disk never stalls the probes. What one service does is
 //! `service`'s; this module only keeps the set.
 
 use crate::config::Config;
 use crate::info;
 use crate::service::{Files, Service};
+use crate::state::{self, Problem, State};
 use smol::Task;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Every service `config` asks for, the default first.
@@ -46,6 +50,37 @@ pub fn label(name: &str) -> &str {
     if name.is_empty() { DEFAULT } else { name }
 }
 
+/// What starting the services of a new configuration reads and cleans:
+/// made by `Services::to_start`, carried out by `run` (on the disk thread).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Start {
+    /// State files of the services to be started, to read.
+    pub load: Vec<PathBuf>,
+    /// State files no running service uses, whose interrupted saves'
+    /// temporary files are removed.
+    pub clean: Vec<PathBuf>,
+}
+
+/// The state files read for the services about to start.
+pub type Loaded = HashMap<PathBuf, Result<State, Problem>>;
+
+impl Start {
+    /// Removes stale temporary files (each directory read once), then
+    /// reads each state file.
+    pub fn run(self) -> Loaded {
+        for stale in hapgent_common::atomic::remove_stale(self.clean.iter().map(PathBuf::as_path)) {
+            info!("removed {}, left by an interrupted save", stale.display());
+        }
+        self.load
+            .into_iter()
+            .map(|path| {
+                let loaded = state::load(&path);
+                (path, loaded)
+            })
+            .collect()
+    }
+}
+
 /// The services, each with the task that keeps its file in step.
 #[derive(Default)]
 pub struct Services {
@@ -57,24 +92,41 @@ pub struct Services {
 }
 
 impl Services {
-    /// Makes the set match `wanted`: services whose files did not change
-    /// are kept, others started (`start` spawns the task that keeps a new
-    /// one's file in step), removed ones stopped.
-    pub fn update(&mut self, wanted: Vec<Files>, mut start: impl FnMut(Rc<Service>) -> Task<()>) {
-        // Temporary files of interrupted saves, of services about to be
-        // started: each directory is read once, however many files it has.
-        let known: HashSet<PathBuf> = self
-            .list
-            .iter()
-            .map(|(s, _)| s.state_file().to_path_buf())
-            .collect();
-        let fresh = wanted
-            .iter()
-            .map(|w| w.state_file.as_path())
-            .filter(|p| !known.contains(*p));
-        for stale in hapgent_common::atomic::remove_stale(fresh) {
-            info!("removed {}, left by an interrupted save", stale.display());
+    /// What `update` to `wanted` will need read and cleaned: the state
+    /// files of the services it starts, and of those no running service
+    /// uses (a running one may be saving).
+    pub fn to_start(&self, wanted: &[Files]) -> Start {
+        let known: HashSet<&Path> = self.list.iter().map(|(s, _)| s.state_file()).collect();
+        let kept = |w: &Files| self.get_exact(&w.name).is_some_and(|s| s.files() == *w);
+        Start {
+            load: wanted
+                .iter()
+                .filter(|w| !kept(w))
+                .map(|w| w.state_file.clone())
+                .collect(),
+            clean: wanted
+                .iter()
+                .map(|w| w.state_file.clone())
+                .filter(|p| !known.contains(p.as_path()))
+                .collect(),
         }
+    }
+
+    fn get_exact(&self, name: &str) -> Option<&Rc<Service>> {
+        let i = *self.by_name.get(name)?;
+        Some(&self.list[i].0)
+    }
+
+    /// Makes the set match `wanted`: services whose files did not change
+    /// are kept, others started from their state file as `loaded` holds it
+    /// (see `to_start`; read here if missing) with `start` spawning the
+    /// task that keeps a new one's file in step; removed ones stopped.
+    pub fn update(
+        &mut self,
+        wanted: Vec<Files>,
+        mut loaded: Loaded,
+        mut start: impl FnMut(Rc<Service>) -> Task<()>,
+    ) {
         let mut old: HashMap<Rc<str>, (Rc<Service>, Task<()>)> = self
             .list
             .drain(..)
@@ -86,7 +138,10 @@ impl Services {
                 .remove(files.name.as_str())
                 .filter(|(s, _)| s.files() == files);
             let entry = kept.unwrap_or_else(|| {
-                let service = Rc::new(Service::new(self.next_id, files));
+                let state = loaded
+                    .remove(&files.state_file)
+                    .unwrap_or_else(|| state::load(&files.state_file));
+                let service = Rc::new(Service::new(self.next_id, files, state));
                 self.next_id += 1;
                 let task = start(Rc::clone(&service));
                 (service, task)
@@ -148,7 +203,6 @@ mod tests {
     use super::*;
     use crate::config::ServiceConfig;
     use smol::LocalExecutor;
-    use std::path::Path;
 
     fn files(name: &str, state: &str, drain: Option<&str>) -> Files {
         Files {
@@ -245,7 +299,13 @@ mod tests {
         let mut services = Services::default();
         for (wanted, ids) in steps {
             let names: Vec<String> = wanted.iter().map(|f| f.name.clone()).collect();
-            services.update(wanted, |_| ex.spawn(async {}));
+            let start = services.to_start(&wanted);
+            let fresh = ids
+                .iter()
+                .filter(|id| services.by_id(**id).is_none())
+                .count();
+            assert_eq!(start.load.len(), fresh, "{names:?}");
+            services.update(wanted, start.run(), |_| ex.spawn(async {}));
             let got: Vec<u32> = services.all().iter().map(|s| s.id).collect();
             assert_eq!(got, ids, "{names:?}");
             assert_eq!(services.len(), ids.len());

@@ -26,6 +26,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::List(addresses),
         help: "address(es) to listen on, comma-separated",
         doc: "address(es) to listen on: one, a comma-separated list, or a TOML array; `::` also accepts IPv4 on Linux",
+        restart: false,
     },
     Setting {
         key: "port",
@@ -40,6 +41,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "TCP port",
         doc: "TCP port; 0 picks any free port, logged at startup",
+        restart: false,
     },
     Setting {
         key: "state_file",
@@ -50,6 +52,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(path),
         help: "JSON state file",
         doc: "the JSON state file",
+        restart: false,
     },
     Setting {
         key: "max_connections",
@@ -64,6 +67,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "connections served at once",
         doc: "replies that may be waiting on a slow client at once; more are closed",
+        restart: false,
     },
     Setting {
         key: "write_timeout",
@@ -78,6 +82,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "deadline to send a reply",
         doc: "milliseconds a client has to take its reply",
+        restart: false,
     },
     Setting {
         key: "log_requests",
@@ -88,6 +93,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Switch,
         help: "log each probe's peer and reply",
         doc: "log each probe's peer address and reply",
+        restart: false,
     },
     Setting {
         key: "drain_file",
@@ -98,6 +104,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(optional_path),
         help: "report drain while this file exists",
         doc: "while this file exists, report `drain`",
+        restart: false,
     },
     Setting {
         key: "maint_file",
@@ -108,6 +115,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(optional_path),
         help: "report maint while this file exists (wins)",
         doc: "while this file exists, report `maint` (wins over the drain file)",
+        restart: false,
     },
     Setting {
         key: "cpu_weight",
@@ -118,6 +126,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Switch,
         help: "scale the weight by the idle CPU share",
         doc: "scale the weight by the idle CPU share",
+        restart: false,
     },
     Setting {
         key: "timeframe",
@@ -132,6 +141,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "CPU sampling window",
         doc: "CPU sampling window in milliseconds",
+        restart: false,
     },
     Setting {
         key: "min_weight",
@@ -146,6 +156,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "lowest weight CPU load can bring",
         doc: "lowest weight, in percent, that CPU load alone can bring",
+        restart: false,
     },
     Setting {
         key: "cpu_smoothing",
@@ -160,6 +171,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "share of the previous sample kept",
         doc: "percent of the previous sample kept (exponential smoothing; 0 = off)",
+        restart: false,
     },
     Setting {
         key: "proc_stat",
@@ -170,6 +182,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(path),
         help: "CPU counters file",
         doc: "where CPU counters are read",
+        restart: false,
     },
     Setting {
         key: "systemd",
@@ -180,6 +193,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Switch,
         help: "use listening sockets passed by systemd",
         doc: "serve the listening sockets passed by systemd (`LISTEN_FDS`) instead of binding `ip`/`port`",
+        restart: true,
     },
     Setting {
         key: "control_socket",
@@ -190,6 +204,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "control socket for hapgent ctl, empty: none",
         doc: "the control socket of `hapgent ctl`; empty disables it",
+        restart: false,
     },
     Setting {
         key: "control_group",
@@ -200,6 +215,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(group),
         help: "group allowed to use the control socket",
         doc: "members may use the control socket (besides root and hapgent's user)",
+        restart: false,
     },
     Setting {
         key: "seen_window",
@@ -214,6 +230,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "how recent a probe counts for --wait-seen",
         doc: "the longest silence, in milliseconds, after which a load balancer no longer counts as probing for `--wait-seen` (it also stops counting after three of its own intervals plus a second)",
+        restart: false,
     },
     Setting {
         key: "max_probers",
@@ -228,6 +245,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "load balancers remembered",
         doc: "load balancers (per service) remembered; past it the longest unseen is forgotten",
+        restart: false,
     },
     Setting {
         key: "services",
@@ -241,6 +259,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "",
         doc: "services that HAProxy's `agent-send` names, as `[services.NAME]` tables (file only; see \"Services\")",
+        restart: false,
     },
     Setting {
         key: "payload_timeout",
@@ -255,16 +274,18 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "with services: wait for agent-send",
         doc: "with services, milliseconds to wait for the `agent-send` payload",
+        restart: false,
     },
     Setting {
         key: "allow",
         env: Some("HAPGENT_ALLOW"),
         flag: Some("--allow"),
         arg: "CIDR",
-        default: Builtin::Empty("everyone"),
+        default: Builtin::Absent("everyone"),
         kind: Kind::List(ranges),
         help: "sources allowed to probe, comma-separated",
-        doc: "sources allowed to probe: CIDRs, comma-separated or a TOML array",
+        doc: "sources allowed to probe: CIDRs, comma-separated or a TOML array; unset allows everyone, an empty list is an error (write `0.0.0.0/0, ::/0` for everyone)",
+        restart: false,
     },
     Setting {
         key: "metrics_listen",
@@ -275,6 +296,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "serve Prometheus metrics",
         doc: "`address:port` for `GET /metrics`",
+        restart: true,
     },
 ];
 
@@ -289,6 +311,7 @@ pub static SERVICE: &[Setting] = &[
         kind: Kind::Text(path),
         help: "",
         doc: "the service's JSON state file; each service needs its own",
+        restart: false,
     },
     Setting {
         key: "drain_file",
@@ -299,6 +322,7 @@ pub static SERVICE: &[Setting] = &[
         kind: Kind::Text(optional_path),
         help: "",
         doc: "while this file exists, the service reports `drain`",
+        restart: false,
     },
     Setting {
         key: "maint_file",
@@ -309,6 +333,7 @@ pub static SERVICE: &[Setting] = &[
         kind: Kind::Text(optional_path),
         help: "",
         doc: "while this file exists, the service reports `maint`",
+        restart: false,
     },
 ];
 
@@ -325,8 +350,15 @@ fn addresses(ips: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// `allow`: each one an address range.
+/// `allow`: at least one address range (an empty list would let everyone
+/// in, which is not what an operator who wrote one means), each valid.
 fn ranges(ranges: &[&str]) -> Result<(), String> {
+    if ranges.is_empty() {
+        return Err(
+            "is empty, and an empty allow-list would let everyone probe; list the sources allowed (\"0.0.0.0/0, ::/0\" for everyone), or leave allow out"
+                .into(),
+        );
+    }
     for range in ranges {
         range.parse::<Cidr>()?;
     }

@@ -12,9 +12,12 @@
 //! `sys::adopt_listener`.
 
 use crate::error::Error;
+use crate::log::Limit;
 use crate::sys;
+use std::cell::RefCell;
 use std::net::TcpListener;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
 
 /// The first descriptor systemd passes.
 const LISTEN_FDS_START: i32 = 3;
@@ -66,9 +69,15 @@ pub fn adopt() -> Result<Vec<TcpListener>, Error> {
         .collect()
 }
 
+/// At most one failure to notify is logged per this long.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Sends readiness messages to systemd, when it asked for them.
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// Failures are logged the first time, then once a minute with a
+    /// count: a gone receiver fails every message.
+    failures: RefCell<Limit>,
 }
 
 impl Notifier {
@@ -93,17 +102,26 @@ impl Notifier {
                 }
             }
         });
-        Notifier { target }
+        Notifier::to(target)
+    }
+
+    fn to(target: Option<(UnixDatagram, SocketAddr)>) -> Notifier {
+        Notifier {
+            target,
+            failures: RefCell::new(Limit::new(FAILURE_LOG_EVERY)),
+        }
     }
 
     /// Sends one message such as `READY=1` without ever waiting; failures
-    /// (including a full receive queue) are logged, never fatal (systemd
-    /// would time the unit out, which says enough).
+    /// (including a full receive queue) are logged (rate-limited), never
+    /// fatal (systemd would time the unit out, which says enough).
     pub fn notify(&self, message: &str) {
         if let Some((socket, addr)) = &self.target
             && let Err(e) = socket.send_to_addr(message.as_bytes(), addr)
+            && let Some(more) = self.failures.borrow_mut().check(Instant::now())
         {
-            crate::warn!("cannot notify systemd ({message:?}): {e}");
+            let first = message.lines().next().unwrap_or_default();
+            crate::warn!("cannot notify systemd ({first:?}): {e}{more}");
         }
     }
 
@@ -153,16 +171,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("notify.sock");
         let receiver = UnixDatagram::bind(&path).unwrap();
-        let notifier = Notifier {
-            target: Some((
-                {
-                    let s = UnixDatagram::unbound().unwrap();
-                    s.set_nonblocking(true).unwrap();
-                    s
-                },
-                SocketAddr::from_pathname(&path).unwrap(),
-            )),
-        };
+        let notifier = Notifier::to(Some((
+            {
+                let s = UnixDatagram::unbound().unwrap();
+                s.set_nonblocking(true).unwrap();
+                s
+            },
+            SocketAddr::from_pathname(&path).unwrap(),
+        )));
         notifier.notify("READY=1");
         notifier.reloading();
         let mut buf = [0u8; 256];

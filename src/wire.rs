@@ -19,7 +19,8 @@
 //! value, `null` removes it, a field left out is kept. `service` names the
 //! service (left out: the default one; `"*"`: every service); `wait-seen`
 //! takes it too. The merged state is
-//! validated exactly as a state file is. Answers are objects with
+//! validated exactly as a state file is, and a field given twice in
+//! `state` is refused as it is in a state file. Answers are objects with
 //! `"v":1` and `"ok"`; a failure has `"error"` (a stable code) and
 //! `"message"` (a sentence). Everything here is pure.
 
@@ -104,11 +105,42 @@ struct Raw {
     #[serde(default)]
     service: Option<String>,
     #[serde(default)]
-    state: Option<Map<String, Value>>,
+    state: Option<Fields>,
     #[serde(default)]
     version: Option<u64>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+}
+
+/// The fields of `set`'s `state`: an object whose keys are all different.
+/// (A `Map` keeps the last of two equal keys; a state file with one twice
+/// is refused, and so is a request.)
+struct Fields(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct Once;
+        impl<'de> Visitor<'de> for Once {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of state-file fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if fields.contains_key(&key) {
+                        let problem = crate::state::Problem::DuplicateField(key);
+                        return Err(de::Error::custom(format!("\"state\" {problem}")));
+                    }
+                    fields.insert(key, value);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(Once)
+    }
 }
 
 /// Parses one request line (the newline is optional).
@@ -151,7 +183,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             if raw.version.is_some() || raw.timeout_ms.is_some() {
                 return extra("version/timeout_ms");
             }
-            let state = raw.state.ok_or("\"set\" needs \"state\"")?;
+            let Fields(state) = raw.state.ok_or("\"set\" needs \"state\"")?;
             if state.is_empty() {
                 return Err("\"set\" needs at least one field in \"state\"".into());
             }
@@ -362,6 +394,22 @@ mod tests {
             (
                 r#"{"v":1,"command":"reboot"}"#,
                 "unknown command \"reboot\"",
+            ),
+            (
+                r#"{"v":1,"command":"set","state":{"status":"UP","status":"DOWN"}}"#,
+                "\"state\" has the field \"status\" more than once; which one is meant is unclear",
+            ),
+            (
+                r#"{"v":1,"command":"set","state":{"weight":1,"status":"UP","weight":null}}"#,
+                "has the field \"weight\" more than once",
+            ),
+            (
+                r#"{"v":1,"command":"set","state":"UP"}"#,
+                "expected an object of state-file fields",
+            ),
+            (
+                r#"{"v":1,"command":"set","command":"set","state":{"status":"UP"}}"#,
+                "duplicate field `command`",
             ),
             (
                 r#"{"v":1,"command":"status","extra":1}"#,

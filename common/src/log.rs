@@ -15,6 +15,10 @@
 //! Either way a line is one `write`, so lines never interleave. [`flush`]
 //! before exiting writes what is still queued.
 //!
+//! A line that an outsider can cause over and over (a refused client, a
+//! peer that is gone) goes through a [`Limit`]: the first is logged, then
+//! at most one per interval, saying how many were left out.
+//!
 //! This module does not filter by level or rotate.
 
 use std::fmt;
@@ -175,6 +179,46 @@ fn timestamp(secs: u64) -> String {
     )
 }
 
+/// How often one kind of line may be logged: the first at once, then at
+/// most one per `every`; the lines left out in between are counted and
+/// the next line logged says how many. Pure: the caller passes the time.
+#[derive(Debug)]
+pub struct Limit {
+    every: Duration,
+    last: Option<Instant>,
+    left_out: u64,
+}
+
+impl Limit {
+    pub const fn new(every: Duration) -> Limit {
+        Limit {
+            every,
+            last: None,
+            left_out: 0,
+        }
+    }
+
+    /// Whether a line may be logged at `now`: `Some` with the text to end
+    /// it with (empty, or how many were left out since the last one), or
+    /// `None` to leave it out.
+    pub fn check(&mut self, now: Instant) -> Option<String> {
+        if let Some(last) = self.last
+            && now.saturating_duration_since(last) < self.every
+        {
+            self.left_out += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(match std::mem::take(&mut self.left_out) {
+            0 => String::new(),
+            n => format!(
+                " ({n} more like it in the last {} s not logged)",
+                self.every.as_secs()
+            ),
+        })
+    }
+}
+
 /// Logs at info level: `info!("listening on {addr}")`.
 #[macro_export]
 macro_rules! info {
@@ -197,6 +241,32 @@ macro_rules! error {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn limit_logs_the_first_then_one_per_interval() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut limit = Limit::new(Duration::from_secs(60));
+        // (time in ms, what check answers)
+        let cases = [
+            (0, Some("")),
+            (1, None),
+            (59_999, None),
+            (
+                60_000,
+                Some(" (2 more like it in the last 60 s not logged)"),
+            ),
+            (60_001, None),
+            (
+                200_000,
+                Some(" (1 more like it in the last 60 s not logged)"),
+            ),
+            (300_000, Some("")),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(limit.check(at(ms)).as_deref(), want, "{ms} ms");
+        }
+    }
 
     #[test]
     fn timestamps() {

@@ -40,6 +40,10 @@ pub struct Setting {
     pub help: &'static str,
     /// The README's explanation (Markdown); a number's range is added.
     pub doc: &'static str,
+    /// Whether a running program that reloads its configuration keeps this
+    /// setting as it was (a change takes a restart). The reload asks this
+    /// column, and the README's row says so.
+    pub restart: bool,
 }
 
 /// A setting's built-in value.
@@ -269,6 +273,19 @@ pub fn markdown_rows(settings: &[Setting]) -> Vec<String> {
     rows
 }
 
+/// Ends the README's explanation of a setting that a reload keeps.
+pub const RESTART_NOTE: &str = "; **restart to change** (a reload keeps it)";
+
+/// The keys of the settings a reload keeps as they were (see
+/// [`Setting::restart`]), in the table's order.
+pub fn restart_only(settings: &[Setting]) -> Vec<&'static str> {
+    settings
+        .iter()
+        .filter(|s| s.restart)
+        .map(|s| s.key)
+        .collect()
+}
+
 /// One row of the README's settings table.
 fn markdown_row(s: &Setting, prefix: &str) -> String {
     let code = |text: Option<&str>| text.map_or_else(|| "—".to_string(), |t| format!("`{t}`"));
@@ -281,10 +298,13 @@ fn markdown_row(s: &Setting, prefix: &str) -> String {
         Builtin::Absent(text) | Builtin::Empty(text) => text.to_string(),
         Builtin::Required => "required".to_string(),
     };
-    let meaning = match s.kind {
+    let mut meaning = match s.kind {
         Kind::Number { min, max, .. } => format!("{} ({min}–{max})", s.doc),
         _ => s.doc.to_string(),
     };
+    if s.restart {
+        meaning.push_str(RESTART_NOTE);
+    }
     format!(
         "| `{prefix}{}` | {} | {flag} | {default} | {meaning} |",
         s.key,
@@ -407,6 +427,7 @@ mod tests {
         kind: Kind::Text(path),
         help: "",
         doc: "the entry's file",
+        restart: false,
     }];
 
     static SETTINGS: &[Setting] = &[
@@ -423,6 +444,7 @@ mod tests {
             },
             help: "TCP port",
             doc: "the port",
+            restart: false,
         },
         Setting {
             key: "verbose",
@@ -433,6 +455,7 @@ mod tests {
             kind: Kind::Switch,
             help: "say more",
             doc: "say more",
+            restart: true,
         },
         Setting {
             key: "names",
@@ -443,6 +466,7 @@ mod tests {
             kind: Kind::List(even),
             help: "names, a long explanation of what they are, which goes on and on until it wraps",
             doc: "names",
+            restart: false,
         },
         Setting {
             key: "extra",
@@ -453,6 +477,7 @@ mod tests {
             kind: Kind::Text(optional_path),
             help: "an extra file",
             doc: "an extra file",
+            restart: false,
         },
         Setting {
             key: "entries",
@@ -466,6 +491,7 @@ mod tests {
             },
             help: "",
             doc: "named entries",
+            restart: false,
         },
     ];
 
@@ -558,7 +584,7 @@ mod tests {
             rows,
             [
                 "| `port` | `T_PORT` | `--port` | `9` | the port (1–99) |",
-                "| `verbose` | `T_VERBOSE` | `--verbose` | `false` | say more |",
+                "| `verbose` | `T_VERBOSE` | `--verbose` | `false` | say more; **restart to change** (a reload keeps it) |",
                 "| `names` | `T_NAMES` | `--names` (repeatable) | nobody | names |",
                 "| `extra` | `T_EXTRA` | `--extra-long-flag-name` | unset | an extra file |",
                 "| `entries` | — | — | none | named entries |",
@@ -585,6 +611,7 @@ mod tests {
             "{diff}"
         );
         assert!(markdown_table(&doc, "## Other").is_none());
+        assert_eq!(restart_only(SETTINGS), ["verbose"]);
     }
 
     /// `check_against` finds a default that differs and a field without

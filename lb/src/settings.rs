@@ -22,6 +22,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(path),
         help: "HAProxy runtime API socket (level admin)",
         doc: "runtime API socket (`stats socket … level admin`)",
+        restart: false,
     },
     Setting {
         key: "master_socket",
@@ -32,6 +33,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "HAProxy master CLI socket (haproxy -W -S PATH); needed by reload = master-socket",
         doc: "master CLI socket (`haproxy -W -S PATH`)",
+        restart: false,
     },
     Setting {
         key: "haproxy_config",
@@ -42,6 +44,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(file_name),
         help: "the haproxy.cfg served and replaced",
         doc: "the file served and replaced",
+        restart: false,
     },
     Setting {
         key: "haproxy_bin",
@@ -52,6 +55,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "haproxy binary used to validate (-c)",
         doc: "binary used for `-c`",
+        restart: false,
     },
     Setting {
         key: "reload",
@@ -62,6 +66,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "master-socket, systemd or command",
         doc: "`master-socket`, `systemd` or `command`",
+        restart: false,
     },
     Setting {
         key: "reload_command",
@@ -72,6 +77,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "argv for reload = command, space-separated (no shell)",
         doc: "argv for `command` (array, or space-separated words; no shell)",
+        restart: false,
     },
     Setting {
         key: "systemd_unit",
@@ -82,6 +88,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "unit for reload = systemd",
         doc: "unit for `systemd`",
+        restart: false,
     },
     Setting {
         key: "reload_timeout",
@@ -96,6 +103,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "time for a reload to show up in the runtime API",
         doc: "ms for a reload to become visible",
+        restart: false,
     },
     Setting {
         key: "listen_unix",
@@ -106,6 +114,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "API Unix socket, mode 0660; empty: none",
         doc: "API socket; empty: none",
+        restart: false,
     },
     Setting {
         key: "socket_group",
@@ -116,6 +125,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "group allowed on the Unix socket",
         doc: "group allowed on the API socket",
+        restart: false,
     },
     Setting {
         key: "listen_tcp",
@@ -126,6 +136,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(loopback),
         help: "loopback TCP address for the API (needs token_file)",
         doc: "loopback `ADDR:PORT`; needs `token_file`",
+        restart: false,
     },
     Setting {
         key: "token_file",
@@ -136,6 +147,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Text(any),
         help: "bearer tokens for TCP, one per line as NAME:TOKEN or TOKEN",
         doc: "bearer tokens, `NAME:TOKEN` or `TOKEN` per line",
+        restart: false,
     },
     Setting {
         key: "max_body",
@@ -150,6 +162,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "largest request body",
         doc: "largest request body, bytes",
+        restart: false,
     },
     Setting {
         key: "header_timeout",
@@ -164,6 +177,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "deadline to receive request headers",
         doc: "ms to receive the request headers",
+        restart: false,
     },
     Setting {
         key: "body_timeout",
@@ -178,6 +192,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "deadline to receive the body after the headers",
         doc: "ms to receive the body",
+        restart: false,
     },
     Setting {
         key: "poll_interval",
@@ -192,6 +207,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "runtime API polling interval for wait and reloads",
         doc: "ms between runtime API polls (`wait`, reload verification)",
+        restart: false,
     },
     Setting {
         key: "max_connections",
@@ -206,6 +222,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         help: "API connections served at once",
         doc: "API connections at once",
+        restart: false,
     },
 ];
 

@@ -8,6 +8,7 @@ mod util;
 
 mod clients;
 mod commands;
+mod control_edges;
 mod ctl;
 mod dynamic;
 mod faults;
