@@ -47,6 +47,32 @@ fuzz_target!(|data: &[u8]| {
         flags: Vec::new(),
     };
     if let Ok(loaded) = hapgent::config::load(&inputs) {
+        // Property "no empty allow-list": `allow` is unset (everyone) or
+        // lists at least one range; an empty list is refused.
+        assert!(
+            loaded.config.allow.as_ref().is_none_or(|a| !a.is_empty()),
+            "{:?}",
+            loaded.config.allow
+        );
+        // Property "the control socket replaces no file of ours": it is
+        // never the path of the state file or a flag file.
+        let c = &loaded.config;
+        let socket = &c.control_socket;
+        if !socket.as_os_str().is_empty() {
+            let mut files = vec![
+                Some(&c.state_file),
+                c.drain_file.as_ref(),
+                c.maint_file.as_ref(),
+            ];
+            for s in c.services.values() {
+                files.extend([
+                    Some(&s.state_file),
+                    s.drain_file.as_ref(),
+                    s.maint_file.as_ref(),
+                ]);
+            }
+            assert!(!files.contains(&Some(socket)), "{socket:?}");
+        }
         // Property "check-config round trip": what `hapgent check-config`
         // prints is a configuration file that loads as the same
         // configuration.

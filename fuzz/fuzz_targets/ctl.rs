@@ -80,6 +80,24 @@ fuzz_target!(|data: &[u8]| {
         {
             assert_eq!(state::parse(merged.to_json().as_bytes()), Ok(merged));
         }
+        // Property "a field twice is refused": the same request with one
+        // of its state fields given twice does not parse, as a state file
+        // with a field twice does not load.
+        if let Request::Set { state: fields, .. } = &request
+            && let Some((key, value)) = fields.iter().next()
+        {
+            let key = Value::String(key.clone());
+            let twice = format!(
+                "{{\"v\":1,\"command\":\"set\",\"state\":{{{key}:{value},{key}:{value}}}}}"
+            );
+            if twice.len() <= MAX_REQUEST {
+                let refused = wire::parse_request(twice.as_bytes());
+                assert!(
+                    matches!(&refused, Err(e) if e.contains("more than once")),
+                    "{twice}\n{refused:?}"
+                );
+            }
+        }
     }
 
     if let Ok(answer) = wire::parse_answer(data) {
