@@ -53,6 +53,9 @@ pub const NO_NEWS: &[u8] = b"\n";
 
 type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
 
+/// A listening address and the task serving it.
+type Listener = (SocketAddr, Task<()>);
+
 /// Counts kept for the whole agent, for the metrics.
 #[derive(Default)]
 pub struct Counters {
@@ -483,11 +486,7 @@ impl Agent {
     /// Binds and serves the addresses `new` adds (see `reload::listeners`),
     /// while the current listeners stay open; returns the current ones to
     /// keep and the new ones. Nothing changes if any cannot be bound.
-    #[allow(clippy::type_complexity)]
-    fn bind_new(
-        &self,
-        new: &Config,
-    ) -> Result<(Vec<SocketAddr>, Vec<(SocketAddr, Task<()>)>), String> {
+    fn bind_new(&self, new: &Config) -> Result<(Vec<SocketAddr>, Vec<Listener>), String> {
         let current: Vec<SocketAddr> = self.listeners.borrow().iter().map(|(a, _)| *a).collect();
         let (kept, fresh) = reload::listeners(&current, &new.ip, new.port);
         let Some(server) = self.server.borrow().clone() else {
@@ -502,7 +501,7 @@ impl Agent {
     }
 
     /// Closes the listeners not in `kept` and adds `added`.
-    fn replace_listeners(&self, kept: &[SocketAddr], added: Vec<(SocketAddr, Task<()>)>) {
+    fn replace_listeners(&self, kept: &[SocketAddr], added: Vec<Listener>) {
         let mut listeners = self.listeners.borrow_mut();
         listeners.retain(|(addr, _)| kept.contains(addr));
         listeners.extend(added);

@@ -8,10 +8,10 @@
 //! user, or members of `control_group`; anyone else gets a
 //! "permission-denied" answer and a log line. One request per connection,
 //! one answer; refusals are logged at most once a minute (with a count),
-//! so a stranger cannot flood the log. A request must arrive whole within `READ_DEADLINE` and be
-//! at most `wire::MAX_REQUEST` bytes; at most `MAX_CONNECTIONS` are served
-//! at once. Nothing here ever runs on the path that answers a probe: each
-//! connection is its own task.
+//! so a stranger cannot flood the log. A request must arrive whole within
+//! `READ_DEADLINE` and be at most `wire::MAX_REQUEST` bytes; at most
+//! `MAX_CONNECTIONS` are served at once. Nothing here ever runs on the
+//! path that answers a probe: each connection is its own task.
 //!
 //! The socket never replaces what is not a socket: a regular file, a
 //! directory or a link at its path is an error at start (or reload), a
@@ -182,9 +182,10 @@ fn existing(path: &Path) -> Result<bool, String> {
         Err(e) => return Err(format!("cannot check what is there: {e}")),
     };
     let kind = meta.file_type();
-    let what = if kind.is_socket() {
+    if kind.is_socket() {
         return Ok(true);
-    } else if kind.is_file() {
+    }
+    let what = if kind.is_file() {
         "a regular file"
     } else if kind.is_dir() {
         "a directory"

@@ -416,8 +416,10 @@ fn control_socket_refusals_are_rate_limited() {
     let (code, _, err) = agent.ctl(&["drain"]);
     assert_eq!(code, 0, "{err}");
     agent.wait_log("(ctl by uid 0");
+    // One line, or two if the run straddled the minute between them;
+    // never one per refusal.
     let refusals = agent.log().matches("control socket: refused").count();
-    assert_eq!(refusals, 1, "{}", agent.log());
+    assert!((1..=2).contains(&refusals), "{}", agent.log());
 }
 
 #[test]
@@ -435,7 +437,9 @@ fn notification_failures_are_rate_limited() {
         agent.signal(libc::SIGHUP);
         agent.wait_log_count("reload: applied log_requests", i + 1);
     }
-    // The READY=1 of the third reload was sent before the fourth began.
+    // The READY=1 of the third reload was sent before the fourth began:
+    // 7 failures at least. One line, or two if the run straddled the
+    // minute between them; never one per failure.
     let failures = agent.log().matches("cannot notify systemd").count();
-    assert_eq!(failures, 1, "{}", agent.log());
+    assert!((1..=2).contains(&failures), "{}", agent.log());
 }
