@@ -44,47 +44,52 @@ pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
         return Ok(None);
     }
     let restart = settings::restart_only(SETTINGS);
-    let mut kept: Vec<String> = changed
+    let needs_restart: Vec<&str> = changed
         .iter()
-        .filter(|k| restart.contains(&k.as_str()))
-        .cloned()
+        .map(String::as_str)
+        .filter(|k| restart.contains(k))
+        .collect();
+    let addresses: Vec<&str> = changed
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k == "ip" || *k == "port")
         .collect();
     let mut warnings = Vec::new();
-    if !kept.is_empty() {
-        let (them, it) = if kept.len() == 1 {
-            ("needs a restart", "it")
-        } else {
-            ("need a restart", "them")
-        };
+    if !needs_restart.is_empty() {
+        let one = needs_restart.len() == 1;
         warnings.push(format!(
-            "{} {them}; keeping {it} as {} until hapgent restarts",
-            kept.join(", "),
-            if kept.len() == 1 {
-                "it was"
+            "{} {}; keeping {} until hapgent restarts",
+            needs_restart.join(", "),
+            if one {
+                "needs a restart"
             } else {
-                "they were"
-            }
+                "need a restart"
+            },
+            if one {
+                "it as it was"
+            } else {
+                "them as they were"
+            },
         ));
     }
-    let addresses: Vec<String> = ["ip", "port"]
-        .into_iter()
-        .filter(|k| changed.iter().any(|c| c == k))
-        .map(String::from)
-        .collect();
-    let mut rebind = false;
-    if !addresses.is_empty() {
-        if old.systemd {
-            warnings.push(format!(
-                "systemd passes the listening sockets; {} {} not apply",
-                addresses.join(" and "),
-                if addresses.len() == 1 { "does" } else { "do" }
-            ));
-            kept.extend(addresses);
-            kept.sort();
-        } else {
-            rebind = true;
-        }
+    // With socket activation, ip and port do not apply: kept as they were.
+    let inert = old.systemd && !addresses.is_empty();
+    if inert {
+        warnings.push(format!(
+            "systemd passes the listening sockets; {} {} not apply",
+            addresses.join(" and "),
+            if addresses.len() == 1 { "does" } else { "do" }
+        ));
     }
+    let rebind = !old.systemd && !addresses.is_empty();
+    // In `changed`'s (sorted) order.
+    let kept: Vec<String> = changed
+        .iter()
+        .filter(|k| {
+            needs_restart.contains(&k.as_str()) || (inert && addresses.contains(&k.as_str()))
+        })
+        .cloned()
+        .collect();
     let move_control = changed
         .iter()
         .any(|k| k == "control_socket" || k == "control_group");
