@@ -10,6 +10,7 @@ mod clients;
 mod commands;
 mod ctl;
 mod dynamic;
+mod edges_signals;
 mod faults;
 mod haproxy;
 mod reload;
