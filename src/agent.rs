@@ -181,10 +181,15 @@ impl Agent {
         };
         let probes = &service.counters.probes;
         probes.set(probes.get() + 1);
-        let reply = self.current_reply(&service);
+        let key = (peer.ip(), service.id);
+        // A prober already served this reply gets its repeat (see
+        // `Service::reply_for`).
+        let last = self.probers.borrow().get(&key).map(|p| Rc::clone(&p.reply));
+        let (idle, min_weight) = self.cpu_load();
+        let reply = service.reply_for(idle, min_weight, last.as_ref());
         self.probers
             .borrow_mut()
-            .record((peer.ip(), service.id), &reply, service.version(), now);
+            .record(key, &reply, service.version(), now);
         self.probe_waiters.notify();
         reply
     }

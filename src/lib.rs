@@ -38,6 +38,7 @@ pub(crate) use hapgent_common::{error, files, info, log, warn};
 
 use cli::Command;
 use error::Error;
+use hapgent_common::{out, outln};
 use std::path::PathBuf;
 
 /// Runs the command line's command; `main` turns the outcome into an exit
@@ -46,11 +47,11 @@ pub fn run() -> Result<(), Error> {
     let cli = cli::parse(std::env::args_os().skip(1))?;
     match cli.command {
         Command::Help => {
-            print!("{}", cli::usage_text());
+            out!("{}", cli::usage_text());
             return Ok(());
         }
         Command::Version => {
-            println!("hapgent {}", env!("CARGO_PKG_VERSION"));
+            outln!("hapgent {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
         Command::Run => {
@@ -72,7 +73,7 @@ pub fn run() -> Result<(), Error> {
     let loaded = config::load(&inputs)?;
     match cli.command {
         Command::CheckConfig => {
-            print!("{}", loaded.describe());
+            out!("{}", loaded.describe());
             Ok(())
         }
         Command::Reply { json } => oneshot::run(loaded.config, json),

@@ -10,6 +10,7 @@ use crate::flags::FlagFiles;
 use crate::protocol;
 use crate::served;
 use crate::state;
+use hapgent_common::{out, outln};
 use std::time::Duration;
 
 /// Prints the reply, or with `json` the reply and its inputs as one JSON
@@ -48,9 +49,9 @@ pub fn run(config: Config, json: bool) -> Result<(), Error> {
             "cpu_idle_percent": idle.map(|i| f64::from(i) / 10_000.0),
             "weight": protocol::weight(&served, overlay),
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        print!("{reply}");
+        out!("{reply}");
     }
     Ok(())
 }

@@ -4,9 +4,11 @@
 //! (up/down) and the administrative state (ready/drain/maint), and keeps any
 //! value the agent does not send. So every reply states the whole picture:
 //! `up ready` rather than `up` (which would leave a server drained forever
-//! after a DRAIN), and always a weight, so that removing `weight` from the
-//! state file restores the configured weight instead of keeping the last
-//! percentage. The README ("Replies") says how HAProxy parses the words.
+//! after a DRAIN), and a weight, so that removing `weight` from the state
+//! file restores the configured weight instead of keeping the last
+//! percentage. The one exception is a repeat of a drained server's reply
+//! (`render_repeat`), where the weight only makes HAProxy log. The README
+//! ("Replies") says how HAProxy parses the words.
 //!
 //! Everything here is pure. This module does not read files or sockets.
 
@@ -151,6 +153,30 @@ pub fn render(state: &State) -> String {
 /// file only ever makes the admin state more restrictive: a drain file on a
 /// server in MAINT leaves it in MAINT.
 pub fn render_with(state: &State, overlay: Overlay) -> String {
+    render_words(state, overlay, true)
+}
+
+/// The reply to repeat to a prober that was already served
+/// `render_with(state, overlay)`, when it must differ: every word HAProxy
+/// acts on silently when nothing changes, and none that it logs every
+/// time. `None`: repeat the full reply.
+///
+/// HAProxy forgets nothing between probes, so a repeated word only
+/// restates what it already applied; but HAProxy 2.6 re-evaluates the
+/// server's state whenever it is sent a weight (`server_recalc_eweight`)
+/// and, while the server is drained, logs "remains in forced drain mode"
+/// each time. So while the reply drains, a repeat leaves the weight out.
+/// A drained server gets no new sessions whatever its weight, and the
+/// reply that ends the drain is a change, sent whole, weight included.
+/// Repeating `ready`, `drain`, `maint`, `up`, `down`, a `maxconn` or a
+/// description logs nothing (HAProxy 2.6 and 3.0).
+pub fn render_repeat(state: &State, overlay: Overlay) -> Option<String> {
+    (admin_of(state, overlay.admin) == Some(Admin::Drain))
+        .then(|| render_words(state, overlay, false))
+}
+
+/// The reply line, with or without its weight.
+fn render_words(state: &State, overlay: Overlay, with_weight: bool) -> String {
     let (op, _) = axes(state.status);
     let admin = admin_of(state, overlay.admin);
     let mut line = String::with_capacity(64);
@@ -160,7 +186,9 @@ pub fn render_with(state: &State, overlay: Overlay) -> String {
         }
         line.push_str(word);
     }
-    let _ = write!(line, " {}%", weight(state, overlay));
+    if with_weight {
+        let _ = write!(line, " {}%", weight(state, overlay));
+    }
     if let Some(m) = state.maxconn {
         let _ = write!(line, " maxconn:{m}");
     }
@@ -176,14 +204,16 @@ pub fn render_with(state: &State, overlay: Overlay) -> String {
 }
 
 /// Makes free text safe for the reply: one line of printable ASCII, runs of
-/// whitespace and control characters collapsed to one space, anything else
-/// replaced by `?`, trimmed, and cut to `MAX_DESCRIPTION` bytes. A CR or LF
-/// would end the reply early; HAProxy would read the rest as garbage.
+/// ASCII whitespace and control characters collapsed to one space, every
+/// other character (non-ASCII line and paragraph separators, NEL and
+/// no-break spaces included) replaced by `?`, trimmed, and cut to
+/// `MAX_DESCRIPTION` bytes. A CR or LF would end the reply early; HAProxy
+/// would read the rest as garbage.
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_DESCRIPTION));
     let mut space = false;
-    for c in text.trim().chars() {
-        if c.is_whitespace() || c.is_control() {
+    for c in text.chars() {
+        if c.is_ascii_whitespace() || c.is_ascii_control() {
             space = true;
             continue;
         }
@@ -369,6 +399,66 @@ mod tests {
     }
 
     #[test]
+    fn repeats_leave_out_only_what_haproxy_logs_every_time() {
+        use Admin::*;
+        let state = |status, weight, maxconn| State {
+            status,
+            weight,
+            maxconn,
+            description: Some("why".into()),
+        };
+        // (state, flag admin, cpu weight, repeat; None: the full reply)
+        let cases = [
+            (state(Status::Up, None, None), None, None, None),
+            (state(Status::Ready, Some(50), Some(3)), None, None, None),
+            (state(Status::Maint, Some(50), None), None, None, None),
+            (state(Status::Down, Some(50), None), None, None, None),
+            (state(Status::Up, None, None), Some(Maint), None, None),
+            (
+                state(Status::Drain, Some(40), None),
+                Some(Maint),
+                None,
+                None,
+            ),
+            (
+                state(Status::Drain, Some(50), Some(30)),
+                None,
+                None,
+                Some("up drain maxconn:30 # why\n"),
+            ),
+            (
+                state(Status::Drain, None, None),
+                None,
+                Some(70),
+                Some("up drain # why\n"),
+            ),
+            (
+                state(Status::Up, Some(50), None),
+                Some(Drain),
+                None,
+                Some("up drain # why\n"),
+            ),
+            (
+                state(Status::Fail, Some(50), None),
+                Some(Drain),
+                None,
+                Some("fail drain # why\n"),
+            ),
+        ];
+        for (state, admin, weight, want) in cases {
+            let overlay = Overlay { admin, weight };
+            let repeat = render_repeat(&state, overlay);
+            assert_eq!(repeat.as_deref(), want, "{state:?} {overlay:?}");
+            // A repeat is the full reply less its weight, nothing else.
+            if let Some(repeat) = repeat {
+                let full = render_with(&state, overlay);
+                let w = format!(" {}%", self::weight(&state, overlay));
+                assert_eq!(full.replacen(&w, "", 1), repeat);
+            }
+        }
+    }
+
+    #[test]
     fn replies_stay_short_and_single_line() {
         let state = State {
             status: Status::Stopped,
@@ -393,6 +483,13 @@ mod tests {
             ("tab\there", "tab here"),
             ("\u{7f}del", "del"),
             ("ünï", "?n?"),
+            // Non-ASCII separators and spaces are marked, not dropped.
+            ("a\u{2028}b", "a?b"),
+            ("a\u{2029}b", "a?b"),
+            ("a\u{85}b", "a?b"),
+            ("a\u{a0}b", "a?b"),
+            ("\u{2028}edge\u{85}", "?edge?"),
+            ("\x0b\x0cvt ff\x1b", "vt ff"),
         ] {
             assert_eq!(sanitize(input), want, "{input:?}");
         }

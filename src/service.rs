@@ -130,6 +130,45 @@ pub struct Counters {
     pub failed_saves: Cell<u64>,
 }
 
+/// The reply of a service for its current state and inputs: `full` for a
+/// prober that has not been served it yet, `repeat` for one that has (see
+/// `protocol::render_repeat`; the same line when nothing needs leaving
+/// out). Which prober was served which is told by identity: a new pair is
+/// made only when the full line's text changes, and the prober table keeps
+/// each prober's last reply alive, so its address cannot be reused.
+#[derive(Clone)]
+struct Reply {
+    full: Rc<[u8]>,
+    repeat: Rc<[u8]>,
+}
+
+impl Reply {
+    /// The reply for `state` under `overlay`; `before` itself when the full
+    /// line is the same as `before`'s, so that a prober served `before` is
+    /// still known to have it.
+    fn render(state: &State, overlay: Overlay, before: Option<&Reply>) -> Reply {
+        let full = protocol::render_with(state, overlay);
+        if let Some(before) = before.filter(|b| *b.full == *full.as_bytes()) {
+            return before.clone();
+        }
+        let full: Rc<[u8]> = full.into_bytes().into();
+        let repeat = match protocol::render_repeat(state, overlay) {
+            Some(line) => line.into_bytes().into(),
+            None => Rc::clone(&full),
+        };
+        Reply { full, repeat }
+    }
+
+    /// What to send a prober whose last reply was `last`: the repeat if
+    /// that was this reply (full or repeated), the full line otherwise.
+    fn for_prober(&self, last: Option<&Rc<[u8]>>) -> &Rc<[u8]> {
+        match last {
+            Some(l) if Rc::ptr_eq(l, &self.full) || Rc::ptr_eq(l, &self.repeat) => &self.repeat,
+            _ => &self.full,
+        }
+    }
+}
+
 /// A service as configured: its name (empty for the default service) and
 /// files. A service whose files change is started afresh (see `services`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +202,7 @@ pub struct Service {
     /// The last reply and the overlay it was rendered with (`None`: stale,
     /// render again): most probes see the same inputs and reuse it without
     /// formatting anything.
-    reply: RefCell<(Option<Overlay>, Rc<[u8]>)>,
+    reply: RefCell<(Option<Overlay>, Reply)>,
     pub counters: Counters,
 }
 
@@ -182,7 +221,7 @@ impl Service {
             log_fail(&state_file, problem);
         }
         let state = served::at_start(&loaded);
-        let reply = protocol::render(&state).into_bytes().into();
+        let reply = Reply::render(&state, Overlay::default(), None);
         let service = Service {
             name: Rc::from(name),
             id,
@@ -226,15 +265,26 @@ impl Service {
         protocol::overlay(&self.state.borrow(), self.flags.check(), idle, min_weight)
     }
 
-    /// The reply a probe would get now, given the CPU idle share.
+    /// The reply a new prober would get now, given the CPU idle share.
     pub fn current_reply(&self, idle: Option<u32>, min_weight: u32) -> Rc<[u8]> {
+        self.reply_for(idle, min_weight, None)
+    }
+
+    /// The reply now, given the CPU idle share, for a prober whose last
+    /// reply was `last` (see `Reply::for_prober`).
+    pub fn reply_for(
+        &self,
+        idle: Option<u32>,
+        min_weight: u32,
+        last: Option<&Rc<[u8]>>,
+    ) -> Rc<[u8]> {
         let overlay = self.overlay(idle, min_weight);
         let mut cached = self.reply.borrow_mut();
         if cached.0 != Some(overlay) {
-            let line = protocol::render_with(&self.state.borrow(), overlay);
-            *cached = (Some(overlay), line.into_bytes().into());
+            let reply = Reply::render(&self.state.borrow(), overlay, Some(&cached.1));
+            *cached = (Some(overlay), reply);
         }
-        Rc::clone(&cached.1)
+        Rc::clone(cached.1.for_prober(last))
     }
 
     /// Forgets the cached reply (the settings it depends on changed).
@@ -262,7 +312,27 @@ impl Service {
 
     /// Serves `new` from now on, logging the change and its cause; a
     /// change is then saved, a state read from the file already is.
+    ///
+    /// A change is a change only if something changed: asking for the
+    /// state already served (a SIGUSR1 on a server that is up, a `systemctl
+    /// reload` of an unchanged file) is logged as such and leaves the
+    /// version, the change counters and the reply as they are.
     pub fn set(&self, new: State, cause: &str, kind: Cause, origin: Origin) {
+        let of = if self.name.is_empty() {
+            String::new()
+        } else {
+            format!(" of service {}", self.name)
+        };
+        if *self.state.borrow() == new {
+            info!("state{of} unchanged: {new} ({cause})");
+            // The file was just read and holds what is served, unless a
+            // save still running is about to overwrite it with the same.
+            if origin == Origin::File && !self.saving.get() {
+                self.saved.set(self.version.get());
+                self.save_waiters.notify();
+            }
+            return;
+        }
         let version = self.version.get() + 1;
         self.version.set(version);
         self.changed_at.set(Instant::now());
@@ -272,19 +342,10 @@ impl Service {
         {
             let mut cached = self.reply.borrow_mut();
             if let Some(overlay) = cached.0 {
-                cached.1 = protocol::render_with(&new, overlay).into_bytes().into();
+                cached.1 = Reply::render(&new, overlay, Some(&cached.1));
             }
         }
-        let of = if self.name.is_empty() {
-            String::new()
-        } else {
-            format!(" of service {}", self.name)
-        };
-        if old == new {
-            info!("state{of} unchanged: {new} ({cause})");
-        } else {
-            info!("state{of} changed: {old} -> {new} ({cause})");
-        }
+        info!("state{of} changed: {old} -> {new} ({cause})");
         match origin {
             // A save still running would overwrite what was read: let the
             // save loop write it back once that save is done.
@@ -353,8 +414,9 @@ impl Service {
                         self.save_waiters.notify();
                         if failures > 0 {
                             info!(
-                                "saved the state to {} after {failures} failed attempts",
-                                path.display()
+                                "saved the state to {} after {}",
+                                path.display(),
+                                failed_attempts(failures)
                             );
                         }
                         (failures, delay, failed_version) = (0, RETRY_FIRST, None);
@@ -490,8 +552,9 @@ impl Service {
             ),
             None => {
                 error!(
-                    "saving the state to {} did not finish within {grace:?} (is the disk hung?); stopping anyway",
-                    path.display()
+                    "saving the state to {} did not finish within the {:.1} s left before stopping (is the disk hung?); stopping anyway",
+                    path.display(),
+                    grace.as_secs_f64()
                 );
                 self.remove_temp();
             }
@@ -510,4 +573,28 @@ fn log_fail(path: &Path, problem: &Problem) {
 
 async fn sleep(delay: Duration) {
     Timer::after(delay).await;
+}
+
+/// "1 failed attempt", "3 failed attempts".
+fn failed_attempts(n: u32) -> String {
+    match n {
+        1 => "1 failed attempt".into(),
+        n => format!("{n} failed attempts"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_counted_in_words() {
+        for (n, want) in [
+            (1, "1 failed attempt"),
+            (2, "2 failed attempts"),
+            (30, "30 failed attempts"),
+        ] {
+            assert_eq!(failed_attempts(n), want);
+        }
+    }
 }

@@ -86,10 +86,16 @@ fn on_hup() {
 /// Starts recording SIGUSR1, SIGUSR2 and SIGHUP. From here on they no
 /// longer terminate the process: call it first thing, so that a signal
 /// sent while the configuration loads is held until the agent serves.
+///
+/// Each handler holds the other two pending while it runs, so deliveries
+/// are recorded one at a time, in the order the kernel delivers them: of
+/// signals pending at the same moment, lowest number first (SIGHUP 1,
+/// SIGUSR1 10, SIGUSR2 12).
 pub fn install() -> std::io::Result<()> {
-    crate::sys::on_signal(libc::SIGUSR1, on_usr1)?;
-    crate::sys::on_signal(libc::SIGUSR2, on_usr2)?;
-    crate::sys::on_signal(libc::SIGHUP, on_hup)
+    const STATE: [i32; 3] = [libc::SIGUSR1, libc::SIGUSR2, libc::SIGHUP];
+    crate::sys::on_signal(libc::SIGUSR1, on_usr1, &STATE)?;
+    crate::sys::on_signal(libc::SIGUSR2, on_usr2, &STATE)?;
+    crate::sys::on_signal(libc::SIGHUP, on_hup, &STATE)
 }
 
 /// Reads deliveries in order, remembering how far it got.

@@ -138,6 +138,12 @@ pub enum Problem {
     NotRegular,
     Unreadable(String),
     TooLarge(u64),
+    /// A change (`hapgent ctl set`) whose state would not fit in the state
+    /// file: its size as saved, and its description's size.
+    WouldBeTooLarge {
+        bytes: usize,
+        description: usize,
+    },
     NotUtf8(usize),
     NotJson(String),
     NotObject,
@@ -158,6 +164,13 @@ impl fmt::Display for Problem {
             Problem::TooLarge(n) => write!(
                 f,
                 "is larger than {MAX_FILE_BYTES} bytes ({n} bytes): not a state file"
+            ),
+            Problem::WouldBeTooLarge { bytes, description } => write!(
+                f,
+                "would take {bytes} bytes in the state file, over its limit of {MAX_FILE_BYTES}; \
+                 its description is {description} bytes: shorten it (HAProxy is sent at most \
+                 the first {} anyway)",
+                crate::protocol::MAX_DESCRIPTION
             ),
             Problem::NotUtf8(at) => write!(f, "is not valid UTF-8 (byte {at})"),
             Problem::NotJson(e) => write!(f, "is not valid JSON: {e}"),
@@ -191,6 +204,11 @@ pub fn parse(bytes: &[u8]) -> Result<State, Problem> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(Problem::TooLarge(bytes.len() as u64));
     }
+    parse_any_size(bytes)
+}
+
+/// `parse` without the size cap, for text already bounded elsewhere.
+fn parse_any_size(bytes: &[u8]) -> Result<State, Problem> {
     let text = std::str::from_utf8(bytes).map_err(|e| Problem::NotUtf8(e.valid_up_to()))?;
     let value: Value = serde_json::from_str(text).map_err(|e| Problem::NotJson(e.to_string()))?;
     let Value::Object(fields) = value else {
@@ -231,7 +249,7 @@ pub fn parse(bytes: &[u8]) -> Result<State, Problem> {
 /// `current` with `fields` changed, as `hapgent ctl` asks: a field given
 /// replaces the current value, `null` removes it, a field left out is kept.
 /// The result is validated exactly like a state file (it is one: the merged
-/// object goes through `parse`).
+/// object goes through `parse`), and must fit in one as saved.
 pub fn merge(current: &State, fields: &serde_json::Map<String, Value>) -> Result<State, Problem> {
     let Ok(Value::Object(mut object)) = serde_json::to_value(current) else {
         return Err(Problem::NotObject);
@@ -243,7 +261,17 @@ pub fn merge(current: &State, fields: &serde_json::Map<String, Value>) -> Result
             object.insert(key.clone(), value.clone());
         }
     }
-    parse(Value::Object(object).to_string().as_bytes())
+    // The request that carried `fields` is bounded (see `wire`); what
+    // matters here is the size of the file the change would be saved as.
+    let state = parse_any_size(Value::Object(object).to_string().as_bytes())?;
+    let bytes = state.to_json().len();
+    if bytes as u64 > MAX_FILE_BYTES {
+        return Err(Problem::WouldBeTooLarge {
+            bytes,
+            description: state.description.as_ref().map_or(0, String::len),
+        });
+    }
+    Ok(state)
 }
 
 /// The first top-level key that appears twice in a JSON object, if any. A
@@ -579,11 +607,45 @@ mod tests {
         for (change, want) in cases {
             assert_eq!(merge(&current, &fields(change.clone())), want, "{change}");
         }
-        // A huge description is refused like a huge file.
+        // A huge description is refused, saying what to shorten.
         let big = json!({"description": "d".repeat(5000)});
+        let problem = merge(&current, &fields(big)).unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::WouldBeTooLarge {
+                bytes: State {
+                    description: Some("d".repeat(5000)),
+                    ..current.clone()
+                }
+                .to_json()
+                .len(),
+                description: 5000
+            }
+        );
+        assert!(
+            problem
+                .to_string()
+                .contains("its description is 5000 bytes: shorten it"),
+            "{problem}"
+        );
+        // The limit is the saved file's size, newline included: a state
+        // that would save as exactly the limit is accepted, one more byte
+        // is not.
+        let base = State {
+            description: Some(String::new()),
+            ..current.clone()
+        }
+        .to_json()
+        .len();
+        let fit = MAX_FILE_BYTES as usize - base;
+        let ok = merge(&current, &fields(json!({"description": "d".repeat(fit)}))).unwrap();
+        assert_eq!(ok.to_json().len() as u64, MAX_FILE_BYTES);
         assert!(matches!(
-            merge(&current, &fields(big)),
-            Err(Problem::TooLarge(_))
+            merge(
+                &current,
+                &fields(json!({"description": "d".repeat(fit + 1)}))
+            ),
+            Err(Problem::WouldBeTooLarge { .. })
         ));
     }
 

@@ -176,10 +176,38 @@ pub fn monotonic_usec() -> u64 {
 /// from now on: the signal no longer has its default effect (USR1's is to
 /// terminate). `action` runs in a signal handler, so it may only do what is
 /// async-signal-safe: atomic loads and stores, no allocation, no locks.
-pub fn on_signal(signal: i32, action: fn()) -> io::Result<()> {
+///
+/// While the handler runs, the signals in `also_block` are held pending
+/// (its `sa_mask`), as `signal` itself always is. Without that, a signal
+/// that becomes deliverable while a handler is being entered is handled
+/// *nested inside* it, so it finishes, and is recorded, first: of two
+/// signals pending at once the higher-numbered one would be recorded
+/// before the lower-numbered one the kernel delivered first.
+pub fn on_signal(signal: i32, action: fn(), also_block: &[i32]) -> io::Result<()> {
     // SAFETY: the contract above is this function's own: callers pass plain
     // functions that only touch atomics (see `signals::record`).
-    unsafe { signal_hook_registry::register(signal, action) }.map(|_| ())
+    unsafe { signal_hook_registry::register(signal, action) }?;
+    // The registry installs one handler per signal, with an empty mask, the
+    // first time the signal is registered, and never again (async-signal's
+    // later registrations share it): widen that handler's mask in place.
+    // SAFETY: sigaction reads and writes only the `sigaction` values we own;
+    // the handler address and flags read back are installed unchanged.
+    unsafe {
+        let mut action = MaybeUninit::<libc::sigaction>::zeroed();
+        if libc::sigaction(signal, ptr::null(), action.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut action = action.assume_init();
+        for &other in also_block {
+            if libc::sigaddset(&mut action.sa_mask, other) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if libc::sigaction(signal, &action, ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Sets the listen backlog of a listening socket to the system's maximum

@@ -4,6 +4,8 @@
 //! - [`log`]: the one-line stderr logger, journald-aware, with the program
 //!   name set once at start ([`log::init`]) and the `info!`, `warn!` and
 //!   `error!` macros.
+//! - [`out`]: a command's output on stdout, ending quietly when the reader
+//!   has gone (`| head -1`), with the `out!` and `outln!` macros.
 //! - [`atomic`]: replacing a file so that readers see the old or the new
 //!   content, never a mix ([`atomic::replace`]).
 //! - [`creds`]: a Unix-socket peer's credentials as the kernel recorded
@@ -25,4 +27,5 @@ pub mod creds;
 pub mod files;
 pub mod layer;
 pub mod log;
+pub mod out;
 pub mod settings;

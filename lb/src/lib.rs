@@ -24,6 +24,7 @@ mod wait;
 
 use cli::Command;
 use error::Error;
+use hapgent_common::{out, outln};
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,11 +34,11 @@ pub fn run() -> Result<(), Error> {
     let cli = cli::parse(std::env::args_os().skip(1))?;
     match cli.command {
         Command::Help => {
-            print!("{}", cli::usage());
+            out!("{}", cli::usage());
             return Ok(());
         }
         Command::Version => {
-            println!("hapgent-lb {}", env!("CARGO_PKG_VERSION"));
+            outln!("hapgent-lb {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
         Command::CheckConfig | Command::Status { .. } | Command::Wait(_) | Command::Serve => {}
@@ -51,7 +52,7 @@ pub fn run() -> Result<(), Error> {
     let config = &loaded.config;
     match cli.command {
         Command::CheckConfig => {
-            print!("{}", loaded.describe());
+            out!("{}", loaded.describe());
             Ok(())
         }
         Command::Status { backend, json } => {
@@ -70,16 +71,16 @@ pub fn run() -> Result<(), Error> {
                 let text =
                     serde_json::to_string_pretty(&serde_json::json!({ "backends": backends }))
                         .map_err(|e| Error::Runtime(e.to_string()))?;
-                println!("{text}");
+                outln!("{text}");
             } else {
-                print!("{}", status::table(&backends));
+                out!("{}", status::table(&backends));
             }
             Ok(())
         }
         Command::Wait(want) => {
             let interval = Duration::from_millis(config.poll_interval);
             let line = smol::block_on(wait::run(&config.haproxy_socket, &want, interval))?;
-            println!("{line}");
+            outln!("{line}");
             Ok(())
         }
         Command::Serve => serve::run(loaded.config),

@@ -6,8 +6,15 @@ agent_reply() {
     timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" && IFS= read -r line <&3 && printf "%s\n" "$line"' "$ip" "$port"
 }
 
-# reply_is HOST EXPECTED: for wait_until.
-reply_is() { [ "$(agent_reply "$1" 2>/dev/null)" = "$2" ]; }
+# reply_is HOST EXPECTED: for wait_until. EXPECTED is the full reply; while
+# it drains, an address already served it gets the repeat without the
+# weight (README, "Repeats while drained"), which matches too.
+reply_is() {
+    local got
+    got=$(agent_reply "$1" 2>/dev/null) || return 1
+    [ "$got" = "$2" ] && return 0
+    [[ " $2 " == *" drain "* ]] && [ "$got" = "$(sed -E 's/ [0-9]+%//' <<<"$2")" ]
+}
 
 # main_pid HOST: hapgent.service's MainPID inside the host (0 if stopped).
 main_pid() { hx "$1" systemctl show -P MainPID hapgent.service; }

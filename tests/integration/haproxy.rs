@@ -3,6 +3,8 @@
 //!
 //! Where `haproxy` is not installed these tests say so loudly and pass;
 //! with `HAPGENT_REQUIRE_HAPROXY=1` (set by `.ci/run`) that is a failure.
+//! `LB_TEST_HAPROXY` names another HAProxy binary, as for hapgent-lb's
+//! tests (`lb/tests/newer-haproxy.sh` runs Debian 13's 3.0 that way).
 
 use crate::util::*;
 use std::collections::HashMap;
@@ -15,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A foreground HAProxy with one backend whose server uses hapgent.
-struct Haproxy {
+pub(crate) struct Haproxy {
     child: Child,
     socket: PathBuf,
     log: PathBuf,
@@ -26,7 +28,7 @@ struct Haproxy {
 impl Haproxy {
     /// Starts HAProxy, or returns `None` (after saying so) when it is not
     /// installed and not required.
-    fn start(dir: &TempDir, agent_port: u16, extra: &str) -> Option<Haproxy> {
+    pub(crate) fn start(dir: &TempDir, agent_port: u16, extra: &str) -> Option<Haproxy> {
         Haproxy::start_backends(dir, agent_port, &[("be", "200ms", extra)])
     }
 
@@ -37,7 +39,7 @@ impl Haproxy {
         agent_port: u16,
         backends: &[(&str, &str, &str)],
     ) -> Option<Haproxy> {
-        if Command::new("haproxy").arg("-v").output().is_err() {
+        if Command::new(haproxy_bin()).arg("-v").output().is_err() {
             let required = std::env::var("HAPGENT_REQUIRE_HAPROXY").is_ok_and(|v| v == "1");
             assert!(
                 !required,
@@ -78,7 +80,7 @@ defaults
         }
         fs::write(&cfg, text).unwrap();
         let log = dir.join("haproxy.log");
-        let child = Command::new("haproxy")
+        let child = Command::new(haproxy_bin())
             .arg("-f")
             .arg(&cfg)
             .arg("-db")
@@ -157,7 +159,7 @@ defaults
     /// Polls until every (column, value) in `want` holds (a value starting
     /// with `~` need only be contained); panics with the last view and
     /// HAProxy's log after `PATIENCE`.
-    fn wait_for(&self, step: &str, want: &[(&str, &str)]) {
+    pub(crate) fn wait_for(&self, step: &str, want: &[(&str, &str)]) {
         self.wait_for_in("be", step, want)
     }
 
@@ -183,6 +185,11 @@ defaults
     }
 }
 
+/// The HAProxy binary: `haproxy`, or `LB_TEST_HAPROXY`.
+fn haproxy_bin() -> String {
+    std::env::var("LB_TEST_HAPROXY").unwrap_or_else(|_| "haproxy".into())
+}
+
 fn matches(value: &str, want: &str) -> bool {
     // HAProxy marks a check running at this moment with "* ".
     let value = value.trim_start_matches("* ");
@@ -200,8 +207,8 @@ impl Drop for Haproxy {
 }
 
 /// HAProxy's srv_op_state: 0 stopped (down), 2 running (up).
-const DOWN: &str = "0";
-const UP: &str = "2";
+pub(crate) const DOWN: &str = "0";
+pub(crate) const UP: &str = "2";
 
 #[test]
 fn haproxy_follows_hapgent() {

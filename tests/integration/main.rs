@@ -11,6 +11,7 @@ mod commands;
 mod control_edges;
 mod ctl;
 mod dynamic;
+mod edges_signals;
 mod faults;
 mod haproxy;
 mod reload;

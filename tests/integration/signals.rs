@@ -102,7 +102,8 @@ fn term_and_int_exit_zero() {
 fn signal_burst_leaves_disk_and_replies_in_agreement() {
     let dir = TempDir::new("burst");
     let path = dir.join("state.json");
-    write_state(&path, r#"{"status":"UP","weight":10}"#);
+    // DOWN, so that every signal of the burst is a change.
+    write_state(&path, r#"{"status":"DOWN","weight":10}"#);
     let agent = Agent::start(&path, &[]);
     let before = ctl_status(&agent)["version"].as_u64().unwrap();
     for i in 0..200 {

@@ -645,8 +645,8 @@ pub fn send_taken(pid: i32, sig: i32) {
 /// that takes signals, is not in a tracing stop: a signal strace holds is
 /// no longer pending but not yet handled) and is asleep (no handler is
 /// half way), so that the next signal sent is the last delivered. Two
-/// signals pending at once may be handled in either order (the kernel
-/// nests their handlers), which is not what these tests are about.
+/// signals pending at once are handled lowest number first, whatever
+/// order they were sent in, which is not what these tests are about.
 pub fn wait_no_pending(pid: i32) {
     wait_for("pending signals delivered", || {
         let none_pending = pending_signals(pid) == Some(0);

@@ -3,5 +3,6 @@
 //! Each test names one behaviour an operator relies on.
 
 mod api;
+mod closed_pipe;
 mod status_wait;
 mod util;
