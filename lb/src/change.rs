@@ -61,6 +61,12 @@ fn sibling(config: &Path, suffix: &str) -> PathBuf {
     config.with_file_name(name)
 }
 
+/// Reads haproxy.cfg with the shared reader: a regular file (never a FIFO
+/// or device that would hang the server), at most 64 MiB.
+pub fn read_config(path: &Path) -> Result<Vec<u8>, String> {
+    files::read_regular(path, MAX_CONFIG).map_err(|e| format!("{} {e}", path.display()))
+}
+
 /// One audit line: who, old and new SHA-256, outcome.
 pub fn audit_line(who: &str, old: &str, new: &str, outcome: &str) -> String {
     format!("audit: config change by {who}: old sha256 {old}, new sha256 {new}: {outcome}")
@@ -109,11 +115,11 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
             return Response::error(500, &e, None);
         }
     };
-    let current = match files::read_regular(path, MAX_CONFIG) {
+    let current = match read_config(path) {
         Ok(b) => b,
         Err(e) => {
             audit("-", "failed (500): cannot read the current file");
-            return Response::error(500, &format!("{} {e}", path.display()), None);
+            return Response::error(500, &e, None);
         }
     };
     let old_sha = sha256(&current);
@@ -343,9 +349,7 @@ async fn content_note(config: &Config, text: &str) -> Option<String> {
 /// runtime API loaded, as far as hapgent-lb knows.
 pub async fn live(config: &Config) -> Response {
     let path = &config.haproxy_config;
-    let file_sha = files::read_regular(path, MAX_CONFIG)
-        .map(|b| sha256(&b))
-        .ok();
+    let file_sha = read_config(path).map(|b| sha256(&b)).ok();
     let worker = match runtime::pid(&config.haproxy_socket).await {
         Ok(w) => w,
         Err(e) => return Response::error(502, &e, None),

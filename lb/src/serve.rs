@@ -372,7 +372,7 @@ where
                 Err(e) => Response::error(502, &e, None),
             }
         }
-        Route::GetConfig => match std::fs::read(&c.haproxy_config) {
+        Route::GetConfig => match change::read_config(&c.haproxy_config) {
             Ok(bytes) => Response {
                 status: 200,
                 headers: vec![
@@ -381,11 +381,7 @@ where
                 ],
                 body: bytes,
             },
-            Err(e) => Response::error(
-                500,
-                &format!("cannot read {}: {e}", c.haproxy_config.display()),
-                None,
-            ),
+            Err(e) => Response::error(500, &format!("cannot read {e}"), None),
         },
         Route::PutConfig => change::put(c, &who, head.header("if-match"), &body).await,
         Route::LiveConfig => change::live(c).await,
