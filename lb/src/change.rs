@@ -241,11 +241,11 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
             record.pending = None;
             let restored = match restore(path, &current) {
                 Err(e) => e,
-                Ok(()) => match reload::start(config).await {
-                    Ok(worker) => {
+                Ok(()) => match reload::revive(config).await {
+                    Ok((how, worker)) => {
                         record.learn(worker, &old_sha);
                         format!(
-                            "the previous file was restored and HAProxy was started again with it (worker {worker})"
+                            "the previous file was restored and HAProxy was {how} with it (worker {worker})"
                         )
                     }
                     Err(e) => {

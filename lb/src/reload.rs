@@ -11,8 +11,10 @@
 //!   was not a worker before), and the runtime API must be answered by that
 //!   worker (so it has started: chroot, user switch and binds are done), or
 //!   the master counts a failed reload with no new worker (2.6 answers
-//!   `reload` with nothing, so this is how 2.6 says it), or the master
-//!   process is gone (a new worker that died at start takes HAProxy down);
+//!   `reload` with nothing, so this is how 2.6 says it), or HAProxy is
+//!   down: the master process is gone, or lists no worker at all after the
+//!   reload (a new worker that died at start makes the master kill every
+//!   worker and exit; 2.6's master may linger until the old ones are gone);
 //! - without a master socket, the runtime API answered by a different
 //!   process than before is the new configuration; a reload command that
 //!   fails means it was not loaded.
@@ -120,9 +122,13 @@ pub fn judge(before: &Before, answer: Answer, seen: &Seen) -> Verdict {
                         "HAProxy's master counted a failed reload (failed reloads {} -> {}) and started no new worker; the previous workers {:?} keep running",
                         b.failed, p.failed, p.workers
                     )),
-                    _ if p.reloads > b.reloads && p.workers.is_empty() => Verdict::Pending(
-                        "the master has no worker left (the new one exited at start)".into(),
-                    ),
+                    // The master lists a reload's new worker as soon as
+                    // it answers again: none at all means it died at
+                    // start, and the old ones are stopping.
+                    _ if p.reloads > b.reloads && p.workers.is_empty() => Verdict::Down(format!(
+                        "the new worker exited at start and HAProxy's master (PID {}) has no worker left",
+                        p.master
+                    )),
                     _ => Verdict::Pending(format!(
                         "the master has not reloaded yet (reloads {})",
                         p.reloads
@@ -294,6 +300,33 @@ pub fn start_argv(config: &Config) -> Option<Vec<String>> {
     }
 }
 
+/// Brings HAProxy back after a change took it down (the previous file is
+/// already restored): reloads a master that still answers (2.6's may
+/// linger with no worker), else starts HAProxy. What was done, and the
+/// new worker's PID.
+pub async fn revive(config: &Config) -> Result<(&'static str, u32), String> {
+    if let Some(m) = &config.master_socket
+        && let Ok(procs) = show_proc(m).await
+    {
+        let before = Before {
+            pid: runtime::pid(&config.haproxy_socket).await.ok(),
+            procs: Some(procs),
+        };
+        if let Ok((answer, _)) = trigger(config).await
+            && let Outcome::Live(worker) = observe(config, &before, answer).await
+        {
+            return Ok(("reloaded", worker));
+        }
+        if show_proc(m).await.is_ok() {
+            return Err(
+                "HAProxy's master still runs but did not start a worker with it; restart HAProxy"
+                    .into(),
+            );
+        }
+    }
+    start(config).await.map(|w| ("started again", w))
+}
+
 /// Starts HAProxy (down) with the configured command and waits until its
 /// runtime API answers: the worker's PID.
 pub async fn start(config: &Config) -> Result<u32, String> {
@@ -376,12 +409,9 @@ mod tests {
             ),
             // Not reloaded yet.
             (s, seen(Ok(10), Ok(procs(3, 0, &[10])), None), "pending"),
-            // The new worker died at start; the master is stopping.
-            (
-                s,
-                seen(Err("refused"), Ok(procs(4, 0, &[])), None),
-                "pending",
-            ),
+            // The new worker died at start; the master is stopping (2.6
+            // waits for the old workers first).
+            (s, seen(Err("refused"), Ok(procs(4, 0, &[])), None), "down"),
             // The master is gone.
             (s, seen(Err("refused"), Err("refused"), Some(false)), "down"),
             // The master re-executing: unreachable but alive.
