@@ -29,7 +29,6 @@ use crate::preflight;
 use crate::reload::{self, Answer, Outcome};
 use crate::routes::{self, etag, sha256};
 use crate::runtime;
-use crate::stat::config_backends;
 use hapgent_common::{atomic, files};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -324,8 +323,8 @@ async fn save_server_state(config: &Config, state: &Path) -> Result<(), String> 
 }
 
 /// After a reload that is live: the backends the file defines that the
-/// runtime API does not show (a `disabled` backend, one in a false `.if`
-/// block…). Reported, never acted on.
+/// runtime API does not show (a `disabled` one, one in a `.if` block whose
+/// condition only HAProxy knows…). Reported, never acted on.
 async fn content_note(config: &Config, text: &str) -> Option<String> {
     let have: Vec<String> = runtime::backends(&config.haproxy_socket)
         .await
@@ -333,13 +332,13 @@ async fn content_note(config: &Config, text: &str) -> Option<String> {
         .into_iter()
         .map(|b| b.name)
         .collect();
-    let missing: Vec<String> = config_backends(text)
+    let missing: Vec<String> = preflight::backend_names(&preflight::lines(text))
         .into_iter()
         .filter(|b| !have.contains(b))
         .collect();
     (!missing.is_empty()).then(|| {
         format!(
-            "the new workers run this file, but `show stat` lists no backend named {} (disabled, inside a false .if block, or quoted in the file)",
+            "the new workers run this file, but `show stat` lists no backend named {} (disabled, or inside a .if block)",
             missing.join(", ")
         )
     })

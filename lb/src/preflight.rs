@@ -232,6 +232,19 @@ pub fn exec_directives(lines: &[Line]) -> Vec<String> {
     found
 }
 
+/// The `backend` and `listen` section names (unquoted) of lines that are
+/// not in a `.if 0` branch.
+pub fn backend_names(lines: &[Line]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.cond != Cond::Inactive)
+        .filter_map(|l| match l.words.as_slice() {
+            [kind, name, ..] if kind == "backend" || kind == "listen" => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Variables that change which code a process started with them runs.
 fn risky_variable(name: &str) -> bool {
     name.starts_with("LD_") || name == "PATH" || name == "GLIBC_TUNABLES"
@@ -570,6 +583,12 @@ mod tests {
                 .collect();
             assert_eq!(lines, want, "{text}");
         }
+    }
+
+    #[test]
+    fn backend_names_are_unquoted_and_not_off() {
+        let text = "backend \"my web\"\n.if 0\nbackend off\n.endif\nlisten stats\nfrontend fe\n";
+        assert_eq!(backend_names(&lines(text)), ["my web", "stats"]);
     }
 
     #[test]

@@ -96,6 +96,11 @@ mod tests {
         assert_eq!(parse(p26), Ok(p(21324, 0, 0, &[21375], &[])));
         assert_eq!(parse(f26), Ok(p(21324, 1, 1, &[21375], &[])));
         assert_eq!(parse(f30), Ok(p(11244, 1, 1, &[11255], &[])));
+        // After a reload that loaded, an old worker finishing a session.
+        let r26 = include_str!("../tests/data/haproxy-2.6/show-proc-reloaded.txt");
+        let r30 = include_str!("../tests/data/haproxy-3.0/show-proc-reloaded.txt");
+        assert_eq!(parse(r26), Ok(p(27819, 1, 0, &[27956], &[27838])));
+        assert_eq!(parse(r30), Ok(p(28916, 1, 0, &[1638], &[29063])));
         let reloaded = "#<PID> <type> <reloads> <uptime> <version>\n9 master 2 [failed: 0] 0d 2.6\n# workers\n12 worker 0 0d 2.6\n# old workers\n10 worker 1 0d 2.6\n# programs\n";
         assert_eq!(parse(reloaded), Ok(p(9, 2, 0, &[12], &[10])));
         let dying =

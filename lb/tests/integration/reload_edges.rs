@@ -104,9 +104,10 @@ fn sha256_of(text: &str) -> String {
     hapgent_lb::routes::sha256(text.as_bytes())
 }
 
-/// A backend that `show stat` does not list (disabled) and a new weight:
-/// HAProxy runs the new file, so the answer is 200 and the file stays; the
-/// content check that disagrees is reported, not acted on.
+/// A backend that `show stat` does not list (disabled), one with a quoted
+/// name, one in a `.if 0` block, and a new weight: HAProxy runs the new
+/// file, so the answer is 200 and the file stays; the content check that
+/// disagrees (the disabled one) is reported, not acted on.
 #[test]
 fn a_loaded_config_whose_backend_show_stat_omits_is_kept_with_200() {
     let s = setup("disabled", "", &[]);
@@ -115,8 +116,10 @@ fn a_loaded_config_whose_backend_show_stat_omits_is_kept_with_200() {
         .config(
             "",
             &format!(
-                "backend nb\n    disabled\n    server n1 127.0.0.1:{}\n",
-                s.be
+                "backend nb\n    disabled\n    server n1 127.0.0.1:{be}\n\
+                 backend \"quoted\"\n    server q1 127.0.0.1:{be}\n\
+                 .if 0\nbackend off\n    server o1 127.0.0.1:{be}\n.endif\n",
+                be = s.be
             ),
         )
         .replace("check inter 200ms", "weight 77 check inter 200ms");
@@ -124,7 +127,8 @@ fn a_loaded_config_whose_backend_show_stat_omits_is_kept_with_200() {
     assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
     assert_eq!(s.file(), body, "the file is what HAProxy runs");
     let notes = r.json()["notes"].to_string();
-    assert!(notes.contains("no backend named nb"), "{}", r.text());
+    assert!(notes.contains("no backend named nb ("), "{}", r.text());
+    assert_eq!(s.h.backends(), ["web", "quoted"]);
     poll(Duration::from_secs(30), "web1 at weight 77", || {
         (s.weight() == Some(77)).then_some(())
     });
