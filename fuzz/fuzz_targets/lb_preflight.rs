@@ -1,8 +1,8 @@
 //! What hapgent-lb reads from a pushed HAProxy configuration before it
 //! touches anything (`preflight`: words, sections and `.if` blocks, exec
 //! directives, start-time needs, `bind` address lists, the server-state
-//! file), and the master CLI's `show proc` that decides a reload's outcome
-//! (`procs::parse`).
+//! file, backend names), and the master CLI's `show proc` that decides a
+//! reload's outcome (`procs::parse`).
 //!
 //! Input: the new configuration, a line `%%`, the running one. The whole
 //! input is also read as a `show proc` answer.
@@ -47,6 +47,14 @@ fuzz_target!(|data: &[u8]| {
         let n: usize = m["line ".len()..m.find(':').unwrap()].parse().unwrap();
         let line = new_lines.iter().find(|l| l.number == n).unwrap();
         assert_ne!(line.cond, Cond::Inactive);
+    }
+    // Property "backend names are section names as written": each is the
+    // second word of a `backend`/`listen` line of the text.
+    for name in preflight::backend_names(&new_lines) {
+        assert!(new_lines.iter().any(|l| {
+            matches!(l.words.first().map(String::as_str), Some("backend" | "listen"))
+                && l.words.get(1) == Some(&name)
+        }));
     }
     // Property "only new addresses must be free; directories are
     // absolute": a port the running configuration binds is never tested.
