@@ -52,8 +52,10 @@ fuzz_target!(|data: &[u8]| {
     // second word of a `backend`/`listen` line of the text.
     for name in preflight::backend_names(&new_lines) {
         assert!(new_lines.iter().any(|l| {
-            matches!(l.words.first().map(String::as_str), Some("backend" | "listen"))
-                && l.words.get(1) == Some(&name)
+            matches!(
+                l.words.first().map(String::as_str),
+                Some("backend" | "listen")
+            ) && l.words.get(1) == Some(&name)
         }));
     }
     // Property "only new addresses must be free; directories are
