@@ -151,14 +151,16 @@ pub fn judge(before: &Before, answer: Answer, seen: &Seen) -> Verdict {
     }
 }
 
-/// Whether process `pid` exists and is not a zombie.
+/// Whether process `pid` exists and is not a zombie; one that cannot be
+/// looked at (a hardened /proc) counts as alive: never "down" without
+/// knowing.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name in parentheses.
         Ok(stat) => stat
             .rsplit_once(')')
             .is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
@@ -365,6 +367,13 @@ mod tests {
             workers: workers.to_vec(),
             old_workers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn processes_alive_or_not() {
+        assert!(alive(std::process::id()));
+        // PIDs are at most 2^22 on Linux.
+        assert!(!alive(u32::MAX));
     }
 
     #[test]
