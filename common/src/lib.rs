@@ -13,6 +13,8 @@
 //! - [`files`]: reading a small file someone else controls without
 //!   hanging on a FIFO or reading `/dev/zero` forever
 //!   ([`files::read_regular`]).
+//! - [`process`]: running a command with a deadline, after which its
+//!   whole process group is killed and reaped ([`process::run`]).
 //! - [`layer`]: the figment building blocks of "defaults < file < env <
 //!   flags" configuration that can name the source of every value.
 //! - [`settings`]: the one description of each setting (key, variable,
@@ -28,4 +30,5 @@ pub mod files;
 pub mod layer;
 pub mod log;
 pub mod out;
+pub mod process;
 pub mod settings;

@@ -1,44 +1,69 @@
 //! `PUT /v1/config`: replacing HAProxy's configuration safely, one change
-//! at a time.
+//! at a time; and `GET /v1/config/live`, which configuration runs.
 //!
-//! The steps, after dataplaneapi's discipline: check If-Match → write the
-//! candidate next to the real file → validate it with the same `haproxy`
-//! binary (`-c`) → keep the current file as last-known-good → replace
-//! atomically → reload → verify it is live. A refused candidate (422)
-//! touches nothing; a reload that fails or cannot be verified restores the
-//! last-known-good file, makes sure HAProxy still serves it, and answers
-//! 502 with HAProxy's output. Every attempt writes one audit line.
+//! The steps, after dataplaneapi's discipline: take the lock file beside
+//! haproxy.cfg (so two hapgent-lb processes never change it at once) →
+//! check If-Match → refuse exec directives unless allowed → validate the
+//! candidate with the same `haproxy` binary (`-c`) → pre-flight what `-c`
+//! cannot see (`preflight`) → keep the current file as last-known-good →
+//! replace atomically → save the servers' state where the configuration
+//! loads it → reload → decide the outcome from HAProxy's processes
+//! (`reload`):
+//!
+//! - live: the file stays, 200 (a content check that disagrees is
+//!   reported, not acted on);
+//! - failed (the old workers run): the last-known-good file is restored,
+//!   502;
+//! - HAProxy down: the last-known-good file is restored, HAProxy is started
+//!   again with it, 502 saying whether that worked;
+//! - unknown at `reload_timeout`: nothing is touched, 504;
+//!   `GET /v1/config/live` says later which configuration runs.
+//!
+//! A refused candidate (422) touches nothing. Every attempt writes one
+//! audit line.
 
 use crate::config::Config;
 use crate::http::Response;
-use crate::reload;
+use crate::live;
+use crate::preflight;
+use crate::reload::{self, Answer, Outcome};
 use crate::routes::{self, etag, sha256};
-use crate::stat::config_backends;
-use hapgent_common::atomic;
-use smol::future::FutureExt;
-use std::cell::Cell;
+use crate::runtime;
+use hapgent_common::{atomic, files};
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Longest `haproxy -c` may take (a config with huge maps takes a while).
+/// Longest `haproxy -c` may take (a config with huge maps takes a while);
+/// then it is killed.
 const CHECK_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Holds the one-change-at-a-time lock while a change runs.
-struct Busy<'a>(&'a Cell<bool>);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
-    }
-}
+/// Largest haproxy.cfg read (one written by hand may exceed `max_body`).
+const MAX_CONFIG: u64 = 64 << 20;
 
 /// Where the last-known-good copy is kept: `haproxy.cfg.last-good` next to
 /// the file (not ending in `.cfg`, so a config directory never loads it).
 pub fn last_good_path(config: &Path) -> PathBuf {
+    sibling(config, ".last-good")
+}
+
+/// The lock file: `haproxy.cfg.lock` next to the file.
+pub fn lock_path(config: &Path) -> PathBuf {
+    sibling(config, ".lock")
+}
+
+fn sibling(config: &Path, suffix: &str) -> PathBuf {
     let mut name = config.file_name().map(OsString::from).unwrap_or_default();
-    name.push(".last-good");
+    name.push(suffix);
     config.with_file_name(name)
+}
+
+/// Reads haproxy.cfg with the shared reader: a regular file (never a FIFO
+/// or device that would hang the server), at most 64 MiB.
+pub fn read_config(path: &Path) -> Result<Vec<u8>, String> {
+    files::read_regular(path, MAX_CONFIG).map_err(|e| format!("{} {e}", path.display()))
 }
 
 /// One audit line: who, old and new SHA-256, outcome.
@@ -46,34 +71,54 @@ pub fn audit_line(who: &str, old: &str, new: &str, outcome: &str) -> String {
     format!("audit: config change by {who}: old sha256 {old}, new sha256 {new}: {outcome}")
 }
 
-/// Applies a configuration change; `busy` is the server's single lock.
-pub async fn put(
-    config: &Config,
-    busy: &Cell<bool>,
-    who: &str,
-    if_match: Option<&str>,
-    body: &[u8],
-) -> Response {
+/// Takes the change lock (an exclusive `flock` on `haproxy.cfg.lock`),
+/// held until the returned file is dropped; Ok(None) if another change
+/// (in this or another process) holds it.
+fn lock(config: &Path) -> Result<Option<File>, String> {
+    let path = lock_path(config);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Applies a configuration change.
+pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]) -> Response {
     let new_sha = sha256(body);
     let audit = |old: &str, outcome: &str| {
         hapgent_common::info!("{}", audit_line(who, old, &new_sha, outcome));
     };
-    if busy.replace(true) {
-        audit("-", "refused (409): another change is in progress");
-        return Response::error(
-            409,
-            "another configuration change is in progress; retry when it is done",
-            None,
-        );
-    }
-    let _busy = Busy(busy);
-
     let path = &config.haproxy_config;
-    let current = match std::fs::read(path) {
+    let _lock = match lock(path) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            audit("-", "refused (409): another change is in progress");
+            return Response::error(
+                409,
+                "another configuration change is in progress; retry when it is done",
+                None,
+            );
+        }
+        Err(e) => {
+            audit("-", "failed (500): cannot take the lock");
+            return Response::error(500, &e, None);
+        }
+    };
+    let current = match read_config(path) {
         Ok(b) => b,
         Err(e) => {
             audit("-", "failed (500): cannot read the current file");
-            return Response::error(500, &format!("cannot read {}: {e}", path.display()), None);
+            return Response::error(500, &e, None);
         }
     };
     let old_sha = sha256(&current);
@@ -81,12 +126,48 @@ pub async fn put(
         audit(&old_sha, &format!("refused ({status}): precondition"));
         return Response::error(status, &message, None);
     }
+    let mut record = live::load(path);
+    if record.pending.is_some()
+        && let Ok(pid) = runtime::pid(&config.haproxy_socket).await
+        && record.settle(pid)
+    {
+        live::save(path, &record);
+    }
 
+    let text = String::from_utf8_lossy(body);
+    let new_lines = preflight::lines(&text);
+    if !config.allow_exec_sections {
+        let found = preflight::exec_directives(&new_lines);
+        if !found.is_empty() {
+            audit(&old_sha, "refused (422): exec directives");
+            return Response::error(
+                422,
+                &format!(
+                    "the configuration makes HAProxy run programs or load code ({}); refused because allow_exec_sections is false; nothing was changed",
+                    found.join("; ")
+                ),
+                None,
+            );
+        }
+    }
     if let Err((message, output)) = validate(config, body).await {
         audit(&old_sha, "refused (422): haproxy -c rejected it");
         return Response::error(422, &message, Some(&output));
     }
-    if let Err(e) = atomic::replace(&last_good_path(path), &current) {
+    let old_lines = preflight::lines(&String::from_utf8_lossy(&current));
+    let problems = preflight::check(&preflight::needs(&new_lines, &old_lines)).await;
+    if !problems.is_empty() {
+        audit(&old_sha, "refused (422): pre-flight");
+        return Response::error(
+            422,
+            &format!(
+                "HAProxy could not start this configuration on this host: {}; nothing was changed",
+                problems.join("; ")
+            ),
+            None,
+        );
+    }
+    if let Err(e) = keep_copy(path, &last_good_path(path), &current) {
         audit(
             &old_sha,
             "failed (500): cannot keep the last-known-good copy",
@@ -106,99 +187,243 @@ pub async fn put(
             None,
         );
     }
+    let mut notes = Vec::new();
+    if let Some(state) = preflight::server_state_file(&new_lines)
+        && let Err(e) = save_server_state(config, &state).await
+    {
+        notes.push(format!(
+            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}",
+            state.display()
+        ));
+    }
+    record.pending = Some(live::Pending {
+        sha256: new_sha.clone(),
+        before: before.workers(),
+    });
+    live::save(path, &record);
 
-    let text = String::from_utf8_lossy(body);
-    let outcome = match reload::trigger(config).await {
-        Err(output) => Err(("the reload was refused".to_string(), output)),
-        Ok(output) => match reload::verify(config, &before, &config_backends(&text)).await {
-            Ok(()) => Ok(output),
-            Err(why) => Err((why, output)),
-        },
+    let (answer, output) = match reload::trigger(config).await {
+        Ok(x) => x,
+        // The request may have reached HAProxy (a cut answer): the
+        // processes tell.
+        Err(e) => (Answer::Silent, e),
     };
-    match outcome {
-        Ok(output) => {
+    match reload::observe(config, &before, answer).await {
+        Outcome::Live(worker) => {
+            record.learn(worker, &new_sha);
+            live::save(path, &record);
+            notes.extend(content_note(config, &text).await);
             audit(&old_sha, "applied (200)");
-            Response::json(
-                200,
-                &serde_json::json!({ "etag": etag(body), "sha256": new_sha, "output": output }),
-            )
-            .with("ETag", etag(body))
+            let mut v = serde_json::json!({
+                "etag": etag(body),
+                "sha256": new_sha,
+                "worker": worker,
+                "output": output,
+            });
+            if !notes.is_empty() {
+                v["notes"] = serde_json::json!(notes);
+            }
+            Response::json(200, &v).with("ETag", etag(body))
         }
-        Err((why, output)) => {
-            let restored = match atomic::replace(path, &current) {
-                Err(e) => format!(
-                    "RESTORING {} FAILED: {e}; restore it from {}",
-                    path.display(),
-                    last_good_path(path).display()
-                ),
-                Ok(()) => {
-                    let old_text = String::from_utf8_lossy(&current);
-                    match reload::ensure_serving(config, &config_backends(&old_text)).await {
-                        Ok(m) => format!("the previous file was restored; {m}"),
-                        Err(e) => format!(
-                            "the previous file was restored, but HAProxy is not serving it: {e}"
-                        ),
-                    }
-                }
+        Outcome::Failed(why) => {
+            record.pending = None;
+            live::save(path, &record);
+            let restored = match restore(path, &current) {
+                Ok(()) => "the previous file was restored; HAProxy still serves it".to_string(),
+                Err(e) => e,
             };
             audit(&old_sha, &format!("rolled back (502): {why}"));
             hapgent_common::error!("configuration change failed: {why}; {restored}");
             Response::error(502, &format!("{why}; {restored}"), Some(&output))
         }
+        Outcome::Down(why) => {
+            record.pending = None;
+            let restored = match restore(path, &current) {
+                Err(e) => e,
+                Ok(()) => match reload::revive(config).await {
+                    Ok((how, worker)) => {
+                        record.learn(worker, &old_sha);
+                        format!(
+                            "the previous file was restored and HAProxy was {how} with it (worker {worker})"
+                        )
+                    }
+                    Err(e) => {
+                        format!("the previous file was restored, but HAProxy is NOT running: {e}")
+                    }
+                },
+            };
+            live::save(path, &record);
+            audit(&old_sha, &format!("rolled back (502): {why}"));
+            hapgent_common::error!("configuration change took HAProxy down: {why}; {restored}");
+            Response::error(502, &format!("{why}; {restored}"), Some(&output))
+        }
+        Outcome::Unknown(why) => {
+            audit(&old_sha, &format!("unknown (504): {why}"));
+            hapgent_common::warn!("configuration change outcome unknown: {why}");
+            let mut v = serde_json::json!({
+                "error": format!(
+                    "{why}; haproxy.cfg keeps the new configuration and nothing was restored; GET /v1/config/live says which configuration the workers run once HAProxy has decided"
+                ),
+                "status": 504,
+                "sha256": new_sha,
+                "output": output,
+            });
+            if !notes.is_empty() {
+                v["notes"] = serde_json::json!(notes);
+            }
+            Response::json(504, &v)
+        }
     }
 }
 
-/// Runs `haproxy -c` on the candidate, written next to the real file so
-/// relative paths resolve the same; Err((message, HAProxy's output)).
+/// Restores the previous content; Err says where the copy is.
+fn restore(path: &Path, current: &[u8]) -> Result<(), String> {
+    atomic::replace(path, current).map_err(|e| {
+        format!(
+            "RESTORING {} FAILED: {e}; restore it from {}",
+            path.display(),
+            last_good_path(path).display()
+        )
+    })
+}
+
+/// Writes `bytes` to `copy` atomically with the mode and owner of
+/// `original` (a copy of a 0640 file must not be world-readable, not even
+/// for a moment).
+fn keep_copy(original: &Path, copy: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let meta = std::fs::metadata(original)?;
+    let mode = meta.mode() & 0o7777;
+    // atomic::replace takes mode and owner from the file it replaces: make
+    // sure that file exists with the right ones first.
+    let existing = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode & 0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(copy)?;
+    let _ = std::os::unix::fs::fchown(&existing, Some(meta.uid()), Some(meta.gid()));
+    existing.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    drop(existing);
+    atomic::replace(copy, bytes)
+}
+
+/// Writes `show servers state` to the configuration's server-state file,
+/// so that the new workers start with the weights and drain/maint states
+/// the running ones have (HAProxy's seamless-reload recipe).
+async fn save_server_state(config: &Config, state: &Path) -> Result<(), String> {
+    let text = runtime::query(&config.haproxy_socket, "show servers state").await?;
+    if !text.starts_with('1') {
+        return Err(format!(
+            "`show servers state` answered {:?}",
+            text.lines().next().unwrap_or("")
+        ));
+    }
+    atomic::replace(state, text.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// After a reload that is live: the backends the file defines that the
+/// runtime API does not show (a `disabled` one, one in a `.if` block whose
+/// condition only HAProxy knows…). Reported, never acted on.
+async fn content_note(config: &Config, text: &str) -> Option<String> {
+    let have: Vec<String> = runtime::backends(&config.haproxy_socket)
+        .await
+        .ok()?
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    let missing: Vec<String> = preflight::backend_names(&preflight::lines(text))
+        .into_iter()
+        .filter(|b| !have.contains(b))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the new workers run this file, but `show stat` lists no backend named {} (disabled, or inside a .if block)",
+            missing.join(", ")
+        )
+    })
+}
+
+/// `GET /v1/config/live`: which configuration the worker answering the
+/// runtime API loaded, as far as hapgent-lb knows.
+pub async fn live(config: &Config) -> Response {
+    let path = &config.haproxy_config;
+    let file_sha = read_config(path).map(|b| sha256(&b)).ok();
+    let worker = match runtime::pid(&config.haproxy_socket).await {
+        Ok(w) => w,
+        Err(e) => return Response::error(502, &e, None),
+    };
+    let workers = match &config.master_socket {
+        Some(m) => reload::show_proc(m).await.ok().map(|p| p.workers),
+        None => None,
+    };
+    let record = live::load(path);
+    let sha = live::resolve(&record, worker);
+    let mut v = serde_json::json!({
+        "worker": worker,
+        "sha256": sha,
+        "file_sha256": file_sha,
+        "file_is_live": sha.is_some() && sha == file_sha,
+    });
+    if let Some(w) = workers {
+        v["workers"] = serde_json::json!(w);
+    }
+    if sha.is_none() {
+        v["note"] = serde_json::Value::from(
+            "unknown: this worker was not started by a change through hapgent-lb (HAProxy was started or reloaded by something else)",
+        );
+    }
+    Response::json(200, &v)
+}
+
+/// Runs `haproxy -c` on the candidate, written next to the real file (mode
+/// 0600) so relative paths resolve the same; Err((message, HAProxy's
+/// output)).
 async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> {
     let mut name = OsString::from(".");
     name.push(config.haproxy_config.file_name().unwrap_or_default());
     name.push(format!(".candidate.{}", std::process::id()));
     let candidate = config.haproxy_config.with_file_name(name);
     let _ = std::fs::remove_file(&candidate);
-    if let Err(e) = atomic::replace(&candidate, body) {
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&candidate)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, body));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&candidate);
         return Err((
             format!("cannot write the candidate {}: {e}", candidate.display()),
             String::new(),
         ));
     }
-    let mut command = smol::process::Command::new(&config.haproxy_bin);
+    let mut command = std::process::Command::new(&config.haproxy_bin);
     if config.master_socket.is_some() {
         command.arg("-W");
     }
-    command
-        .arg("-c")
-        .arg("-f")
-        .arg(&candidate)
-        .stdin(std::process::Stdio::null());
-    let timeout = async {
-        smol::Timer::after(CHECK_DEADLINE).await;
-        Err(std::io::Error::other("did not finish in time"))
-    };
-    let result = command.output().or(timeout).await;
+    command.arg("-c").arg("-f").arg(&candidate);
+    let result = hapgent_common::process::run(command, CHECK_DEADLINE).await;
     let _ = std::fs::remove_file(&candidate);
-    let out = result.map_err(|e| {
-        (
-            format!("running {} -c failed: {e}", config.haproxy_bin.display()),
-            String::new(),
-        )
-    })?;
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .replace(
+    let out = result.map_err(|e| (e, String::new()))?;
+    let output = out.output.replace(
         &candidate.display().to_string(),
         &config.haproxy_config.display().to_string(),
     );
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err((
+    match out.status {
+        Some(s) if s.success() => Ok(()),
+        Some(_) => Err((
             "HAProxy rejected the configuration (haproxy -c); nothing was changed".into(),
             output,
-        ))
+        )),
+        None => Err((
+            format!(
+                "{} -c did not finish within {} s and was killed; nothing was changed",
+                config.haproxy_bin.display(),
+                CHECK_DEADLINE.as_secs()
+            ),
+            output,
+        )),
     }
 }
 
@@ -213,8 +438,34 @@ mod tests {
             Path::new("/etc/haproxy/haproxy.cfg.last-good")
         );
         assert_eq!(
+            lock_path(Path::new("/etc/haproxy/haproxy.cfg")),
+            Path::new("/etc/haproxy/haproxy.cfg.lock")
+        );
+        assert_eq!(
             audit_line("uid 0", "aa", "bb", "applied (200)"),
             "audit: config change by uid 0: old sha256 aa, new sha256 bb: applied (200)"
         );
+    }
+
+    #[test]
+    fn the_copy_has_the_mode_of_the_original_and_the_lock_excludes() {
+        let dir = std::env::temp_dir().join(format!("hapgent-lb-change-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(&cfg, "x").unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let copy = last_good_path(&cfg);
+        keep_copy(&cfg, &copy, b"x").unwrap();
+        let mode = std::fs::metadata(&copy).unwrap().mode() & 0o7777;
+        assert_eq!(
+            (mode, std::fs::read(&copy).unwrap()),
+            (0o640, b"x".to_vec())
+        );
+        let held = lock(&cfg).unwrap().expect("free");
+        assert!(lock(&cfg).unwrap().is_none(), "a second lock while held");
+        drop(held);
+        assert!(lock(&cfg).unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -152,11 +152,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 wait.timeout = duration(&v).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
             }
             Long(flag) => {
-                let key = settings::by_flag(SETTINGS, flag)
-                    .ok_or_else(|| Error::Usage(format!("unknown option --{flag}")))?
-                    .key;
-                let value = text(parser.value().map_err(usage)?)?;
-                cli.flags.push((key, value));
+                let setting = settings::by_flag(SETTINGS, flag)
+                    .ok_or_else(|| Error::Usage(format!("unknown option --{flag}")))?;
+                // A switch takes no value: present means true.
+                let value = match setting.kind {
+                    settings::Kind::Switch => "true".to_string(),
+                    _ => text(parser.value().map_err(usage)?)?,
+                };
+                cli.flags.push((setting.key, value));
             }
             Value(v) if name.is_none() => name = Some(text(v)?),
             Value(v) if name.as_deref() == Some("wait") && wait.target.is_empty() => {
@@ -284,9 +287,14 @@ mod tests {
     #[test]
     fn usage_lists_every_setting() {
         let text = usage();
-        for flag in SETTINGS.iter().filter_map(|s| s.flag) {
+        for s in SETTINGS {
+            let Some(flag) = s.flag else { continue };
             assert!(text.contains(&format!("      {flag} ")), "{flag}");
-            let cli = p(&["serve", flag, "x"]).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let args: &[&str] = match s.kind {
+                settings::Kind::Switch => &["serve", flag],
+                _ => &["serve", flag, "x"],
+            };
+            let cli = p(args).unwrap_or_else(|e| panic!("{flag}: {e}"));
             assert_eq!(cli.flags.len(), 1, "{flag}");
         }
     }

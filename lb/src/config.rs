@@ -49,6 +49,9 @@ pub struct Config {
     #[serde(deserialize_with = "argv")]
     pub reload_command: Vec<String>,
     pub systemd_unit: String,
+    #[serde(deserialize_with = "argv")]
+    pub start_command: Vec<String>,
+    pub allow_exec_sections: bool,
     pub reload_timeout: u64,
     pub listen_unix: PathBuf,
     pub socket_group: String,
@@ -71,6 +74,8 @@ impl Default for Config {
             reload: Strategy::Systemd,
             reload_command: Vec::new(),
             systemd_unit: "haproxy.service".into(),
+            start_command: Vec::new(),
+            allow_exec_sections: false,
             reload_timeout: 10_000,
             listen_unix: "/run/hapgent-lb/api.sock".into(),
             socket_group: String::new(),
@@ -181,7 +186,7 @@ pub fn tcp_address(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9778)"))
 }
 
-/// Accepts `reload_command` as an array or as space-separated words.
+/// Accepts `reload_command` and `start_command` as an array or as space-separated words.
 fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -10,6 +10,8 @@ pub enum Route {
     Backend(String),
     GetConfig,
     PutConfig,
+    /// Which configuration the running workers loaded.
+    LiveConfig,
     /// The path exists but not with this method; `Allow` lists the methods.
     MethodNotAllowed(&'static str),
     NotFound,
@@ -24,6 +26,8 @@ pub fn route(method: &str, target: &str) -> Route {
         ("GET", "/v1/config") => Route::GetConfig,
         ("PUT", "/v1/config") => Route::PutConfig,
         (_, "/v1/config") => Route::MethodNotAllowed("GET, PUT"),
+        ("GET", "/v1/config/live") => Route::LiveConfig,
+        (_, "/v1/config/live") => Route::MethodNotAllowed("GET"),
         (m, p) => match p.strip_prefix("/v1/backends/") {
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 if m == "GET" {
@@ -99,6 +103,8 @@ mod tests {
             ("GET", "/v1/config", Route::GetConfig),
             ("PUT", "/v1/config", Route::PutConfig),
             ("POST", "/v1/config", Route::MethodNotAllowed("GET, PUT")),
+            ("GET", "/v1/config/live", Route::LiveConfig),
+            ("PUT", "/v1/config/live", Route::MethodNotAllowed("GET")),
             ("GET", "/", Route::NotFound),
             ("POST", "/reloadHaproxy", Route::NotFound),
         ] {

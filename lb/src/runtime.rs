@@ -7,7 +7,8 @@
 //! callers. Every call has a deadline, so a wedged HAProxy cannot hang a
 //! request or `wait`.
 
-use crate::stat::{self, Backend, Procs};
+use crate::procs::{self, Procs};
+use crate::stat::{self, Backend};
 use smol::Async;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,10 +72,10 @@ pub async fn pid(socket: &Path) -> Result<u32, String> {
     })
 }
 
-/// Reload counters and workers from the master CLI.
+/// The master, its reload counters and workers, from the master CLI.
 pub async fn procs(master: &Path) -> Result<Procs, String> {
     let text = query(master, "show proc").await?;
-    stat::parse_procs(&text).map_err(|e| format!("master socket {}: {e}", master.display()))
+    procs::parse(&text).map_err(|e| format!("master socket {}: {e}", master.display()))
 }
 
 /// Sleeps for `d` (a named helper keeps polling loops readable).

@@ -1,7 +1,7 @@
 //! `serve`: the HTTP API on a Unix socket and/or a loopback TCP address.
 //!
-//! One thread, one `LocalExecutor`: no locks; the one-change-at-a-time
-//! rule is a `Cell<bool>`. Each connection is one task with a cap on how
+//! One thread, one `LocalExecutor`: no locks (the one-change-at-a-time
+//! rule is `change`'s lock file, shared with other processes). Each connection is one task with a cap on how
 //! many run at once; its errors are logged inside it and never stop the
 //! server.
 //!
@@ -86,7 +86,6 @@ pub fn peer_allowed(peer: &sys::Peer, own_uid: u32, group: u32, supplementary: &
 /// Shared by all connections.
 struct App {
     config: Config,
-    busy: Cell<bool>,
     tokens: Vec<Token>,
     group: u32,
     own_uid: u32,
@@ -143,7 +142,6 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     let app = Rc::new(App {
         config,
-        busy: Cell::new(false),
         tokens,
         group,
         own_uid,
@@ -374,7 +372,7 @@ where
                 Err(e) => Response::error(502, &e, None),
             }
         }
-        Route::GetConfig => match std::fs::read(&c.haproxy_config) {
+        Route::GetConfig => match change::read_config(&c.haproxy_config) {
             Ok(bytes) => Response {
                 status: 200,
                 headers: vec![
@@ -383,13 +381,10 @@ where
                 ],
                 body: bytes,
             },
-            Err(e) => Response::error(
-                500,
-                &format!("cannot read {}: {e}", c.haproxy_config.display()),
-                None,
-            ),
+            Err(e) => Response::error(500, &format!("cannot read {e}"), None),
         },
-        Route::PutConfig => change::put(c, &app.busy, &who, head.header("if-match"), &body).await,
+        Route::PutConfig => change::put(c, &who, head.header("if-match"), &body).await,
+        Route::LiveConfig => change::live(c).await,
         Route::MethodNotAllowed(allow) => Response::error(
             405,
             &format!("{} is not allowed here; use {allow}", head.method),

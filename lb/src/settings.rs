@@ -91,6 +91,28 @@ pub static SETTINGS: &[Setting] = &[
         restart: false,
     },
     Setting {
+        key: "start_command",
+        env: Some("HAPGENT_LB_START_COMMAND"),
+        flag: Some("--start-command"),
+        arg: "ARGV",
+        default: Builtin::Empty("reload = systemd: systemctl start UNIT; else none"),
+        kind: Kind::Text(any),
+        help: "argv that starts HAProxy if a new configuration took it down (no shell)",
+        doc: "argv that starts HAProxy after a change took it down (no shell)",
+        restart: false,
+    },
+    Setting {
+        key: "allow_exec_sections",
+        env: Some("HAPGENT_LB_ALLOW_EXEC_SECTIONS"),
+        flag: Some("--allow-exec-sections"),
+        arg: "",
+        default: Builtin::Value("false"),
+        kind: Kind::Switch,
+        help: "accept configs that make HAProxy run programs (program, external-check, lua-load...)",
+        doc: "accept `program`, `external-check`, `lua-load…` and the like in a PUT",
+        restart: false,
+    },
+    Setting {
         key: "reload_timeout",
         env: Some("HAPGENT_LB_RELOAD_TIMEOUT"),
         flag: Some("--reload-timeout"),
@@ -274,7 +296,9 @@ mod tests {
             let flag = format!("--{}", s.key.replace('_', "-"));
             assert_eq!(s.env, Some(env.as_str()), "{}", s.key);
             assert_eq!(s.flag, Some(flag.as_str()), "{}", s.key);
-            assert!(!s.arg.is_empty() && !s.help.is_empty(), "{}", s.key);
+            let switch = matches!(s.kind, hapgent_common::settings::Kind::Switch);
+            assert!(switch || !s.arg.is_empty(), "{}", s.key);
+            assert!(!s.help.is_empty(), "{}", s.key);
         }
     }
 

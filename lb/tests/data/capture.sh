@@ -5,7 +5,8 @@
 # Starts HAProxy in master-worker mode on loopback with three servers (one
 # drained, one with an agent saying "up 50%", one down), one backend in
 # maintenance, and one held-open session; writes show stat, show servers
-# state, show info and show proc (before and after a failed reload) to DIR.
+# state, show info and show proc (before and after a failed reload, and
+# after one that loaded while a session kept the old worker) to DIR.
 set -euo pipefail
 haproxy=$1 out=$2
 work=$(mktemp -d)
@@ -70,3 +71,9 @@ sed -i 's/bind 127.0.0.1:28080/bind 127.0.0.1:28080\n    bind 127.0.0.1:28090/' 
 cli "$work/master.sock" "reload" >"$out/reload-failed.txt" || true
 sleep 2
 cli "$work/master.sock" "show proc" >"$out/show-proc-failed.txt"
+# A reload that loads: the session held open keeps the old worker, listed
+# under "# old workers" next to the new one.
+sed -i '/bind 127.0.0.1:28090/d' "$work/h.cfg"
+cli "$work/master.sock" "reload" >/dev/null || true
+sleep 2
+cli "$work/master.sock" "show proc" >"$out/show-proc-reloaded.txt"

@@ -92,10 +92,11 @@ fn an_invalid_config_is_refused_with_422_and_changes_nothing() {
 }
 
 #[test]
-fn a_config_that_fails_to_start_is_rolled_back_with_502() {
-    let s = setup("rollback", &["--reload-timeout", "5000"]);
+fn a_bind_on_a_taken_address_is_refused_with_422_before_any_reload() {
+    let s = setup("taken", &[]);
     let api = &s.lb.unix;
     let old = std::fs::read(&s.h.config).unwrap();
+    let workers = s.h.workers();
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let body = format!(
@@ -104,23 +105,15 @@ fn a_config_that_fails_to_start_is_rolled_back_with_502() {
         s.be
     );
     let r = api.put_config(&etag(api), &body);
-    assert_eq!(r.status, 502, "{}\n{}", r.text(), s.lb.log_text());
+    assert_eq!(r.status, 422, "{}\n{}", r.text(), s.lb.log_text());
+    let error = r.json()["error"].as_str().unwrap_or_default().to_string();
     assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("previous file was restored"),
-        "{}",
-        r.text()
+        error.contains(&format!("line 15: bind 127.0.0.1:{port} is already in use")),
+        "{error}"
     );
-    assert_eq!(
-        std::fs::read(&s.h.config).unwrap(),
-        old,
-        "old file restored"
-    );
-    wait_serving_again(&s.h);
-    assert_eq!(s.h.backends(), ["web"], "still the old configuration");
-    assert!(s.lb.log_text().contains("rolled back (502)"));
+    assert_eq!(std::fs::read(&s.h.config).unwrap(), old, "file untouched");
+    assert_eq!(s.h.workers(), workers, "no reload");
+    assert!(s.lb.log_text().contains("refused (422): pre-flight"));
     // And the next good change goes through.
     drop(held);
     let r = api.put_config(&etag(api), &with_backend(&s, "later"));
@@ -128,23 +121,10 @@ fn a_config_that_fails_to_start_is_rolled_back_with_502() {
     assert_eq!(s.h.backends(), ["web", "later"]);
 }
 
-/// Waits until HAProxy serves through its frontend again after a reload
-/// that failed. hapgent-lb's 502 comes once reload_timeout has passed,
-/// which may be before HAProxy has given up on the new file, and while it
-/// retries binding, its old worker's frontends are paused (2.6 logs
-/// "Paused frontend fe." and, once it has failed, "Resumed frontend fe.").
-fn wait_serving_again(h: &Haproxy) {
-    poll(
-        Duration::from_secs(30),
-        "the frontend serving again",
-        || h.get().ok().filter(|r| r.starts_with("HTTP/1.1 200")),
-    );
-}
-
 /// Without a master socket, `reload = command` (here: SIGUSR2 to the
 /// master, as Debian's unit does) is verified through the runtime API
-/// alone: a new process serving the new backends, or a 502 after
-/// reload_timeout.
+/// alone: a new process answering it. A bind that cannot work is refused
+/// before any reload.
 #[test]
 fn the_command_strategy_is_verified_through_the_runtime_api() {
     let dir = TempDir::new("command");
@@ -178,13 +158,12 @@ fn the_command_strategy_is_verified_through_the_runtime_api() {
     let port = held.local_addr().unwrap().port();
     let bad = format!("{body}frontend taken\n    bind 127.0.0.1:{port}\n    default_backend web\n");
     let r = lb.unix.put_config(&etag(&lb.unix), &bad);
-    assert_eq!(r.status, 502, "{}\n{}", r.text(), lb.log_text());
+    assert_eq!(r.status, 422, "{}\n{}", r.text(), lb.log_text());
     assert_eq!(
         std::fs::read_to_string(&h.config).unwrap(),
         body,
-        "restored"
+        "untouched"
     );
-    wait_serving_again(&h);
     assert_eq!(h.backends(), ["web", "viacmd"]);
 }
 

@@ -4,5 +4,6 @@
 
 mod api;
 mod closed_pipe;
+mod reload_edges;
 mod status_wait;
 mod util;

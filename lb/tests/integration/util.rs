@@ -157,6 +157,11 @@ pub struct Haproxy {
 
 impl Haproxy {
     pub fn start(dir: &TempDir, config: &str, fe_port: u16) -> Haproxy {
+        Self::start_env(dir, config, fe_port, &[])
+    }
+
+    /// As `start`, with extra environment variables for HAProxy's master.
+    pub fn start_env(dir: &TempDir, config: &str, fe_port: u16, env: &[(&str, &str)]) -> Haproxy {
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
         let master = dir.join("master.sock");
@@ -167,6 +172,7 @@ impl Haproxy {
             .arg(&master)
             .arg("-f")
             .arg(&path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -230,7 +236,8 @@ impl Haproxy {
         names
     }
 
-    fn workers(&self) -> Vec<u32> {
+    /// The worker PIDs `show proc` lists (current and old).
+    pub fn workers(&self) -> Vec<u32> {
         let text = cli(&self.master, "show proc").unwrap_or_default();
         text.lines()
             .filter(|l| l.contains("worker"))
@@ -368,8 +375,20 @@ pub struct Lb {
 impl Lb {
     /// Serves the API for `h` on `dir/api.sock`, plus `extra` flags.
     pub fn start(dir: &TempDir, h: &Haproxy, extra: &[&str]) -> Lb {
-        let sock = dir.join("api.sock");
-        let log = dir.join("lb.log");
+        Self::start_as(dir, h, "api", extra, &[])
+    }
+
+    /// As `start`, on `dir/NAME.sock` logging to `dir/NAME.log` (so two
+    /// can serve one HAProxy), with extra environment variables.
+    pub fn start_as(
+        dir: &TempDir,
+        h: &Haproxy,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Lb {
+        let sock = dir.join(&format!("{name}.sock"));
+        let log = dir.join(&format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let mut c = lb_command();
         c.arg("serve").arg("--haproxy-socket").arg(&h.admin);
@@ -389,6 +408,7 @@ impl Lb {
             .arg("--haproxy-bin")
             .arg(haproxy_bin())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
