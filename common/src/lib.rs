@@ -16,9 +16,13 @@
 //! - [`settings`]: the one description of each setting (key, variable,
 //!   flag, default, help, checks) that flags, usage text, checks and the
 //!   README's table are made from.
+//! - [`unix_socket`]: a daemon's listening socket file: created atomically
+//!   with its mode and group, refused while another instance answers,
+//!   removed at stop only if it is still ours.
 //!
-//! No networking and no dependency the agent does not already carry: this
-//! crate must never make the agent binary larger.
+//! No networking beyond a daemon's own socket file, and no dependency the
+//! agent does not already carry: this crate must never make the agent
+//! binary larger.
 
 pub mod atomic;
 pub mod creds;
@@ -26,3 +30,4 @@ pub mod files;
 pub mod layer;
 pub mod log;
 pub mod settings;
+pub mod unix_socket;

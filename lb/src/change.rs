@@ -148,13 +148,19 @@ pub async fn put(
     }
 }
 
+/// Where this process writes the candidate it checks: hidden, next to the
+/// real file. `shutdown` removes it if a stop interrupts the check.
+pub fn candidate_path(config: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(config.file_name().unwrap_or_default());
+    name.push(format!(".candidate.{}", std::process::id()));
+    config.with_file_name(name)
+}
+
 /// Runs `haproxy -c` on the candidate, written next to the real file so
 /// relative paths resolve the same; Err((message, HAProxy's output)).
 async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> {
-    let mut name = OsString::from(".");
-    name.push(config.haproxy_config.file_name().unwrap_or_default());
-    name.push(format!(".candidate.{}", std::process::id()));
-    let candidate = config.haproxy_config.with_file_name(name);
+    let candidate = candidate_path(&config.haproxy_config);
     let _ = std::fs::remove_file(&candidate);
     if let Err(e) = atomic::replace(&candidate, body) {
         return Err((

@@ -180,6 +180,34 @@ pub static SETTINGS: &[Setting] = &[
         doc: "ms to receive the body",
     },
     Setting {
+        key: "tcp_auth_timeout",
+        env: Some("HAPGENT_LB_TCP_AUTH_TIMEOUT"),
+        flag: Some("--tcp-auth-timeout"),
+        arg: "MS",
+        default: Builtin::Value("2000"),
+        kind: Kind::Number {
+            min: 10,
+            max: 600_000,
+            unit: "",
+        },
+        help: "deadline for a TCP client's headers, with its token (at most header_timeout)",
+        doc: "ms for a TCP client's headers, with its token (capped by `header_timeout`)",
+    },
+    Setting {
+        key: "stop_grace",
+        env: Some("HAPGENT_LB_STOP_GRACE"),
+        flag: Some("--stop-grace"),
+        arg: "MS",
+        default: Builtin::Value("30000"),
+        kind: Kind::Number {
+            min: 0,
+            max: 3_600_000,
+            unit: "",
+        },
+        help: "on SIGTERM, time for requests in progress (a config change) to finish",
+        doc: "ms a SIGTERM leaves requests in progress (a config change) to finish",
+    },
+    Setting {
         key: "poll_interval",
         env: Some("HAPGENT_LB_POLL_INTERVAL"),
         flag: Some("--poll-interval"),
@@ -204,8 +232,8 @@ pub static SETTINGS: &[Setting] = &[
             max: 100_000,
             unit: "",
         },
-        help: "API connections served at once",
-        doc: "API connections at once",
+        help: "API connections served at once, per listener",
+        doc: "API connections at once, per listener (Unix socket, TCP)",
     },
 ];
 

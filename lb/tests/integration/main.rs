@@ -3,5 +3,6 @@
 //! Each test names one behaviour an operator relies on.
 
 mod api;
+mod serve_edges;
 mod status_wait;
 mod util;
