@@ -16,6 +16,8 @@
 //! - [`settings`]: the one description of each setting (key, variable,
 //!   flag, default, help, checks) that flags, usage text, checks and the
 //!   README's table are made from.
+//! - [`slots`]: a budget of connections served at once, each place given
+//!   back when its slot is dropped.
 //! - [`unix_socket`]: a daemon's listening socket file: created atomically
 //!   with its mode and group, refused while another instance answers,
 //!   removed at stop only if it is still ours.
@@ -30,4 +32,5 @@ pub mod files;
 pub mod layer;
 pub mod log;
 pub mod settings;
+pub mod slots;
 pub mod unix_socket;

@@ -32,6 +32,7 @@ use crate::shutdown;
 use crate::{change, runtime, sys};
 use async_signal::{Signal, Signals};
 use hapgent_common::files;
+use hapgent_common::slots::Budget;
 use hapgent_common::unix_socket::{self, SocketFile};
 use sha2::{Digest, Sha256};
 use smol::future::FutureExt;
@@ -160,38 +161,6 @@ impl Throttle {
     }
 }
 
-/// Counts connections on one listener; refuses beyond its budget.
-struct Budget {
-    open: Cell<u32>,
-    max: u32,
-}
-
-/// A connection's place in its listener's budget, given back when dropped.
-struct Slot<'a>(&'a Cell<u32>);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
-}
-
-impl Budget {
-    fn new(max: u32) -> Budget {
-        Budget {
-            open: Cell::new(0),
-            max,
-        }
-    }
-
-    fn take(&self) -> Option<Slot<'_>> {
-        if self.open.get() >= self.max {
-            return None;
-        }
-        self.open.set(self.open.get() + 1);
-        Some(Slot(&self.open))
-    }
-}
-
 /// Who is asking: known at accept on the Unix socket, from the token on TCP.
 enum Caller {
     Peer(String),
@@ -317,7 +286,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         for task in accepting {
             task.cancel().await;
         }
-        let open = app.unix_budget.open.get() + app.tcp_budget.open.get();
+        let open = app.unix_budget.open() + app.tcp_budget.open();
         hapgent_common::info!(
             "stopping on {name}: no new connections; {open} in progress{}, waiting up to {} ms (stop_grace)",
             if app.busy.get() {
