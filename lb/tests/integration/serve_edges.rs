@@ -331,3 +331,65 @@ fn a_token_file_that_is_a_fifo_is_a_configuration_error_not_a_hang() {
     assert_eq!(status.code(), Some(78), "{out}");
     assert!(out.contains("is not a regular file"), "{out}");
 }
+
+/// A `haproxy_bin` that runs the real one only after the test creates
+/// `go` in `dir` (gives up on `cancel`, or when `dir` is gone), and
+/// creates `check-started` when called.
+fn held_check(dir: &Path) -> String {
+    let script = dir.join("held-haproxy.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             d={dir}\n\
+             touch \"$d/check-started\"\n\
+             i=0\n\
+             while [ -d \"$d\" ] && [ ! -e \"$d/go\" ] && [ ! -e \"$d/cancel\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             [ -e \"$d/go\" ] || exit 1\n\
+             exec {haproxy} \"$@\"\n",
+            dir = dir.display(),
+            haproxy = haproxy_bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+#[test]
+fn a_put_cut_off_during_its_check_leaves_no_candidate_and_an_audit_line() {
+    let s = haproxy("term-check");
+    let check = held_check(&s.dir.0);
+    let mut lb = Lb::start(
+        &s.dir,
+        &s.h,
+        &["--stop-grace", "100", "--haproxy-bin", &check],
+    );
+    let old = std::fs::read_to_string(&s.h.config).unwrap();
+    let request = put_request(&etag(&lb.unix), &with_backend(&s, "unchecked"));
+    let api = lb.unix.clone();
+    let put = std::thread::spawn(move || raw_request(&api, &request));
+    poll(LIMIT, "the candidate's check to start", || {
+        s.dir.join("check-started").exists().then_some(())
+    });
+    assert_eq!(candidates(&s.dir.0).len(), 1, "the candidate is on disk");
+    lb.terminate();
+    let status = lb.wait_exit(LIMIT);
+    std::fs::write(s.dir.join("cancel"), "").unwrap();
+    assert!(status.success(), "{status}: {}", lb.log_text());
+    let _ = put.join();
+    let log = lb.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("audit:")
+            && l.contains("interrupted by the stop")
+            && l.ends_with("nothing was changed")),
+        "{log}"
+    );
+    assert!(
+        candidates(&s.dir.0).is_empty(),
+        "{:?}",
+        candidates(&s.dir.0)
+    );
+    assert_eq!(std::fs::read_to_string(&s.h.config).unwrap(), old);
+    assert_eq!(s.h.backends(), ["web"]);
+}
