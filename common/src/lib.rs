@@ -20,9 +20,15 @@
 //! - [`settings`]: the one description of each setting (key, variable,
 //!   flag, default, help, checks) that flags, usage text, checks and the
 //!   README's table are made from.
+//! - [`slots`]: a budget of connections served at once, each place given
+//!   back when its slot is dropped.
+//! - [`unix_socket`]: a daemon's listening socket file: created atomically
+//!   with its mode and group, refused while another instance answers,
+//!   removed at stop only if it is still ours.
 //!
-//! No networking and no dependency the agent does not already carry: this
-//! crate must never make the agent binary larger.
+//! No networking beyond a daemon's own socket file, and no dependency the
+//! agent does not already carry: this crate must never make the agent
+//! binary larger.
 
 pub mod atomic;
 pub mod creds;
@@ -32,3 +38,5 @@ pub mod log;
 pub mod out;
 pub mod process;
 pub mod settings;
+pub mod slots;
+pub mod unix_socket;

@@ -1,7 +1,7 @@
 //! hapgent-lb's API requests: the HTTP head and body anyone who can reach
 //! the API socket sends, decoded the way `serve` does before any handler
-//! runs: head (with its size cap), Content-Length, route, If-Match, and
-//! the backend names of a `PUT /v1/config` body.
+//! runs: head (with its size cap), Content-Length (several must agree),
+//! route, If-Match, and the backend names of a `PUT /v1/config` body.
 //!
 //! Input: the bytes of the connection. A first byte of `+` repeats the
 //! rest past the head cap.
@@ -125,6 +125,34 @@ fuzz_target!(|data: &[u8]| {
     // Property "names in routes are single path segments".
     if let routes::Route::Backend(name) = &route {
         assert!(!name.is_empty() && !name.contains('/'));
+    }
+    // Property "one Content-Length": a body length is found only when
+    // every Content-Length header is digits and all say the same; two that
+    // differ are always refused (the framing would be ambiguous).
+    let lengths: Vec<&str> = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let numbers: Vec<Option<u64>> = lengths
+        .iter()
+        .map(|v| {
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse().ok())
+                .flatten()
+        })
+        .collect();
+    match http::content_length(&head) {
+        Ok(n) => {
+            assert!(numbers.iter().all(|x| *x == Some(n)), "{lengths:?} -> {n}");
+            assert!(n == 0 || !lengths.is_empty());
+        }
+        Err(_) => assert!(
+            numbers.iter().any(Option::is_none) || numbers.windows(2).any(|w| w[0] != w[1]),
+            "{lengths:?} refused"
+        ),
     }
     let length = match http::body_length(&head, MAX_BODY) {
         Ok(length) => length,

@@ -1,5 +1,6 @@
 //! hapgent-lb's `token_file` (`NAME:TOKEN` or `TOKEN` lines) and the
-//! `Authorization` header checked against it on the TCP listener.
+//! `Authorization` header checked against it on the TCP listener (scheme
+//! `Bearer`, any case).
 //!
 //! Input: the token file, then optionally a line `%%` and the header value.
 #![no_main]
@@ -48,11 +49,17 @@ fuzz_target!(|data: &[u8]| {
         });
         let got = check_token(&tokens, Some(&format!("Bearer {secret}")));
         assert_eq!(got, first, "line {line:?}");
+        // Property "the scheme is case-insensitive" (RFC 7235).
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let again = check_token(&tokens, Some(&format!("{scheme} {secret}")));
+            assert_eq!(again, first, "line {line:?}, scheme {scheme}");
+        }
     }
     // Property "only a listed secret authenticates".
     if let Some(name) = check_token(&tokens, Some(header)) {
         assert!(tokens.iter().any(|t| t.name == name));
-        let presented = header.strip_prefix("Bearer ").unwrap().trim();
-        assert!(!presented.is_empty());
+        let (scheme, presented) = header.split_once(' ').unwrap();
+        assert!(scheme.eq_ignore_ascii_case("bearer"), "{header:?}");
+        assert!(!presented.trim().is_empty());
     }
 });

@@ -376,14 +376,19 @@ pub async fn live(config: &Config) -> Response {
     Response::json(200, &v)
 }
 
-/// Runs `haproxy -c` on the candidate, written next to the real file (mode
-/// 0600) so relative paths resolve the same; Err((message, HAProxy's
-/// output)).
-async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> {
+/// Where this process writes the candidate it checks: hidden, next to the
+/// real file. `shutdown` removes it if a stop interrupts the check.
+pub fn candidate_path(config: &Path) -> PathBuf {
     let mut name = OsString::from(".");
-    name.push(config.haproxy_config.file_name().unwrap_or_default());
+    name.push(config.file_name().unwrap_or_default());
     name.push(format!(".candidate.{}", std::process::id()));
-    let candidate = config.haproxy_config.with_file_name(name);
+    config.with_file_name(name)
+}
+
+/// Runs `haproxy -c` on the candidate, written next to the real file so
+/// relative paths resolve the same; Err((message, HAProxy's output)).
+async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> {
+    let candidate = candidate_path(&config.haproxy_config);
     let _ = std::fs::remove_file(&candidate);
     let written = OpenOptions::new()
         .write(true)

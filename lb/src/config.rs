@@ -60,6 +60,8 @@ pub struct Config {
     pub max_body: u64,
     pub header_timeout: u64,
     pub body_timeout: u64,
+    pub tcp_auth_timeout: u64,
+    pub stop_grace: u64,
     pub poll_interval: u64,
     pub max_connections: u32,
 }
@@ -84,6 +86,8 @@ impl Default for Config {
             max_body: 1 << 20,
             header_timeout: 5_000,
             body_timeout: 30_000,
+            tcp_auth_timeout: 2_000,
+            stop_grace: 30_000,
             poll_interval: 200,
             max_connections: 64,
         }

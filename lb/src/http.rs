@@ -213,12 +213,7 @@ pub fn body_length(head: &Head, max: u64) -> Result<u64, Response> {
             None,
         ));
     }
-    let length = match head.header("content-length") {
-        None => 0,
-        Some(v) => v.parse::<u64>().map_err(|_| {
-            Response::error(400, &format!("Content-Length {v:?} is not a number"), None)
-        })?,
-    };
+    let length = content_length(head).map_err(|m| Response::error(400, &m, None))?;
     if length > max {
         return Err(Response::error(
             413,
@@ -227,6 +222,32 @@ pub fn body_length(head: &Head, max: u64) -> Result<u64, Response> {
         ));
     }
     Ok(length)
+}
+
+/// The body length `Content-Length` gives: 0 without one. Several
+/// headers must agree: two lengths that differ would frame the body
+/// differently for this server and for a proxy in front of it (request
+/// smuggling), so they are refused. A value is digits only (`+5` and
+/// `5, 5` are not lengths).
+pub fn content_length(head: &Head) -> Result<u64, String> {
+    let mut length = None;
+    for (_, v) in head.headers.iter().filter(|(n, _)| n == "content-length") {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("Content-Length {v:?} is not a number"));
+        }
+        let n: u64 = v
+            .parse()
+            .map_err(|_| format!("Content-Length {v} is too large"))?;
+        match length {
+            Some(before) if before != n => {
+                return Err(format!(
+                    "two different Content-Length headers ({before} and {n}); send one"
+                ));
+            }
+            _ => length = Some(n),
+        }
+    }
+    Ok(length.unwrap_or(0))
 }
 
 /// Reads exactly `length` body bytes within `timeout`, starting with what
@@ -291,6 +312,46 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(body_length(&bad, 10).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn content_lengths() {
+        // (Content-Length headers, length or the start of the message)
+        let cases: &[(&[&str], Result<u64, &str>)] = &[
+            (&[], Ok(0)),
+            (&["5"], Ok(5)),
+            (&["5", "5"], Ok(5)),
+            (&["0005"], Ok(5)),
+            (
+                &["5", "6"],
+                Err("two different Content-Length headers (5 and 6)"),
+            ),
+            (
+                &["5", "5", "7"],
+                Err("two different Content-Length headers (5 and 7)"),
+            ),
+            (&["+5"], Err("Content-Length \"+5\" is not a number")),
+            (&["5, 5"], Err("Content-Length \"5, 5\" is not a number")),
+            (&["-1"], Err("Content-Length \"-1\" is not a number")),
+            (&[""], Err("Content-Length \"\" is not a number")),
+            (
+                &["99999999999999999999999"],
+                Err("Content-Length 99999999999999999999999 is too large"),
+            ),
+        ];
+        for (values, want) in cases {
+            let mut raw = String::from("PUT / HTTP/1.1\r\n");
+            for v in *values {
+                raw.push_str(&format!("Content-Length: {v}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let head = parse_head(raw.as_bytes()).unwrap().unwrap();
+            match (content_length(&head), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{values:?}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{values:?}: {got}"),
+                (got, want) => panic!("{values:?}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

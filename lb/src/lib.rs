@@ -20,6 +20,7 @@ pub mod routes;
 mod runtime;
 pub mod serve;
 mod settings;
+pub mod shutdown;
 pub mod stat;
 mod status;
 mod sys;

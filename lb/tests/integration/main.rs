@@ -5,5 +5,6 @@
 mod api;
 mod closed_pipe;
 mod reload_edges;
+mod serve_edges;
 mod status_wait;
 mod util;

@@ -487,3 +487,66 @@ impl Load {
             .collect()
     }
 }
+
+impl Lb {
+    /// Sends SIGTERM (a stop, as systemd does).
+    pub fn terminate(&self) {
+        signal(self.child.id(), libc::SIGTERM);
+    }
+
+    /// Waits until the process has exited (bounded by `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        poll(limit, "hapgent-lb to exit", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Waits until the log holds `what`; the whole log.
+    pub fn wait_log(&self, what: &str) -> String {
+        poll(
+            Duration::from_secs(30),
+            &format!("{what:?} in the log"),
+            || {
+                let log = self.log_text();
+                log.contains(what).then_some(log)
+            },
+        )
+    }
+}
+
+/// Sends `request` as it is and reads until the server closes; the raw
+/// answer, empty if the server closed without one.
+pub fn raw_request(api: &Api, request: &[u8]) -> Vec<u8> {
+    let mut s = api.connect();
+    let _ = s.write_all(request);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    raw
+}
+
+/// Runs a command that must exit on its own within `limit` (killed by PID
+/// and the test failed otherwise); its status and output.
+pub fn exits_within(mut command: Command, limit: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+    (status, out)
+}

@@ -1,0 +1,322 @@
+//! Creating a daemon's listening Unix socket file, and removing it at stop.
+//!
+//! Both programs serve on a socket file at a configured path (hapgent's
+//! control socket, hapgent-lb's API socket), and both need the same
+//! promises from it:
+//!
+//! - **Atomic creation**: the socket is bound under a temporary name in the
+//!   same directory, given its mode and group, then renamed over the path,
+//!   so nobody ever connects to a socket with the wrong permissions.
+//! - **One instance**: if a process answers on the path, this one refuses
+//!   to start instead of silently taking the path over. A socket file
+//!   nobody answers on is stale (its process died) and is replaced.
+//! - **Never destroy what is not a socket**: a regular file, directory or
+//!   anything else at the path is an error, not something to remove.
+//! - **Remove only what is ours**: at stop the file is removed only if it
+//!   is still the inode this process created; a newer instance's socket at
+//!   the same path stays.
+//!
+//! Each step that looks at the path and changes it (check, replace;
+//! compare, remove) runs under an exclusive `flock` of the directory, so
+//! two instances starting at once cannot both decide the path is free.
+//!
+//! This module owns the socket file; accepting, authorizing and serving are
+//! the callers' business. std only: no dependency the agent lacks.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long the "does another instance answer?" probe waits for a
+/// connection to a socket whose backlog is full (a live but busy process).
+/// A stale socket refuses at once, so this bounds only the busy case.
+const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Why the socket could not be created. Each says what to do.
+#[derive(Debug)]
+pub enum BindError {
+    /// The directory is missing, not a directory, or unusable.
+    Directory(PathBuf, String),
+    /// The path names no file (`/`, `..`).
+    NoFileName,
+    /// Something that is not a socket is at the path.
+    NotASocket(&'static str),
+    /// Another process answers on the socket (or holds it with a full
+    /// backlog).
+    Answering,
+    /// The system refused a step (bind, chmod, chown, rename, lock).
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindError::Directory(dir, why) => {
+                write!(f, "directory {} is unusable: {why}", dir.display())
+            }
+            BindError::NoFileName => f.write_str("the path names no file"),
+            BindError::NotASocket(kind) => write!(
+                f,
+                "a {kind} is in the way, not a socket; it is left alone: move it, or choose another path"
+            ),
+            BindError::Answering => f.write_str(
+                "another instance is answering on this socket; stop it first, or give this one another path",
+            ),
+            BindError::Io(what, e) => {
+                let hint = if e.kind() == ErrorKind::PermissionDenied {
+                    " (the service's user needs write access to the directory, and membership of the socket's group)"
+                } else {
+                    ""
+                };
+                write!(f, "{what}: {e}{hint}")
+            }
+        }
+    }
+}
+
+/// What is at the socket path, as far as the decision goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Nothing,
+    /// A socket, with whether a process answered on it.
+    Socket {
+        answers: bool,
+    },
+    /// Anything else: its kind, for the message.
+    Other(&'static str),
+}
+
+/// What to do about what is at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Create the socket (nothing there, or a stale socket to replace).
+    Create,
+    /// Refuse: another instance answers.
+    RefuseAnswering,
+    /// Refuse: not a socket.
+    RefuseNotASocket(&'static str),
+}
+
+/// Decides from what is at the path. Pure: the table in the tests is the
+/// whole rule.
+pub fn plan(found: Found) -> Plan {
+    match found {
+        Found::Nothing | Found::Socket { answers: false } => Plan::Create,
+        Found::Socket { answers: true } => Plan::RefuseAnswering,
+        Found::Other(kind) => Plan::RefuseNotASocket(kind),
+    }
+}
+
+/// The socket file this process created: removed at stop only if the path
+/// still names this inode.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the socket file if it is still ours. Ok(true) if removed,
+    /// Ok(false) if the path is gone or names another file (a newer
+    /// instance's socket), which is left alone.
+    pub fn remove(&self) -> io::Result<bool> {
+        let _lock = lock_dir(&dir_of(&self.path)).ok();
+        match fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+            Ok(m) if (m.dev(), m.ino()) != (self.dev, self.ino) => Ok(false),
+            Ok(_) => fs::remove_file(&self.path).map(|()| true),
+        }
+    }
+}
+
+/// Creates the listening socket at `path` with `mode` and, if given, group
+/// `group` (the caller must be in it, or root), following the rules in the
+/// module header.
+pub fn bind(
+    path: &Path,
+    mode: u32,
+    group: Option<u32>,
+) -> Result<(UnixListener, SocketFile), BindError> {
+    let dir = dir_of(path);
+    match fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(BindError::Directory(dir, "not a directory".into())),
+        Err(e) => return Err(BindError::Directory(dir, format!("{e}; create it"))),
+    }
+    let name = path.file_name().ok_or(BindError::NoFileName)?;
+    // Held until the socket is in place: another instance starting now
+    // waits, then finds this one answering.
+    let _lock = lock_dir(&dir).map_err(|e| BindError::Io("locking the directory", e))?;
+    match plan(look(path).map_err(|e| BindError::Io("looking at the path", e))?) {
+        Plan::Create => {}
+        Plan::RefuseAnswering => return Err(BindError::Answering),
+        Plan::RefuseNotASocket(kind) => return Err(BindError::NotASocket(kind)),
+    }
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let setup = || -> Result<(UnixListener, SocketFile), BindError> {
+        let listener = UnixListener::bind(&tmp).map_err(|e| BindError::Io("bind", e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+            .map_err(|e| BindError::Io("chmod", e))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))
+                .map_err(|e| BindError::Io("chgrp", e))?;
+        }
+        let meta = fs::symlink_metadata(&tmp).map_err(|e| BindError::Io("stat", e))?;
+        fs::rename(&tmp, path).map_err(|e| BindError::Io("rename into place", e))?;
+        let file = SocketFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        Ok((listener, file))
+    };
+    setup().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// The directory a socket path is in (`.` for a bare name).
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// An exclusive advisory lock on the directory, released when dropped.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let f = File::open(dir)?;
+    f.lock()?;
+    Ok(f)
+}
+
+/// What is at `path` now; a socket is probed with a connection.
+fn look(path: &Path) -> io::Result<Found> {
+    let meta = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(e),
+        Ok(m) => m,
+    };
+    let t = meta.file_type();
+    if !t.is_socket() {
+        let kind = if t.is_file() {
+            "regular file"
+        } else if t.is_dir() {
+            "directory"
+        } else if t.is_symlink() {
+            "symbolic link"
+        } else if t.is_fifo() {
+            "FIFO"
+        } else {
+            "device"
+        };
+        return Ok(Found::Other(kind));
+    }
+    Ok(Found::Socket {
+        answers: answers(path)?,
+    })
+}
+
+/// Whether a process listens on the socket at `path`. A connection is
+/// refused at once on a stale socket; on a live one it is accepted, or
+/// waits while the backlog is full, which counts as answering after
+/// `PROBE_DEADLINE` (the probing thread is left to finish on its own).
+fn answers(path: &Path) -> io::Result<bool> {
+    let (tx, rx) = mpsc::channel();
+    let target = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(UnixStream::connect(&target).map(drop));
+    });
+    match rx.recv_timeout(PROBE_DEADLINE) {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => Ok(false),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans() {
+        for (found, want) in [
+            (Found::Nothing, Plan::Create),
+            (Found::Socket { answers: false }, Plan::Create),
+            (Found::Socket { answers: true }, Plan::RefuseAnswering),
+            (
+                Found::Other("regular file"),
+                Plan::RefuseNotASocket("regular file"),
+            ),
+        ] {
+            assert_eq!(plan(found), want, "{found:?}");
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("hapgent-unix-socket-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn one_instance_stale_replaced_others_left_alone() {
+        let dir = temp_dir("rules");
+        let path = dir.join("api.sock");
+        let (first, file) = bind(&path, 0o660, None).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        // A second instance is refused while the first answers.
+        assert!(matches!(
+            bind(&path, 0o660, None),
+            Err(BindError::Answering)
+        ));
+        // The first's process is gone (listener closed): the file is stale
+        // and replaced; the first's stop then leaves the new one alone.
+        drop(first);
+        let (_second, second_file) = bind(&path, 0o660, None).unwrap();
+        assert!(!file.remove().unwrap(), "not ours any more");
+        assert!(path.exists());
+        assert!(second_file.remove().unwrap());
+        assert!(!path.exists());
+        assert!(!second_file.remove().unwrap(), "already gone");
+        // Not a socket: refused, left as it was.
+        fs::write(&path, "keep me").unwrap();
+        let err = bind(&path, 0o660, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("a regular file is in the way"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(matches!(
+            bind(&dir.join("missing/api.sock"), 0o660, None),
+            Err(BindError::Directory(..))
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
