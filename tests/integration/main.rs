@@ -12,6 +12,7 @@ mod ctl;
 mod dynamic;
 mod faults;
 mod haproxy;
+mod probe_path;
 mod reload;
 mod services;
 mod signals;
