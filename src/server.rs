@@ -5,10 +5,10 @@
 //! the service; HAProxy sends it whole right after connecting, so it is
 //! nearly always there at accept, and only a late one gets a task that
 //! waits for it (at most `payload_timeout`). Those waits stand in a line of
-//! their own (`line`, `max_connections` long): a full line answers the
-//! connection waiting longest at once, as if its time were up, so clients
-//! that never send cannot keep a probe out. A source outside the
-//! allow-list is closed at accept, unanswered.
+//! their own (`line`, `max_connections` long): a full line cuts the
+//! connection waiting longest (see `cut_as`), so clients that never send
+//! cannot keep a newer probe out. A source outside the allow-list is
+//! closed at accept, unanswered.
 //!
 //! A reply is a few dozen bytes and a fresh connection's send buffer is
 //! empty, so the write nearly always completes at once: the connection is
@@ -37,14 +37,14 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How connections are served; may change while serving (a reload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Connections waiting for a slow write at once (more are closed), and
     /// separately, connections waiting for a payload at once (past it the
-    /// one waiting longest is answered at once).
+    /// one waiting longest is closed).
     pub max_connections: u32,
     /// How long a client has to take the reply.
     pub write_timeout: Duration,
@@ -55,11 +55,12 @@ pub struct Options {
 /// What the server counted, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Connections closed unanswered because `max_connections` were busy.
+    /// Connections closed unanswered because `max_connections` were busy:
+    /// slow writes past the cap, and payload waits cut from a full line.
     pub refused_cap: u64,
     /// Connections closed unanswered because the source is not allowed.
     pub refused_allow: u64,
-    /// Payload waits answered early to make room for a newer connection.
+    /// Payload waits cut from a full line (answered or closed).
     pub payload_cut: u64,
     /// Payloads still without a line end at the deadline.
     pub payload_unfinished: u64,
@@ -103,20 +104,37 @@ enum Wait {
     Closed,
     /// The connection was reset (or reading failed): nobody to answer.
     Reset,
-    /// `payload_timeout` passed, or the line of waits was full and this
-    /// one had waited longest.
+    /// `payload_timeout` passed.
     Out,
+    /// The line of waits was full, this one had waited longest, and not
+    /// long (see `cut_as`).
+    Cut,
 }
 
-/// The payload a wait decided on; `None` when there is nobody to answer.
-/// HAProxy sends `agent-send` whole, right after connecting: nothing at all
-/// by the deadline means none is configured (the default service), but
-/// part of a line is a name cut short, which must not be taken for a
-/// shorter name (`web` for `webapp`): it is answered like a payload that
-/// is not a name, with no news. Pure.
+/// How a wait cut from a full line ends, after `waited` of `deadline`: past
+/// half its time, as if its deadline had passed (with nothing sent: the
+/// default service, for a backend without `agent-send`); before, closed
+/// unanswered, since it may be a probe whose payload is still on its way,
+/// and another service's state would be a wrong answer where none is
+/// harmless. Under a flood, the wait for a payload is so never shorter
+/// than half of `payload_timeout`. Pure.
+fn cut_as(waited: Duration, deadline: Duration) -> Wait {
+    if waited >= deadline / 2 {
+        Wait::Out
+    } else {
+        Wait::Cut
+    }
+}
+
+/// The payload a wait decided on; `None` when the connection is closed
+/// unanswered. HAProxy sends `agent-send` whole, right after connecting:
+/// nothing at all by the deadline means none is configured (the default
+/// service), but part of a line is a name cut short, which must not be
+/// taken for a shorter name (`web` for `webapp`): it is answered like a
+/// payload that is not a name, with no news. Pure.
 fn decide(bytes: &[u8], wait: Wait) -> Option<Payload<'_>> {
     match wait {
-        Wait::Reset => None,
+        Wait::Reset | Wait::Cut => None,
         Wait::Closed => parse_payload(bytes, true),
         Wait::Out if bytes.is_empty() => Some(Payload::None),
         Wait::Line | Wait::Out => Some(parse_payload(bytes, false).unwrap_or(Payload::Invalid)),
@@ -179,10 +197,8 @@ impl<R: Replies + 'static> Server<R> {
     /// Waits, at most the write timeout, for payload waits and slow
     /// replies still in flight.
     pub async fn finish(&self) {
-        let give_up = std::time::Instant::now() + self.options.get().write_timeout;
-        while (self.active.get() > 0 || self.waiting.held() > 0)
-            && std::time::Instant::now() < give_up
-        {
+        let give_up = Instant::now() + self.options.get().write_timeout;
+        while (self.active.get() > 0 || self.waiting.held() > 0) && Instant::now() < give_up {
             Timer::after(Duration::from_millis(5)).await;
         }
     }
@@ -307,20 +323,21 @@ impl<R: Replies + 'static> Server<R> {
         ex: &Rc<LocalExecutor<'static>>,
     ) {
         let (place, cut) = self.waiting.join();
-        if cut > 0 {
-            let total = self.count(|c| {
-                c.payload_cut += cut as u64;
+        for _ in 0..cut {
+            let n = self.count(|c| {
+                c.payload_cut += 1;
                 c.payload_cut
             });
-            if (total - cut as u64..total).any(|n| (n + 1).is_power_of_two()) {
+            if n.is_power_of_two() {
                 crate::warn!(
-                    "{} connections are waiting for their agent-send payload (max_connections): answered the one waiting longest at once, as if payload_timeout had passed ({total} so far)",
+                    "{} connections are waiting for their agent-send payload (max_connections): the one waiting longest is answered as at payload_timeout, or closed unanswered if it has waited less than half of it ({n} so far)",
                     self.waiting.held()
                 );
             }
         }
         let server = Rc::clone(self);
         let ex2 = Rc::clone(ex);
+        let start = Instant::now();
         ex.spawn(async move {
             let Ok(mut stream) = Async::new_nonblocking(stream) else {
                 return;
@@ -337,17 +354,24 @@ impl<R: Replies + 'static> Server<R> {
                     }
                 }
             };
-            let cut = async {
-                place.cut().await;
-                Wait::Out
-            };
             let timer = async {
                 Timer::after(deadline).await;
                 Wait::Out
             };
-            let wait = read.or(cut).or(timer).await;
+            let cut = async {
+                place.cut().await;
+                cut_as(start.elapsed(), deadline)
+            };
+            // In this order: what came counts first, then the deadline.
+            let wait = read.or(timer).or(cut).await;
             drop(place);
             let Some(payload) = decide(&buf[..have], wait) else {
+                if wait == Wait::Cut {
+                    server.count(|c| {
+                        c.refused_cap += 1;
+                        c.refused_cap
+                    });
+                }
                 return;
             };
             if wait == Wait::Out && have > 0 && parse_payload(&buf[..have], false).is_none() {
@@ -728,6 +752,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_wait_is_answered_only_past_half_its_time() {
+        let ms = Duration::from_millis;
+        // (waited, deadline, how it ends)
+        for (waited, deadline, want) in [
+            (0, 100, Wait::Cut),
+            (49, 100, Wait::Cut),
+            (50, 100, Wait::Out),
+            (5000, 100, Wait::Out),
+            (0, 1, Wait::Cut),
+            (1, 1, Wait::Out),
+        ] {
+            assert_eq!(
+                cut_as(ms(waited), ms(deadline)),
+                want,
+                "{waited} of {deadline}"
+            );
+        }
+    }
+
+    #[test]
     fn a_payload_wait_decides_on_what_came() {
         use Payload::*;
         // (bytes, how the wait ended, payload; None: nobody to answer)
@@ -745,6 +789,9 @@ mod tests {
             (b"\r", Wait::Out, Some(Invalid)),
             (b"api\n", Wait::Out, Some(Name("api"))),
             (b"api", Wait::Reset, Option::None),
+            // Cut from a full line: maybe a payload on its way.
+            (b"", Wait::Cut, Option::None),
+            (b"ap", Wait::Cut, Option::None),
             (b"", Wait::Reset, Option::None),
         ];
         for (bytes, wait, want) in cases {

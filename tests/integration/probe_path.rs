@@ -220,11 +220,12 @@ fn a_slow_reply_is_seen_only_once_written() {
     assert_eq!(probers(&socket), Vec::<String>::new());
 }
 
-/// Clients that connect and never send fill the line of payload waits;
-/// a probe that sends its payload only after being accepted, and one that
-/// sends none (a backend without `agent-send`), are still answered: each
-/// newcomer answers the one waiting longest at once, as if its
-/// `payload_timeout` had passed.
+/// Clients that connect and never send fill the line of payload waits; a
+/// newer probe still gets in, since the one waiting longest is closed
+/// (unanswered: it may be a probe whose payload is on its way): a probe
+/// that sends its payload only after being accepted gets its service, one
+/// that sends none (a backend without `agent-send`) the default service at
+/// its `payload_timeout`.
 #[test]
 fn never_sending_clients_do_not_keep_probes_out() {
     let dir = TempDir::new("probe-path-never-send");
@@ -238,21 +239,29 @@ fn never_sending_clients_do_not_keep_probes_out() {
     wait_for("the silent clients accepted", || {
         open_fds(agent.pid()) >= base + 4
     });
-    // A probe whose payload comes after the accept: the oldest silent
-    // client is answered (with the default service: it sent nothing) to
-    // make room, which says the probe was accepted; then it sends.
+    // The oldest silent client is closed to make room, which says the
+    // probe was accepted; then it sends its payload.
     let mut api = TcpStream::connect(addr).unwrap();
-    assert_eq!(read_reply(&mut silent[0]), DEFAULT);
+    assert_eq!(read_reply(&mut silent[0]), "");
     api.write_all(b"api\n").unwrap();
     assert_eq!(read_reply(&mut api), API);
-    // A probe without a payload waits its turn like the silent ones, and
-    // is answered when newer connections push it out.
+    agent.wait_log("connections are waiting for their agent-send payload (max_connections)");
+
+    // No payload at all, with the line full of silent clients.
+    let dir = TempDir::new("probe-path-no-payload");
+    let agent = with_services(
+        &dir,
+        &["--max-connections", "2", "--payload-timeout", "1000"],
+    );
+    let addr = agent.addrs[0];
+    let base = open_fds(agent.pid());
+    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    wait_for("the silent clients accepted", || {
+        open_fds(agent.pid()) >= base + 2
+    });
     let mut none = TcpStream::connect(addr).unwrap();
-    assert_eq!(read_reply(&mut silent[1]), DEFAULT);
-    let newer: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
     assert_eq!(read_reply(&mut none), DEFAULT);
-    agent.wait_log("are waiting for their agent-send payload (max_connections)");
-    drop(newer);
+    drop(silent);
 }
 
 /// A payload still without its line end at `payload_timeout` is a name
