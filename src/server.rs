@@ -116,7 +116,7 @@ enum Wait {
 /// default service, for a backend without `agent-send`); before, closed
 /// unanswered, since it may be a probe whose payload is still on its way,
 /// and another service's state would be a wrong answer where none is
-/// harmless. Under a flood, the wait for a payload is so never shorter
+/// harmless. So a flood never makes hapgent give up on a payload sooner
 /// than half of `payload_timeout`. Pure.
 fn cut_as(waited: Duration, deadline: Duration) -> Wait {
     if waited >= deadline / 2 {
@@ -311,8 +311,9 @@ impl<R: Replies + 'static> Server<R> {
         true
     }
 
-    /// Waits for the rest of a payload, in a task, at most `deadline` and
-    /// only while the line of payload waits has room (see `decide`).
+    /// Waits for the rest of a payload, in a task, at most `deadline`, in
+    /// the line of payload waits (see `cut_as`), then answers as `decide`
+    /// says.
     fn spawn_payload(
         self: &Rc<Self>,
         stream: TcpStream,
