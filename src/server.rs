@@ -263,20 +263,27 @@ impl<R: Replies + 'static> Server<R> {
         ex: &Rc<LocalExecutor<'static>>,
     ) {
         let (reply, receipt) = self.replies.reply(peer, payload);
+        let written = (&stream).write(&reply);
         if self.options.get().log_requests {
             let text = String::from_utf8_lossy(&reply);
+            let text = text.trim_end();
+            let outcome = match &written {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    format!(" (not delivered: {e})")
+                }
+                _ => String::new(),
+            };
             match payload {
-                Payload::None => crate::info!("probe from {peer}: {}", text.trim_end()),
+                Payload::None => crate::info!("probe from {peer}: {text}{outcome}"),
                 Payload::Name(name) => {
-                    crate::info!("probe from {peer} for {name}: {}", text.trim_end())
+                    crate::info!("probe from {peer} for {name}: {text}{outcome}")
                 }
                 Payload::Invalid => crate::info!(
-                    "probe from {peer} with an invalid or incomplete payload: {}",
-                    text.trim_end()
+                    "probe from {peer} with an invalid or incomplete payload: {text}{outcome}"
                 ),
             }
         }
-        match (&stream).write(&reply) {
+        match written {
             Ok(n) if n == reply.len() => {
                 self.replies.delivered(receipt);
                 discard_input(&stream);
@@ -286,7 +293,7 @@ impl<R: Replies + 'static> Server<R> {
                 self.spawn_slow(stream, peer, reply, 0, receipt, ex)
             }
             // Reset or closed already: the peer gave up; nothing was
-            // delivered and there is nothing to report.
+            // delivered, which is not an error of ours.
             Err(_) => {}
         }
     }

@@ -155,7 +155,7 @@ fn traced(dir: &TempDir, inject: &str, args: &[&str]) -> (Agent, std::path::Path
 fn a_reply_whose_write_fails_is_not_seen() {
     let dir = TempDir::new("probe-path-econnreset");
     // sendto #1 is the answer to `ctl drain`; #2 to #4 the three replies.
-    let (agent, socket) = traced(&dir, "error=ECONNRESET:when=2..4", &[]);
+    let (agent, socket) = traced(&dir, "error=ECONNRESET:when=2..4", &["--log-requests"]);
     let (code, out, err) = ctl_at(&socket, &["drain"]);
     assert_eq!(code, 0, "{out}{err}");
     // The agent closes each connection without a reply.
@@ -172,6 +172,7 @@ fn a_reply_whose_write_fails_is_not_seen() {
         "{err}"
     );
     assert_eq!(probers(&socket), Vec::<String>::new());
+    agent.wait_log("up drain 100% (not delivered: Connection reset by peer");
 }
 
 /// A prober that resets its connection (`SO_LINGER` 0) before the agent
