@@ -51,7 +51,36 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// decide, as when the agent is unreachable.
 pub const NO_NEWS: &[u8] = b"\n";
 
-type ReplyFn = Box<dyn Fn(SocketAddr, Payload) -> Rc<[u8]>>;
+/// What a probe was served, recorded in the prober table once delivered.
+pub struct Served {
+    key: probers::Key,
+    reply: Rc<[u8]>,
+    version: u64,
+}
+
+/// The agent as the server sees it: replies, and records deliveries. Weak,
+/// so that the server does not keep the agent alive.
+pub struct Probes(Weak<Agent>);
+
+impl server::Replies for Probes {
+    type Receipt = Option<Served>;
+
+    fn reply(&self, peer: SocketAddr, payload: Payload) -> (Rc<[u8]>, Option<Served>) {
+        match self.0.upgrade() {
+            Some(agent) => {
+                let (reply, served) = agent.reply(peer, payload);
+                (reply, Some(served))
+            }
+            None => (Rc::from(NO_NEWS), None),
+        }
+    }
+
+    fn delivered(&self, served: Option<Served>) {
+        if let (Some(agent), Some(served)) = (self.0.upgrade(), served) {
+            agent.delivered(served);
+        }
+    }
+}
 
 /// A listening address and the task serving it.
 type Listener = (SocketAddr, Task<()>);
@@ -73,7 +102,7 @@ pub struct Agent {
     signals: RefCell<signals::Reader>,
     cpu: RefCell<Option<Sampler>>,
     notifier: Notifier,
-    server: RefCell<Option<Rc<Server<ReplyFn>>>>,
+    server: RefCell<Option<Rc<Server<Probes>>>>,
     listeners: RefCell<Vec<(SocketAddr, Task<()>)>>,
     /// The control socket and the task serving it, if any.
     control: RefCell<Option<(control::Socket, Task<()>)>>,
@@ -82,7 +111,7 @@ pub struct Agent {
     /// Who probed, about which service, and which version each was served.
     probers: RefCell<probers::Table>,
     unknown: RefCell<Unknown>,
-    /// Waiters (`--wait-seen`) told after every probe.
+    /// Waiters (`--wait-seen`) told after every reply delivered.
     probe_waiters: Waiters,
     pub counters: Counters,
     started: Instant,
@@ -167,9 +196,8 @@ impl Agent {
     }
 
     /// The reply to send now to `peer`, asking about the service its
-    /// payload names, recorded in the prober table.
-    pub fn reply(&self, peer: SocketAddr, payload: Payload) -> Rc<[u8]> {
-        let now = Instant::now();
+    /// payload names, and what to record once it is delivered.
+    pub fn reply(&self, peer: SocketAddr, payload: Payload) -> (Rc<[u8]>, Served) {
         let service = match payload {
             // The common case, without a lookup: the default service.
             Payload::None => self.services.borrow().default_service(),
@@ -177,26 +205,38 @@ impl Agent {
             Payload::Invalid => None,
         };
         let Some(service) = service else {
-            return self.no_news(peer, payload, now);
+            return self.no_news(peer, payload);
         };
         let probes = &service.counters.probes;
         probes.set(probes.get() + 1);
         let key = (peer.ip(), service.id);
-        // A prober already served this reply gets its repeat (see
+        // A prober already delivered this reply gets its repeat (see
         // `Service::reply_for`).
         let last = self.probers.borrow().get(&key).map(|p| Rc::clone(&p.reply));
         let (idle, min_weight) = self.cpu_load();
         let reply = service.reply_for(idle, min_weight, last.as_ref());
-        self.probers
-            .borrow_mut()
-            .record(key, &reply, service.version(), now);
-        self.probe_waiters.notify();
-        reply
+        let served = Served {
+            key,
+            reply: Rc::clone(&reply),
+            version: service.version(),
+        };
+        (reply, served)
     }
 
-    /// A probe that names no configured service: no state change for
-    /// HAProxy, logged once per prober and name, counted, recorded.
-    fn no_news(&self, peer: SocketAddr, payload: Payload, now: Instant) -> Rc<[u8]> {
+    /// Records a reply written whole to its prober: what `--wait-seen`
+    /// counts as seen. A reply never written, or cut short, is not.
+    fn delivered(&self, served: Served) {
+        self.probers
+            .borrow_mut()
+            .record(served.key, &served.reply, served.version, Instant::now());
+        self.probe_waiters.notify();
+    }
+
+    /// A probe that names no configured service, or whose payload is not
+    /// a service name (binary, too long, or cut short by
+    /// `payload_timeout`): no state change for HAProxy, logged once per
+    /// prober and name, counted, recorded once delivered.
+    fn no_news(&self, peer: SocketAddr, payload: Payload) -> (Rc<[u8]>, Served) {
         let c = &self.counters.unknown_service;
         c.set(c.get() + 1);
         let name = match payload {
@@ -204,21 +244,27 @@ impl Agent {
             _ => "(not a service name)".to_string(),
         };
         let (id, log) = self.unknown.borrow_mut().note(peer.ip(), &name);
-        match log {
-            unknown::Log::First => warn!(
+        match (log, payload) {
+            (unknown::Log::First, Payload::Name(_)) => warn!(
                 "{} asked about service {name:?}, which is not configured; answered with no news (its health check alone decides)",
                 peer.ip()
             ),
-            unknown::Log::Count(n) => {
+            (unknown::Log::First, _) => warn!(
+                "{} sent a payload that is not a service name (binary, over 128 bytes, or no line end within payload_timeout); answered with no news (its health check alone decides)",
+                peer.ip()
+            ),
+            (unknown::Log::Count(n), _) => {
                 warn!("{n} more probes named services that are not configured")
             }
-            unknown::Log::Quiet => {}
+            (unknown::Log::Quiet, _) => {}
         }
         let reply: Rc<[u8]> = Rc::from(NO_NEWS);
-        self.probers
-            .borrow_mut()
-            .record((peer.ip(), id), &reply, 0, now);
-        reply
+        let served = Served {
+            key: (peer.ip(), id),
+            reply: Rc::clone(&reply),
+            version: 0,
+        };
+        (reply, served)
     }
 
     /// What the dynamic inputs change in `service`'s reply now.
@@ -574,7 +620,7 @@ impl Agent {
 /// Serves probes on `listener` until the returned task is dropped; the
 /// address is its own (the port picked, for port 0).
 fn serve_on(
-    server: &Rc<Server<ReplyFn>>,
+    server: &Rc<Server<Probes>>,
     ex: &Rc<LocalExecutor<'static>>,
     listener: std::net::TcpListener,
 ) -> Result<(SocketAddr, Task<()>), String> {
@@ -636,12 +682,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     );
     *agent.cpu.borrow_mut() = sampler;
 
-    let weak = Rc::downgrade(&agent);
-    let reply: ReplyFn = Box::new(move |peer, payload| {
-        weak.upgrade()
-            .map_or_else(|| Rc::from(NO_NEWS), |a| a.reply(peer, payload))
-    });
-    let server = Server::new(reply, server_options(&config));
+    let server = Server::new(Probes(Rc::downgrade(&agent)), server_options(&config));
     server.set_allow(config.allow_list());
     server.set_payload(agent.payload_timeout());
     *agent.server.borrow_mut() = Some(Rc::clone(&server));

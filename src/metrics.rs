@@ -6,20 +6,23 @@
 //! path that answers a probe. HTTP requests are parsed by `httparse`, a
 //! small and widely used parser, with a cap on the request head and a
 //! deadline; each connection is its own task, at most `MAX_CONNECTIONS` at
-//! once. Only `GET` (and `HEAD`) of `/metrics` is served.
+//! once, in a `line`: a new connection is never refused, it closes the one
+//! open longest, so clients that trickle a request (or never send one)
+//! cannot keep a scraper, which sends its request at once, out. Only `GET`
+//! (and `HEAD`) of `/metrics` is served.
 //!
 //! `render` is pure given the agent's state, and every metric it writes is
 //! listed in the README.
 
 use crate::agent::Agent;
 use crate::error::Error;
+use crate::line::Line;
 use crate::listen;
 use crate::protocol::{self, Admin};
 use crate::service::Cause;
 use crate::services;
 use crate::state::Status;
-use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
-use std::cell::Cell;
+use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
 use std::fmt::Write as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,8 +33,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const MAX_HEAD: usize = 8192;
 /// How long a client has to send its request.
 const DEADLINE: Duration = Duration::from_secs(2);
-/// Scrapes served at once; more are closed.
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections served at once; a newer one closes the one open longest.
+const MAX_CONNECTIONS: usize = 16;
+/// Connections accepted in a row before those accepted run: at most half
+/// of `MAX_CONNECTIONS`, so each runs (and reads a request sent at once)
+/// before enough newer ones come to close it.
+const BURST: usize = MAX_CONNECTIONS / 2;
 
 /// Binds the metrics listener.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -53,7 +60,8 @@ pub fn serve(
         .map_err(|e| Error::Runtime(format!("cannot watch the metrics socket: {e}")))?;
     let ex2 = Rc::clone(ex);
     Ok(ex.spawn(async move {
-        let active = Rc::new(Cell::new(0u32));
+        let line = Line::new(MAX_CONNECTIONS);
+        let mut burst = 0;
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -63,21 +71,27 @@ pub fn serve(
                     continue;
                 }
             };
-            if active.get() >= MAX_CONNECTIONS {
-                continue;
-            }
-            active.set(active.get() + 1);
-            let (agent, active) = (Rc::clone(&agent), Rc::clone(&active));
+            let (place, _) = line.join();
+            let agent = Rc::clone(&agent);
             ex2.spawn(async move {
                 let _ = scrape(stream, &agent)
+                    .or(async {
+                        place.cut().await;
+                        Ok(())
+                    })
                     .or(async {
                         Timer::after(DEADLINE * 2).await;
                         Ok(())
                     })
                     .await;
-                active.set(active.get() - 1);
             })
             .detach();
+            // `accept` does not yield while connections are queued.
+            burst += 1;
+            if burst == BURST {
+                burst = 0;
+                future::yield_now().await;
+            }
         }
     }))
 }

@@ -73,9 +73,10 @@ pub enum Payload<'a> {
     Invalid,
 }
 
-/// Parses the first line of what a prober sent (`complete`: a line end,
-/// the end of input or the deadline was reached, so no more will count).
-/// `None` while more may still come. Pure: the table in the tests is the
+/// Parses the first line of what a prober sent (`complete`: the prober
+/// half-closed, so what came is all it sends). `None` while more may still
+/// come. A deadline is not an end: what the server makes of a line cut
+/// short is `server::decide`'s. Pure: the table in the tests is the
 /// specification.
 pub fn parse_payload(bytes: &[u8], complete: bool) -> Option<Payload<'_>> {
     let line_end = bytes.iter().position(|&b| b == b'\n');

@@ -2,17 +2,26 @@
 //!
 //! HAProxy sends nothing unless `agent-send` is configured, so without
 //! services hapgent never waits to read. With services, the payload names
-//! the service; HAProxy sends it right after connecting, so it is nearly
-//! always there at accept, and only a late one gets a task that waits for it
-//! (at most `payload_timeout`, counted against `max_connections`). A source
-//! outside the allow-list is closed at accept, unanswered. A reply is a few
-//! dozen bytes and a fresh connection's send
-//! buffer is empty, so the write nearly always completes at once: the
-//! connection is answered and closed inside the accept loop, without a task,
-//! a timer or a registration with the reactor. Only a write that would block
-//! gets a task, with a deadline, counted against `max_connections`; past the
-//! cap such a connection is closed at once, so a flood of clients that never
+//! the service; HAProxy sends it whole right after connecting, so it is
+//! nearly always there at accept, and only a late one gets a task that
+//! waits for it (at most `payload_timeout`). Those waits stand in a line of
+//! their own (`line`, `max_connections` long): a full line cuts the
+//! connection waiting longest (see `cut_as`), so clients that never send
+//! cannot keep a newer probe out. A source outside the allow-list is
+//! closed at accept, unanswered.
+//!
+//! A reply is a few dozen bytes and a fresh connection's send buffer is
+//! empty, so the write nearly always completes at once: the connection is
+//! answered and closed inside the accept loop, without a task, a timer or a
+//! registration with the reactor. Only a write that would block gets a
+//! task, with a deadline, counted against `max_connections`; past the cap
+//! such a connection is closed at once, so a flood of clients that never
 //! read costs neither memory nor delay for the next probe.
+//!
+//! A reply is *delivered* once it was written whole to a connection that
+//! was not reset by then: only then is the `Replies` told (the prober table
+//! records what a load balancer has seen from that). A write that fails,
+//! or a slow one cut by its deadline, delivers nothing.
 //!
 //! Like mini-redis's `server::run`, `serve` takes listeners that are already
 //! bound (by `agent`, by a test on port 0, or inherited from systemd) and a
@@ -20,6 +29,7 @@
 //! which services exist.
 
 use crate::cidr::{self, Cidr};
+use crate::line::Line;
 use crate::protocol::{MAX_PAYLOAD, Payload, parse_payload};
 use crate::sys;
 use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
@@ -27,12 +37,14 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How connections are served; may change while serving (a reload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Connections waiting for a slow write at once; more are closed.
+    /// Connections waiting for a slow write at once (more are closed), and
+    /// separately, connections waiting for a payload at once (past it the
+    /// one waiting longest is closed).
     pub max_connections: u32,
     /// How long a client has to take the reply.
     pub write_timeout: Duration,
@@ -43,34 +55,102 @@ pub struct Options {
 /// What the server counted, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Connections closed unanswered because `max_connections` were busy.
+    /// Connections closed unanswered because `max_connections` were busy:
+    /// slow writes past the cap, and payload waits cut from a full line.
     pub refused_cap: u64,
     /// Connections closed unanswered because the source is not allowed.
     pub refused_allow: u64,
+    /// Payload waits cut from a full line (answered or closed).
+    pub payload_cut: u64,
+    /// Payloads still without a line end at the deadline.
+    pub payload_unfinished: u64,
+}
+
+/// Who knows the replies: what to send for a probe, and what to do once
+/// it was delivered.
+pub trait Replies {
+    /// What a reply was about, handed back once it is delivered.
+    type Receipt: 'static;
+
+    /// The reply to `peer`, asking about the service `payload` names.
+    fn reply(&self, peer: SocketAddr, payload: Payload) -> (Rc<[u8]>, Self::Receipt);
+
+    /// The reply of `receipt` was written whole to a connection that was
+    /// not reset by then. Never called for a reply that was not.
+    fn delivered(&self, receipt: Self::Receipt);
 }
 
 /// What every accept loop shares: the reply source, options and counters.
-pub struct Server<F> {
-    reply: F,
+pub struct Server<R> {
+    replies: R,
     options: Cell<Options>,
     /// Sources allowed to probe; empty: everyone.
     allow: RefCell<Rc<[Cidr]>>,
     /// With services: how long to wait for an `agent-send` payload.
     payload: Cell<Option<Duration>>,
-    /// Connections being served by a task (slow writers, slow payloads).
+    /// Connections waiting for their payload.
+    waiting: Rc<Line>,
+    /// Connections finishing a slow write in a task.
     active: Cell<u32>,
     counters: Cell<Counters>,
 }
 
-impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
-    /// `reply` is called once per connection, with the peer's address and
+/// How a wait for a payload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// A line end came, or as many bytes as a payload may have.
+    Line,
+    /// The peer half-closed: what came is all it sends.
+    Closed,
+    /// The connection was reset (or reading failed): nobody to answer.
+    Reset,
+    /// `payload_timeout` passed.
+    Out,
+    /// The line of waits was full, this one had waited longest, and not
+    /// long (see `cut_as`).
+    Cut,
+}
+
+/// How a wait cut from a full line ends, after `waited` of `deadline`: past
+/// half its time, as if its deadline had passed (with nothing sent: the
+/// default service, for a backend without `agent-send`); before, closed
+/// unanswered, since it may be a probe whose payload is still on its way,
+/// and another service's state would be a wrong answer where none is
+/// harmless. So a flood never makes hapgent give up on a payload sooner
+/// than half of `payload_timeout`. Pure.
+fn cut_as(waited: Duration, deadline: Duration) -> Wait {
+    if waited >= deadline / 2 {
+        Wait::Out
+    } else {
+        Wait::Cut
+    }
+}
+
+/// The payload a wait decided on; `None` when the connection is closed
+/// unanswered. HAProxy sends `agent-send` whole, right after connecting:
+/// nothing at all by the deadline means none is configured (the default
+/// service), but part of a line is a name cut short, which must not be
+/// taken for a shorter name (`web` for `webapp`): it is answered like a
+/// payload that is not a name, with no news. Pure.
+fn decide(bytes: &[u8], wait: Wait) -> Option<Payload<'_>> {
+    match wait {
+        Wait::Reset | Wait::Cut => None,
+        Wait::Closed => parse_payload(bytes, true),
+        Wait::Out if bytes.is_empty() => Some(Payload::None),
+        Wait::Line | Wait::Out => Some(parse_payload(bytes, false).unwrap_or(Payload::Invalid)),
+    }
+}
+
+impl<R: Replies + 'static> Server<R> {
+    /// `replies` is asked once per connection, with the peer's address and
     /// what its payload asks about, for the bytes to send.
-    pub fn new(reply: F, options: Options) -> Rc<Server<F>> {
+    pub fn new(replies: R, options: Options) -> Rc<Server<R>> {
         Rc::new(Server {
-            reply,
+            replies,
             options: Cell::new(options),
             allow: RefCell::new(Rc::from(Vec::new())),
             payload: Cell::new(None),
+            waiting: Line::new(options.max_connections as usize),
             active: Cell::new(0),
             counters: Cell::new(Counters::default()),
         })
@@ -79,6 +159,7 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
     /// Serves later connections with `options`.
     pub fn set_options(&self, options: Options) {
         self.options.set(options);
+        self.waiting.set_cap(options.max_connections as usize);
     }
 
     /// Serves only sources in `allow` from now on (empty: everyone).
@@ -113,10 +194,11 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         ex.spawn(accept_loop(listener, Rc::clone(self), Rc::clone(ex)))
     }
 
-    /// Waits, at most the write timeout, for slow replies still in flight.
+    /// Waits, at most the write timeout, for payload waits and slow
+    /// replies still in flight.
     pub async fn finish(&self) {
-        let give_up = std::time::Instant::now() + self.options.get().write_timeout;
-        while self.active.get() > 0 && std::time::Instant::now() < give_up {
+        let give_up = Instant::now() + self.options.get().write_timeout;
+        while (self.active.get() > 0 || self.waiting.held() > 0) && Instant::now() < give_up {
             Timer::after(Duration::from_millis(5)).await;
         }
     }
@@ -171,7 +253,8 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         false
     }
 
-    /// Builds the reply for `payload` and sends it.
+    /// Builds the reply for `payload` and sends it; tells `replies` once it
+    /// is delivered.
     fn send(
         self: &Rc<Self>,
         stream: TcpStream,
@@ -179,32 +262,43 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         payload: Payload,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        let reply = (self.reply)(peer, payload);
+        let (reply, receipt) = self.replies.reply(peer, payload);
+        let written = (&stream).write(&reply);
         if self.options.get().log_requests {
             let text = String::from_utf8_lossy(&reply);
+            let text = text.trim_end();
+            let outcome = match &written {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    format!(" (not delivered: {e})")
+                }
+                _ => String::new(),
+            };
             match payload {
-                Payload::None => crate::info!("probe from {peer}: {}", text.trim_end()),
+                Payload::None => crate::info!("probe from {peer}: {text}{outcome}"),
                 Payload::Name(name) => {
-                    crate::info!("probe from {peer} for {name}: {}", text.trim_end())
+                    crate::info!("probe from {peer} for {name}: {text}{outcome}")
                 }
                 Payload::Invalid => crate::info!(
-                    "probe from {peer} with an invalid payload: {}",
-                    text.trim_end()
+                    "probe from {peer} with an invalid or incomplete payload: {text}{outcome}"
                 ),
             }
         }
-        match (&stream).write(&reply) {
-            Ok(n) if n == reply.len() => discard_input(&stream),
-            Ok(n) => self.spawn_slow(stream, peer, reply, n, ex),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.spawn_slow(stream, peer, reply, 0, ex)
+        match written {
+            Ok(n) if n == reply.len() => {
+                self.replies.delivered(receipt);
+                discard_input(&stream);
             }
-            // Reset or closed already: the peer gave up; nothing to report.
+            Ok(n) => self.spawn_slow(stream, peer, reply, n, receipt, ex),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.spawn_slow(stream, peer, reply, 0, receipt, ex)
+            }
+            // Reset or closed already: the peer gave up; nothing was
+            // delivered, which is not an error of ours.
             Err(_) => {}
         }
     }
 
-    /// Takes a slot for a task, or counts and logs a refusal.
+    /// Takes a slot for a slow write, or counts and logs a refusal.
     fn take_slot(&self, peer: SocketAddr) -> bool {
         let options = self.options.get();
         if self.active.get() >= options.max_connections {
@@ -224,8 +318,9 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         true
     }
 
-    /// Waits for the rest of a payload, in a task, at most `deadline`;
-    /// whatever has come by then decides (nothing: the default service).
+    /// Waits for the rest of a payload, in a task, at most `deadline`, in
+    /// the line of payload waits (see `cut_as`), then answers as `decide`
+    /// says.
     fn spawn_payload(
         self: &Rc<Self>,
         stream: TcpStream,
@@ -235,49 +330,96 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
         deadline: Duration,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        if !self.take_slot(peer) {
-            return;
+        let (place, cut) = self.waiting.join();
+        for _ in 0..cut {
+            let n = self.count(|c| {
+                c.payload_cut += 1;
+                c.payload_cut
+            });
+            if n.is_power_of_two() {
+                crate::warn!(
+                    "{} connections are waiting for their agent-send payload (max_connections): the one waiting longest is answered as at payload_timeout, or closed unanswered if it has waited less than half of it ({n} so far)",
+                    self.waiting.held()
+                );
+            }
         }
         let server = Rc::clone(self);
         let ex2 = Rc::clone(ex);
+        let start = Instant::now();
         ex.spawn(async move {
-            if let Ok(mut stream) = Async::new_nonblocking(stream) {
-                let read = async {
-                    loop {
-                        match stream.read(&mut buf[have..]).await {
-                            Ok(0) | Err(_) => return true,
-                            Ok(n) => have += n,
-                        }
-                        if parse_payload(&buf[..have], false).is_some() {
-                            return false;
-                        }
+            let Ok(mut stream) = Async::new_nonblocking(stream) else {
+                return;
+            };
+            let read = async {
+                loop {
+                    match stream.read(&mut buf[have..]).await {
+                        Ok(0) => return Wait::Closed,
+                        Err(_) => return Wait::Reset,
+                        Ok(n) => have += n,
                     }
-                };
-                let timer = async {
-                    Timer::after(deadline).await;
-                    true
-                };
-                let ended = read.or(timer).await;
-                let payload = parse_payload(&buf[..have], ended).unwrap_or(Payload::Invalid);
-                if let Ok(stream) = stream.into_inner() {
-                    server.active.set(server.active.get() - 1);
-                    server.send(stream, peer, payload, &ex2);
-                    return;
+                    if parse_payload(&buf[..have], false).is_some() {
+                        return Wait::Line;
+                    }
                 }
+            };
+            let timer = async {
+                Timer::after(deadline).await;
+                Wait::Out
+            };
+            let cut = async {
+                place.cut().await;
+                cut_as(start.elapsed(), deadline)
+            };
+            // In this order: what came counts first, then the deadline.
+            let wait = read.or(timer).or(cut).await;
+            drop(place);
+            let Some(payload) = decide(&buf[..have], wait) else {
+                if wait == Wait::Cut {
+                    server.count(|c| {
+                        c.refused_cap += 1;
+                        c.refused_cap
+                    });
+                }
+                return;
+            };
+            if wait == Wait::Out && have > 0 && parse_payload(&buf[..have], false).is_none() {
+                server.unfinished(peer, &buf[..have], deadline);
             }
-            server.active.set(server.active.get() - 1);
+            if let Ok(stream) = stream.into_inner() {
+                server.send(stream, peer, payload, &ex2);
+            }
         })
         .detach();
     }
 
+    /// Counts and (the first time, then at powers of two) logs a payload
+    /// still without its line end at the deadline: most likely an
+    /// `agent-send` missing its `\n`, which HAProxy does not add.
+    fn unfinished(&self, peer: SocketAddr, bytes: &[u8], deadline: Duration) {
+        let n = self.count(|c| {
+            c.payload_unfinished += 1;
+            c.payload_unfinished
+        });
+        if n.is_power_of_two() {
+            let text = String::from_utf8_lossy(bytes);
+            crate::warn!(
+                "{peer} sent {text:?} and no line end within payload_timeout ({} ms): answered with no news, since a name cut short may stand for another service; if this is HAProxy, end its agent-send with \\n (agent-send \"{}\\n\") ({n} so far)",
+                deadline.as_millis(),
+                text.escape_debug()
+            );
+        }
+    }
+
     /// Finishes a write that could not complete at once, in a task with a
-    /// deadline, unless the cap on such connections is reached.
+    /// deadline, unless the cap on such connections is reached; tells
+    /// `replies` once the last byte is written.
     fn spawn_slow(
         self: &Rc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         reply: Rc<[u8]>,
         sent: usize,
+        receipt: R::Receipt,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
         if !self.take_slot(peer) {
@@ -289,6 +431,7 @@ impl<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static> Server<F> {
             if let Ok(mut stream) = Async::new_nonblocking(stream) {
                 let write = async {
                     stream.write_all(&reply[sent..]).await?;
+                    server.replies.delivered(receipt);
                     discard_input(stream.get_ref());
                     Ok(())
                 };
@@ -326,10 +469,10 @@ fn discard_input(stream: &TcpStream) {
 /// Serves every listener until `shutdown` completes, then stops accepting
 /// and waits (at most the write timeout) for slow replies still in flight.
 #[cfg(test)]
-pub async fn serve<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
+pub async fn serve<R: Replies + 'static>(
     ex: &Rc<LocalExecutor<'static>>,
     listeners: Vec<Async<TcpListener>>,
-    server: Rc<Server<F>>,
+    server: Rc<Server<R>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let loops: Vec<_> = listeners
@@ -344,9 +487,9 @@ pub async fn serve<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
 
 /// Accepts connections on one listener forever. Errors never end it: the
 /// agent must outlive a file-descriptor shortage.
-async fn accept_loop<F: Fn(SocketAddr, Payload) -> Rc<[u8]> + 'static>(
+async fn accept_loop<R: Replies + 'static>(
     listener: Async<TcpListener>,
-    server: Rc<Server<F>>,
+    server: Rc<Server<R>>,
     ex: Rc<LocalExecutor<'static>>,
 ) {
     let local = listener
@@ -441,6 +584,28 @@ mod tests {
         active: u32,
         /// Connections closed because every slot was taken.
         refused_cap: u64,
+        /// Replies written whole.
+        delivered: usize,
+    }
+
+    /// The same reply for everyone; counts replies built and delivered.
+    struct Fixed {
+        reply: Rc<[u8]>,
+        built: Rc<Cell<usize>>,
+        delivered: Rc<Cell<usize>>,
+    }
+
+    impl Replies for Fixed {
+        type Receipt = ();
+
+        fn reply(&self, _: SocketAddr, _: Payload) -> (Rc<[u8]>, ()) {
+            self.built.set(self.built.get() + 1);
+            (Rc::clone(&self.reply), ())
+        }
+
+        fn delivered(&self, _: ()) {
+            self.delivered.set(self.delivered.get() + 1);
+        }
     }
 
     /// A server running `serve` on a loopback listener in its own thread.
@@ -488,17 +653,15 @@ mod tests {
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let (ask, asked) = smol::channel::unbounded::<std::sync::mpsc::Sender<Seen>>();
         let handle = std::thread::spawn(move || {
-            let reply: Rc<[u8]> = reply.into();
             let replies = Rc::new(Cell::new(0));
+            let delivered = Rc::new(Cell::new(0));
             let ex = Rc::new(LocalExecutor::new());
-            let counted = Rc::clone(&replies);
-            let server = Server::new(
-                move |_, _| {
-                    counted.set(counted.get() + 1);
-                    Rc::clone(&reply)
-                },
-                options,
-            );
+            let fixed = Fixed {
+                reply: reply.into(),
+                built: Rc::clone(&replies),
+                delivered: Rc::clone(&delivered),
+            };
+            let server = Server::new(fixed, options);
             let observed = Rc::clone(&server);
             ex.spawn(async move {
                 while let Ok(tx) = asked.recv().await {
@@ -506,6 +669,7 @@ mod tests {
                         replies: replies.get(),
                         active: observed.active.get(),
                         refused_cap: observed.counters().refused_cap,
+                        delivered: delivered.get(),
                     });
                 }
             })
@@ -557,11 +721,15 @@ mod tests {
         );
         assert_eq!(server.now().refused_cap, 1);
         // Closed with the reply unread: a reset, the write fails, the slot
-        // is free.
+        // is free, and neither reply was delivered.
         drop(stuck);
         server.wait("the slot freed", |s| s.active == 0);
+        assert_eq!(server.now().delivered, 0);
         let third = read_all(server.addr);
         assert_eq!(third.len(), big.len());
+        // Delivered once its last byte was written, which is before the
+        // client read its end.
+        assert_eq!(server.now().delivered, 1);
         assert_eq!(server.now().refused_cap, 1);
         server.stop();
     }
@@ -587,6 +755,60 @@ mod tests {
         // reset, if the kernel gave up on the orphaned connection first).
         let _ = stuck.read_to_end(&mut got);
         assert!(got.len() < big.len(), "the stuck client got everything");
+        assert_eq!(server.now().delivered, 0, "a cut reply was delivered");
         server.stop();
+    }
+
+    #[test]
+    fn a_cut_wait_is_answered_only_past_half_its_time() {
+        let ms = Duration::from_millis;
+        // (waited, deadline, how it ends)
+        for (waited, deadline, want) in [
+            (0, 100, Wait::Cut),
+            (49, 100, Wait::Cut),
+            (50, 100, Wait::Out),
+            (5000, 100, Wait::Out),
+            (0, 1, Wait::Cut),
+            (1, 1, Wait::Out),
+        ] {
+            assert_eq!(
+                cut_as(ms(waited), ms(deadline)),
+                want,
+                "{waited} of {deadline}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_wait_decides_on_what_came() {
+        use Payload::*;
+        // (bytes, how the wait ended, payload; None: nobody to answer)
+        let cases: &[(&[u8], Wait, Option<Payload>)] = &[
+            (b"api\n", Wait::Line, Some(Name("api"))),
+            (&[b'x'; MAX_PAYLOAD], Wait::Line, Some(Invalid)),
+            // Half-closed: what came is the whole payload.
+            (b"web", Wait::Closed, Some(Name("web"))),
+            (b"", Wait::Closed, Some(None)),
+            // Time up with nothing: no agent-send, the default service.
+            (b"", Wait::Out, Some(None)),
+            // Time up in the middle of a line: a name cut short is not
+            // a name (webapp is not web).
+            (b"web", Wait::Out, Some(Invalid)),
+            (b"\r", Wait::Out, Some(Invalid)),
+            (b"api\n", Wait::Out, Some(Name("api"))),
+            (b"api", Wait::Reset, Option::None),
+            // Cut from a full line: maybe a payload on its way.
+            (b"", Wait::Cut, Option::None),
+            (b"ap", Wait::Cut, Option::None),
+            (b"", Wait::Reset, Option::None),
+        ];
+        for (bytes, wait, want) in cases {
+            assert_eq!(
+                decide(bytes, *wait),
+                *want,
+                "{:?} {wait:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 }

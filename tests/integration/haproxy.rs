@@ -34,7 +34,7 @@ impl Haproxy {
 
     /// Starts HAProxy with one backend per (name, agent-inter, extra
     /// server keywords), each with a server s1 that uses hapgent.
-    fn start_backends(
+    pub(crate) fn start_backends(
         dir: &TempDir,
         agent_port: u16,
         backends: &[(&str, &str, &str)],
@@ -119,7 +119,7 @@ defaults
     /// The server's view from `show servers state be` and `show stat`,
     /// merged into one map of column name to value.
     /// `view` for backend `backend`.
-    fn view_of(&self, backend: &str) -> HashMap<String, String> {
+    pub(crate) fn view_of(&self, backend: &str) -> HashMap<String, String> {
         let mut view = HashMap::new();
         let state = self.command(&format!("show servers state {backend}"));
         let mut lines = state.lines().filter(|l| !l.trim().is_empty()).skip(1);
@@ -164,7 +164,7 @@ defaults
     }
 
     /// `wait_for` in backend `backend`.
-    fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
+    pub(crate) fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let view = self.view_of(backend);

@@ -14,6 +14,7 @@ mod dynamic;
 mod edges_signals;
 mod faults;
 mod haproxy;
+mod probe_path;
 mod reload;
 mod services;
 mod signals;
