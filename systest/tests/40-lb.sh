@@ -128,3 +128,54 @@ test_lb_deb() {
     expect "HAProxy keeps running, serving the last applied configuration" haproxy_serves lb1 systest_new
     expect "the system user is kept (see lb/debian/postrm)" quiet hx lb1 getent passwd hapgent-lb
 }
+
+# lb_role HOST NAME [args...]: examples/site-lb.yml (the role hapgent_lb)
+# on HOST over SSH, with the signed mirror of dist/.
+lb_role() {
+    local h=$1 name=$2
+    shift 2
+    playbook "$name" -i "$SYSTEST_RUN/inventory-lb.ini" examples/site-lb.yml \
+        -e "hapgent_lb_release_url=$SYSTEST_RUN/mirror" \
+        -e "hapgent_lb_allowed_signers_file=$SYSTEST_RUN/allowed_signers" \
+        -e "hapgent_lb_local_cache_path=$SYSTEST_RUN/cache" "$@"
+}
+
+# The role hapgent_lb over SSH, binary method: the repository's unit and a
+# drop-in start, serve the API to group haproxy (GET, good PUT, invalid
+# PUT); a second run changes nothing; switching to the deb method replaces
+# the binary install with the package, which purge then removes.
+test_lb_ansible_role() {
+    local pid
+    ansible_setup
+    host_boot lb1
+    haproxy_up lb1
+    mirror_signed "$SYSTEST_RUN/mirror" "$SYSTEST_RUN/allowed_signers" "$(version)"
+    inventory "$SYSTEST_RUN/inventory-lb.ini" haproxy lb1
+    lb_role lb1 first -e hapgent_lb_install_method=binary || { show first 60; die "the role (binary method) failed"; }
+    wait_until 20 "hapgent-lb.service is active with its API socket" lb_unit_up lb1
+    expect "hapgent-lb.service is enabled" eq "$(hx lb1 systemctl is-enabled hapgent-lb.service)" enabled
+    expect "the installed unit is systemd/hapgent-lb.service" \
+        eq "$(hx lb1 cat /etc/systemd/system/hapgent-lb.service | sha256sum)" \
+        "$(sha256sum <"$REPO/systemd/hapgent-lb.service")"
+    pid=$(hx lb1 systemctl show -P MainPID hapgent-lb.service)
+    expect "it runs dist/'s binary from /usr/local/bin" \
+        eq "$(hx lb1 readlink "/proc/$pid/exe") $(hx lb1 sha256sum "/proc/$pid/exe" | cut -d' ' -f1)" \
+        "/usr/local/bin/hapgent-lb $(sha256sum <"$(dist_lb_binary)" | cut -d' ' -f1)"
+    lb_api_flow lb1
+    expect "a second run succeeds" lb_role lb1 second -e hapgent_lb_install_method=binary
+    expect "and reports changed=0" eq "$(recap_total second changed)" 0
+    expect "hapgent-lb was not restarted" eq "$(hx lb1 systemctl show -P MainPID hapgent-lb.service)" "$pid"
+
+    expect "a run with the deb method succeeds" lb_role lb1 deb
+    wait_until 20 "hapgent-lb.service is active again with its API socket" lb_unit_up lb1
+    expect "it runs /usr/bin/hapgent-lb from the package" \
+        eq "$(hx lb1 readlink "/proc/$(hx lb1 systemctl show -P MainPID hapgent-lb.service)/exe")" /usr/bin/hapgent-lb
+    expect "the binary method's unit, binary and drop-in are gone" \
+        hx lb1 sh -c '[ ! -e /etc/systemd/system/hapgent-lb.service ] && [ ! -e /usr/local/bin/hapgent-lb ] &&
+            [ ! -e /etc/systemd/system/hapgent-lb.service.d/ansible.conf ]'
+    expect "carol still gets GET /v1/backends" matches "$(lb_api lb1 carol http://lb/v1/backends)" '^200 '
+    hx lb1 env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q hapgent-lb </dev/null >/dev/null
+    expect "purge stopped the service and removed binary and configuration" \
+        hx lb1 sh -c '[ ! -S /run/hapgent-lb/api.sock ] && [ ! -e /usr/bin/hapgent-lb ] && [ ! -e /etc/hapgent-lb ]'
+    expect "HAProxy keeps serving the last applied configuration" haproxy_serves lb1 systest_new
+}
