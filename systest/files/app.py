@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """The backend application of the rolling-deploy test: answers every GET
 with this host's name (so the load generator sees which server answered),
-speaks HTTP/1.1 keep-alive, and dies at once on SIGTERM like a careless
-real application, so a request in flight when it stops fails."""
+`GET /slow?ms=N` after N milliseconds (a long-running request, N at most
+5000), speaks HTTP/1.1 keep-alive, and dies at once on SIGTERM like a
+careless real application, so a request in flight when it stops fails."""
 import http.server
 import socket
 import socketserver
+import time
+import urllib.parse
 
 NAME = socket.gethostname().encode()
 
@@ -17,6 +20,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/slow":
+            ms = int(urllib.parse.parse_qs(url.query).get("ms", ["1000"])[0])
+            time.sleep(min(max(ms, 0), 5000) / 1000)
         body = NAME + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -30,6 +37,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # Two load balancers' clients and health checks connect at once; the
+    # default listen backlog of 5 can overflow on a busy machine, and a
+    # dropped SYN outlasts HAProxy's 1 s connect timeout.
+    request_queue_size = 128
 
     def server_bind(self):
         # HTTPServer's own server_bind looks up the FQDN (a DNS query):

@@ -13,7 +13,8 @@ musl_triple() {
     esac
 }
 
-# dist_deb / dist_binary: paths of the artifacts for this machine.
+# dist_deb / dist_binary (hapgent), dist_lb_deb / dist_lb_binary
+# (hapgent-lb): paths of the artifacts for this machine.
 dist_deb() {
     local f
     f=$SYSTEST_DIST/hapgent_$(version)-1_$(deb_arch).deb
@@ -23,6 +24,19 @@ dist_deb() {
 dist_binary() {
     local f
     f=$SYSTEST_DIST/hapgent-$(version)-$(musl_triple)
+    [ -f "$f" ] || die "$f is missing: run scripts/dist first"
+    echo "$f"
+}
+
+dist_lb_deb() {
+    local f
+    f=$SYSTEST_DIST/hapgent-lb_$(version)-1_$(deb_arch).deb
+    [ -f "$f" ] || die "$f is missing: run scripts/dist first"
+    echo "$f"
+}
+dist_lb_binary() {
+    local f
+    f=$SYSTEST_DIST/hapgent-lb-$(version)-$(musl_triple)
     [ -f "$f" ] || die "$f is missing: run scripts/dist first"
     echo "$f"
 }
@@ -47,12 +61,15 @@ deb_with_version() {
 # mirror_signed DIR SIGNERS VERSION [BINARY DEB]: a release directory the
 # role accepts, for VERSION: the binary and .deb under their release names,
 # SHA256SUMS, and SHA256SUMS.sig by a throwaway key that SIGNERS (an
-# allowed_signers file, created) trusts. BINARY and DEB default to dist/'s.
+# allowed_signers file, created) trusts. BINARY and DEB default to dist/'s;
+# dist/'s hapgent-lb binary and .deb are in it too, as in a release.
 mirror_signed() {
     local dir=$1 signers=$2 ver=$3 bin=${4:-$(dist_binary)} deb=${5:-$(dist_deb)}
     mkdir -p "$dir"
     cp "$bin" "$dir/hapgent-$ver-$(musl_triple)"
     cp "$deb" "$dir/hapgent_$ver-1_$(deb_arch).deb"
+    cp "$(dist_lb_binary)" "$dir/hapgent-lb-$ver-$(musl_triple)"
+    cp "$(dist_lb_deb)" "$dir/hapgent-lb_$ver-1_$(deb_arch).deb"
     (cd "$dir" && sha256sum hapgent[-_]* >SHA256SUMS)
     local key=$SYSTEST_RUN/release-key
     [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C systest-release -f "$key"
