@@ -12,6 +12,7 @@ mod ctl;
 mod dynamic;
 mod faults;
 mod haproxy;
+mod probers;
 mod reload;
 mod services;
 mod signals;
