@@ -4,7 +4,7 @@
 //! one prober (127.0.0.1) probes back to back and every probe's latency is
 //! recorded: fills the table with N distinct sources (127.1.0.0 on), sends
 //! probes from more new sources with the table full (each one evicts the
-//! longest unseen), and runs `hapgent ctl probers --json` three times. The
+//! longest unseen), and runs `hapgent ctl probers --json` ten times. The
 //! report gives new sources per second in both phases and the probe
 //! latency (median, p99, max) in each phase: "probes delayed" is the max
 //! of a phase against the max at rest.
@@ -17,6 +17,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// `hapgent ctl probers --json` runs timed.
+const CTL_RUNS: usize = 10;
 
 /// New sources sent with the table full (at most).
 const EVICTING: u32 = 50_000;
@@ -208,7 +211,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     let evicting = sources(addr, n, n + more, threads);
     rec.phase.store(3, Ordering::Relaxed);
     let mut ctl_times = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..CTL_RUNS {
         let t = Instant::now();
         let status = Command::new(&o.binary)
             .args(["ctl", "--control-socket"])
