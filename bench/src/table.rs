@@ -159,14 +159,18 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         .map_err(Error::io(format!("cannot start {}", o.binary.display())))?;
     let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
     let mut line = String::new();
+    let mut said = String::new();
     let addr: SocketAddr = loop {
         line.clear();
         if stderr.read_line(&mut line).unwrap_or(0) == 0 {
             let _ = child.kill();
+            let _ = child.wait();
             return Err(Error::Agent(format!(
-                "hapgent exited before listening: {line}"
+                "hapgent stopped before listening: {}",
+                said.trim()
             )));
         }
+        said.push_str(&line);
         if let Some(rest) = line.split("listening on ").nth(1) {
             let text = rest.split([',', ';']).next().unwrap_or("");
             break text
