@@ -651,7 +651,7 @@ fn why_idle(idle: &[probers::Idle], window: Duration) -> String {
         seconds(window)
     );
     if idle.is_empty() {
-        return format!("{rule}; none has probed it since hapgent started");
+        return format!("{rule}; none has probed it yet");
     }
     let each: Vec<String> = idle
         .iter()
@@ -661,7 +661,11 @@ fn why_idle(idle: &[probers::Idle], window: Duration) -> String {
                 "{} has been silent for {}, longer than three of its {} intervals plus a second",
                 p.address,
                 seconds(p.silent),
-                seconds(i)
+                if i < Duration::from_secs(1) {
+                    format!("{} ms", i.as_millis())
+                } else {
+                    seconds(i)
+                }
             ),
             _ => format!(
                 "{} has been silent for {}, longer than seen_window",
@@ -748,14 +752,14 @@ mod tests {
         let window = ms(30_000);
         let rule = "a load balancer counts once it has probed twice, until it is silent for longer than three of its intervals plus a second (at most seen_window, 30.0 s)";
         for (list, want) in [
-            (vec![], "none has probed it since hapgent started".to_string()),
+            (vec![], "none has probed it yet".to_string()),
             (
                 vec![idle(1, None, 2500)],
                 "127.0.0.2 probed once (2.5 s ago)".to_string(),
             ),
             (
                 vec![idle(40, Some(200), 1700)],
-                "127.0.0.2 has been silent for 1.7 s, longer than three of its 0.2 s intervals plus a second".to_string(),
+                "127.0.0.2 has been silent for 1.7 s, longer than three of its 200 ms intervals plus a second".to_string(),
             ),
             (
                 vec![idle(3, Some(20_000), 31_000)],
