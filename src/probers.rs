@@ -16,8 +16,9 @@
 //! names cannot push out real load balancers. Past a bound, the prober of
 //! that group unseen for longest is evicted. Every operation a probe
 //! triggers is O(1) and allocates nothing for a known prober (the reply is
-//! the agent's shared cached line): each group is a list in recency order
-//! threaded through one slab, so the longest unseen is its tail.
+//! the agent's shared cached line): each group has its own index and a list
+//! in recency order threaded through one slab, so the longest unseen is
+//! its tail, and growing an index rehashes one group's worth at most.
 //!
 //! Listings (`ctl probers`, `ctl status`, `/metrics`) never hold the probe
 //! thread for long: `snapshot` copies the table a chunk at a time, letting
@@ -101,21 +102,68 @@ struct Slot {
     older: u32,
 }
 
-/// One group's probers in recency order: ends of the list, and its length.
-#[derive(Clone, Copy)]
-struct List {
-    newest: u32,
-    oldest: u32,
-    len: usize,
+fn at(slots: &[Option<Slot>], i: u32) -> &Slot {
+    slots[i as usize]
+        .as_ref()
+        .expect("the indexes and the lists point at occupied slots only")
 }
 
-impl Default for List {
-    fn default() -> List {
-        List {
+fn at_mut(slots: &mut [Option<Slot>], i: u32) -> &mut Slot {
+    slots[i as usize]
+        .as_mut()
+        .expect("the indexes and the lists point at occupied slots only")
+}
+
+/// One group's probers: where each is, and the ends of their list in
+/// recency order. Each group has its index of its own, so that growing one
+/// rehashes at most a group's worth (`max_probers`), however many services
+/// there are.
+struct Group {
+    index: HashMap<Key, u32>,
+    newest: u32,
+    oldest: u32,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            index: HashMap::new(),
             newest: NIL,
             oldest: NIL,
-            len: 0,
         }
+    }
+}
+
+impl Group {
+    /// Takes slot `i` out of the list.
+    fn unlink(&mut self, slots: &mut [Option<Slot>], i: u32) {
+        let (newer, older) = {
+            let s = at(slots, i);
+            (s.newer, s.older)
+        };
+        match newer {
+            NIL => self.newest = older,
+            n => at_mut(slots, n).older = older,
+        }
+        match older {
+            NIL => self.oldest = newer,
+            o => at_mut(slots, o).newer = newer,
+        }
+    }
+
+    /// Puts slot `i` at the front of the list: seen most recently.
+    fn push_newest(&mut self, slots: &mut [Option<Slot>], i: u32) {
+        let previous = self.newest;
+        {
+            let s = at_mut(slots, i);
+            s.newer = NIL;
+            s.older = previous;
+        }
+        match previous {
+            NIL => self.oldest = i,
+            p => at_mut(slots, p).newer = i,
+        }
+        self.newest = i;
     }
 }
 
@@ -123,21 +171,19 @@ impl Default for List {
 pub struct Table {
     /// Probers remembered per service.
     cap: usize,
-    index: HashMap<Key, u32>,
     /// Where the probers live; `None` for a free slot (listed in `free`).
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    lists: HashMap<u32, List>,
+    groups: HashMap<u32, Group>,
 }
 
 impl Table {
     pub fn new(cap: usize) -> Table {
         Table {
             cap: cap.max(1),
-            index: HashMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            lists: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -157,73 +203,32 @@ impl Table {
     }
 
     fn at(&self, i: u32) -> &Slot {
-        self.slots[i as usize]
-            .as_ref()
-            .expect("the index and the lists point at occupied slots only")
-    }
-
-    fn at_mut(&mut self, i: u32) -> &mut Slot {
-        self.slots[i as usize]
-            .as_mut()
-            .expect("the index and the lists point at occupied slots only")
-    }
-
-    /// Takes slot `i` out of its group's list.
-    fn unlink(&mut self, i: u32) {
-        let (g, newer, older) = {
-            let s = self.at(i);
-            (group(s.key.1), s.newer, s.older)
-        };
-        let mut list = self.lists.get(&g).copied().unwrap_or_default();
-        match newer {
-            NIL => list.newest = older,
-            n => self.at_mut(n).older = older,
-        }
-        match older {
-            NIL => list.oldest = newer,
-            o => self.at_mut(o).newer = newer,
-        }
-        list.len -= 1;
-        if list.len == 0 {
-            self.lists.remove(&g);
-        } else {
-            self.lists.insert(g, list);
-        }
-    }
-
-    /// Puts slot `i` at the front of its group's list: seen most recently.
-    fn push_newest(&mut self, i: u32) {
-        let g = group(self.at(i).key.1);
-        let mut list = self.lists.get(&g).copied().unwrap_or_default();
-        let previous = list.newest;
-        {
-            let s = self.at_mut(i);
-            s.newer = NIL;
-            s.older = previous;
-        }
-        if previous != NIL {
-            self.at_mut(previous).newer = i;
-        } else {
-            list.oldest = i;
-        }
-        list.newest = i;
-        list.len += 1;
-        self.lists.insert(g, list);
+        at(&self.slots, i)
     }
 
     /// Forgets the prober in slot `i`.
     fn remove(&mut self, i: u32) {
-        self.unlink(i);
-        if let Some(slot) = self.slots[i as usize].take() {
-            self.index.remove(&slot.key);
+        let key = self.at(i).key;
+        let g = group(key.1);
+        if let Some(grp) = self.groups.get_mut(&g) {
+            grp.unlink(&mut self.slots, i);
+            grp.index.remove(&key);
+            if grp.index.is_empty() {
+                self.groups.remove(&g);
+            }
         }
+        self.slots[i as usize] = None;
         self.free.push(i);
     }
 
     /// Records that `key` was served `reply`, carrying `version`, at `now`.
     pub fn record(&mut self, key: Key, reply: &Rc<[u8]>, version: u64, now: Instant) {
-        if let Some(&i) = self.index.get(&key) {
-            let p = &mut self.at_mut(i).prober;
+        let g = group(key.1);
+        if let Some(grp) = self.groups.get_mut(&g)
+            && let Some(&i) = grp.index.get(&key)
+        {
+            let slot = at_mut(&mut self.slots, i);
+            let p = &mut slot.prober;
             p.last = now;
             p.probes += 1;
             if p.version != version {
@@ -233,16 +238,20 @@ impl Table {
             if !Rc::ptr_eq(&p.reply, reply) {
                 p.reply = Rc::clone(reply);
             }
-            if self.at(i).newer != NIL {
-                self.unlink(i);
-                self.push_newest(i);
+            if slot.newer != NIL {
+                grp.unlink(&mut self.slots, i);
+                grp.push_newest(&mut self.slots, i);
             }
             return;
         }
-        let g = group(key.1);
         let cap = self.cap_of(g);
-        while let Some(list) = self.lists.get(&g).filter(|l| l.len >= cap) {
-            self.remove(list.oldest);
+        while let Some(oldest) = self
+            .groups
+            .get(&g)
+            .filter(|grp| grp.index.len() >= cap)
+            .map(|grp| grp.oldest)
+        {
+            self.remove(oldest);
         }
         let slot = Slot {
             key,
@@ -267,15 +276,17 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
-        self.push_newest(i);
+        let grp = self.groups.entry(g).or_default();
+        grp.index.insert(key, i);
+        grp.push_newest(&mut self.slots, i);
     }
 
     /// Forgets the probers of services for which `keep` is false.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let doomed: Vec<u32> = self
-            .index
-            .iter()
+            .groups
+            .values()
+            .flat_map(|grp| grp.index.iter())
             .filter(|((_, service), _)| !keep(*service))
             .map(|(_, i)| *i)
             .collect();
@@ -286,10 +297,10 @@ impl Table {
 
     /// The probers of `service`'s group, most recently seen first.
     fn newest_first(&self, service: u32) -> impl Iterator<Item = &Slot> {
-        let mut at = self.lists.get(&group(service)).map_or(NIL, |l| l.newest);
+        let mut i = self.groups.get(&group(service)).map_or(NIL, |g| g.newest);
         std::iter::from_fn(move || {
-            let slot = (at != NIL).then(|| self.at(at))?;
-            at = slot.older;
+            let slot = (i != NIL).then(|| self.at(i))?;
+            i = slot.older;
             Some(slot)
         })
         .filter(move |s| s.key.1 == service)
@@ -325,12 +336,13 @@ impl Table {
     }
 
     pub fn get(&self, key: &Key) -> Option<&Prober> {
-        self.index.get(key).map(|i| &self.at(*i).prober)
+        let i = self.groups.get(&group(key.1))?.index.get(key)?;
+        Some(&self.at(*i).prober)
     }
 
     /// Probers remembered, in all.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.slots.len() - self.free.len()
     }
 
     /// Copies the probers in slots `from..from + CHUNK` into `into`; where
@@ -753,9 +765,9 @@ mod tests {
         assert_eq!(table.len(), 4);
         assert!(table.slots.len() <= 5, "freed slots are reused");
         for service in 0..2 {
-            let list = table.lists[&service];
+            let list = &table.groups[&service];
             let walked: Vec<Key> = table.newest_first(service).map(|s| s.key).collect();
-            assert_eq!(walked.len(), list.len);
+            assert_eq!(walked.len(), list.index.len());
             let mut back = Vec::new();
             let mut at = list.oldest;
             while at != NIL {
@@ -766,7 +778,7 @@ mod tests {
             assert_eq!(walked, back);
         }
         table.retain(|_| false);
-        assert_eq!((table.len(), table.lists.len()), (0, 0));
+        assert_eq!((table.len(), table.groups.len()), (0, 0));
     }
 
     #[test]
