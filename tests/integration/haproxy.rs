@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A foreground HAProxy with one backend whose server uses hapgent.
-struct Haproxy {
+pub struct Haproxy {
     child: Child,
     socket: PathBuf,
     log: PathBuf,
@@ -32,7 +32,7 @@ impl Haproxy {
 
     /// Starts HAProxy with one backend per (name, agent-inter, extra
     /// server keywords), each with a server s1 that uses hapgent.
-    fn start_backends(
+    pub fn start_backends(
         dir: &TempDir,
         agent_port: u16,
         backends: &[(&str, &str, &str)],
@@ -162,7 +162,7 @@ defaults
     }
 
     /// `wait_for` in backend `backend`.
-    fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
+    pub fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let view = self.view_of(backend);

@@ -164,6 +164,57 @@ fn the_prober_bound_is_per_service() {
     );
 }
 
+/// The same against real HAProxy: three HAProxy processes, each probing
+/// services `api` and `web` every 200 ms from its own source address, with
+/// `max_probers = 4`. All six probers are kept, `--wait-seen` confirms the
+/// three load balancers, and each shows the drain once it returned.
+#[test]
+fn three_haproxies_two_services_four_probers_each() {
+    use crate::haproxy::Haproxy;
+    let dir = TempDir::new("probers-haproxy");
+    let agent = with_services(&dir, &["--max-probers", "4"]);
+    let mut lbs = Vec::new();
+    for n in 2..=4 {
+        let lb_dir = TempDir::new(&format!("probers-haproxy-{n}"));
+        let source = format!("source 127.0.7.{n}");
+        let api = format!("{source} agent-send \"api\\n\"");
+        let web = format!("{source} agent-send \"web\\n\"");
+        let backends = [
+            ("api", "200ms", api.as_str()),
+            ("web", "200ms", web.as_str()),
+        ];
+        let Some(lb) = Haproxy::start_backends(&lb_dir, agent.port(), &backends) else {
+            return;
+        };
+        lbs.push((lb, lb_dir));
+    }
+    wait_for("six probers, each probing repeatedly", || {
+        let list = probers(&agent);
+        list.len() == 6 && list.iter().all(|p| p["probes"].as_u64() >= Some(3))
+    });
+    let (code, out, err) = agent.ctl(&[
+        "--service",
+        "api",
+        "drain",
+        "--wait-seen",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("all 3 load balancers have seen version 1 of service api"),
+        "{out}"
+    );
+    for (lb, _) in &lbs {
+        lb.wait_for_in(
+            "api",
+            "after --wait-seen",
+            &[("srv_admin_state", "8"), ("stat.status", "~DRAIN")],
+        );
+        lb.wait_for_in("web", "web untouched", &[("srv_admin_state", "0")]);
+    }
+}
+
 /// One source naming 300 services that are not configured, with
 /// `max_probers = 64`: the unknown names have a budget of their own, and
 /// the real load balancers stay in the table.
