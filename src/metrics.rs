@@ -386,6 +386,17 @@ pub async fn render(agent: &Agent) -> String {
         );
     }
 
+    family(
+        &mut out,
+        "hapgent_probers_evicted_total",
+        "counter",
+        "Probers forgotten to stay within max_probers per service (or the 64 for unknown names); if it keeps rising, raise max_probers.",
+    );
+    let _ = writeln!(
+        out,
+        "hapgent_probers_evicted_total {}",
+        agent.probers().evicted()
+    );
     let (snapshot, names) = crate::control::listing(agent).await;
     let rendered = crate::probers::off_probe_thread(move || {
         render_probers(&mut out, snapshot.sorted(), &names, SystemTime::now());

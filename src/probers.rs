@@ -175,6 +175,8 @@ pub struct Table {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     groups: HashMap<u32, Group>,
+    /// Probers forgotten to stay within a bound, since the start.
+    evicted: u64,
 }
 
 impl Table {
@@ -184,6 +186,7 @@ impl Table {
             slots: Vec::new(),
             free: Vec::new(),
             groups: HashMap::new(),
+            evicted: 0,
         }
     }
 
@@ -252,6 +255,7 @@ impl Table {
             .map(|grp| grp.oldest)
         {
             self.remove(oldest);
+            self.evicted += 1;
         }
         let slot = Slot {
             key,
@@ -338,6 +342,12 @@ impl Table {
     pub fn get(&self, key: &Key) -> Option<&Prober> {
         let i = self.groups.get(&group(key.1))?.index.get(key)?;
         Some(&self.at(*i).prober)
+    }
+
+    /// Probers forgotten to stay within a bound, since the start: if it
+    /// keeps rising, `max_probers` is too low for the load balancers.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Probers remembered, in all.
@@ -693,6 +703,7 @@ mod tests {
         table.record(at(4, 0), &r, 0, s(50));
         assert_eq!(table.len(), 6);
         assert!(table.get(&at(2, 0)).is_none(), "the longest unseen goes");
+        assert_eq!(table.evicted(), 1);
         assert_eq!(
             order(&table).iter().filter(|k| k.1 == 0).count(),
             3,

@@ -305,6 +305,11 @@ fn an_evicted_prober_is_reported_as_evicted() {
         .cloned()
         .unwrap();
     assert_eq!(evicted["evicted"], true, "{evicted}");
+    let (_, metrics, _) = agent.ctl(&["metrics"]);
+    assert!(
+        metrics.contains("\nhapgent_probers_evicted_total 1\n"),
+        "{metrics}"
+    );
 }
 
 /// When no load balancer counts as probing, the message says which rule
