@@ -482,7 +482,8 @@ fn services_json(agent: &Agent, services: &[Rc<Service>]) -> Value {
 /// thread of its own, so that no probe waits for a listing.
 async fn with_probers(agent: &Agent, mut fields: Map<String, Value>) -> String {
     let window = agent.seen_window();
-    let (snapshot, names) = listing(agent).await;
+    let snapshot = probers::snapshot(|| agent.probers(), window).await;
+    let names = snapshot.names(|id| agent.service_name(id));
     fields.insert("seen_window_ms".into(), (window.as_millis() as u64).into());
     let rendered = probers::off_probe_thread(move || {
         fields.insert("probers".into(), probers_json(snapshot.sorted(), &names));
@@ -496,17 +497,6 @@ async fn with_probers(agent: &Agent, mut fields: Map<String, Value>) -> String {
             Map::new(),
         )
     })
-}
-
-/// A copy of the prober table, and the names of the services it holds.
-pub async fn listing(agent: &Agent) -> (probers::Snapshot, HashMap<u32, String>) {
-    let snapshot = probers::snapshot(|| agent.probers(), agent.seen_window()).await;
-    let names = snapshot
-        .services
-        .iter()
-        .map(|id| (*id, agent.service_name(*id)))
-        .collect();
-    (snapshot, names)
 }
 
 /// The probers, sorted, as the control protocol lists them.

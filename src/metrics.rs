@@ -4,10 +4,11 @@
 //! The text is rendered on demand from what the agent already keeps (the
 //! services, the prober table, a few counters); nothing is added to the
 //! path that answers a probe, and the prober table, which may be large, is
-//! copied in chunks and rendered on a thread of its own (see `probers`). HTTP requests are parsed by `httparse`, a
-//! small and widely used parser, with a cap on the request head and a
-//! deadline; each connection is its own task, at most `MAX_CONNECTIONS` at
-//! once. Only `GET` (and `HEAD`) of `/metrics` is served.
+//! copied in chunks and rendered on a thread of its own (see `probers`).
+//! HTTP requests are parsed by `httparse`, a small and widely used parser,
+//! with a cap on the request head and a deadline; each connection is its
+//! own task, at most `MAX_CONNECTIONS` at once. Only `GET` (and `HEAD`) of
+//! `/metrics` is served.
 //!
 //! `render` is pure given the agent's state, and every metric it writes is
 //! listed in the README.
@@ -397,7 +398,8 @@ pub async fn render(agent: &Agent) -> String {
         "hapgent_probers_evicted_total {}",
         agent.probers().evicted()
     );
-    let (snapshot, names) = crate::control::listing(agent).await;
+    let snapshot = crate::probers::snapshot(|| agent.probers(), agent.seen_window()).await;
+    let names = snapshot.names(|id| agent.service_name(id));
     let rendered = crate::probers::off_probe_thread(move || {
         render_probers(&mut out, snapshot.sorted(), &names, SystemTime::now());
         out

@@ -411,6 +411,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The name of each service the rows hold, by `name`.
+    pub fn names(&self, name: impl Fn(u32) -> String) -> HashMap<u32, String> {
+        self.services.iter().map(|id| (*id, name(*id))).collect()
+    }
+
     /// The rows most recently seen first, each prober once (a copy taken
     /// in chunks may meet a prober twice if it was evicted and came back
     /// meanwhile: the later sighting is kept).
