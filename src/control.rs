@@ -37,6 +37,7 @@ use crate::{info, warn};
 use serde_json::{Map, Value, json};
 use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -447,25 +448,12 @@ async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
             let default = agent.service("").map(|s| service_json(agent, &s));
             let mut fields = default.unwrap_or_default();
             fields.insert("services".into(), services_json(agent, &agent.services()));
-            fields.insert("probers".into(), probers_json(agent));
-            fields.insert(
-                "seen_window_ms".into(),
-                (agent.seen_window().as_millis() as u64).into(),
-            );
-            wire::ok(fields)
+            with_probers(agent, fields).await
         }
-        Request::Probers => {
-            let mut fields = Map::new();
-            fields.insert("probers".into(), probers_json(agent));
-            fields.insert(
-                "seen_window_ms".into(),
-                (agent.seen_window().as_millis() as u64).into(),
-            );
-            wire::ok(fields)
-        }
+        Request::Probers => with_probers(agent, Map::new()).await,
         Request::Metrics => {
             let mut fields = Map::new();
-            fields.insert("metrics".into(), metrics::render(agent).into());
+            fields.insert("metrics".into(), metrics::render(agent).await.into());
             wire::ok(fields)
         }
         Request::Set { service, state } => {
@@ -571,24 +559,46 @@ fn services_json(agent: &Agent, services: &[Rc<Service>]) -> Value {
     )
 }
 
-fn probers_json(agent: &Agent) -> Value {
-    let now = Instant::now();
+/// `fields` and the prober table (`probers`, `seen_window_ms`), rendered
+/// as an answer: the table is copied a chunk at a time and rendered on a
+/// thread of its own, so that no probe waits for a listing.
+async fn with_probers(agent: &Agent, mut fields: Map<String, Value>) -> String {
+    let window = agent.seen_window();
+    let snapshot = probers::snapshot(|| agent.probers(), window).await;
+    let names = snapshot.names(|id| agent.service_name(id));
+    fields.insert("seen_window_ms".into(), (window.as_millis() as u64).into());
+    let rendered = probers::off_probe_thread(move || {
+        fields.insert("probers".into(), probers_json(snapshot.sorted(), &names));
+        wire::ok(fields)
+    })
+    .await;
+    rendered.unwrap_or_else(|| {
+        wire::failure(
+            Code::Internal,
+            "rendering the prober table failed (see hapgent's log)",
+            Map::new(),
+        )
+    })
+}
+
+/// The probers, sorted, as the control protocol lists them.
+fn probers_json(snapshot: probers::Snapshot, names: &HashMap<u32, String>) -> Value {
     let ms = |d: Duration| d.as_millis() as u64;
-    let list: Vec<Value> = agent
-        .probers()
-        .list()
-        .into_iter()
-        .map(|((addr, id), p)| {
+    let list: Vec<Value> = snapshot
+        .rows
+        .iter()
+        .map(|p| {
             let mut entry = json!({
-                "address": addr.to_string(),
-                "service": agent.service_name(id),
-                "first_probe_ms_ago": ms(now.saturating_duration_since(p.first)),
-                "last_probe_ms_ago": ms(now.saturating_duration_since(p.last)),
+                "address": p.address.to_string(),
+                "service": names.get(&p.service).map_or("", String::as_str),
+                "first_probe_ms_ago": ms(p.first_ago),
+                "last_probe_ms_ago": ms(p.last_ago),
                 "probes": p.probes,
+                "probing": p.probing,
                 "version": p.version,
-                "reply": String::from_utf8_lossy(&p.reply).trim_end(),
+                "reply": snapshot.replies.get(p.reply).map_or("", String::as_str),
             });
-            if Unknown::is(id) {
+            if Unknown::is(p.service) {
                 entry["unknown_service"] = true.into();
             }
             entry
@@ -623,9 +633,10 @@ async fn wait_seen(agent: &Agent, service: &Service, version: u64, timeout: Dura
         format!(" about service {}", service.name)
     };
     if awaited.is_empty() {
+        let idle = agent.probers().idle(service.id, IDLE_NAMED, now);
         let message = format!(
-            "no load balancer is probing this agent{of} (none has probed it repeatedly within the last {}); nobody can be confirmed to have seen version {version}",
-            seconds(window)
+            "no load balancer is probing this agent{of}, so nobody can confirm version {version}: {}",
+            why_idle(&idle, window)
         );
         return wire::failure(Code::NoProbers, &message, fields);
     }
@@ -679,6 +690,7 @@ fn progress_json(progress: &[(probers::Key, Progress)]) -> Value {
                 Progress::Seen(d) => json!({"address": addr.to_string(), "seen": true, "after_ms": ms(d)}),
                 Progress::Waiting => json!({"address": addr.to_string(), "seen": false, "probing": true}),
                 Progress::Gone(d) => json!({"address": addr.to_string(), "seen": false, "probing": false, "last_probe_ms_ago": ms(d)}),
+                Progress::Evicted => json!({"address": addr.to_string(), "seen": false, "evicted": true}),
             })
             .collect(),
     )
@@ -692,9 +704,49 @@ fn unseen(progress: &[(probers::Key, Progress)]) -> String {
             Progress::Seen(_) => None,
             Progress::Waiting => Some(format!("{addr} is probing but has not been served it")),
             Progress::Gone(d) => Some(format!("{addr} stopped probing ({} ago)", seconds(*d))),
+            Progress::Evicted => Some(format!(
+                "{addr} was evicted from the prober table (more load balancers probe this service than max_probers; raise it)"
+            )),
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Probers named in a "no load balancer is probing" message.
+const IDLE_NAMED: usize = 3;
+
+/// What counts as probing, and why each of the probers named does not:
+/// the rest of a "no load balancer is probing" message.
+fn why_idle(idle: &[probers::Idle], window: Duration) -> String {
+    let rule = format!(
+        "a load balancer counts once it has probed twice, until it is silent for longer than three of its intervals plus a second (at most seen_window, {})",
+        seconds(window)
+    );
+    if idle.is_empty() {
+        return format!("{rule}; none has probed it yet");
+    }
+    let each: Vec<String> = idle
+        .iter()
+        .map(|p| match p.interval {
+            _ if p.probes < 2 => format!("{} probed once ({} ago)", p.address, seconds(p.silent)),
+            Some(i) if i * 3 + Duration::from_secs(1) < window => format!(
+                "{} has been silent for {}, longer than three of its {} intervals plus a second",
+                p.address,
+                seconds(p.silent),
+                if i < Duration::from_secs(1) {
+                    format!("{} ms", i.as_millis())
+                } else {
+                    seconds(i)
+                }
+            ),
+            _ => format!(
+                "{} has been silent for {}, longer than seen_window",
+                p.address,
+                seconds(p.silent)
+            ),
+        })
+        .collect();
+    format!("{rule}; {}", each.join("; "))
 }
 
 /// A duration as `12.3 s`.
@@ -765,5 +817,40 @@ mod tests {
             unseen(&[((a, 0), Progress::Waiting)]),
             "127.0.0.2 is probing but has not been served it"
         );
+        assert_eq!(
+            unseen(&[((a, 0), Progress::Evicted)]),
+            "127.0.0.2 was evicted from the prober table (more load balancers probe this service than max_probers; raise it)"
+        );
+    }
+
+    #[test]
+    fn why_nobody_is_probing_names_the_rule_that_applied() {
+        let a: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let ms = Duration::from_millis;
+        let idle = |probes, interval: Option<u64>, silent| probers::Idle {
+            address: a,
+            probes,
+            interval: interval.map(ms),
+            silent: ms(silent),
+        };
+        let window = ms(30_000);
+        let rule = "a load balancer counts once it has probed twice, until it is silent for longer than three of its intervals plus a second (at most seen_window, 30.0 s)";
+        for (list, want) in [
+            (vec![], "none has probed it yet".to_string()),
+            (
+                vec![idle(1, None, 2500)],
+                "127.0.0.2 probed once (2.5 s ago)".to_string(),
+            ),
+            (
+                vec![idle(40, Some(200), 1700)],
+                "127.0.0.2 has been silent for 1.7 s, longer than three of its 200 ms intervals plus a second".to_string(),
+            ),
+            (
+                vec![idle(3, Some(20_000), 31_000)],
+                "127.0.0.2 has been silent for 31.0 s, longer than seen_window".to_string(),
+            ),
+        ] {
+            assert_eq!(why_idle(&list, window), format!("{rule}; {want}"));
+        }
     }
 }

@@ -277,8 +277,12 @@ fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
         .cloned()
         .unwrap_or_default();
     let window = Duration::from_millis(number(f, "seen_window_ms"));
+    let probing = probers
+        .iter()
+        .filter(|p| p.get("probing").and_then(Value::as_bool) == Some(true))
+        .count();
     println!(
-        "probers: {} known (probing means within the last {})",
+        "probers: {} known, {probing} probing (probing: probed twice, and silent for no longer than three of its intervals plus a second, at most {})",
         probers.len(),
         seconds(window)
     );
@@ -293,8 +297,13 @@ fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
         } else {
             String::new()
         };
+        let probing = if p.get("probing").and_then(Value::as_bool) == Some(true) {
+            "probing"
+        } else {
+            "not probing"
+        };
         println!(
-            "  {:<40}{about} last probe {} ago, {} probes, version {}: {}",
+            "  {:<40}{about} {probing}, last probe {} ago, {} probes, version {}: {}",
             text(&p, "address"),
             seconds(ago),
             number(&p, "probes"),
@@ -328,6 +337,10 @@ fn print_progress(answer: &Answer) {
                 "{address} has seen version {version}{of} ({} after the change)",
                 seconds(after)
             );
+        } else if p.get("evicted").and_then(Value::as_bool) == Some(true) {
+            println!(
+                "{address} has NOT seen version {version}{of}: evicted from the prober table (more load balancers probe this service than max_probers)"
+            );
         } else if p.get("probing").and_then(Value::as_bool) == Some(false) {
             let ago = Duration::from_millis(number(p, "last_probe_ms_ago"));
             println!(
@@ -339,10 +352,15 @@ fn print_progress(answer: &Answer) {
         }
     }
     if answer.ok {
-        println!(
-            "all {} load balancers have seen version {version}{of}",
-            probers.len()
-        );
+        println!("{}", all_seen(probers.len(), version, &of));
+    }
+}
+
+/// The last line of a confirmed wait.
+fn all_seen(probers: usize, version: u64, of: &str) -> String {
+    match probers {
+        1 => format!("the 1 load balancer probing has seen version {version}{of}"),
+        n => format!("all {n} load balancers have seen version {version}{of}"),
     }
 }
 
@@ -430,6 +448,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn confirmations_count_in_words() {
+        assert_eq!(
+            all_seen(1, 7, ""),
+            "the 1 load balancer probing has seen version 7"
+        );
+        assert_eq!(
+            all_seen(3, 2, " of service api"),
+            "all 3 load balancers have seen version 2 of service api"
+        );
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //!
 //! The text is rendered on demand from what the agent already keeps (the
 //! services, the prober table, a few counters); nothing is added to the
-//! path that answers a probe. HTTP requests are parsed by `httparse`, a
-//! small and widely used parser, with a cap on the request head and a
-//! deadline; each connection is its own task, at most `MAX_CONNECTIONS` at
-//! once, in a `line`: a new connection is never refused, it closes the one
-//! open longest, so clients that trickle a request (or never send one)
-//! cannot keep a scraper, which sends its request at once, out. Only `GET`
-//! (and `HEAD`) of `/metrics` is served.
+//! path that answers a probe, and the prober table, which may be large, is
+//! copied in chunks and rendered on a thread of its own (see `probers`).
+//! HTTP requests are parsed by `httparse`, a small and widely used parser,
+//! with a cap on the request head and a deadline; each connection is its
+//! own task, at most `MAX_CONNECTIONS` at once, in a `line`: a new
+//! connection is never refused, it closes the one open longest, so clients
+//! that trickle a request (or never send one) cannot keep a scraper, which
+//! sends its request at once, out. Only `GET` (and `HEAD`) of `/metrics` is
+//! served.
 //!
 //! `render` is pure given the agent's state, and every metric it writes is
 //! listed in the README.
@@ -23,6 +25,7 @@ use crate::service::Cause;
 use crate::services;
 use crate::state::Status;
 use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -153,7 +156,7 @@ async fn scrape(stream: Async<TcpStream>, agent: &Agent) -> io::Result<()> {
     let route = read.or(deadline).await?;
     let (status, body) = match route {
         Route::Metrics { head } => {
-            let body = render(agent);
+            let body = render(agent).await;
             let answer = response(
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -213,8 +216,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The metrics text, in the Prometheus exposition format.
-pub fn render(agent: &Agent) -> String {
+/// The metrics text, in the Prometheus exposition format (empty only if
+/// rendering failed, a bug).
+pub async fn render(agent: &Agent) -> String {
     let mut out = String::with_capacity(4096);
     let services = agent.services();
 
@@ -397,60 +401,87 @@ pub fn render(agent: &Agent) -> String {
         );
     }
 
-    let probers = agent.probers().list();
-    let now = SystemTime::now();
+    family(
+        &mut out,
+        "hapgent_probers_evicted_total",
+        "counter",
+        "Probers forgotten to stay within max_probers per service (or the 64 for unknown names); if it keeps rising, raise max_probers.",
+    );
+    let _ = writeln!(
+        out,
+        "hapgent_probers_evicted_total {}",
+        agent.probers().evicted()
+    );
+    let snapshot = crate::probers::snapshot(|| agent.probers(), agent.seen_window()).await;
+    let names = snapshot.names(|id| agent.service_name(id));
+    let rendered = crate::probers::off_probe_thread(move || {
+        render_probers(&mut out, snapshot.sorted(), &names, SystemTime::now());
+        out
+    })
+    .await;
+    rendered.unwrap_or_default()
+}
+
+/// The per-prober series: from a copy of the table, on a thread of its own
+/// (see `probers::off_probe_thread`), as the table may be large.
+fn render_probers(
+    out: &mut String,
+    snapshot: crate::probers::Snapshot,
+    names: &HashMap<u32, String>,
+    now: SystemTime,
+) {
     let since_epoch = |ago: Duration| {
         now.checked_sub(ago)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64())
     };
+    let rows: Vec<(String, &str, &crate::probers::Row)> = snapshot
+        .rows
+        .iter()
+        .map(|p| {
+            let service = names.get(&p.service).map_or("", String::as_str);
+            (p.address.to_string(), services::label(service), p)
+        })
+        .collect();
     family(
-        &mut out,
+        out,
         "hapgent_prober_last_probe_timestamp_seconds",
         "gauge",
         "When each load balancer (source address) last probed about each service, Unix time.",
     );
-    let entries: Vec<(String, String, &crate::probers::Prober)> = probers
-        .iter()
-        .map(|((addr, id), p)| (addr.to_string(), agent.service_name(*id), p))
-        .collect();
-    for (addr, service, p) in &entries {
+    for (addr, service, p) in &rows {
         let _ = writeln!(
             out,
-            "hapgent_prober_last_probe_timestamp_seconds{{prober=\"{addr}\",service=\"{}\"}} {:.3}",
-            services::label(service),
-            since_epoch(p.last.elapsed())
+            "hapgent_prober_last_probe_timestamp_seconds{{prober=\"{addr}\",service=\"{service}\"}} {:.3}",
+            since_epoch(p.last_ago)
         );
     }
     family(
-        &mut out,
+        out,
         "hapgent_prober_state_version",
         "gauge",
         "The state version the last reply to each load balancer carried (0 for an unknown service).",
     );
-    for (addr, service, p) in &entries {
+    for (addr, service, p) in &rows {
         let _ = writeln!(
             out,
-            "hapgent_prober_state_version{{prober=\"{addr}\",service=\"{}\"}} {}",
-            services::label(service),
+            "hapgent_prober_state_version{{prober=\"{addr}\",service=\"{service}\"}} {}",
             p.version
         );
     }
     family(
-        &mut out,
+        out,
         "hapgent_prober_probes_total",
         "counter",
         "Probes from each load balancer about each service since it was first seen.",
     );
-    for (addr, service, p) in &entries {
+    for (addr, service, p) in &rows {
         let _ = writeln!(
             out,
-            "hapgent_prober_probes_total{{prober=\"{addr}\",service=\"{}\"}} {}",
-            services::label(service),
+            "hapgent_prober_probes_total{{prober=\"{addr}\",service=\"{service}\"}} {}",
             p.probes
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -240,11 +240,11 @@ pub static SETTINGS: &[Setting] = &[
         default: Builtin::Value("4096"),
         kind: Kind::Number {
             min: 1,
-            max: 1_000_000,
+            max: 16_384,
             unit: "",
         },
-        help: "load balancers remembered",
-        doc: "load balancers (per service) remembered; past it the longest unseen is forgotten",
+        help: "load balancers remembered per service",
+        doc: "load balancers remembered per service (probes naming services that are not configured share 64 more); past it the one of that service unseen for longest is forgotten",
         restart: false,
     },
     Setting {

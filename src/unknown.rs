@@ -1,6 +1,7 @@
 //! Names probers asked about that no service has: numbered so the prober
-//! table can hold them beside real services, bounded so a prober sending
-//! random names cannot grow memory, and logged once per prober and name
+//! table can hold them beside real services (within a budget of their own,
+//! `MAX_PROBERS`), bounded so a prober sending random names cannot grow
+//! memory or push out real load balancers, and logged once per prober and name
 //! so a misconfigured load balancer cannot flood the log.
 //!
 //! This module decides; the agent answers such probes (with no news), logs
@@ -16,6 +17,12 @@ const MAX_NAMES: usize = 256;
 /// (prober, name) pairs logged one by one; past this, only a count is
 /// logged, at powers of two.
 const MAX_LOGGED: usize = MAX_NAMES * 4;
+
+/// Probers remembered for all unknown names together (at most
+/// `max_probers`): enough to find a misconfigured load balancer, too few to
+/// matter if a prober sends random names. The prober table keeps them apart
+/// from the probers of configured services.
+pub const MAX_PROBERS: usize = 64;
 
 /// Service numbers at and above this are unknown names, not services.
 const BASE: u32 = 1 << 31;
@@ -79,6 +86,12 @@ impl Unknown {
         self.ids.insert(name.to_string(), id);
         self.names.push(name.to_string());
         id
+    }
+
+    /// The number the `i`th unknown name gets (tests of other modules).
+    #[cfg(test)]
+    pub fn id_for_tests(i: u32) -> u32 {
+        BASE + i
     }
 
     /// The name unknown number `id` stands for.

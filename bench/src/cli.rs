@@ -58,6 +58,10 @@ Options:
   --wait-seen N          instead of the load: start HAProxy against hapgent
                          and time N `hapgent ctl drain|ready --wait-seen`
                          (alternately), and when HAProxy shows each change
+  --prober-table N       instead of the load: fill hapgent's prober table
+                         (max_probers = N) from N distinct sources, then
+                         evict with more, then run `ctl probers --json`,
+                         timing a steady prober throughout (see table.rs)
   --haproxy PATH         HAProxy for --wait-seen (default: haproxy)
   --agent-inter MS       HAProxy's agent-inter for --wait-seen (default: 200)
   --check                short correctness mode: 3000 checks, 300 idle
@@ -103,6 +107,8 @@ pub struct Options {
     pub floor: bool,
     /// `--wait-seen N`: the number of timed ctl commands; 0 = the load.
     pub wait_seen: usize,
+    /// `--prober-table N`: the prober-table mode; 0 = the load.
+    pub prober_table: u32,
     pub haproxy: PathBuf,
     pub agent_inter_ms: u64,
     /// `--services N`: generated `[services.sN]` tables.
@@ -139,6 +145,7 @@ pub fn parse_args() -> Result<Option<Options>, Error> {
         probers: 0,
         floor: true,
         wait_seen: 0,
+        prober_table: 0,
         haproxy: PathBuf::from("haproxy"),
         agent_inter_ms: 200,
         services: 0,
@@ -203,6 +210,14 @@ pub fn parse_args() -> Result<Option<Options>, Error> {
                 o.wait_seen = num("--wait-seen", value("--wait-seen")?)?;
                 if o.wait_seen == 0 {
                     return Err(Error::Usage("--wait-seen: at least 1".into()));
+                }
+            }
+            "--prober-table" => {
+                o.prober_table = num("--prober-table", value("--prober-table")?)?;
+                if !(1..=10_000_000).contains(&o.prober_table) {
+                    return Err(Error::Usage(
+                        "--prober-table: between 1 and 10000000".into(),
+                    ));
                 }
             }
             "--haproxy" => o.haproxy = value("--haproxy")?.into(),

@@ -19,7 +19,8 @@
 //! agent), `floor` (the floor reference), `probe` (one check and the reply
 //! grammar), `load`, `tally` (outcomes by error kind), `scrape`
 //! (`--metrics`), `proc` (what /proc says), `phases` (the load benchmark,
-//! step by step), `wait_seen` (the `--wait-seen` mode), `stats`, `report`
+//! step by step), `wait_seen` (the `--wait-seen` mode), `table` (the
+//! `--prober-table` mode), `stats`, `report`
 //! (text, JSON, Markdown) and `error` (what ends a run).
 
 mod agent;
@@ -33,6 +34,7 @@ mod proc;
 mod report;
 mod scrape;
 mod stats;
+mod table;
 mod tally;
 mod wait_seen;
 
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = cli::parse_args().and_then(|options| match options {
         None => Ok(true),
         Some(o) if o.wait_seen > 0 => wait_seen::run(&o),
+        Some(o) if o.prober_table > 0 => table::run(&o),
         Some(o) => phases::run(&o),
     });
     match result {

@@ -383,7 +383,7 @@ fn probers_are_listed_and_wait_seen_needs_one() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("127.0.0.1 has seen version 2"), "{out}");
     assert!(
-        out.contains("all 1 load balancers have seen version 2"),
+        out.contains("the 1 load balancer probing has seen version 2"),
         "{out}"
     );
 }

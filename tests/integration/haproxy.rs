@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A foreground HAProxy with one backend whose server uses hapgent.
-pub(crate) struct Haproxy {
+pub struct Haproxy {
     child: Child,
     socket: PathBuf,
     log: PathBuf,
@@ -34,7 +34,7 @@ impl Haproxy {
 
     /// Starts HAProxy with one backend per (name, agent-inter, extra
     /// server keywords), each with a server s1 that uses hapgent.
-    pub(crate) fn start_backends(
+    pub fn start_backends(
         dir: &TempDir,
         agent_port: u16,
         backends: &[(&str, &str, &str)],
@@ -164,7 +164,7 @@ defaults
     }
 
     /// `wait_for` in backend `backend`.
-    pub(crate) fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
+    pub fn wait_for_in(&self, backend: &str, step: &str, want: &[(&str, &str)]) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let view = self.view_of(backend);

@@ -15,6 +15,7 @@ mod edges_signals;
 mod faults;
 mod haproxy;
 mod probe_path;
+mod probers;
 mod reload;
 mod services;
 mod signals;
