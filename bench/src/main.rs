@@ -19,13 +19,17 @@
 //! agent), `floor` (the floor reference), `probe` (one check and the reply
 //! grammar), `load`, `tally` (outcomes by error kind), `scrape`
 //! (`--metrics`), `proc` (what /proc says), `phases` (the load benchmark,
-//! step by step), `wait_seen` (the `--wait-seen` mode), `stats`, `report`
+//! step by step), `haproxy` (a foreground HAProxy), `wait_seen` (the
+//! `--wait-seen` mode), `lb_status` (the `--lb-status` mode: hapgent-lb's
+//! `status` on a large HAProxy), `stats`, `report`
 //! (text, JSON, Markdown) and `error` (what ends a run).
 
 mod agent;
 mod cli;
 mod error;
 mod floor;
+mod haproxy;
+mod lb_status;
 mod load;
 mod phases;
 mod probe;
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let result = cli::parse_args().and_then(|options| match options {
         None => Ok(true),
         Some(o) if o.wait_seen > 0 => wait_seen::run(&o),
+        Some(o) if o.lb_status > 0 => lb_status::run(&o),
         Some(o) => phases::run(&o),
     });
     match result {
