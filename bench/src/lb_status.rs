@@ -6,7 +6,8 @@
 //! contacted), checks once that `status --json` lists every server, then
 //! runs it N times with its output thrown away, timing each from just
 //! before the spawn to its reaping, and reading its peak RSS and CPU time
-//! from the kernel's accounting of the child (`wait4`'s `rusage`).
+//! from the kernel's accounting of the child (`wait4`'s `rusage`), through
+//! a small spawner process (`CHILD_ARG`).
 
 use crate::agent::TempDir;
 use crate::cli::Options;
@@ -52,6 +53,9 @@ struct Sample {
     cpu_ms: f64,
     /// The child's peak resident set (`ru_maxrss`).
     peak_rss_kib: u64,
+    /// The spawner's resident set when it spawned the child: `ru_maxrss`
+    /// is never below it.
+    spawner_rss_kib: u64,
 }
 
 /// The `--json` report of `--lb-status`.
@@ -64,6 +68,7 @@ struct Json<'a> {
     wall_ms: Summary,
     cpu_ms: Summary,
     peak_rss_kib: Summary,
+    spawner_rss_kib: Summary,
     loadavg_before: f64,
     loadavg_after: f64,
     runs: &'a [Sample],
@@ -80,22 +85,35 @@ fn answer_bytes(socket: &Path, command: &str) -> Result<usize, Error> {
     Ok(answer.len())
 }
 
-/// Runs `hapgent-lb status --json` once, its output to `stdout`; Err with
-/// its stderr unless it exits 0.
-fn status(o: &Options, dir: &Path, socket: &Path, stdout: Stdio) -> Result<Sample, Error> {
-    let stderr = dir.join("lb.err");
+/// The hidden first argument that makes this program the spawner of one
+/// measured run: `CHILD_ARG REPORT PROGRAM ARGS...`.
+///
+/// The kernel's `ru_maxrss` of a child counts the pages its parent had
+/// when it forked (exec records the old address space's peak), so a child
+/// spawned by the benchmark itself would report the benchmark's own
+/// resident set. A fresh, small copy of this program spawns it instead and
+/// writes what `wait4` says, with its own resident set (the floor under any
+/// figure), to REPORT.
+pub const CHILD_ARG: &str = "--lb-status-child";
+
+/// The spawner: runs PROGRAM ARGS with this process's stdio, reaps it with
+/// `wait4`, writes `wall_ns user_us system_us maxrss_kib spawner_rss_kib`
+/// to REPORT and exits with the child's status.
+pub fn spawn_measured(mut args: impl Iterator<Item = String>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let (Some(report), Some(program)) = (args.next(), args.next()) else {
+        eprintln!("{CHILD_ARG} REPORT PROGRAM ARGS...");
+        return ExitCode::from(64);
+    };
+    let own_rss = crate::proc::memory(std::process::id()).rss_kib;
     let t0 = Instant::now();
-    let child = Command::new(&o.lb_binary)
-        .env_clear()
-        .arg("--config")
-        .arg(dir.join("lb.toml"))
-        .args(["status", "--json", "--haproxy-socket"])
-        .arg(socket)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(std::fs::File::create(&stderr).map_err(Error::io(format!("{stderr:?}")))?)
-        .spawn()
-        .map_err(Error::io(format!("cannot run {}", o.lb_binary.display())))?;
+    let child = match Command::new(&program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot run {program}: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut wait_status = 0;
     // SAFETY: rusage is plain data, filled in by wait4.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -103,21 +121,67 @@ fn status(o: &Options, dir: &Path, socket: &Path, stdout: Stdio) -> Result<Sampl
     let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut wait_status, 0, &mut usage) };
     let wall = t0.elapsed();
     if reaped < 0 {
-        return Err(Error::io("wait4 on hapgent-lb")(
-            std::io::Error::last_os_error(),
-        ));
+        eprintln!("wait4: {}", std::io::Error::last_os_error());
+        return ExitCode::from(1);
     }
-    if !(libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == 0) {
+    let us = |t: libc::timeval| (t.tv_sec as f64 * 1e6 + t.tv_usec as f64) as u64;
+    let line = format!(
+        "{} {} {} {} {own_rss}\n",
+        wall.as_nanos(),
+        us(usage.ru_utime),
+        us(usage.ru_stime),
+        usage.ru_maxrss
+    );
+    if let Err(e) = std::fs::write(&report, line) {
+        eprintln!("cannot write {report}: {e}");
+        return ExitCode::from(1);
+    }
+    if libc::WIFEXITED(wait_status) {
+        ExitCode::from(libc::WEXITSTATUS(wait_status) as u8)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Runs `hapgent-lb status --json` once through the spawner, its output to
+/// `stdout`; Err with its stderr unless it exits 0.
+fn status(o: &Options, dir: &Path, socket: &Path, stdout: Stdio) -> Result<Sample, Error> {
+    let stderr = dir.join("lb.err");
+    let report = dir.join("rusage");
+    let me = std::env::current_exe().map_err(Error::io("cannot find this program"))?;
+    let exit = Command::new(me)
+        .env_clear()
+        .arg(CHILD_ARG)
+        .arg(&report)
+        .arg(&o.lb_binary)
+        .arg("--config")
+        .arg(dir.join("lb.toml"))
+        .args(["status", "--json", "--haproxy-socket"])
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(std::fs::File::create(&stderr).map_err(Error::io(format!("{stderr:?}")))?)
+        .status()
+        .map_err(Error::io("cannot run the spawner (this program)"))?;
+    if !exit.success() {
         return Err(Error::Agent(format!(
-            "hapgent-lb status --json failed (wait status {wait_status:#x}): {}",
+            "hapgent-lb status --json failed ({exit}): {}",
             std::fs::read_to_string(&stderr).unwrap_or_default()
         )));
     }
-    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    let text = std::fs::read_to_string(&report).map_err(Error::io(format!("{report:?}")))?;
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [wall_ns, user_us, system_us, maxrss, spawner] = v[..] else {
+        return Err(Error::Agent(format!("the spawner wrote {text:?}")));
+    };
     Ok(Sample {
-        wall_ms: wall.as_secs_f64() * 1e3,
-        cpu_ms: ms(usage.ru_utime) + ms(usage.ru_stime),
-        peak_rss_kib: usage.ru_maxrss as u64,
+        wall_ms: wall_ns / 1e6,
+        cpu_ms: (user_us + system_us) / 1e3,
+        peak_rss_kib: maxrss as u64,
+        spawner_rss_kib: spawner as u64,
     })
 }
 
@@ -183,10 +247,11 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     let loadavg_after = crate::proc::loadavg();
 
     let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
-    let (wall, cpu, rss) = (
+    let (wall, cpu, rss, spawner) = (
         of(|s| s.wall_ms),
         of(|s| s.cpu_ms),
         of(|s| s.peak_rss_kib as f64),
+        of(|s| s.spawner_rss_kib as f64),
     );
     if o.json {
         println!(
@@ -199,6 +264,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
                 wall_ms: wall,
                 cpu_ms: cpu,
                 peak_rss_kib: rss,
+                spawner_rss_kib: spawner,
                 loadavg_before,
                 loadavg_after,
                 runs: &samples,
@@ -224,6 +290,11 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         row("wall time, spawn to exit (ms)", &wall, 1);
         row("CPU time, user + system (ms)", &cpu, 1);
         row("peak RSS (KiB)", &rss, 0);
+        row(
+            "RSS of the spawner, included in the peak's floor (KiB)",
+            &spawner,
+            0,
+        );
     }
     Ok(true)
 }

@@ -45,8 +45,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some(floor::ARG) {
-        return floor::serve(args.next().as_deref() == Some("--drain"));
+    match args.next().as_deref() {
+        Some(floor::ARG) => return floor::serve(args.next().as_deref() == Some("--drain")),
+        Some(lb_status::CHILD_ARG) => return lb_status::spawn_measured(args),
+        _ => {}
     }
     let result = cli::parse_args().and_then(|options| match options {
         None => Ok(true),
