@@ -2,7 +2,10 @@
 //! level admin`) and the master CLI (`haproxy -W -S PATH`).
 //!
 //! One command per connection: connect, send the line, half-close, read
-//! until HAProxy closes. Commands are built here only from fixed words and
+//! until HAProxy closes. `show stat` and `show servers state`, which grow
+//! with the number of servers, are read line by line into `stat`'s readers
+//! as they arrive, so only one line of the answer is held at a time
+//! (`query_lines`); shorter answers are read whole (`query`). Commands are built here only from fixed words and
 //! names already checked by `names`; this module takes no free text from
 //! callers. Every call has a deadline, so a wedged HAProxy cannot hang a
 //! request or `wait`.
@@ -10,7 +13,7 @@
 use crate::stat::{self, Backend, Procs};
 use smol::Async;
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +23,10 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Largest answer read; `show stat` for thousands of servers fits.
 const MAX_ANSWER: u64 = 64 << 20;
+
+/// Longest line of an answer read by `query_lines`: a `show stat` row is a
+/// few hundred bytes, its free-text columns included.
+const MAX_LINE: u64 = 1 << 20;
 
 /// Sends one command and returns HAProxy's whole answer.
 pub async fn query(socket: &Path, command: &str) -> Result<String, String> {
@@ -53,11 +60,79 @@ pub async fn query(socket: &Path, command: &str) -> Result<String, String> {
     })
 }
 
-/// Every backend and server, from `show stat` and `show servers state`.
+/// Why `query_lines` failed: the exchange, or what `line` made of the
+/// answer.
+enum Failure {
+    Exchange(String),
+    Answer(String),
+}
+
+/// Sends one command and hands each line of HAProxy's answer to `line` as
+/// it arrives (without its line ending, as `stat::answer_line` makes it),
+/// holding one line at a time; stops at the first error `line` returns.
+pub async fn query_lines(
+    socket: &Path,
+    command: &str,
+    mut line: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    debug_assert!(!command.contains(['\n', ';']));
+    let exchange = async {
+        fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+            move |e| Failure::Exchange(format!("{what}: {e}"))
+        }
+        let mut stream = Async::<UnixStream>::connect(socket)
+            .await
+            .map_err(io("connect"))?;
+        stream
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .map_err(io("send"))?;
+        let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let mut reader = BufReader::with_capacity(64 << 10, stream.take(MAX_ANSWER));
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut raw)
+                .await
+                .map_err(io("read"))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if n as u64 == MAX_LINE && raw.last() != Some(&b'\n') {
+                return Err(Failure::Answer(format!(
+                    "{command:?} answered a line longer than {MAX_LINE} bytes"
+                )));
+            }
+            line(&stat::answer_line(&raw)).map_err(Failure::Answer)?;
+        }
+    };
+    let timeout = async {
+        smol::Timer::after(DEADLINE).await;
+        Err(Failure::Exchange(format!(
+            "no complete answer within {}s",
+            DEADLINE.as_secs()
+        )))
+    };
+    exchange.or(timeout).await.map_err(|f| match f {
+        Failure::Exchange(e) => format!(
+            "HAProxy socket {} ({command:?}): {e} (is HAProxy running with this socket at level admin?)",
+            socket.display()
+        ),
+        Failure::Answer(e) => format!("HAProxy socket {}: {e}", socket.display()),
+    })
+}
+
+/// Every backend and server, from `show servers state` and `show stat`,
+/// each read line by line into `stat`'s readers.
 pub async fn backends(socket: &Path) -> Result<Vec<Backend>, String> {
-    let stat = query(socket, "show stat").await?;
-    let state = query(socket, "show servers state").await?;
-    stat::parse(&stat, &state).map_err(|e| format!("HAProxy socket {}: {e}", socket.display()))
+    let answer = |e| format!("HAProxy socket {}: {e}", socket.display());
+    let mut states = stat::StateReader::default();
+    query_lines(socket, "show servers state", |l| states.line(l)).await?;
+    let mut servers = stat::StatReader::new(states.finish().map_err(answer)?);
+    query_lines(socket, "show stat", |l| servers.line(l)).await?;
+    servers.finish().map_err(answer)
 }
 
 /// The PID of the process answering on the runtime API socket.
