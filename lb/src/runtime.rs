@@ -26,7 +26,7 @@ const MAX_ANSWER: u64 = 64 << 20;
 
 /// Longest line of an answer read by `query_lines`: a `show stat` row is a
 /// few hundred bytes, its free-text columns included.
-const MAX_LINE: u64 = 1 << 20;
+const MAX_LINE: usize = 1 << 20;
 
 /// Sends one command and returns HAProxy's whole answer.
 pub async fn query(socket: &Path, command: &str) -> Result<String, String> {
@@ -89,23 +89,37 @@ pub async fn query_lines(
             .map_err(io("send"))?;
         let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
         let mut reader = BufReader::with_capacity(64 << 10, stream.take(MAX_ANSWER));
-        let mut raw = Vec::new();
+        // Lines are handed over from the reader's buffer where they lie
+        // whole; only a line cut across two reads is copied, into `cut`.
+        let mut cut: Vec<u8> = Vec::new();
         loop {
-            raw.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE)
-                .read_until(b'\n', &mut raw)
-                .await
-                .map_err(io("read"))?;
-            if n == 0 {
+            let buf = reader.fill_buf().await.map_err(io("read"))?;
+            let read = buf.len();
+            if read == 0 {
+                if !cut.is_empty() {
+                    line(&stat::answer_line(&cut)).map_err(Failure::Answer)?;
+                }
                 return Ok(());
             }
-            if n as u64 == MAX_LINE && raw.last() != Some(&b'\n') {
+            let mut rest = buf;
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                let (raw, after) = rest.split_at(end + 1);
+                if cut.is_empty() {
+                    line(&stat::answer_line(raw)).map_err(Failure::Answer)?;
+                } else {
+                    cut.extend_from_slice(raw);
+                    line(&stat::answer_line(&cut)).map_err(Failure::Answer)?;
+                    cut.clear();
+                }
+                rest = after;
+            }
+            if cut.len() + rest.len() > MAX_LINE {
                 return Err(Failure::Answer(format!(
                     "{command:?} answered a line longer than {MAX_LINE} bytes"
                 )));
             }
-            line(&stat::answer_line(&raw)).map_err(Failure::Answer)?;
+            cut.extend_from_slice(rest);
+            reader.consume(read);
         }
     };
     let timeout = async {
@@ -155,4 +169,69 @@ pub async fn procs(master: &Path) -> Result<Procs, String> {
 /// Sleeps for `d` (a named helper keeps polling loops readable).
 pub async fn sleep(d: Duration) {
     smol::Timer::after(d).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A one-connection server at a fresh socket path that reads the
+    /// command line and writes `answer` `chunk` bytes at a time.
+    fn server(name: &str, answer: Vec<u8>, chunk: usize) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "hapgent-lb-runtime-{}-{name}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut command = [0u8; 64];
+            let _ = s.read(&mut command);
+            for piece in answer.chunks(chunk) {
+                if s.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        });
+        path
+    }
+
+    fn lines_of(path: &Path) -> Result<Vec<String>, String> {
+        let mut got = Vec::new();
+        smol::block_on(query_lines(path, "show stat", |l| {
+            got.push(l.to_string());
+            Ok(())
+        }))?;
+        Ok(got)
+    }
+
+    #[test]
+    fn lines_cut_anywhere_arrive_whole() {
+        let answer = "# pxname,svname\r\nweb,web1\n\nweb,w\u{e9}b2\napi,api1";
+        for chunk in [1, 2, 3, 7, 64, 1 << 16] {
+            let path = server(&format!("cut{chunk}"), answer.as_bytes().to_vec(), chunk);
+            assert_eq!(
+                lines_of(&path).unwrap(),
+                answer.lines().collect::<Vec<_>>(),
+                "chunks of {chunk}"
+            );
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_an_error() {
+        let mut answer = b"# pxname\n".to_vec();
+        answer.resize(answer.len() + MAX_LINE + 1, b'x');
+        let path = server("long", answer, 1 << 16);
+        let err = lines_of(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            err.contains(&format!("answered a line longer than {MAX_LINE} bytes")),
+            "{err}"
+        );
+    }
 }

@@ -15,7 +15,11 @@ pub fn json(backends: &[Backend]) -> Result<String, serde_json::Error> {
     struct Listing<'a> {
         backends: &'a [Backend],
     }
-    serde_json::to_string_pretty(&Listing { backends })
+    // About 420 bytes per server: sized once rather than grown by doubling.
+    let servers: usize = backends.iter().map(|b| b.servers.len()).sum();
+    let mut out = Vec::with_capacity(1024 + 512 * servers);
+    serde_json::to_writer_pretty(&mut out, &Listing { backends })?;
+    String::from_utf8(out).map_err(serde::ser::Error::custom)
 }
 
 /// A fixed-width table, one row per server, with the reason columns (check
