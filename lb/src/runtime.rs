@@ -60,26 +60,45 @@ pub async fn query(socket: &Path, command: &str) -> Result<String, String> {
     })
 }
 
-/// Why `query_lines` failed: the exchange, or what `line` made of the
-/// answer.
+/// Why a line-by-line exchange failed: the exchange itself, or what the
+/// caller's `line` made of the answer.
 enum Failure {
     Exchange(String),
     Answer(String),
 }
 
-/// Sends one command and hands each line of HAProxy's answer to `line` as
-/// it arrives (without its line ending, as `stat::answer_line` makes it),
-/// holding one line at a time; stops at the first error `line` returns.
-pub async fn query_lines(
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+    move |e| Failure::Exchange(format!("{what}: {e}"))
+}
+
+/// Runs one step of an exchange within `DEADLINE`, and words its failure
+/// as `query` does.
+async fn within<T>(
     socket: &Path,
     command: &str,
-    mut line: impl FnMut(&str) -> Result<(), String>,
-) -> Result<(), String> {
+    step: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, String> {
+    let timeout = async {
+        smol::Timer::after(DEADLINE).await;
+        Err(Failure::Exchange(format!(
+            "no complete answer within {}s",
+            DEADLINE.as_secs()
+        )))
+    };
+    step.or(timeout).await.map_err(|f| match f {
+        Failure::Exchange(e) => format!(
+            "HAProxy socket {} ({command:?}): {e} (is HAProxy running with this socket at level admin?)",
+            socket.display()
+        ),
+        Failure::Answer(e) => format!("HAProxy socket {}: {e}", socket.display()),
+    })
+}
+
+/// Connects and sends one command; HAProxy starts answering while the
+/// caller does something else (`read_lines` takes the answer).
+async fn send(socket: &Path, command: &str) -> Result<Async<UnixStream>, String> {
     debug_assert!(!command.contains(['\n', ';']));
-    let exchange = async {
-        fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
-            move |e| Failure::Exchange(format!("{what}: {e}"))
-        }
+    within(socket, command, async {
         let mut stream = Async::<UnixStream>::connect(socket)
             .await
             .map_err(io("connect"))?;
@@ -88,6 +107,22 @@ pub async fn query_lines(
             .await
             .map_err(io("send"))?;
         let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+        Ok(stream)
+    })
+    .await
+}
+
+/// Hands each line of the answer to `command`, sent on `stream`, to `line`
+/// as it arrives (without its line ending, as `stat::answer_line` makes
+/// it), holding one line at a time; stops at the first error `line`
+/// returns.
+async fn read_lines(
+    socket: &Path,
+    command: &str,
+    stream: Async<UnixStream>,
+    mut line: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    within(socket, command, async {
         let mut reader = BufReader::with_capacity(64 << 10, stream.take(MAX_ANSWER));
         // Lines are handed over from the reader's buffer where they lie
         // whole; only a line cut across two reads is copied, into `cut`.
@@ -121,31 +156,32 @@ pub async fn query_lines(
             cut.extend_from_slice(rest);
             reader.consume(read);
         }
-    };
-    let timeout = async {
-        smol::Timer::after(DEADLINE).await;
-        Err(Failure::Exchange(format!(
-            "no complete answer within {}s",
-            DEADLINE.as_secs()
-        )))
-    };
-    exchange.or(timeout).await.map_err(|f| match f {
-        Failure::Exchange(e) => format!(
-            "HAProxy socket {} ({command:?}): {e} (is HAProxy running with this socket at level admin?)",
-            socket.display()
-        ),
-        Failure::Answer(e) => format!("HAProxy socket {}: {e}", socket.display()),
     })
+    .await
+}
+
+/// Sends one command and hands each line of HAProxy's answer to `line` as
+/// it arrives, holding one line at a time (see `read_lines`).
+pub async fn query_lines(
+    socket: &Path,
+    command: &str,
+    line: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let stream = send(socket, command).await?;
+    read_lines(socket, command, stream, line).await
 }
 
 /// Every backend and server, from `show servers state` and `show stat`,
-/// each read line by line into `stat`'s readers.
+/// each read line by line into `stat`'s readers. `show stat` is sent
+/// first, so that HAProxy writes it (the longer answer) while `show
+/// servers state` is read.
 pub async fn backends(socket: &Path) -> Result<Vec<Backend>, String> {
     let answer = |e| format!("HAProxy socket {}: {e}", socket.display());
+    let stat_answer = send(socket, "show stat").await?;
     let mut states = stat::StateReader::default();
     query_lines(socket, "show servers state", |l| states.line(l)).await?;
     let mut servers = stat::StatReader::new(states.finish().map_err(answer)?);
-    query_lines(socket, "show stat", |l| servers.line(l)).await?;
+    read_lines(socket, "show stat", stat_answer, |l| servers.line(l)).await?;
     servers.finish().map_err(answer)
 }
 
