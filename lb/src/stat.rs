@@ -3,7 +3,11 @@
 //! servers state` (space-separated: administrative and operational state as
 //! numbers, user and initial weight), joined by backend and server name.
 //!
-//! Pure text to records: this module does not talk to sockets. Columns are
+//! Pure text to records: this module does not talk to sockets. Answers are
+//! taken one line at a time (`StateReader`, then `StatReader`, as
+//! `runtime::backends` reads them off the socket), and only the columns
+//! used are kept, so memory follows the number of servers, not the size
+//! of the answers; `parse` does the same for whole answers. Columns are
 //! found by their header names, so the extra columns newer HAProxy versions
 //! add do not matter; a missing column is an error naming it.
 
