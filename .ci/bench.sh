@@ -6,7 +6,8 @@
 # release binary, with and without an agent-send payload, and spread over
 # distinct probers (--probers), with three services selected by the payload
 # while /metrics is scraped (--services, --metrics); then, where haproxy is
-# installed, a short --wait-seen. It asserts correctness only -- every reply a well-formed
+# installed, a short --wait-seen and three runs of hapgent-lb status --json
+# against 2,000 servers (--lb-status). It asserts correctness only -- every reply a well-formed
 # agent-check line, no connect or read error, no timeout, every check done,
 # every figure measured -- never speed: this machine's numbers are for
 # BENCHMARKS.md, not for a pass/fail threshold.
@@ -162,8 +163,25 @@ r = json.load(open(sys.argv[1]))
 assert r["commands"] == 2 and len(r["runs"]) == 2, r
 assert all(x["ctl_ms"] > 0 and x["haproxy_shows_ms"] > 0 for x in r["runs"]), r
 print("ok:", r["commands"], "commands confirmed by HAProxy")' "$out/seen.json"
+
+    # hapgent-lb from release.sh's dist/ when there, else the workspace's
+    # release build (above, or built here if only hapgent came from dist/).
+    lb_bin=dist/hapgent-lb-$version-$TARGET
+    if [ ! -x "$lb_bin" ]; then
+        lb_bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/hapgent-lb
+        [ -x "$lb_bin" ] || cargo build --release --locked --target "$TARGET" -p hapgent-lb
+    fi
+    step "--lb-status: hapgent-lb status --json against 2,000 servers in 50 backends"
+    "$bench" --lb-status 3 --lb-binary "$lb_bin" --json > "$out/lb-status.json"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["servers"] == 2000 and r["backends"] == 50 and len(r["runs"]) == 3, r
+assert all(x["wall_ms"] > 0 and x["peak_rss_kib"] > 0 for x in r["runs"]), r
+assert r["show_stat_bytes"] > 0, r
+print("ok: status --json listed all", r["servers"], "servers;", len(r["runs"]), "runs measured")' "$out/lb-status.json"
 else
-    step "--wait-seen: SKIPPED, haproxy is not installed"
+    step "--wait-seen, --lb-status: SKIPPED, haproxy is not installed"
 fi
 
 # The check must be able to fail: an agent that answers `up failed`

@@ -62,8 +62,17 @@ Options:
                          (max_probers = N) from N distinct sources, then
                          evict with more, then run `ctl probers --json`,
                          timing a steady prober throughout (see table.rs)
-  --haproxy PATH         HAProxy for --wait-seen (default: haproxy)
+  --haproxy PATH         HAProxy for --wait-seen and --lb-status (default: haproxy)
   --agent-inter MS       HAProxy's agent-inter for --wait-seen (default: 200)
+  --lb-status N          instead of the load: start HAProxy with a generated
+                         configuration of --lb-servers servers in
+                         --lb-backends backends and time N runs of
+                         `hapgent-lb status --json` (wall time, CPU time,
+                         peak RSS)
+  --lb-binary PATH       hapgent-lb binary for --lb-status (default:
+                         target/x86_64-unknown-linux-musl/release/hapgent-lb)
+  --lb-servers N         servers for --lb-status (default: 2000)
+  --lb-backends N        backends for --lb-status (default: 50)
   --check                short correctness mode: 3000 checks, 300 idle
                          connections, 1 run, 3 starts; also fails if a run
                          stops before all its checks are done
@@ -111,6 +120,11 @@ pub struct Options {
     pub prober_table: u32,
     pub haproxy: PathBuf,
     pub agent_inter_ms: u64,
+    /// `--lb-status N`: timed runs of `hapgent-lb status --json`; 0 = no.
+    pub lb_status: usize,
+    pub lb_binary: PathBuf,
+    pub lb_servers: usize,
+    pub lb_backends: usize,
     /// `--services N`: generated `[services.sN]` tables.
     pub services: usize,
     /// `--metrics`: metrics_listen set and scraped during the load.
@@ -148,6 +162,10 @@ pub fn parse_args() -> Result<Option<Options>, Error> {
         prober_table: 0,
         haproxy: PathBuf::from("haproxy"),
         agent_inter_ms: 200,
+        lb_status: 0,
+        lb_binary: PathBuf::from("target/x86_64-unknown-linux-musl/release/hapgent-lb"),
+        lb_servers: 2000,
+        lb_backends: 50,
         services: 0,
         metrics: false,
         scrape_interval: Duration::from_secs(1),
@@ -227,6 +245,20 @@ pub fn parse_args() -> Result<Option<Options>, Error> {
                     return Err(Error::Usage("--agent-inter: at least 1 ms".into()));
                 }
             }
+            "--lb-status" => {
+                o.lb_status = num("--lb-status", value("--lb-status")?)?;
+                if o.lb_status == 0 {
+                    return Err(Error::Usage("--lb-status: at least 1".into()));
+                }
+            }
+            "--lb-binary" => o.lb_binary = value("--lb-binary")?.into(),
+            "--lb-servers" => o.lb_servers = num("--lb-servers", value("--lb-servers")?)?,
+            "--lb-backends" => {
+                o.lb_backends = num("--lb-backends", value("--lb-backends")?)?;
+                if o.lb_backends == 0 {
+                    return Err(Error::Usage("--lb-backends: at least 1".into()));
+                }
+            }
             "--services" => {
                 o.services = num("--services", value("--services")?)?;
                 if o.services > 100_000 {
@@ -266,6 +298,11 @@ pub fn parse_args() -> Result<Option<Options>, Error> {
     o.idle_connections = idle.unwrap_or(o.idle_connections);
     o.runs = runs.unwrap_or(o.runs).max(1);
     o.starts = starts.unwrap_or(o.starts);
+    if o.lb_status > 0 && (o.wait_seen > 0 || !o.command.is_empty()) {
+        return Err(Error::Usage(
+            "--lb-status measures hapgent-lb: no --wait-seen, no agent command".into(),
+        ));
+    }
     if o.wait_seen > 0 && !o.command.is_empty() {
         return Err(Error::Usage(
             "--wait-seen measures hapgent's control socket: no agent command".into(),

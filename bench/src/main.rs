@@ -19,14 +19,18 @@
 //! agent), `floor` (the floor reference), `probe` (one check and the reply
 //! grammar), `load`, `tally` (outcomes by error kind), `scrape`
 //! (`--metrics`), `proc` (what /proc says), `phases` (the load benchmark,
-//! step by step), `wait_seen` (the `--wait-seen` mode), `table` (the
-//! `--prober-table` mode), `stats`, `report`
+//! step by step), `haproxy` (a foreground HAProxy), `wait_seen` (the
+//! `--wait-seen` mode), `table` (the `--prober-table` mode), `lb_status`
+//! (the `--lb-status` mode: hapgent-lb's `status` on a large HAProxy),
+//! `stats`, `report`
 //! (text, JSON, Markdown) and `error` (what ends a run).
 
 mod agent;
 mod cli;
 mod error;
 mod floor;
+mod haproxy;
+mod lb_status;
 mod load;
 mod phases;
 mod probe;
@@ -43,13 +47,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some(floor::ARG) {
-        return floor::serve(args.next().as_deref() == Some("--drain"));
+    match args.next().as_deref() {
+        Some(floor::ARG) => return floor::serve(args.next().as_deref() == Some("--drain")),
+        Some(lb_status::CHILD_ARG) => return lb_status::spawn_measured(args),
+        _ => {}
     }
     let result = cli::parse_args().and_then(|options| match options {
         None => Ok(true),
         Some(o) if o.wait_seen > 0 => wait_seen::run(&o),
         Some(o) if o.prober_table > 0 => table::run(&o),
+        Some(o) if o.lb_status > 0 => lb_status::run(&o),
         Some(o) => phases::run(&o),
     });
     match result {

@@ -18,38 +18,26 @@
 use crate::agent::{Agent, Role, TempDir, hapgent_command, write_state};
 use crate::cli::Options;
 use crate::error::Error;
+use crate::haproxy::Haproxy;
 use crate::report::to_json;
 use crate::stats::median;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A foreground HAProxy, killed by PID and reaped on drop.
-struct Haproxy {
-    child: Child,
-    socket: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Haproxy {
-    fn start(o: &Options, dir: &Path, agent_port: u16, server_port: u16) -> Result<Haproxy, Error> {
-        let socket = dir.join("admin.sock");
-        let cfg = dir.join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global
+/// Starts HAProxy with one server that has hapgent as its agent.
+fn start_haproxy(
+    o: &Options,
+    dir: &Path,
+    agent_port: u16,
+    server_port: u16,
+) -> Result<Haproxy, Error> {
+    let socket = dir.join("admin.sock");
+    let config = format!(
+        "global
     stats socket {socket} mode 600 level admin
 defaults
     mode tcp
@@ -60,58 +48,10 @@ defaults
 backend be
     server s1 127.0.0.1:{server_port} weight 100 check inter 500ms agent-check agent-addr 127.0.0.1 agent-port {agent_port} agent-inter {inter}ms
 ",
-                socket = socket.display(),
-                inter = o.agent_inter_ms,
-            ),
-        )
-        .map_err(Error::io(format!("cannot write {cfg:?}")))?;
-        let stderr = dir.join("haproxy.err");
-        let mut cmd = Command::new(&o.haproxy);
-        cmd.arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).map_err(Error::io(format!("{stderr:?}")))?);
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
-        // between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| {
-            Error::Haproxy(format!(
-                "cannot start {:?}: {e} (apt-get install haproxy, or --haproxy PATH)",
-                o.haproxy
-            ))
-        })?;
-        let haproxy = Haproxy {
-            child,
-            socket,
-            stderr,
-        };
-        haproxy.until("open its stats socket", |h| {
-            UnixStream::connect(&h.socket).is_ok()
-        })?;
-        Ok(haproxy)
-    }
-
-    /// Polls `ready` every 20 ms for at most 10 s.
-    fn until(&self, what: &str, ready: impl Fn(&Haproxy) -> bool) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready(self) {
-            if Instant::now() > deadline {
-                return Err(Error::Haproxy(format!(
-                    "HAProxy did not {what} within 10 s; its stderr:\n{}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
+        socket = socket.display(),
+        inter = o.agent_inter_ms,
+    );
+    Haproxy::start(&o.haproxy, dir, &config, socket)
 }
 
 /// srv_op_state and srv_admin_state of server s1 of backend `be`, from
@@ -157,11 +97,11 @@ struct Sample {
 
 /// Median, nearest-rank p90, min and max of the samples' times (ms).
 #[derive(Serialize, Debug, PartialEq)]
-struct Summary {
-    median: f64,
-    p90: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Summary {
+    pub median: f64,
+    pub p90: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// The `--json` report of `--wait-seen`.
@@ -215,7 +155,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
             drop(conn);
         }
     });
-    let haproxy = Haproxy::start(o, &dir.0, agent.addr.port(), server_port)?;
+    let haproxy = start_haproxy(o, &dir.0, agent.addr.port(), server_port)?;
     haproxy.until("show the server UP and ready", |h| {
         server_state(&h.socket).is_some_and(|(op, admin)| op == "2" && admin == "0")
     })?;
@@ -377,7 +317,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
 }
 
 /// The summary of `values` (not empty; values may be negative).
-fn summary(values: &[f64]) -> Summary {
+pub(crate) fn summary(values: &[f64]) -> Summary {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();

@@ -1,31 +1,49 @@
-//! HAProxy's runtime API answers as hapgent-lb reads them: `show stat`
-//! with `show servers state` (joined into backends), `show proc` from the
-//! master CLI, and `show info`.
+//! HAProxy's runtime API answers as hapgent-lb reads them: `show servers
+//! state` then `show stat`, each cut into lines by `stat::answer_line` and
+//! handed to `stat::StateReader` and `stat::StatReader` one line at a time,
+//! as `runtime::backends` does while reading the socket; `show proc` from
+//! the master CLI, and `show info`.
 //!
 //! Input: the `show stat` answer, a line `%%`, the `show servers state`
 //! answer. The whole input is also read as `show proc` and `show info`.
 #![no_main]
 
 use hapgent_fuzz::{peak_during, report_peak, split2};
-use hapgent_lb::stat;
+use hapgent_lb::stat::{self, Backend, StatReader, StateReader};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
 
-/// Most bytes parsing may hold at once, per byte of input, plus a constant
-/// (the measured worst case is below; see FUZZING.md). Parsing builds a
-/// record of a dozen strings per server row, so it is a multiple of the
-/// input; the answers it reads are capped (`runtime::MAX_ANSWER`).
+/// Most bytes reading may hold at once, per byte of input, plus a constant
+/// (the measured worst case is below; see FUZZING.md). The readers hold one
+/// line at a time and keep a record of a few short strings per server
+/// present in both answers, so it is a multiple of the input; the answers
+/// they read are capped (`runtime::MAX_ANSWER`).
 const PEAK_PER_BYTE: usize = 128;
 const PEAK_BASE: usize = 16 * 1024;
 
+/// Both answers through the readers, line by line as the socket gives them.
+fn read(stat_raw: &[u8], state_raw: &[u8]) -> Result<Vec<Backend>, String> {
+    let mut states = StateReader::default();
+    for raw in state_raw.split_inclusive(|b| *b == b'\n') {
+        states.line(&stat::answer_line(raw))?;
+    }
+    let mut servers = StatReader::new(states.finish()?);
+    for raw in stat_raw.split_inclusive(|b| *b == b'\n') {
+        servers.line(&stat::answer_line(raw))?;
+    }
+    servers.finish()
+}
+
 fuzz_target!(|data: &[u8]| {
-    // As runtime::query hands answers over: lossy UTF-8.
-    let (stat_text, state_text) = split2(data, b"\n%%\n");
-    let stat_text = String::from_utf8_lossy(stat_text);
-    let state_text = String::from_utf8_lossy(state_text);
-    let size = stat_text.len() + state_text.len();
-    let (parsed, peak) = peak_during(|| stat::parse(&stat_text, &state_text));
+    let (stat_raw, state_raw) = split2(data, b"\n%%\n");
+    let size = stat_raw.len() + state_raw.len();
+    let (parsed, peak) = peak_during(|| read(stat_raw, state_raw));
     report_peak(peak, size);
+    // Property "line by line is whole": the same as parsing both answers
+    // whole (lossy UTF-8, `str::lines`), errors included.
+    let stat_text = String::from_utf8_lossy(stat_raw);
+    let state_text = String::from_utf8_lossy(state_raw);
+    assert_eq!(parsed, stat::parse(&stat_text, &state_text));
     // Property "bounded memory": proportional to the answers' size.
     assert!(
         peak <= PEAK_BASE + PEAK_PER_BYTE * size,
@@ -42,8 +60,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(s.server != "FRONTEND" && s.server != "BACKEND");
             }
         }
-        // Property "a server is listed only if `show servers state` has
-        // it": a row there names its backend and server.
+        // Property "a server is listed only if both answers have it": a
+        // row of `show servers state` names its backend and server, and
+        // a row of `show stat` too (CSV: the names are in it, but for
+        // the quotes).
         for s in backends.iter().flat_map(|b| &b.servers) {
             assert!(
                 state_text.lines().any(|l| {
@@ -54,10 +74,27 @@ fuzz_target!(|data: &[u8]| {
                 s.backend,
                 s.server
             );
+            let unquoted = |t: &str| t.replace('"', "");
+            let (backend, server) = (unquoted(&s.backend), unquoted(&s.server));
+            assert!(
+                stat_text.lines().any(|l| {
+                    let l = unquoted(l);
+                    l.contains(&backend) && l.contains(&server)
+                }),
+                "{}/{} is not in show stat",
+                s.backend,
+                s.server
+            );
         }
-        // Property "renders as JSON" (`status --json`, GET /v1/backends).
+        // Property "renders as JSON" (`status --json`, GET /v1/backends),
+        // and serialized directly it is what a `serde_json::Value` (keys
+        // sorted) prints: the bytes `status --json` has always printed.
         let json = serde_json::to_string(&serde_json::json!({ "backends": backends })).unwrap();
         assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
+        assert_eq!(
+            serde_json::to_string(&backends).unwrap(),
+            serde_json::to_string(&serde_json::to_value(&backends).unwrap()).unwrap()
+        );
     }
 
     let text = String::from_utf8_lossy(data);

@@ -12,10 +12,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What `wait` waits for; `None` means "any".
+/// What `wait` waits for: the same conditions for every server named
+/// (`BACKEND/SERVER`, as typed; `wait` validates them); `None` means "any".
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct WaitFor {
-    pub target: String,
+    pub targets: Vec<String>,
     pub admin: Option<Admin>,
     pub op: Option<Op>,
     pub sessions_max: Option<u64>,
@@ -49,11 +50,12 @@ Usage: hapgent-lb COMMAND [OPTIONS]
 Commands:
   status [--backend B] [--json]   every server: status, admin/op state, weight,
                                   sessions, queue, check and agent results
-  wait BACKEND/SERVER [--admin ready|drain|maint] [--op up|down|starting|stopping]
+  wait BACKEND/SERVER... [--admin ready|drain|maint] [--op up|down|starting|stopping]
        [--sessions-max N] [--timeout D]
-                                  poll until all conditions hold (exit 0) or
-                                  D passes (exit 75; D like 90s, 5m, 500ms;
-                                  default 60s)
+                                  poll until all conditions hold for every
+                                  server named (exit 0) or D passes (exit 75;
+                                  D like 90s, 5m, 500ms; default 60s); exit 69
+                                  if HAProxy's socket does not answer
   serve                           the HTTP API (see README)
   check-config                    print each setting with its source
 
@@ -110,7 +112,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
     let mut name: Option<String> = None;
     let (mut backend, mut json) = (None, false);
     let mut wait = WaitFor {
-        target: String::new(),
+        targets: Vec::new(),
         admin: None,
         op: None,
         sessions_max: None,
@@ -162,9 +164,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
                 cli.flags.push((setting.key, value));
             }
             Value(v) if name.is_none() => name = Some(text(v)?),
-            Value(v) if name.as_deref() == Some("wait") && wait.target.is_empty() => {
-                wait.target = text(v)?
-            }
+            Value(v) if name.as_deref() == Some("wait") => wait.targets.push(text(v)?),
             other => return Err(usage(other.unexpected())),
         }
     }
@@ -177,8 +177,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             ));
         }
         (_, _, Some("status")) => Command::Status { backend, json },
-        (_, _, Some("wait")) if wait.target.is_empty() => {
-            return Err(Error::Usage("wait needs BACKEND/SERVER".into()));
+        (_, _, Some("wait")) if wait.targets.is_empty() => {
+            return Err(Error::Usage(
+                "wait needs BACKEND/SERVER (one or more)".into(),
+            ));
         }
         (_, _, Some("wait")) => Command::Wait(wait),
         (_, _, Some("serve")) => Command::Serve,
@@ -225,12 +227,19 @@ mod tests {
             .unwrap()
             .command,
             Command::Wait(WaitFor {
-                target: "web/web1".into(),
+                targets: vec!["web/web1".into()],
                 admin: Some(Admin::Drain),
                 op: None,
                 sessions_max: Some(0),
                 timeout: Duration::from_secs(300),
             })
+        );
+        let several = p(&["wait", "a/b", "--op", "up", "c/d", "e/f"])
+            .unwrap()
+            .command;
+        assert!(
+            matches!(&several, Command::Wait(w) if w.targets == ["a/b", "c/d", "e/f"] && w.op == Some(Op::Up)),
+            "{several:?}"
         );
         let cli = p(&["serve", "--listen-tcp", "127.0.0.1:1", "-c", "x.toml"]).unwrap();
         assert_eq!(
@@ -257,7 +266,7 @@ mod tests {
             &["wait", "web/web1", "--timeout", "soon"],
             &["status", "--admin", "drain"],
             &["serve", "--no-such-flag", "1"],
-            &["wait", "a/b", "c/d"],
+            &["status", "web"],
         ] {
             assert!(matches!(p(args), Err(Error::Usage(_))), "{args:?}");
         }

@@ -72,9 +72,7 @@ pub fn run() -> Result<(), Error> {
                 }
             }
             if json {
-                let text =
-                    serde_json::to_string_pretty(&serde_json::json!({ "backends": backends }))
-                        .map_err(|e| Error::Runtime(e.to_string()))?;
+                let text = status::json(&backends).map_err(|e| Error::Runtime(e.to_string()))?;
                 outln!("{text}");
             } else {
                 out!("{}", status::table(&backends));

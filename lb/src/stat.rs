@@ -3,11 +3,16 @@
 //! servers state` (space-separated: administrative and operational state as
 //! numbers, user and initial weight), joined by backend and server name.
 //!
-//! Pure text to records: this module does not talk to sockets. Columns are
+//! Pure text to records: this module does not talk to sockets. Answers are
+//! taken one line at a time (`StateReader`, then `StatReader`, as
+//! `runtime::backends` reads them off the socket), and only the columns
+//! used are kept, so memory follows the number of servers, not the size
+//! of the answers; `parse` does the same for whole answers. Columns are
 //! found by their header names, so the extra columns newer HAProxy versions
 //! add do not matter; a missing column is an error naming it.
 
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The administrative state: what an operator (or agent) asked for.
@@ -96,227 +101,413 @@ impl Op {
     }
 }
 
-/// One server as HAProxy sees it.
+/// One server as HAProxy sees it: the columns of both answers that
+/// `status`, `wait` and the HTTP API use, and nothing else.
+///
+/// The fields are declared in alphabetical order, the order of the JSON
+/// objects `status --json` and `GET /v1/backends` have always printed
+/// (`serde_json::Value` sorts keys): serialized directly, without a
+/// `Value` in between, the output is the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Server {
-    pub backend: String,
-    pub server: String,
-    /// `show stat`'s summary word: UP, DOWN, DRAIN, MAINT, "UP 1/3"...
-    pub status: String,
+    pub address: String,
     pub admin: Admin,
-    pub op: Op,
-    /// The current (user-set or agent-set) weight.
-    pub weight: u32,
-    /// The weight from the configuration.
-    pub initial_weight: u32,
-    /// Sessions established now.
-    pub sessions: u64,
-    /// Requests queued for this server now.
-    pub queue: u64,
-    pub check_status: String,
-    pub check_desc: String,
-    pub agent_status: String,
     /// What the agent last said (`agent_desc`), e.g. hapgent's description.
     pub agent_desc: String,
-    pub address: String,
+    pub agent_status: String,
+    pub backend: String,
+    pub check_desc: String,
+    pub check_status: String,
+    /// The weight from the configuration.
+    pub initial_weight: u32,
+    pub op: Op,
+    /// Requests queued for this server now.
+    pub queue: u64,
+    pub server: String,
+    /// Sessions established now.
+    pub sessions: u64,
+    /// `show stat`'s summary word: UP, DOWN, DRAIN, MAINT, "UP 1/3"...
+    pub status: String,
+    /// The current (user-set or agent-set) weight.
+    pub weight: u32,
 }
 
-/// One backend with its summary status and servers.
+/// One backend with its summary status and servers (fields in
+/// alphabetical order, as for `Server`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Backend {
     pub name: String,
-    pub status: String,
     pub servers: Vec<Server>,
+    pub status: String,
 }
 
-/// Splits one CSV line; HAProxy quotes fields containing `,` or `"` (with
-/// `""` for a quote) in its free-text columns.
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
+/// One line of an answer as read from the socket, with its `\n` if it has
+/// one, as text: without its line ending (`\n` or `\r\n`, as
+/// `str::lines` has it) and with invalid UTF-8 replaced. The runtime
+/// client and the fuzz target both cut answers into lines with this.
+pub fn answer_line(raw: &[u8]) -> Cow<'_, str> {
+    let raw = match raw.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => raw,
+    };
+    // `from_utf8` is the faster check of the usual, valid, line.
+    match std::str::from_utf8(raw) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
+}
+
+/// The fields of one CSV line, borrowed from it unless they hold a quote:
+/// HAProxy quotes fields containing `,` or `"` (with `""` for a quote) in
+/// its free-text columns.
+struct CsvFields<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> CsvFields<'a> {
+    fn new(line: &'a str) -> Self {
+        CsvFields { rest: Some(line) }
+    }
+}
+
+impl<'a> Iterator for CsvFields<'a> {
+    type Item = Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Cow<'a, str>> {
+        let line = self.rest?;
+        // Bytes, not chars: both are ASCII, and a char search decodes
+        // every character of the row.
+        match line.bytes().position(|b| b == b',' || b == b'"') {
+            None => {
+                self.rest = None;
+                return Some(Cow::Borrowed(line));
             }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
+            Some(i) if line.as_bytes()[i] == b',' => {
+                self.rest = Some(&line[i + 1..]);
+                return Some(Cow::Borrowed(&line[..i]));
+            }
+            Some(_) => {}
         }
+        let mut field = String::new();
+        let mut quoted = false;
+        let mut chars = line.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek().map(|&(_, c)| c) == Some('"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => {
+                    self.rest = Some(&line[i + 1..]);
+                    return Some(Cow::Owned(field));
+                }
+                (c, _) => field.push(c),
+            }
+        }
+        self.rest = None;
+        Some(Cow::Owned(field))
     }
-    fields.push(field);
-    fields
 }
 
-/// A table with named columns; rows as text fields.
-struct Table {
-    columns: HashMap<String, usize>,
-    rows: Vec<Vec<String>>,
+/// Where the columns a parser reads are in an answer's header: `slots[i]`
+/// is the index in the parser's list of wanted columns of the header's
+/// `i`-th column, if it is one of them.
+struct Columns {
+    slots: Vec<Option<usize>>,
 }
 
-impl Table {
-    fn get<'a>(&self, row: &'a [String], column: &str) -> Result<&'a str, String> {
-        let i = self
-            .columns
-            .get(column)
-            .ok_or_else(|| format!("column {column:?} is missing"))?;
-        Ok(row.get(*i).map_or("", String::as_str))
+impl Columns {
+    /// From the header's column names; every wanted column must be there
+    /// (the last one of a name counts, if a header repeats it).
+    fn find<'a>(
+        answer: &str,
+        names: impl Iterator<Item = Cow<'a, str>>,
+        wanted: &[&str],
+    ) -> Result<Columns, String> {
+        let mut at = vec![None; wanted.len()];
+        let mut count = 0;
+        for (i, name) in names.enumerate() {
+            if let Some(j) = wanted.iter().position(|w| *w == name) {
+                at[j] = Some(i);
+            }
+            count = i + 1;
+        }
+        let mut slots = vec![None; count];
+        for (j, i) in at.into_iter().enumerate() {
+            let i = i.ok_or_else(|| format!("{answer}: column {:?} is missing", wanted[j]))?;
+            slots[i] = Some(j);
+        }
+        // Columns after the last wanted one are never looked at.
+        while slots.last() == Some(&None) {
+            slots.pop();
+        }
+        Ok(Columns { slots })
     }
 
-    fn number<T: std::str::FromStr + Default>(
+    /// The wanted cells of one row, in the order of the wanted columns; a
+    /// row cut short has empty cells.
+    fn cells<'a, const N: usize>(
         &self,
-        row: &[String],
-        column: &str,
-    ) -> Result<T, String> {
-        let text = self.get(row, column)?;
-        if text.is_empty() {
-            return Ok(T::default());
+        fields: impl Iterator<Item = Cow<'a, str>>,
+    ) -> [Cow<'a, str>; N] {
+        let mut cells = std::array::from_fn(|_| Cow::Borrowed(""));
+        for (slot, field) in self.slots.iter().zip(fields) {
+            if let Some(j) = slot {
+                cells[*j] = field;
+            }
         }
-        text.parse()
-            .map_err(|_| format!("column {column:?} holds {text:?}, not a number"))
+        cells
     }
 }
 
-fn stat_table(text: &str) -> Result<Table, String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .and_then(|l| l.strip_prefix("# "))
-        .ok_or_else(|| {
-            format!(
-                "`show stat` answered {:?}, not a CSV header",
-                first_line(text)
-            )
-        })?;
-    let columns = csv_fields(header)
-        .into_iter()
-        .enumerate()
-        .map(|(i, name)| (name, i))
-        .collect();
-    Ok(Table {
-        columns,
-        rows: lines.map(csv_fields).collect(),
-    })
+/// A number cell: empty reads as 0 (HAProxy leaves counters empty where
+/// they do not apply).
+fn number<T: std::str::FromStr + Default>(column: &str, text: &str) -> Result<T, String> {
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    text.parse()
+        .map_err(|_| format!("column {column:?} holds {text:?}, not a number"))
 }
 
-fn state_table(text: &str) -> Result<Table, String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    // The first line is the format version ("1").
-    match lines.next().map(str::trim) {
-        Some("1") => {}
-        other => {
-            return Err(format!(
-                "`show servers state` answered {:?}, not format version 1",
-                other.unwrap_or("")
-            ));
+/// The columns of `show servers state` read, in this order.
+const STATE_COLUMNS: [&str; 6] = [
+    "be_name",
+    "srv_name",
+    "srv_op_state",
+    "srv_admin_state",
+    "srv_uweight",
+    "srv_iweight",
+];
+
+/// What `show servers state` says of one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct State {
+    admin: Admin,
+    op: Op,
+    weight: u32,
+    initial_weight: u32,
+}
+
+/// Every server's state, by backend, then server name.
+#[derive(Debug, Default)]
+pub struct States(HashMap<String, HashMap<String, State>>);
+
+impl States {
+    fn get(&self, backend: &str, server: &str) -> Option<&State> {
+        self.0.get(backend)?.get(server)
+    }
+}
+
+/// Reads `show servers state` one line at a time: a format version line
+/// (`1`), a `# name name …` header, then one space-separated row per
+/// server. Keeps only what `States` holds.
+#[derive(Default)]
+pub struct StateReader {
+    version_seen: bool,
+    columns: Option<Columns>,
+    states: States,
+}
+
+impl StateReader {
+    /// Takes the next line of the answer (without its line ending).
+    pub fn line(&mut self, line: &str) -> Result<(), String> {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        if !self.version_seen {
+            if line.trim() != "1" {
+                return Err(format!(
+                    "`show servers state` answered {:?}, not format version 1",
+                    line.trim()
+                ));
+            }
+            self.version_seen = true;
+            return Ok(());
+        }
+        let Some(columns) = &self.columns else {
+            let header = line
+                .strip_prefix("# ")
+                .ok_or("`show servers state` has no column header")?;
+            let names = header.split_whitespace().map(Cow::Borrowed);
+            self.columns = Some(Columns::find(
+                "`show servers state`",
+                names,
+                &STATE_COLUMNS,
+            )?);
+            return Ok(());
+        };
+        let [backend, server, op, admin, weight, initial] =
+            columns.cells(line.split_whitespace().map(Cow::Borrowed));
+        // A row cut short (an answer cut off) names no server; kept, it
+        // would pair with any `show stat` row that lacks the same columns.
+        if backend.is_empty() || server.is_empty() {
+            return Ok(());
+        }
+        let op_number: u32 = number(STATE_COLUMNS[2], &op)?;
+        let state = State {
+            op: Op::from_number(op_number)
+                .ok_or_else(|| format!("srv_op_state {op_number} is unknown"))?,
+            admin: Admin::from_bits(number(STATE_COLUMNS[3], &admin)?),
+            weight: number(STATE_COLUMNS[4], &weight)?,
+            initial_weight: number(STATE_COLUMNS[5], &initial)?,
+        };
+        let servers = match self.states.0.get_mut(backend.as_ref()) {
+            Some(servers) => servers,
+            None => self.states.0.entry(backend.into_owned()).or_default(),
+        };
+        servers.insert(server.into_owned(), state);
+        Ok(())
+    }
+
+    /// The states read; an error if the answer ended before its header.
+    pub fn finish(self) -> Result<States, String> {
+        match (self.version_seen, self.columns) {
+            (false, _) => Err("`show servers state` answered \"\", not format version 1".into()),
+            (true, None) => Err("`show servers state` has no column header".into()),
+            (true, Some(_)) => Ok(self.states),
         }
     }
-    let header = lines
-        .next()
-        .and_then(|l| l.strip_prefix("# "))
-        .ok_or("`show servers state` has no column header")?;
-    let columns = header
-        .split_whitespace()
-        .enumerate()
-        .map(|(i, name)| (name.to_string(), i))
-        .collect();
-    Ok(Table {
-        columns,
-        rows: lines
-            .map(|l| l.split_whitespace().map(String::from).collect())
-            .collect(),
-    })
+}
+
+/// The columns of `show stat` read, in this order.
+const STAT_COLUMNS: [&str; 10] = [
+    "pxname",
+    "svname",
+    "status",
+    "scur",
+    "qcur",
+    "check_status",
+    "check_desc",
+    "agent_status",
+    "agent_desc",
+    "addr",
+];
+
+/// Reads `show stat` one line at a time (a `# name,name,…` header, then
+/// CSV rows) and joins each server row with its state into a `Server`.
+/// Backends come in the order `show stat` lists them. A server missing from
+/// either answer (a reload between the two commands) is left out rather
+/// than guessed.
+pub struct StatReader {
+    states: States,
+    columns: Option<Columns>,
+    backends: Vec<Backend>,
+    /// Index in `backends` by name.
+    index: HashMap<String, usize>,
+}
+
+impl StatReader {
+    /// A reader that joins rows with `states`, read first.
+    pub fn new(states: States) -> StatReader {
+        StatReader {
+            states,
+            columns: None,
+            backends: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Takes the next line of the answer (without its line ending).
+    pub fn line(&mut self, line: &str) -> Result<(), String> {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let Some(columns) = &self.columns else {
+            let header = line
+                .strip_prefix("# ")
+                .ok_or_else(|| format!("`show stat` answered {line:?}, not a CSV header"))?;
+            self.columns = Some(Columns::find(
+                "`show stat`",
+                CsvFields::new(header),
+                &STAT_COLUMNS,
+            )?);
+            return Ok(());
+        };
+        let [
+            proxy,
+            name,
+            status,
+            scur,
+            qcur,
+            check_status,
+            check_desc,
+            agent_status,
+            agent_desc,
+            addr,
+        ] = columns.cells(CsvFields::new(line));
+        if name == "FRONTEND" {
+            return Ok(());
+        }
+        let i = match self.index.get(proxy.as_ref()) {
+            Some(&i) => i,
+            None => {
+                // Sized from `show servers state`: no regrowth (and with
+                // musl, no remapping) as its rows come in.
+                let servers = self.states.0.get(proxy.as_ref()).map_or(0, HashMap::len);
+                self.backends.push(Backend {
+                    name: proxy.to_string(),
+                    servers: Vec::with_capacity(servers),
+                    status: String::new(),
+                });
+                self.index
+                    .insert(proxy.to_string(), self.backends.len() - 1);
+                self.backends.len() - 1
+            }
+        };
+        let backend = &mut self.backends[i];
+        if name == "BACKEND" {
+            backend.status = status.into_owned();
+            return Ok(());
+        }
+        let Some(state) = self.states.get(&proxy, &name) else {
+            return Ok(());
+        };
+        backend.servers.push(Server {
+            address: addr.into_owned(),
+            admin: state.admin,
+            agent_desc: agent_desc.into_owned(),
+            agent_status: agent_status.into_owned(),
+            backend: proxy.into_owned(),
+            check_desc: check_desc.into_owned(),
+            check_status: check_status.into_owned(),
+            initial_weight: state.initial_weight,
+            op: state.op,
+            queue: number(STAT_COLUMNS[4], &qcur)?,
+            server: name.into_owned(),
+            sessions: number(STAT_COLUMNS[3], &scur)?,
+            status: status.into_owned(),
+            weight: state.weight,
+        });
+        Ok(())
+    }
+
+    /// The backends read; an error if the answer had no header.
+    pub fn finish(self) -> Result<Vec<Backend>, String> {
+        match self.columns {
+            None => Err("`show stat` answered \"\", not a CSV header".into()),
+            Some(_) => Ok(self.backends),
+        }
+    }
+}
+
+/// Joins whole `show stat` and `show servers state` answers into backends,
+/// as `runtime::backends` does while reading them (tests, fuzzing).
+pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
+    let mut states = StateReader::default();
+    for line in state.lines() {
+        states.line(line)?;
+    }
+    let mut servers = StatReader::new(states.finish()?);
+    for line in stat.lines() {
+        servers.line(line)?;
+    }
+    servers.finish()
 }
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
-}
-
-/// Joins `show stat` and `show servers state` output into backends, in the
-/// order `show stat` lists them. A server missing from either output (a
-/// reload between the two commands) is left out rather than guessed.
-pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
-    let stat = stat_table(stat)?;
-    let state = state_table(state)?;
-
-    struct Admin_ {
-        admin: Admin,
-        op: Op,
-        weight: u32,
-        initial_weight: u32,
-    }
-    let mut states: HashMap<(String, String), Admin_> = HashMap::new();
-    for row in &state.rows {
-        let key = (
-            state.get(row, "be_name")?.to_string(),
-            state.get(row, "srv_name")?.to_string(),
-        );
-        // A row cut short (an answer cut off) names no server; kept, it
-        // would pair with any `show stat` row that lacks the same columns.
-        if key.0.is_empty() || key.1.is_empty() {
-            continue;
-        }
-        let op_number: u32 = state.number(row, "srv_op_state")?;
-        let op = Op::from_number(op_number)
-            .ok_or_else(|| format!("srv_op_state {op_number} is unknown"))?;
-        states.insert(
-            key,
-            Admin_ {
-                admin: Admin::from_bits(state.number(row, "srv_admin_state")?),
-                op,
-                weight: state.number(row, "srv_uweight")?,
-                initial_weight: state.number(row, "srv_iweight")?,
-            },
-        );
-    }
-
-    let mut backends: Vec<Backend> = Vec::new();
-    for row in &stat.rows {
-        let proxy = stat.get(row, "pxname")?;
-        let name = stat.get(row, "svname")?;
-        let status = stat.get(row, "status")?.to_string();
-        if name == "FRONTEND" {
-            continue;
-        }
-        let index = match backends.iter().position(|b| b.name == proxy) {
-            Some(i) => i,
-            None => {
-                backends.push(Backend {
-                    name: proxy.to_string(),
-                    status: String::new(),
-                    servers: Vec::new(),
-                });
-                backends.len() - 1
-            }
-        };
-        if name == "BACKEND" {
-            backends[index].status = status;
-            continue;
-        }
-        let Some(st) = states.get(&(proxy.to_string(), name.to_string())) else {
-            continue;
-        };
-        backends[index].servers.push(Server {
-            backend: proxy.to_string(),
-            server: name.to_string(),
-            status,
-            admin: st.admin,
-            op: st.op,
-            weight: st.weight,
-            initial_weight: st.initial_weight,
-            sessions: stat.number(row, "scur")?,
-            queue: stat.number(row, "qcur")?,
-            check_status: stat.get(row, "check_status")?.to_string(),
-            check_desc: stat.get(row, "check_desc")?.to_string(),
-            agent_status: stat.get(row, "agent_status")?.to_string(),
-            agent_desc: stat.get(row, "agent_desc")?.to_string(),
-            address: stat.get(row, "addr")?.to_string(),
-        });
-    }
-    Ok(backends)
 }
 
 /// The `Pid` line of `show info`: which process answered, so a reload can
@@ -572,7 +763,73 @@ mod tests {
             ("\"say \"\"hi\"\"\",x", vec!["say \"hi\"", "x"]),
             ("", vec![""]),
         ] {
-            assert_eq!(csv_fields(line), want, "{line}");
+            assert_eq!(CsvFields::new(line).collect::<Vec<_>>(), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn answer_lines() {
+        for (raw, want) in [
+            (&b"a,b\n"[..], "a,b"),
+            (b"a,b\r\n", "a,b"),
+            (b"a,b", "a,b"),
+            (b"a,b\r", "a,b\r"),
+            (b"\n", ""),
+            (b"x\xffy\n", "x\u{fffd}y"),
+        ] {
+            assert_eq!(answer_line(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn read_line_by_line_as_parsed_whole() {
+        // As runtime::backends reads the answers: cut at each `\n` by the
+        // socket reader, then given to the readers one line at a time.
+        for c in captures() {
+            let mut states = StateReader::default();
+            for raw in c.state.as_bytes().split_inclusive(|b| *b == b'\n') {
+                states.line(&answer_line(raw)).unwrap();
+            }
+            let mut servers = StatReader::new(states.finish().unwrap());
+            for raw in c.stat.as_bytes().split_inclusive(|b| *b == b'\n') {
+                servers.line(&answer_line(raw)).unwrap();
+            }
+            assert_eq!(
+                servers.finish().unwrap(),
+                parse(c.stat, c.state).unwrap(),
+                "{}",
+                c.version
+            );
+        }
+    }
+
+    #[test]
+    fn headers_name_the_missing_column() {
+        let state = "1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight srv_iweight\n";
+        for (stat, state, want) in [
+            (
+                "# pxname,svname,status\n",
+                state,
+                "`show stat`: column \"scur\" is missing",
+            ),
+            (
+                "",
+                "1\n# be_name srv_name\n",
+                "`show servers state`: column \"srv_op_state\" is missing",
+            ),
+            ("", state, "`show stat` answered \"\", not a CSV header"),
+            (
+                "Unknown command.\n",
+                state,
+                "`show stat` answered \"Unknown command.\", not a CSV header",
+            ),
+            (
+                "",
+                "",
+                "`show servers state` answered \"\", not format version 1",
+            ),
+        ] {
+            assert_eq!(parse(stat, state).unwrap_err(), want, "{stat:?} {state:?}");
         }
     }
 

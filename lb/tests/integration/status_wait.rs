@@ -140,6 +140,124 @@ fn wait_for_an_unknown_server_fails_at_once() {
 }
 
 #[test]
+fn wait_for_several_servers_names_each_one_still_unmet() {
+    let dir = TempDir::new("several");
+    let be = Backend::start();
+    let fe = free_port();
+    let extra = format!(
+        "backend pool\n    server p1 127.0.0.1:{port}\n    server p2 127.0.0.1:{port}\n",
+        port = be.port
+    );
+    let h = Haproxy::start(&dir, &haproxy_config(&dir.0, fe, be.port, &extra), fe);
+    cli(&h.admin, "set server pool/p1 state drain").unwrap();
+    let wait = |timeout: &str| {
+        lb(
+            &h,
+            &[
+                "wait",
+                "pool/p1",
+                "pool/p2",
+                "web/web1",
+                "--admin",
+                "drain",
+                "--timeout",
+                timeout,
+            ],
+        )
+    };
+
+    let timed_out = wait("500ms");
+    let err = String::from_utf8_lossy(&timed_out.stderr);
+    assert_eq!(timed_out.status.code(), Some(75), "{err}");
+    assert!(err.contains("2 of 3 servers unmet: pool/p2: "), "{err}");
+    assert!(
+        err.contains("| web/web1: ") && err.contains("still admin is ready (want drain)"),
+        "{err}"
+    );
+    assert!(!err.contains("pool/p1:"), "p1 is drained: {err}");
+
+    cli(&h.admin, "set server pool/p2 state drain").unwrap();
+    cli(&h.admin, "set server web/web1 state drain").unwrap();
+    let done = wait("20s");
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{done:?}");
+    let servers: Vec<&str> = out.lines().filter_map(|l| l.split(':').next()).collect();
+    assert_eq!(servers, ["pool/p1", "pool/p2", "web/web1"], "{out}");
+
+    let bad = lb(&h, &["wait", "pool/p1", "pool/p;2"]);
+    assert_eq!(bad.status.code(), Some(64), "{bad:?}");
+    let unknown = lb(&h, &["wait", "pool/p1", "pool/p3", "--timeout", "30s"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("backend \"pool\" has no server \"p3\""),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn status_and_wait_read_hundreds_of_servers_in_one_poll() {
+    // 600 servers: `show stat` is about 130 KB, read in several pieces,
+    // rows cut across reads.
+    let dir = TempDir::new("many");
+    let be = Backend::start();
+    let fe = free_port();
+    let mut extra = String::new();
+    let mut targets = Vec::new();
+    for b in 0..12 {
+        extra.push_str(&format!("backend pool{b}\n"));
+        for s in 0..50 {
+            extra.push_str(&format!("    server s{s} 127.0.0.1:{}\n", be.port));
+            targets.push(format!("pool{b}/s{s}"));
+        }
+    }
+    let h = Haproxy::start(&dir, &haproxy_config(&dir.0, fe, be.port, &extra), fe);
+
+    let status = lb(&h, &["status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let listed: Vec<String> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["servers"].as_array().unwrap())
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["backend"].as_str().unwrap(),
+                s["server"].as_str().unwrap()
+            )
+        })
+        .filter(|name| name.starts_with("pool"))
+        .collect();
+    assert_eq!(listed, targets);
+
+    let mut args = vec!["wait"];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend(["--op", "up", "--sessions-max", "0", "--timeout", "30s"]);
+    let done = lb(&h, &args);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(out.lines().count(), 600, "{out}");
+}
+
+#[test]
+fn wait_with_an_unreachable_socket_exits_69_at_once() {
+    let dir = TempDir::new("waitnohaproxy");
+    let socket = dir.join("none.sock");
+    let out = lb_command()
+        .args(["wait", "web/web1", "--timeout", "30s", "--haproxy-socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains(&socket.display().to_string()) && err.contains("No such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
 fn status_without_haproxy_exits_69() {
     let dir = TempDir::new("nohaproxy");
     let out = lb_command()
