@@ -493,7 +493,7 @@ grep -q 'The rollout stopped at a in task "Fail like a broken deploy."' "$work/d
     { show deploy-fail; fail "the rollout did not stop at host a"; }
 [ -f "$deploy/a/deployed" ] || fail "host a's deploy did not run"
 [ ! -f "$deploy/b/deployed" ] || fail "host b was deployed after host a failed"
-wait_reply a '^up drain 100% # deploying$'
+wait_reply a '^up drain( 100%)? # deploying$'
 grep -q '"status": *"DRAIN"' "$deploy/a/state.json" || fail "host a state: $(cat "$deploy/a/state.json")"
 wait_reply b '^up ready 100%$'
 ok "the failed host stays in DRAIN, the rollout stopped before host b"
