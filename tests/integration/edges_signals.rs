@@ -173,6 +173,35 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
     }
 }
 
+/// A closed stdout stops the printing, not the command: a change with
+/// `--wait-seen` (or a `wait-seen`) still waits and its exit code is still
+/// its answer. Nobody probes here, so the wait fails with 75; ending with
+/// 0 at the first line printed would tell a deploy script that every load
+/// balancer has seen the change.
+#[test]
+fn a_closed_stdout_does_not_turn_a_failed_wait_into_success() {
+    let dir = TempDir::new("closedwait");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    let socket = agent.control_socket();
+    for args in [
+        &["drain", "--wait-seen", "--timeout", "1s"][..],
+        &["drain", "--wait-seen", "--timeout", "1s", "--json"],
+        &["wait-seen", "--timeout", "1s"],
+    ] {
+        let mut all = vec!["ctl", "--control-socket", socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = with_stdout_closed(hapgent_command(&all, &[]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "ctl {args:?}: {stderr}");
+        assert!(
+            stderr.contains("no load balancer is probing"),
+            "ctl {args:?}: {stderr}"
+        );
+    }
+}
+
 /// The case as an operator meets it: a large output (2,000 services)
 /// into `head -1`, which reads one line and closes the pipe.
 #[test]
