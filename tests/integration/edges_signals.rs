@@ -342,6 +342,51 @@ fn haproxy_logs_nothing_while_a_drained_server_is_probed() {
     );
 }
 
+/// With `cpu_weight`, a drained server's weight follows the load at
+/// every sample; HAProxy is not told, since a weight sent while drained
+/// only makes it log "remains in forced drain mode": the drain is sent
+/// whole once, then repeated, whatever the load does.
+#[test]
+fn haproxy_logs_nothing_while_a_drained_servers_load_changes() {
+    use crate::haproxy::{Haproxy, UP};
+    const NOISE: &str = "remains in forced drain mode";
+    let dir = TempDir::new("haproxy-quiet-cpu");
+    let path = dir.join("state.json");
+    let stat = dir.join("stat");
+    let counters = |user: u64, idle: u64| format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n");
+    replace_file(&stat, &counters(1000, 1000));
+    write_state(&path, r#"{"status":"DRAIN"}"#);
+    let agent = Agent::start(
+        &path,
+        &[
+            "--log-requests",
+            "--cpu-weight",
+            "--timeframe",
+            "200",
+            "--proc-stat",
+            stat.to_str().unwrap(),
+        ],
+    );
+    let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
+        return;
+    };
+    haproxy.wait_for("drained", &[("srv_op_state", UP), ("srv_admin_state", "8")]);
+    let (mut user, mut idle) = (1000, 1000);
+    for busy in [10, 30, 50, 70] {
+        user += busy;
+        idle += 100 - busy;
+        replace_file(&stat, &counters(user, idle));
+        let want = format!("reply:   up drain {}%", 100 - busy);
+        wait_for(&want, || agent.ctl(&["status"]).1.contains(&want));
+        let seen = replies_logged(&agent).len();
+        agent.wait_log_count("probe from ", seen + 3);
+    }
+    let replies = replies_logged(&agent);
+    assert!(replies[1..].iter().all(|r| r == "up drain"), "{replies:#?}");
+    let noise = haproxy_logged(&dir, NOISE);
+    assert!(noise <= 1, "HAProxy logged {NOISE:?} {noise} times");
+}
+
 /// Non-ASCII line and paragraph separators and NEL in a description are
 /// marked with `?` in the reply, like any other non-ASCII character, not
 /// dropped as if they were spaces.
