@@ -279,8 +279,11 @@ pub fn keep(new: &Config, old: &Config, keys: &[&str]) -> Result<Config, String>
 fn check(config: &Config) -> Result<(), (&'static str, String)> {
     settings::check(SETTINGS, &layer::dict_of(config))?;
     control_socket_apart(config)?;
+    // Compared where they lead, as the control socket is: two spellings
+    // of one file would have two services overwrite each other's state.
+    let at = |p: &Path| where_is(p).unwrap_or_else(|| p.to_path_buf());
     let mut state_files = std::collections::HashSet::new();
-    state_files.insert(&config.state_file);
+    state_files.insert(at(&config.state_file));
     for (name, service) in &config.services {
         if name == "default" {
             return Err((
@@ -294,7 +297,7 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
                 format!("{name:?} is not a service name (1-64 of A-Z a-z 0-9 _ . : -)"),
             ));
         }
-        if !state_files.insert(&service.state_file) {
+        if !state_files.insert(at(&service.state_file)) {
             return Err((
                 "services",
                 format!(
@@ -763,6 +766,10 @@ mod tests {
             "socket",
             "control_socket = \"/a.json\"\n[services.api]\nstate_file = \"/a.json\"\n",
         );
+        let shared_state = TempFile::new(
+            "shared",
+            "state_file = \"/n/s.json\"\n[services.api]\nstate_file = \"/n/x/../s.json\"\n",
+        );
         const EMPTY_ALLOW: &str = "is empty, and an empty allow-list would let everyone probe; list the sources allowed (\"0.0.0.0/0, ::/0\" for everyone), or leave allow out";
         let fp = |t: &TempFile| t.0.display().to_string();
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
@@ -853,6 +860,10 @@ mod tests {
             (
                 load_with(None, &[("HAPGENT_DRAIN_FILE", "/d")], &[("control_socket", "/d")]),
                 "control_socket from flag --control-socket: /d is also drain_file; creating the socket would replace that file: give the control socket a path of its own".into(),
+            ),
+            (
+                load_with(Some(&shared_state.0), &[], &[]),
+                format!("services from file {}: api: state_file /n/x/../s.json is used by another service; each needs its own", fp(&shared_state)),
             ),
             (
                 load_with(Some(&service_socket.0), &[], &[]),

@@ -134,8 +134,10 @@ pub struct Counters {
 /// prober that has not been served it yet, `repeat` for one that has (see
 /// `protocol::render_repeat`; the same line when nothing needs leaving
 /// out). Which prober was served which is told by identity: a new pair is
-/// made only when the full line's text changes, and the prober table keeps
-/// each prober's last reply alive, so its address cannot be reused.
+/// made only when the full line's text changes (a drained reply whose
+/// load-derived weight changed keeps its repeat: see `reweighed`), and the
+/// prober table keeps each prober's last reply alive, so its address
+/// cannot be reused.
 #[derive(Clone)]
 struct Reply {
     full: Rc<[u8]>,
