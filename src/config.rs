@@ -279,8 +279,11 @@ pub fn keep(new: &Config, old: &Config, keys: &[&str]) -> Result<Config, String>
 fn check(config: &Config) -> Result<(), (&'static str, String)> {
     settings::check(SETTINGS, &layer::dict_of(config))?;
     control_socket_apart(config)?;
+    // Compared where they lead, as the control socket is: two spellings
+    // of one file would have two services overwrite each other's state.
+    let at = |p: &Path| where_is(p).unwrap_or_else(|| p.to_path_buf());
     let mut state_files = std::collections::HashSet::new();
-    state_files.insert(&config.state_file);
+    state_files.insert(at(&config.state_file));
     for (name, service) in &config.services {
         if name == "default" {
             return Err((
@@ -294,7 +297,7 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
                 format!("{name:?} is not a service name (1-64 of A-Z a-z 0-9 _ . : -)"),
             ));
         }
-        if !state_files.insert(&service.state_file) {
+        if !state_files.insert(at(&service.state_file)) {
             return Err((
                 "services",
                 format!(
@@ -309,16 +312,18 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
 
 /// The control socket must not be at the path of a file hapgent reads:
 /// creating it would replace that file (a state file turned into a
-/// socket serves FAIL, and is gone at stop).
+/// socket serves FAIL, and is gone at stop; a flag file's path holding
+/// the socket drains the server). Paths are compared as they resolve
+/// (`where_is`), so `/run/h/x/../drain` is `/run/h/drain`.
 fn control_socket_apart(config: &Config) -> Result<(), (&'static str, String)> {
     let socket = &config.control_socket;
     if socket.as_os_str().is_empty() {
         return Ok(());
     }
-    let Ok(at) = std::path::absolute(socket) else {
+    let Some(at) = where_is(socket) else {
         return Ok(());
     };
-    let same = |p: &Path| std::path::absolute(p).is_ok_and(|p| p == at);
+    let same = |p: &Path| where_is(p).is_some_and(|p| p == at);
     let mut files: Vec<(String, &Path)> = vec![("state_file".into(), &config.state_file)];
     files.extend(
         config
@@ -355,6 +360,33 @@ fn control_socket_apart(config: &Config) -> Result<(), (&'static str, String)> {
         )),
         None => Ok(()),
     }
+}
+
+/// Where a path leads: the file itself through every symbolic link if it
+/// exists, else its directory resolved so, else (no such directory yet)
+/// the absolute path with `.` and `..` taken lexically. `None` if the
+/// working directory is unknown.
+fn where_is(path: &Path) -> Option<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Some(real);
+    }
+    let path = std::path::absolute(path).ok()?;
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+        && let Ok(dir) = std::fs::canonicalize(dir)
+    {
+        return Some(dir.join(name));
+    }
+    let mut lexical = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    Some(lexical)
 }
 
 /// The keys whose values differ between two configurations, sorted.
@@ -491,6 +523,35 @@ mod tests {
     impl Drop for TempFile {
         fn drop(&mut self) {
             let _ = fs::remove_file(&self.0);
+        }
+    }
+
+    /// The control socket is compared with the files where both paths
+    /// lead: a directory reached through a symbolic link is the same
+    /// directory (the socket would be created in it, at the flag file).
+    #[test]
+    fn a_control_socket_reached_through_a_link_is_still_the_flag_file() {
+        let dir = std::env::temp_dir().join(format!("hapgent-config-{}-link", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        let drain = dir.join("real/drain");
+        let socket = dir.join("link/drain");
+        let got = load_with(
+            None,
+            &[],
+            &[
+                ("drain_file", drain.to_str().unwrap()),
+                ("control_socket", socket.to_str().unwrap()),
+            ],
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        match got {
+            Err(Error::Config(message)) => {
+                assert!(message.contains("is also drain_file"), "{message}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a control socket at the drain file's path was accepted"),
         }
     }
 
@@ -705,6 +766,10 @@ mod tests {
             "socket",
             "control_socket = \"/a.json\"\n[services.api]\nstate_file = \"/a.json\"\n",
         );
+        let shared_state = TempFile::new(
+            "shared",
+            "state_file = \"/n/s.json\"\n[services.api]\nstate_file = \"/n/x/../s.json\"\n",
+        );
         const EMPTY_ALLOW: &str = "is empty, and an empty allow-list would let everyone probe; list the sources allowed (\"0.0.0.0/0, ::/0\" for everyone), or leave allow out";
         let fp = |t: &TempFile| t.0.display().to_string();
         let cases: Vec<(Result<Loaded, Error>, String)> = vec![
@@ -789,8 +854,16 @@ mod tests {
                 "control_socket from flag --control-socket: /s/./x.json is also state_file; creating the socket would replace that file: give the control socket a path of its own".into(),
             ),
             (
+                load_with(None, &[("HAPGENT_DRAIN_FILE", "/n/d")], &[("control_socket", "/n/x/../d")]),
+                "control_socket from flag --control-socket: /n/x/../d is also drain_file; creating the socket would replace that file: give the control socket a path of its own".into(),
+            ),
+            (
                 load_with(None, &[("HAPGENT_DRAIN_FILE", "/d")], &[("control_socket", "/d")]),
                 "control_socket from flag --control-socket: /d is also drain_file; creating the socket would replace that file: give the control socket a path of its own".into(),
+            ),
+            (
+                load_with(Some(&shared_state.0), &[], &[]),
+                format!("services from file {}: api: state_file /n/x/../s.json is used by another service; each needs its own", fp(&shared_state)),
             ),
             (
                 load_with(Some(&service_socket.0), &[], &[]),

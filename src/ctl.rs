@@ -14,9 +14,10 @@ use crate::control::seconds;
 use crate::error::Error;
 use crate::services;
 use crate::wire::{self, Answer, Code, Request};
-// Everything this module prints goes to stdout through these: they end
-// the command quietly when the reader has gone (`| head -1`), where std's
-// would panic (see `hapgent_common::out`).
+// Everything this module prints goes to stdout through these: they stop
+// printing, quietly, when the reader has gone (`| head -1`), where std's
+// would panic, and the exit code still tells how the command ended (see
+// `hapgent_common::out`).
 use hapgent_common::{out as print, outln as println};
 use serde_json::{Map, Value};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};

@@ -134,12 +134,18 @@ pub struct Counters {
 /// prober that has not been served it yet, `repeat` for one that has (see
 /// `protocol::render_repeat`; the same line when nothing needs leaving
 /// out). Which prober was served which is told by identity: a new pair is
-/// made only when the full line's text changes, and the prober table keeps
-/// each prober's last reply alive, so its address cannot be reused.
+/// made only when the full line's text changes (a drained reply whose
+/// load-derived weight changed keeps its repeat: see `reweighed`), and the
+/// prober table keeps each prober's last reply alive, so its address
+/// cannot be reused.
 #[derive(Clone)]
 struct Reply {
     full: Rc<[u8]>,
     repeat: Rc<[u8]>,
+    /// The full line this one replaced when only the load-derived weight
+    /// of a drained reply changed (see `reweighed`): a prober served it
+    /// is served the repeat too.
+    replaced: Option<Rc<[u8]>>,
 }
 
 impl Reply {
@@ -156,15 +162,42 @@ impl Reply {
             Some(line) => line.into_bytes().into(),
             None => Rc::clone(&full),
         };
-        Reply { full, repeat }
+        Reply {
+            full,
+            repeat,
+            replaced: None,
+        }
+    }
+
+    /// This reply, rendered for the same state as `before` with other
+    /// dynamic inputs, as a continuation of `before` when both drain and
+    /// only the load-derived weight differs (their repeats are the same
+    /// line): a prober already served `before` keeps getting the repeat.
+    /// The weight of a drained server does nothing, and sending it makes
+    /// HAProxy log; with `cpu_weight` it changes at nearly every sample.
+    /// A change of the state is never a continuation (see `Service::set`).
+    fn reweighed(self, before: &Reply) -> Reply {
+        let drains = !Rc::ptr_eq(&self.repeat, &self.full);
+        if drains && !Rc::ptr_eq(&self.full, &before.full) && *self.repeat == *before.repeat {
+            Reply {
+                full: self.full,
+                repeat: Rc::clone(&before.repeat),
+                replaced: Some(Rc::clone(&before.full)),
+            }
+        } else {
+            self
+        }
     }
 
     /// What to send a prober whose last reply was `last`: the repeat if
-    /// that was this reply (full or repeated), the full line otherwise.
+    /// that was this reply (full or repeated, or the full line it
+    /// replaced), the full line otherwise.
     fn for_prober(&self, last: Option<&Rc<[u8]>>) -> &Rc<[u8]> {
-        match last {
-            Some(l) if Rc::ptr_eq(l, &self.full) || Rc::ptr_eq(l, &self.repeat) => &self.repeat,
-            _ => &self.full,
+        let is = |r: &Rc<[u8]>| last.is_some_and(|l| Rc::ptr_eq(l, r));
+        if is(&self.full) || is(&self.repeat) || self.replaced.as_ref().is_some_and(is) {
+            &self.repeat
+        } else {
+            &self.full
         }
     }
 }
@@ -281,7 +314,10 @@ impl Service {
         let overlay = self.overlay(idle, min_weight);
         let mut cached = self.reply.borrow_mut();
         if cached.0 != Some(overlay) {
-            let reply = Reply::render(&self.state.borrow(), overlay, Some(&cached.1));
+            // The state is the one `cached` was rendered for (`set`
+            // renders it anew): only the dynamic inputs changed.
+            let reply =
+                Reply::render(&self.state.borrow(), overlay, Some(&cached.1)).reweighed(&cached.1);
             *cached = (Some(overlay), reply);
         }
         Rc::clone(cached.1.for_prober(last))
@@ -586,6 +622,52 @@ fn failed_attempts(n: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn drained(weight: u8) -> State {
+        state::parse(format!(r#"{{"status":"DRAIN","weight":{weight}}}"#).as_bytes()).unwrap()
+    }
+
+    fn weighed(weight: u32) -> Overlay {
+        Overlay {
+            admin: None,
+            weight: Some(weight),
+        }
+    }
+
+    /// What a prober is served over a sequence of replies, each rendered
+    /// from the one before as `reply_for` does when only the dynamic
+    /// inputs change: (overlay weight, whether the prober last got the
+    /// previous reply's full line (else its repeat), expected line).
+    #[test]
+    fn a_drained_reply_whose_load_weight_changes_still_repeats() {
+        let state = drained(50);
+        let mut reply = Reply::render(&state, weighed(40), None);
+        let text = |r: &Rc<[u8]>| String::from_utf8_lossy(r).into_owned();
+        assert_eq!(text(reply.for_prober(None)), "up drain 40%\n");
+        for (weight, last_full, want) in [
+            // The load moved: no news for HAProxy, whichever it last got.
+            (38, true, "up drain\n"),
+            (37, false, "up drain\n"),
+            (37, true, "up drain\n"),
+            (36, true, "up drain\n"),
+        ] {
+            let last = Rc::clone(if last_full {
+                &reply.full
+            } else {
+                &reply.repeat
+            });
+            reply = Reply::render(&state, weighed(weight), Some(&reply)).reweighed(&reply);
+            assert_eq!(text(reply.for_prober(Some(&last))), want, "{weight}");
+        }
+        // A change of the state (`set`) is not a continuation: whole.
+        let last = Rc::clone(&reply.repeat);
+        let changed = Reply::render(&drained(30), weighed(20), Some(&reply));
+        assert_eq!(text(changed.for_prober(Some(&last))), "up drain 20%\n");
+        // Leaving the drain is whole, weight included.
+        let up = state::parse(br#"{"status":"UP","weight":50}"#).unwrap();
+        let ready = Reply::render(&up, weighed(36), Some(&reply)).reweighed(&reply);
+        assert_eq!(text(ready.for_prober(Some(&last))), "up ready 36%\n");
+    }
 
     #[test]
     fn attempts_are_counted_in_words() {

@@ -4,8 +4,11 @@
 //! (`hapgent-lb status | head -1`: "failed printing to stdout: Broken
 //! pipe"), and the release builds abort on a panic. Rust ignores SIGPIPE,
 //! so the write fails with EPIPE instead of ending the process as it ends
-//! `cat`. A command whose output is no longer wanted has nothing left to
-//! do: like ripgrep, it stops at once, quietly, with exit code 0. Any other
+//! `cat`. Once the reader has gone, nothing more is printed, quietly, but
+//! the command still finishes what it does and exits with its own code:
+//! a command's exit code can be its answer (`hapgent ctl drain
+//! --wait-seen | head -1` still waits, and fails if the change is not
+//! seen), so a closed pipe must not turn it into a success. Any other
 //! write error (a full disk behind a redirect) is one line on stderr and
 //! exit code 1, the programs' runtime failure.
 //!
@@ -14,11 +17,15 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether stdout's reader has gone: nothing more is written.
+static GONE: AtomicBool = AtomicBool::new(false);
 
 /// What a failed write to stdout means for the program.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// The reader has gone: stop quietly, successfully.
+    /// The reader has gone: print nothing more, quietly, and go on.
     Quiet,
     /// Output was lost: say so and fail.
     Failed(String),
@@ -32,13 +39,16 @@ pub fn ending(error: &io::Error) -> Ending {
     }
 }
 
-/// Writes `args` to stdout and flushes it; if stdout is closed, ends the
-/// process (see the module's paragraph). Use [`out!`](crate::out).
+/// Writes `args` to stdout and flushes it; once stdout is closed, does
+/// nothing (see the module's paragraph). Use [`out!`](crate::out).
 pub fn print(args: fmt::Arguments) {
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut stdout = io::stdout().lock();
     if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         match ending(&e) {
-            Ending::Quiet => std::process::exit(0),
+            Ending::Quiet => GONE.store(true, Ordering::Relaxed),
             Ending::Failed(message) => {
                 crate::error!("{message}");
                 std::process::exit(1);
@@ -47,13 +57,13 @@ pub fn print(args: fmt::Arguments) {
     }
 }
 
-/// `print!` that ends the program quietly when stdout is closed.
+/// `print!` that prints nothing, quietly, once stdout is closed.
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => { $crate::out::print(format_args!($($arg)*)) };
 }
 
-/// `println!` that ends the program quietly when stdout is closed.
+/// `println!` that prints nothing, quietly, once stdout is closed.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {

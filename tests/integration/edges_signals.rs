@@ -173,6 +173,35 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
     }
 }
 
+/// A closed stdout stops the printing, not the command: a change with
+/// `--wait-seen` (or a `wait-seen`) still waits and its exit code is still
+/// its answer. Nobody probes here, so the wait fails with 75; ending with
+/// 0 at the first line printed would tell a deploy script that every load
+/// balancer has seen the change.
+#[test]
+fn a_closed_stdout_does_not_turn_a_failed_wait_into_success() {
+    let dir = TempDir::new("closedwait");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::start(&path, &[]);
+    let socket = agent.control_socket();
+    for args in [
+        &["drain", "--wait-seen", "--timeout", "1s"][..],
+        &["drain", "--wait-seen", "--timeout", "1s", "--json"],
+        &["wait-seen", "--timeout", "1s"],
+    ] {
+        let mut all = vec!["ctl", "--control-socket", socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = with_stdout_closed(hapgent_command(&all, &[]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "ctl {args:?}: {stderr}");
+        assert!(
+            stderr.contains("no load balancer is probing"),
+            "ctl {args:?}: {stderr}"
+        );
+    }
+}
+
 /// The case as an operator meets it: a large output (2,000 services)
 /// into `head -1`, which reads one line and closes the pipe.
 #[test]
@@ -311,6 +340,51 @@ fn haproxy_logs_nothing_while_a_drained_server_is_probed() {
         "ready at 30%",
         &[("srv_admin_state", "0"), ("srv_uweight", "30")],
     );
+}
+
+/// With `cpu_weight`, a drained server's weight follows the load at
+/// every sample; HAProxy is not told, since a weight sent while drained
+/// only makes it log "remains in forced drain mode": the drain is sent
+/// whole once, then repeated, whatever the load does.
+#[test]
+fn haproxy_logs_nothing_while_a_drained_servers_load_changes() {
+    use crate::haproxy::{Haproxy, UP};
+    const NOISE: &str = "remains in forced drain mode";
+    let dir = TempDir::new("haproxy-quiet-cpu");
+    let path = dir.join("state.json");
+    let stat = dir.join("stat");
+    let counters = |user: u64, idle: u64| format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n");
+    replace_file(&stat, &counters(1000, 1000));
+    write_state(&path, r#"{"status":"DRAIN"}"#);
+    let agent = Agent::start(
+        &path,
+        &[
+            "--log-requests",
+            "--cpu-weight",
+            "--timeframe",
+            "200",
+            "--proc-stat",
+            stat.to_str().unwrap(),
+        ],
+    );
+    let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
+        return;
+    };
+    haproxy.wait_for("drained", &[("srv_op_state", UP), ("srv_admin_state", "8")]);
+    let (mut user, mut idle) = (1000, 1000);
+    for busy in [10, 30, 50, 70] {
+        user += busy;
+        idle += 100 - busy;
+        replace_file(&stat, &counters(user, idle));
+        let want = format!("reply:   up drain {}%", 100 - busy);
+        wait_for(&want, || agent.ctl(&["status"]).1.contains(&want));
+        let seen = replies_logged(&agent).len();
+        agent.wait_log_count("probe from ", seen + 3);
+    }
+    let replies = replies_logged(&agent);
+    assert!(replies[1..].iter().all(|r| r == "up drain"), "{replies:#?}");
+    let noise = haproxy_logged(&dir, NOISE);
+    assert!(noise <= 1, "HAProxy logged {NOISE:?} {noise} times");
 }
 
 /// Non-ASCII line and paragraph separators and NEL in a description are

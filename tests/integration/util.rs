@@ -679,10 +679,17 @@ impl Notify {
         ("NOTIFY_SOCKET", self.path.to_str().unwrap())
     }
 
-    /// The next notification; panics after `PATIENCE` without one.
+    /// The next notification; panics after `PATIENCE` without one. A recv
+    /// with a timeout is not restarted after a signal (EINTR, seen on a
+    /// loaded machine): it is simply tried again.
     pub fn next(&self) -> String {
         let mut buf = [0u8; 512];
-        let n = self.socket.recv(&mut buf).expect("no notification");
+        let n = loop {
+            match self.socket.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                got => break got.expect("no notification"),
+            }
+        };
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
