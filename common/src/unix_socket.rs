@@ -35,15 +35,17 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long the "does another instance answer?" probe waits for a
-/// connection to a socket whose backlog is full (a live but busy process).
-/// A stale socket refuses at once, so this bounds only the busy case.
-const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+/// How long the "does another instance answer?" probe waits for a place
+/// in the queue of a socket whose backlog is full (a live process that
+/// does not accept: stopped, or wedged); then that counts as answering. A
+/// stale socket refuses at once, so this bounds only that case. Long, so
+/// that a process descheduled for a while on a loaded host is not taken
+/// for a wedged one.
+const PROBE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why the socket could not be created. Each says what to do.
 #[derive(Debug)]
@@ -290,30 +292,144 @@ fn other_kind(t: fs::FileType) -> Option<&'static str> {
     Some(kind)
 }
 
-/// Whether a process listens on the socket at `path`. A connection is
-/// refused at once on a stale socket; on a live one it is accepted, or
-/// waits while the backlog is full, which counts as answering after
-/// `PROBE_DEADLINE` (the probing thread is left to finish on its own).
+/// Whether a process listens on the socket at `path`: a connection, made
+/// by the calling thread and waiting at most `PROBE_DEADLINE` for a place
+/// in a full backlog.
 fn answers(path: &Path) -> io::Result<bool> {
-    let (tx, rx) = mpsc::channel();
-    let target = path.to_path_buf();
-    std::thread::spawn(move || {
-        let _ = tx.send(UnixStream::connect(&target).map(drop));
-    });
-    match rx.recv_timeout(PROBE_DEADLINE) {
-        Ok(Ok(())) => Ok(true),
-        // Removed since it was looked at: nobody answers there either.
-        Ok(Err(e)) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
-            Ok(false)
+    answered(connect_within(path, PROBE_DEADLINE))
+}
+
+/// What a connection attempt says about the socket. Pure: the table in
+/// the tests is the whole rule.
+fn answered(connect: io::Result<()>) -> io::Result<bool> {
+    match connect {
+        Ok(()) => Ok(true),
+        Err(e) => match e.kind() {
+            // Nobody listens (stale), or removed since it was looked at.
+            ErrorKind::ConnectionRefused | ErrorKind::NotFound => Ok(false),
+            // Queued for the whole deadline: a live process holds it.
+            ErrorKind::WouldBlock => Ok(true),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Connects to the socket at `path`, waiting at most `deadline` while its
+/// backlog is full (SO_SNDTIMEO bounds a Unix stream connect; the error is
+/// then `WouldBlock`). std's `UnixStream::connect` would wait for ever.
+fn connect_within(path: &Path, deadline: Duration) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "the path is too long for a Unix socket",
+        ));
+    }
+    for (to, from) in addr.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    let len =
+        (std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1) as libc::socklen_t;
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
         }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Ok(true),
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        // At least a microsecond: zero would mean no deadline.
+        let left = end
+            .saturating_duration_since(std::time::Instant::now())
+            .max(Duration::from_micros(1));
+        let timeout = libc::timeval {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_usec: left.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: `timeout` outlives the call, which copies it; the length
+        // is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `addr` is a valid sockaddr_un of which `len` bytes are
+        // used (the path and its terminating zero).
+        let rc = unsafe {
+            libc::connect(
+                socket.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e);
+        }
+        // A signal cut the wait short (a deadline makes it EINTR rather
+        // than a restart): wait out the rest, on a fresh socket.
+        if std::time::Instant::now() >= end {
+            return Err(ErrorKind::WouldBlock.into());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn what_a_connection_attempt_says() {
+        let err = |k: ErrorKind| Err(io::Error::from(k));
+        for (connect, want) in [
+            (Ok(()), Some(true)),
+            (err(ErrorKind::ConnectionRefused), Some(false)),
+            (err(ErrorKind::NotFound), Some(false)),
+            (err(ErrorKind::WouldBlock), Some(true)),
+            (err(ErrorKind::PermissionDenied), None),
+        ] {
+            let what = format!("{connect:?}");
+            assert_eq!(answered(connect).ok(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_full_backlog_is_waited_for_then_counts_as_answering() {
+        let dir = temp_dir("full");
+        let path = dir.join("busy.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // Listening again sets the backlog: with 0, one queued connection
+        // fills the queue.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let _queued = UnixStream::connect(&path).unwrap();
+        let e = connect_within(&path, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+        assert!(answered(Err(e)).unwrap());
+        drop(listener);
+        assert!(!answers(&path).unwrap(), "stale once nobody listens");
+        let long = dir.join("x".repeat(200));
+        let e = connect_within(&long, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn plans() {
