@@ -29,7 +29,7 @@
 //! setting names (hapgent's `control_socket`, hapgent-lb's `listen_unix`).
 //!
 //! This module owns the socket file; accepting, authorizing and serving are
-//! the callers' business. std only: no dependency the agent lacks.
+//! the callers' business. std and libc only: no dependency the agent lacks.
 
 use std::fmt;
 use std::fs::{self, File};
