@@ -10,14 +10,19 @@
 //! one answer; refusals are logged at most once a minute (with a count),
 //! so a stranger cannot flood the log. A request must arrive whole within
 //! `READ_DEADLINE` and be at most `wire::MAX_REQUEST` bytes; at most
-//! `MAX_CONNECTIONS` are served at once. Nothing here ever runs on the
+//! `MAX_CONNECTIONS` allowed peers are served at once (a
+//! `hapgent_common::slots` budget, taken once the peer passed, so strangers
+//! cannot use up the operators' places). Nothing here ever runs on the
 //! path that answers a probe: each connection is its own task.
 //!
-//! The socket never replaces what is not a socket: a regular file, a
-//! directory or a link at its path is an error at start (or reload), a
-//! path equal to a state or flag file is refused by `config`, and at stop
-//! the path is removed only while it is still this socket (same device and
-//! inode), not one another process put there since.
+//! The socket file is `hapgent_common::unix_socket`'s, as hapgent-lb's:
+//! created atomically, refused while another hapgent answers on it, a
+//! stale socket replaced, never what is not a socket (a regular file, a
+//! directory or a link at its path is an error at start or reload), and at
+//! stop removed only while it is still this socket (same device and inode).
+//! A reload at the same path re-creates our own socket in place. A path
+//! equal to a state or flag file is refused by `config`. This module words
+//! the errors with hapgent's settings.
 //!
 //! This module owns the socket (including whether it is opened at all, see
 //! `open`), the framing and authorization; how a change is served and
@@ -34,13 +39,14 @@ use crate::sys::{self, Peer};
 use crate::unknown::Unknown;
 use crate::wire::{self, Code, Request};
 use crate::{info, warn};
+use hapgent_common::slots::Budget;
+use hapgent_common::unix_socket::{self, BindError, Removal, SocketFile};
 use serde_json::{Map, Value, json};
 use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -53,23 +59,17 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 const SAVE_WAIT: Duration = Duration::from_secs(3);
 /// Control connections served at once; more are refused with "busy".
 const MAX_CONNECTIONS: u32 = 64;
+/// The socket's mode: its group (`control_group`) may connect.
+const MODE: u32 = 0o660;
 /// At most one refusal logged per this long (the rest are counted).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The control socket this agent created: its path, and the file there
-/// (device and inode) that is this socket, to tell it from one put there
-/// since.
+/// (device and inode), to tell it from one put there since.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socket {
     pub path: PathBuf,
-    id: (u64, u64),
-}
-
-impl Socket {
-    /// Whether `path` still holds this socket.
-    fn is_there(&self) -> bool {
-        fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
-    }
+    file: SocketFile,
 }
 
 /// Who may use the control socket.
@@ -165,107 +165,68 @@ pub fn open(
         return Ok(None);
     }
     let access = Access::resolve(config.control_group.as_deref())?;
-    let own = own.filter(|s| s.path == *path && s.is_there());
-    let (listener, id) = bind(path, &access, own.is_some())?;
+    let (listener, file) = bind(path, &access, own.map(|s| &s.file))?;
     let socket = Socket {
         path: path.clone(),
-        id,
+        file,
     };
     Ok(Some((socket, listener, access)))
 }
 
-/// What is at `path` before the socket is created there: nothing or a
-/// socket (stale, replaced) is fine; anything else is never replaced.
-fn existing(path: &Path) -> Result<bool, String> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("cannot check what is there: {e}")),
-    };
-    let kind = meta.file_type();
-    if kind.is_socket() {
-        return Ok(true);
-    }
-    let what = if kind.is_file() {
-        "a regular file"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a special file"
-    };
-    Err(format!(
-        "{what} is there, not a socket; hapgent replaces only a stale socket: move it away, or set control_socket to a free path"
-    ))
+/// Creates the control socket at `path` (mode 0660, the control group) by
+/// `unix_socket`'s rules; `own`, the socket this agent serves, may be
+/// replaced at its own path. Returns the listener and the socket file.
+pub fn bind(
+    path: &Path,
+    access: &Access,
+    own: Option<&SocketFile>,
+) -> Result<(UnixListener, SocketFile), Error> {
+    let own_gid = access.gid == sys::own_ids().1;
+    let group = (!own_gid).then_some(access.gid);
+    unix_socket::bind_with_own(path, MODE, group, own).map_err(|e| {
+        let what = explain(&e, path, access, own_gid);
+        Error::Runtime(format!("control socket {}: {what}", path.display()))
+    })
 }
 
-/// Creates the control socket at `path`, atomically: a socket bound under
-/// a temporary name in the same directory gets its mode and group first,
-/// then is renamed over `path`, so nobody ever connects to a socket with
-/// the wrong permissions and a stale socket file is simply replaced. If a
-/// running hapgent already answers there (other than this one, when
-/// `ours`), or something other than a socket is there, that is an error.
-/// Returns the listener and the socket's device and inode.
-pub fn bind(path: &Path, access: &Access, ours: bool) -> Result<(UnixListener, (u64, u64)), Error> {
-    let fail = |what: String| Error::Runtime(format!("control socket {}: {what}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    match fs::metadata(&dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(fail(format!("{} is not a directory", dir.display()))),
-        Err(e) => {
-            return Err(fail(format!(
-                "directory {} is unusable ({e}); create it (the unit's RuntimeDirectory=hapgent does) or set control_socket, empty to disable",
-                dir.display()
-            )));
-        }
-    }
-    let socket_there = existing(path).map_err(fail)?;
-    if socket_there && !ours && UnixStream::connect(path).is_ok() {
-        return Err(fail(
+/// A bind error in hapgent's words: what went wrong, and which setting or
+/// step fixes it.
+fn explain(e: &BindError, path: &Path, access: &Access, own_gid: bool) -> String {
+    match e {
+        BindError::Directory(dir, None) => format!("{} is not a directory", dir.display()),
+        BindError::Directory(dir, Some(e)) => format!(
+            "directory {} is unusable ({e}); create it (the unit's RuntimeDirectory=hapgent does) or set control_socket, empty to disable",
+            dir.display()
+        ),
+        BindError::NoFileName => "names no file; set control_socket to a socket's path".into(),
+        BindError::NotASocket(kind) => format!(
+            "a {kind} is there, not a socket; hapgent replaces only a stale socket: move it away, or set control_socket to a free path"
+        ),
+        BindError::Answering => {
             "another hapgent is answering on it; stop it, or give this one another control_socket"
-                .into(),
-        ));
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| fail("names no file".into()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let setup = || -> io::Result<(UnixListener, (u64, u64))> {
-        let listener = UnixListener::bind(&tmp)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660))?;
-        if access.gid != sys::own_ids().1 {
-            std::os::unix::fs::chown(&tmp, None, Some(access.gid))?;
+                .into()
         }
-        let meta = fs::symlink_metadata(&tmp)?;
-        // Something put at the path meanwhile is not replaced either.
-        existing(path).map_err(io::Error::other)?;
-        fs::rename(&tmp, path)?;
-        Ok((listener, (meta.dev(), meta.ino())))
-    };
-    setup().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        let hint = match e.kind() {
-            ErrorKind::PermissionDenied => format!(
-                " (hapgent's user needs write access to {}{})",
-                dir.display(),
-                if access.gid == sys::own_ids().1 {
-                    String::new()
-                } else {
-                    format!(" and membership of group {}", access.group)
-                }
-            ),
-            _ => String::new(),
-        };
-        fail(format!("cannot create it: {e}{hint}"))
-    })
+        BindError::Io(step, e) => {
+            let hint = if e.kind() == ErrorKind::PermissionDenied {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                format!(
+                    " (hapgent's user needs write access to {}{})",
+                    dir.display(),
+                    if own_gid {
+                        String::new()
+                    } else {
+                        format!(" and membership of group {}", access.group)
+                    }
+                )
+            } else {
+                String::new()
+            };
+            format!("cannot create it ({step}): {e}{hint}")
+        }
+    }
 }
 
 /// Serves the control socket until the returned task is dropped.
@@ -279,7 +240,7 @@ pub fn serve(
         .map_err(|e| Error::Runtime(format!("cannot watch the control socket: {e}")))?;
     let ex2 = Rc::clone(ex);
     Ok(ex.spawn(async move {
-        let active = Rc::new(Cell::new(0u32));
+        let budget = Rc::new(Budget::new(MAX_CONNECTIONS));
         let access = Rc::new(access);
         let refusals = Rc::new(RefCell::new(Limit::new(REFUSAL_LOG_EVERY)));
         loop {
@@ -291,37 +252,27 @@ pub fn serve(
                     continue;
                 }
             };
-            if active.get() >= MAX_CONNECTIONS {
-                let answer = wire::failure(
-                    Code::Busy,
-                    "too many control connections at once; try again",
-                    Map::new(),
-                );
-                let mut stream = stream;
-                let _ = write_answer(&mut stream, &answer).await;
-                continue;
-            }
-            active.set(active.get() + 1);
-            let (agent, access, active, refusals) = (
+            let (agent, access, budget, refusals) = (
                 Rc::clone(&agent),
                 Rc::clone(&access),
-                Rc::clone(&active),
+                Rc::clone(&budget),
                 Rc::clone(&refusals),
             );
             ex2.spawn(async move {
-                connection(stream, &agent, &access, &refusals).await;
-                active.set(active.get() - 1);
+                connection(stream, &agent, &access, &budget, &refusals).await;
             })
             .detach();
         }
     }))
 }
 
-/// Serves one connection: authorize, read the request, answer.
+/// Serves one connection: authorize, take a place in `budget` (or answer
+/// "busy"), read the request, answer.
 async fn connection(
     mut stream: Async<UnixStream>,
     agent: &Agent,
     access: &Access,
+    budget: &Budget,
     refusals: &RefCell<Limit>,
 ) {
     let peer = match sys::peer(stream.get_ref()) {
@@ -353,6 +304,16 @@ async fn connection(
         }
         return;
     }
+    // Held until the answer is written, however the task ends.
+    let Some(_slot) = budget.take() else {
+        let answer = wire::failure(
+            Code::Busy,
+            "too many control connections at once; try again",
+            Map::new(),
+        );
+        let _ = write_answer(&mut stream, &answer).await;
+        return;
+    };
     let answer = match read_request(&mut stream).await {
         Ok(line) => match wire::parse_request(&line) {
             Ok(request) => handle(agent, request, &peer).await,
@@ -758,20 +719,13 @@ pub fn seconds(d: Duration) -> String {
 /// still ours: what another process put at the path since is left alone.
 pub fn remove(socket: &Socket) {
     let path = &socket.path;
-    if fs::symlink_metadata(path).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
-        return;
-    }
-    if !socket.is_there() {
-        info!(
+    match socket.file.remove() {
+        Ok(Removal::Removed | Removal::Gone) => {}
+        Ok(Removal::NotOurs) => info!(
             "the control socket {} is no longer the one hapgent created; leaving what is there",
             path.display()
-        );
-        return;
-    }
-    if let Err(e) = fs::remove_file(path)
-        && e.kind() != ErrorKind::NotFound
-    {
-        info!("cannot remove the control socket {}: {e}", path.display());
+        ),
+        Err(e) => info!("cannot remove the control socket {}: {e}", path.display()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Who is at the other end of a Unix socket, and the names of users and
 //! groups: the few calls std lacks that both programs need to authorize a
 //! local client (hapgent's control socket, hapgent-lb's API socket). All
-//! of this crate's `unsafe` is here; each call is small and documented.
+//! of this crate's `unsafe` is here (and `unix_socket`'s bounded connect);
+//! each call is small and documented.
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -34,7 +34,7 @@ use crate::{change, runtime, sys};
 use async_signal::{Signal, Signals};
 use hapgent_common::files;
 use hapgent_common::slots::Budget;
-use hapgent_common::unix_socket::{self, SocketFile};
+use hapgent_common::unix_socket::{self, Removal, SocketFile};
 use sha2::{Digest, Sha256};
 use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;
@@ -345,8 +345,8 @@ fn bind_unix(path: &Path, group: u32) -> Result<(UnixListener, SocketFile), Erro
 /// Removes the socket file at stop if it is still ours.
 fn remove_socket(file: &SocketFile) {
     match file.remove() {
-        Ok(true) => {}
-        Ok(false) => hapgent_common::info!(
+        Ok(Removal::Removed | Removal::Gone) => {}
+        Ok(Removal::NotOurs) => hapgent_common::info!(
             "{} is no longer this process's socket; left in place",
             file.path().display()
         ),
