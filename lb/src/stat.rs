@@ -506,84 +506,12 @@ pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
     servers.finish()
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
 /// The `Pid` line of `show info`: which process answered, so a reload can
 /// be seen as a change of process.
 pub fn info_pid(info: &str) -> Option<u32> {
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// What the master CLI's `show proc` says about reloads and workers.
-#[derive(Debug, PartialEq, Eq, Clone)]
-pub struct Procs {
-    /// Reloads the master has performed (successful or not).
-    pub reloads: u64,
-    /// Reloads that failed, where the version reports it (2.6+ does).
-    pub failed: Option<u64>,
-    /// Current workers' PIDs (not the old ones still finishing).
-    pub workers: Vec<u32>,
-}
-
-/// Parses `show proc` from the master CLI:
-///
-/// ```text
-/// #<PID>          <type>          <reloads>       <uptime>        <version>
-/// 3249            master          2 [failed: 1]   0d00h10m21s     2.6.12
-/// # workers
-/// 23779           worker          1               0d00h00m06s     2.6.12
-/// # old workers
-/// ```
-pub fn parse_procs(text: &str) -> Result<Procs, String> {
-    let mut procs = Procs {
-        reloads: 0,
-        failed: None,
-        workers: Vec::new(),
-    };
-    let mut master_seen = false;
-    let mut section = "";
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(s) = line.strip_prefix('#') {
-            section = if s.starts_with('<') { "" } else { s.trim() };
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (Some(pid), Some(kind)) = (words.next(), words.next()) else {
-            continue;
-        };
-        match (kind, section) {
-            ("master", _) => {
-                master_seen = true;
-                procs.reloads = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                procs.failed = line.split_once("failed:").and_then(|(_, rest)| {
-                    rest.trim()
-                        .trim_end_matches(|c: char| !c.is_ascii_digit())
-                        .split(|c: char| !c.is_ascii_digit())
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                });
-            }
-            ("worker", "workers") => {
-                if let Ok(pid) = pid.parse() {
-                    procs.workers.push(pid);
-                }
-            }
-            _ => {}
-        }
-    }
-    if master_seen {
-        Ok(procs)
-    } else {
-        Err(format!(
-            "`show proc` answered {:?}, without a master line (is this the master socket?)",
-            first_line(text)
-        ))
-    }
 }
 
 /// The backend (and `listen`) section names a configuration defines, to
@@ -604,15 +532,12 @@ mod tests {
     use super::*;
 
     /// Captures per HAProxy version (lb/tests/data/capture.sh): show stat,
-    /// show servers state, show info, show proc, show proc after a failed
-    /// reload, and that reload's answer, with the worker PID they show.
+    /// show servers state and show info, with the worker PID they show.
     struct Capture {
         version: &'static str,
         stat: &'static str,
         state: &'static str,
         info: &'static str,
-        procs: &'static str,
-        procs_failed: &'static str,
         worker: u32,
     }
 
@@ -627,12 +552,6 @@ mod tests {
                     "/show-servers-state.txt"
                 )),
                 info: include_str!(concat!("../tests/data/haproxy-", $v, "/show-info.txt")),
-                procs: include_str!(concat!("../tests/data/haproxy-", $v, "/show-proc.txt")),
-                procs_failed: include_str!(concat!(
-                    "../tests/data/haproxy-",
-                    $v,
-                    "/show-proc-failed.txt"
-                )),
                 worker: $worker,
             }
         };
@@ -891,19 +810,10 @@ mod tests {
     }
 
     #[test]
-    fn procs() {
+    fn info_pids() {
         for c in captures() {
-            let w = vec![c.worker];
-            let want = |reloads, failed| Procs {
-                reloads,
-                failed: Some(failed),
-                workers: w.clone(),
-            };
-            assert_eq!(parse_procs(c.procs), Ok(want(0, 0)), "{}", c.version);
-            assert_eq!(parse_procs(c.procs_failed), Ok(want(1, 1)), "{}", c.version);
             assert_eq!(info_pid(c.info), Some(c.worker), "{}", c.version);
         }
-        assert!(parse_procs("Unknown command.\n").is_err());
         assert_eq!(info_pid("nothing"), None);
     }
 
