@@ -1,7 +1,8 @@
 //! HAProxy's runtime API answers as hapgent-lb reads them: `show servers
 //! state` then `show stat`, each cut into lines by `stat::answer_line` and
 //! handed to `stat::StateReader` and `stat::StatReader` one line at a time,
-//! as `runtime::backends` does while reading the socket; and `show info`.
+//! as `runtime::backends` does while reading the socket, also restricted to
+//! one backend (`stat::parse_only`); and `show info`.
 //! (`show proc` is `procs::parse`, fuzzed by `lb_preflight`.)
 //!
 //! Input: the `show stat` answer, a line `%%`, the `show servers state`
@@ -85,6 +86,19 @@ fuzz_target!(|data: &[u8]| {
                 s.backend,
                 s.server
             );
+        }
+        // Property "one backend read is the whole read filtered": reading
+        // with `StateReader::only` (`status --backend`, `GET
+        // /v1/backends/NAME`) gives that backend as the whole read has it,
+        // and nothing for a name the answers lack.
+        for name in backends
+            .iter()
+            .map(|b| b.name.as_str())
+            .chain(["\u{1}absent"])
+        {
+            let mut want = backends.clone();
+            want.retain(|b| b.name == name);
+            assert_eq!(stat::parse_only(&stat_text, &state_text, name), Ok(want));
         }
         // Property "renders as JSON" (`status --json`, GET /v1/backends),
         // and serialized directly it is what a `serde_json::Value` (keys
