@@ -63,14 +63,17 @@ pub fn run() -> Result<(), Error> {
             if let Some(b) = &backend {
                 names::check("backend", b).map_err(Error::Usage)?;
             }
-            let mut backends = smol::block_on(runtime::backends(&config.haproxy_socket))
-                .map_err(Error::Unavailable)?;
-            if let Some(b) = &backend {
-                backends.retain(|x| &x.name == b);
-                if backends.is_empty() {
-                    return Err(Error::Runtime(format!("HAProxy has no backend {b:?}")));
-                }
-            }
+            let socket = &config.haproxy_socket;
+            let backends = match &backend {
+                None => smol::block_on(runtime::backends(socket)).map_err(Error::Unavailable)?,
+                Some(b) => match smol::block_on(runtime::backend(socket, b)) {
+                    Ok(Some(one)) => vec![one],
+                    Ok(None) => {
+                        return Err(Error::Runtime(format!("HAProxy has no backend {b:?}")));
+                    }
+                    Err(e) => return Err(Error::Unavailable(e)),
+                },
+            };
             if json {
                 let text = status::json(&backends).map_err(|e| Error::Runtime(e.to_string()))?;
                 outln!("{text}");

@@ -177,9 +177,22 @@ pub async fn query_lines(
 /// first, so that HAProxy writes it (the longer answer) while `show
 /// servers state` is read.
 pub async fn backends(socket: &Path) -> Result<Vec<Backend>, String> {
+    read_backends(socket, stat::StateReader::default()).await
+}
+
+/// One backend, if HAProxy has it: the same answers, keeping only its
+/// rows while reading them.
+pub async fn backend(socket: &Path, name: &str) -> Result<Option<Backend>, String> {
+    let backends = read_backends(socket, stat::StateReader::only(name)).await?;
+    Ok(backends.into_iter().next())
+}
+
+async fn read_backends(
+    socket: &Path,
+    mut states: stat::StateReader,
+) -> Result<Vec<Backend>, String> {
     let answer = |e| format!("HAProxy socket {}: {e}", socket.display());
     let stat_answer = send(socket, "show stat").await?;
-    let mut states = stat::StateReader::default();
     query_lines(socket, "show servers state", |l| states.line(l)).await?;
     let mut servers = stat::StatReader::new(states.finish().map_err(answer)?);
     read_lines(socket, "show stat", stat_answer, |l| servers.line(l)).await?;

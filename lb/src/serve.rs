@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::http::{self, Response};
 use crate::routes::{self, Route};
 use crate::shutdown;
-use crate::{change, runtime, sys};
+use crate::{change, runtime, status, sys};
 use async_signal::{Signal, Signals};
 use hapgent_common::files;
 use hapgent_common::slots::Budget;
@@ -559,18 +559,16 @@ where
         };
     match route {
         Route::Backends => match runtime::backends(&c.haproxy_socket).await {
-            Ok(b) => Response::json(200, &serde_json::json!({ "backends": b })),
+            Ok(b) => status_json(status::json(&b)),
             Err(e) => Response::error(502, &e, None),
         },
         Route::Backend(name) => {
             if let Err(e) = crate::names::check("backend", &name) {
                 return Response::error(400, &e, None);
             }
-            match runtime::backends(&c.haproxy_socket).await {
-                Ok(b) => match b.into_iter().find(|b| b.name == name) {
-                    Some(b) => Response::json(200, &serde_json::json!(b)),
-                    None => Response::error(404, &format!("HAProxy has no backend {name:?}"), None),
-                },
+            match runtime::backend(&c.haproxy_socket, &name).await {
+                Ok(Some(b)) => status_json(status::backend_json(&b)),
+                Ok(None) => Response::error(404, &format!("HAProxy has no backend {name:?}"), None),
                 Err(e) => Response::error(502, &e, None),
             }
         }
@@ -599,6 +597,27 @@ where
                 "no such resource {}; see /v1/backends and /v1/config",
                 head.path
             ),
+            None,
+        ),
+    }
+}
+
+/// A 200 whose body is JSON rendered by `status` (what `status --json`
+/// prints, line end included).
+fn status_json(rendered: Result<String, serde_json::Error>) -> Response {
+    match rendered {
+        Ok(text) => {
+            let mut body = text.into_bytes();
+            body.push(b'\n');
+            Response {
+                status: 200,
+                headers: vec![("Content-Type", "application/json".into())],
+                body,
+            }
+        }
+        Err(e) => Response::error(
+            500,
+            &format!("cannot render the backends as JSON: {e}"),
             None,
         ),
     }

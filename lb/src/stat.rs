@@ -7,7 +7,8 @@
 //! taken one line at a time (`StateReader`, then `StatReader`, as
 //! `runtime::backends` reads them off the socket), and only the columns
 //! used are kept, so memory follows the number of servers, not the size
-//! of the answers; `parse` does the same for whole answers. Columns are
+//! of the answers (of one backend's servers, with `StateReader::only`);
+//! `parse` does the same for whole answers. Columns are
 //! found by their header names, so the extra columns newer HAProxy versions
 //! add do not matter; a missing column is an error naming it.
 
@@ -290,13 +291,22 @@ struct State {
     initial_weight: u32,
 }
 
-/// Every server's state, by backend, then server name.
+/// Every server's state, by backend, then server name; with the backend
+/// the reading is restricted to, if it is.
 #[derive(Debug, Default)]
-pub struct States(HashMap<String, HashMap<String, State>>);
+pub struct States {
+    servers: HashMap<String, HashMap<String, State>>,
+    only: Option<String>,
+}
 
 impl States {
     fn get(&self, backend: &str, server: &str) -> Option<&State> {
-        self.0.get(backend)?.get(server)
+        self.servers.get(backend)?.get(server)
+    }
+
+    /// Whether rows of `backend` are kept.
+    fn wanted(&self, backend: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == backend)
     }
 }
 
@@ -311,6 +321,19 @@ pub struct StateReader {
 }
 
 impl StateReader {
+    /// A reader that keeps the rows of one backend only, and the
+    /// `StatReader` given its `States` too: `status --backend` and `GET
+    /// /v1/backends/NAME` hold that backend's servers, not every one.
+    pub fn only(backend: &str) -> StateReader {
+        StateReader {
+            states: States {
+                only: Some(backend.to_string()),
+                ..States::default()
+            },
+            ..StateReader::default()
+        }
+    }
+
     /// Takes the next line of the answer (without its line ending).
     pub fn line(&mut self, line: &str) -> Result<(), String> {
         if line.trim().is_empty() {
@@ -342,7 +365,7 @@ impl StateReader {
             columns.cells(line.split_whitespace().map(Cow::Borrowed));
         // A row cut short (an answer cut off) names no server; kept, it
         // would pair with any `show stat` row that lacks the same columns.
-        if backend.is_empty() || server.is_empty() {
+        if backend.is_empty() || server.is_empty() || !self.states.wanted(&backend) {
             return Ok(());
         }
         let op_number: u32 = number(STATE_COLUMNS[2], &op)?;
@@ -353,9 +376,9 @@ impl StateReader {
             weight: number(STATE_COLUMNS[4], &weight)?,
             initial_weight: number(STATE_COLUMNS[5], &initial)?,
         };
-        let servers = match self.states.0.get_mut(backend.as_ref()) {
+        let servers = match self.states.servers.get_mut(backend.as_ref()) {
             Some(servers) => servers,
-            None => self.states.0.entry(backend.into_owned()).or_default(),
+            None => self.states.servers.entry(backend.into_owned()).or_default(),
         };
         servers.insert(server.into_owned(), state);
         Ok(())
@@ -437,7 +460,7 @@ impl StatReader {
             agent_desc,
             addr,
         ] = columns.cells(CsvFields::new(line));
-        if name == "FRONTEND" {
+        if name == "FRONTEND" || !self.states.wanted(&proxy) {
             return Ok(());
         }
         let i = match self.index.get(proxy.as_ref()) {
@@ -445,7 +468,11 @@ impl StatReader {
             None => {
                 // Sized from `show servers state`: no regrowth (and with
                 // musl, no remapping) as its rows come in.
-                let servers = self.states.0.get(proxy.as_ref()).map_or(0, HashMap::len);
+                let servers = self
+                    .states
+                    .servers
+                    .get(proxy.as_ref())
+                    .map_or(0, HashMap::len);
                 self.backends.push(Backend {
                     name: proxy.to_string(),
                     servers: Vec::with_capacity(servers),
@@ -495,7 +522,15 @@ impl StatReader {
 /// Joins whole `show stat` and `show servers state` answers into backends,
 /// as `runtime::backends` does while reading them (tests, fuzzing).
 pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
-    let mut states = StateReader::default();
+    parse_with(StateReader::default(), stat, state)
+}
+
+/// As `parse`, keeping only `backend` (as `runtime::backend` reads).
+pub fn parse_only(stat: &str, state: &str, backend: &str) -> Result<Vec<Backend>, String> {
+    parse_with(StateReader::only(backend), stat, state)
+}
+
+fn parse_with(mut states: StateReader, stat: &str, state: &str) -> Result<Vec<Backend>, String> {
     for line in state.lines() {
         states.line(line)?;
     }
@@ -506,84 +541,12 @@ pub fn parse(stat: &str, state: &str) -> Result<Vec<Backend>, String> {
     servers.finish()
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
 /// The `Pid` line of `show info`: which process answered, so a reload can
 /// be seen as a change of process.
 pub fn info_pid(info: &str) -> Option<u32> {
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// What the master CLI's `show proc` says about reloads and workers.
-#[derive(Debug, PartialEq, Eq, Clone)]
-pub struct Procs {
-    /// Reloads the master has performed (successful or not).
-    pub reloads: u64,
-    /// Reloads that failed, where the version reports it (2.6+ does).
-    pub failed: Option<u64>,
-    /// Current workers' PIDs (not the old ones still finishing).
-    pub workers: Vec<u32>,
-}
-
-/// Parses `show proc` from the master CLI:
-///
-/// ```text
-/// #<PID>          <type>          <reloads>       <uptime>        <version>
-/// 3249            master          2 [failed: 1]   0d00h10m21s     2.6.12
-/// # workers
-/// 23779           worker          1               0d00h00m06s     2.6.12
-/// # old workers
-/// ```
-pub fn parse_procs(text: &str) -> Result<Procs, String> {
-    let mut procs = Procs {
-        reloads: 0,
-        failed: None,
-        workers: Vec::new(),
-    };
-    let mut master_seen = false;
-    let mut section = "";
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(s) = line.strip_prefix('#') {
-            section = if s.starts_with('<') { "" } else { s.trim() };
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (Some(pid), Some(kind)) = (words.next(), words.next()) else {
-            continue;
-        };
-        match (kind, section) {
-            ("master", _) => {
-                master_seen = true;
-                procs.reloads = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                procs.failed = line.split_once("failed:").and_then(|(_, rest)| {
-                    rest.trim()
-                        .trim_end_matches(|c: char| !c.is_ascii_digit())
-                        .split(|c: char| !c.is_ascii_digit())
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                });
-            }
-            ("worker", "workers") => {
-                if let Ok(pid) = pid.parse() {
-                    procs.workers.push(pid);
-                }
-            }
-            _ => {}
-        }
-    }
-    if master_seen {
-        Ok(procs)
-    } else {
-        Err(format!(
-            "`show proc` answered {:?}, without a master line (is this the master socket?)",
-            first_line(text)
-        ))
-    }
 }
 
 /// The backend (and `listen`) section names a configuration defines, to
@@ -604,15 +567,12 @@ mod tests {
     use super::*;
 
     /// Captures per HAProxy version (lb/tests/data/capture.sh): show stat,
-    /// show servers state, show info, show proc, show proc after a failed
-    /// reload, and that reload's answer, with the worker PID they show.
+    /// show servers state and show info, with the worker PID they show.
     struct Capture {
         version: &'static str,
         stat: &'static str,
         state: &'static str,
         info: &'static str,
-        procs: &'static str,
-        procs_failed: &'static str,
         worker: u32,
     }
 
@@ -627,12 +587,6 @@ mod tests {
                     "/show-servers-state.txt"
                 )),
                 info: include_str!(concat!("../tests/data/haproxy-", $v, "/show-info.txt")),
-                procs: include_str!(concat!("../tests/data/haproxy-", $v, "/show-proc.txt")),
-                procs_failed: include_str!(concat!(
-                    "../tests/data/haproxy-",
-                    $v,
-                    "/show-proc-failed.txt"
-                )),
                 worker: $worker,
             }
         };
@@ -753,6 +707,35 @@ mod tests {
                 c.version
             );
         }
+    }
+
+    #[test]
+    fn one_backend_read_is_the_whole_read_filtered() {
+        for c in captures() {
+            let whole = parse(c.stat, c.state).unwrap();
+            for name in ["web", "api", "nope", ""] {
+                let mut want = whole.clone();
+                want.retain(|b| b.name == name);
+                let got = parse_only(c.stat, c.state, name).unwrap();
+                assert_eq!(got, want, "{} {name:?}", c.version);
+            }
+        }
+        // Other backends' rows are skipped unread: their numbers are not
+        // parsed, their servers not kept.
+        let stat = concat!(
+            "# pxname,svname,status,scur,qcur,check_status,check_desc,agent_status,agent_desc,addr\n",
+            "web,web1,UP,1,0,,,,,\n",
+            "big,b1,UP,x,0,,,,,\n",
+        );
+        let state = concat!(
+            "1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight srv_iweight\n",
+            "web web1 2 0 1 1\n",
+            "big b1 9 0 1 1\n",
+        );
+        assert!(parse(stat, state).is_err());
+        let web = parse_only(stat, state, "web").unwrap();
+        assert_eq!(web.len(), 1);
+        assert_eq!(web[0].servers.len(), 1);
     }
 
     #[test]
@@ -891,19 +874,10 @@ mod tests {
     }
 
     #[test]
-    fn procs() {
+    fn info_pids() {
         for c in captures() {
-            let w = vec![c.worker];
-            let want = |reloads, failed| Procs {
-                reloads,
-                failed: Some(failed),
-                workers: w.clone(),
-            };
-            assert_eq!(parse_procs(c.procs), Ok(want(0, 0)), "{}", c.version);
-            assert_eq!(parse_procs(c.procs_failed), Ok(want(1, 1)), "{}", c.version);
             assert_eq!(info_pid(c.info), Some(c.worker), "{}", c.version);
         }
-        assert!(parse_procs("Unknown command.\n").is_err());
         assert_eq!(info_pid("nothing"), None);
     }
 

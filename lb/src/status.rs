@@ -1,4 +1,6 @@
-//! `status`: HAProxy's view of every server as a table or JSON.
+//! `status`: HAProxy's view of every server as a table or JSON. The JSON
+//! is the HTTP API's too (`GET /v1/backends`, `GET /v1/backends/NAME`):
+//! one definition of its shape, the bytes `status --json` prints.
 //!
 //! Rendering is pure (tested on parsed captures); fetching is
 //! `runtime::backends`, which reads HAProxy's answers line by line into
@@ -20,6 +22,12 @@ pub fn json(backends: &[Backend]) -> Result<String, serde_json::Error> {
     let mut out = Vec::with_capacity(1024 + 512 * servers);
     serde_json::to_writer_pretty(&mut out, &Listing { backends })?;
     String::from_utf8(out).map_err(serde::ser::Error::custom)
+}
+
+/// `GET /v1/backends/NAME`: one backend, pretty-printed, the object it is
+/// in `json`'s listing.
+pub fn backend_json(backend: &Backend) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(backend)
 }
 
 /// A fixed-width table, one row per server, with the reason columns (check

@@ -3,6 +3,7 @@
 //! Each test names one behaviour an operator relies on.
 
 mod api;
+mod backends_json;
 mod closed_pipe;
 mod reload_edges;
 mod serve_edges;
