@@ -272,6 +272,9 @@ pub enum Need {
     Free {
         line: usize,
         addr: SocketAddr,
+        /// The `bind` has `transparent`: HAProxy binds it even when this
+        /// host does not have the address (yet), e.g. a keepalived VIP.
+        foreign: bool,
     },
 }
 
@@ -380,10 +383,21 @@ pub fn needs(new: &[Line], old: &[Line]) -> Vec<Need> {
             }
             ("global", ["server-state-base", dir, ..]) => state_base = Some(dir.to_string()),
             ("global", ["server-state-file", p, ..]) => state_file = Some((line, p.to_string())),
-            (_, ["bind", list, ..]) => {
+            (_, ["bind", list, options @ ..]) => {
                 let (tcp, unix) = bind_addresses(list);
-                for addr in tcp.into_iter().filter(|a| !held.contains(&a.port())) {
-                    needs.push(Need::Free { line, addr });
+                // A listener in another network namespace: a test bind
+                // in this one says nothing about it.
+                let elsewhere = options.contains(&"namespace");
+                let foreign = options.contains(&"transparent");
+                for addr in tcp
+                    .into_iter()
+                    .filter(|a| !elsewhere && !held.contains(&a.port()))
+                {
+                    needs.push(Need::Free {
+                        line,
+                        addr,
+                        foreign,
+                    });
                 }
                 for u in unix {
                     needs.extend(dir_of("Unix socket directory", &u.to_string_lossy()));
@@ -465,14 +479,20 @@ pub async fn check(needs: &[Need]) -> Vec<String> {
                     _ => None,
                 }
             }
-            Need::Free { line, addr } => match std::net::TcpListener::bind(addr) {
+            Need::Free {
+                line,
+                addr,
+                foreign,
+            } => match std::net::TcpListener::bind(addr) {
                 Ok(_) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(format!(
                     "line {line}: bind {addr} is already in use by another process; HAProxy would pause every listener while retrying it, then fail"
                 )),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Some(format!(
-                    "line {line}: bind {addr}: {e} (not an address of this host)"
-                )),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && !foreign => {
+                    Some(format!(
+                        "line {line}: bind {addr}: {e} (not an address of this host; add `transparent` to the bind line if it is one this host takes over, e.g. a VIP)"
+                    ))
+                }
                 Err(_) => None,
             },
         };
@@ -631,7 +651,7 @@ mod tests {
     fn needs_of_a_config() {
         let old = lines("frontend fe\n  bind 127.0.0.1:80\n");
         let new = lines(
-            "global\n  chroot /var/empty\n  user haproxy\n  group haproxy\n  pidfile /run/h/h.pid\n  stats socket /run/s/admin.sock level admin\n  server-state-base /var/state\n  server-state-file global\n  chroot \"${CHROOT}\"\n  pidfile rel.pid\nfrontend fe\n  bind 127.0.0.1:80\n  bind :81\n.if defined(X)\n  bind :82\n.endif\n",
+            "global\n  chroot /var/empty\n  user haproxy\n  group haproxy\n  pidfile /run/h/h.pid\n  stats socket /run/s/admin.sock level admin\n  server-state-base /var/state\n  server-state-file global\n  chroot \"${CHROOT}\"\n  pidfile rel.pid\nfrontend fe\n  bind 127.0.0.1:80\n  bind :81\n.if defined(X)\n  bind :82\n.endif\n  bind 192.0.2.1:83 transparent\n  bind :84 namespace blue\n",
         );
         let dir = |line, what: &str, p: &str| Need::Dir {
             line,
@@ -654,7 +674,13 @@ mod tests {
                 dir(6, "stats socket directory", "/run/s"),
                 Need::Free {
                     line: 13,
-                    addr: "0.0.0.0:81".parse().unwrap()
+                    addr: "0.0.0.0:81".parse().unwrap(),
+                    foreign: false,
+                },
+                Need::Free {
+                    line: 17,
+                    addr: "192.0.2.1:83".parse().unwrap(),
+                    foreign: true,
                 },
                 dir(8, "server-state-file directory", "/var/state"),
             ]
@@ -686,13 +712,33 @@ mod tests {
                 line: 3,
                 name: "no-such-group-hapgent".into(),
             },
-            Need::Free { line: 4, addr },
+            Need::Free {
+                line: 4,
+                addr,
+                foreign: false,
+            },
+            // Not an address of this host (TEST-NET-1): refused unless
+            // the bind is `transparent`.
+            Need::Free {
+                line: 5,
+                addr: "192.0.2.1:9".parse().unwrap(),
+                foreign: false,
+            },
+            Need::Free {
+                line: 6,
+                addr: "192.0.2.1:9".parse().unwrap(),
+                foreign: true,
+            },
         ]));
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(
             problems[0].starts_with("line 1: the chroot directory /nonexistent/dir cannot be used")
         );
         assert!(problems[1].contains("no-such-group-hapgent"));
         assert!(problems[2].contains("already in use"), "{problems:?}");
+        assert!(
+            problems[3].starts_with("line 5: bind 192.0.2.1:9:"),
+            "{problems:?}"
+        );
     }
 }

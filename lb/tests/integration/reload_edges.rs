@@ -237,6 +237,25 @@ fn a_chroot_into_a_missing_directory_is_refused_with_422() {
     assert!(s.h.get().unwrap().starts_with("HTTP/1.1 200"));
 }
 
+/// A `bind … transparent` on an address this host does not have (yet):
+/// the standby of a keepalived pair, whose VIP comes when it takes over
+/// (HAProxy sets IP_FREEBIND, or IP_TRANSPARENT, on such a listener).
+/// HAProxy binds it, so the pre-flight must not refuse it. The address is
+/// from TEST-NET-1 (192.0.2.0/24): only listened on, never sent to.
+#[test]
+fn a_transparent_bind_on_an_address_not_on_this_host_is_not_refused() {
+    let s = setup("transparent", "", &[]);
+    let port = free_port();
+    let body = s.config(
+        "",
+        &format!("frontend vip\n    bind 192.0.2.1:{port} transparent\n    default_backend web\n"),
+    );
+    let r = s.put(&body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
+    assert_eq!(s.file(), body);
+    serving(&s.h);
+}
+
 /// A bind on an address another process holds is refused before any
 /// reload, so no listener of the running HAProxy is ever paused: not one
 /// connection to the unrelated frontend fails meanwhile.
