@@ -453,17 +453,12 @@ pub async fn check(needs: &[Need]) -> Vec<String> {
     let mut problems = Vec::new();
     for need in needs {
         let problem = match need {
-            Need::Dir { line, what, path } => match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => None,
-                Ok(_) => Some(format!(
-                    "line {line}: the {what} {} is not a directory",
-                    path.display()
-                )),
-                Err(e) => Some(format!(
-                    "line {line}: the {what} {} cannot be used: {e}; create it first",
-                    path.display()
-                )),
-            },
+            Need::Dir { line, what, path } => dir_problem(
+                *line,
+                what,
+                path,
+                std::fs::metadata(path).map(|m| m.is_dir()),
+            ),
             Need::User { line, name } => match user_exists(name).await {
                 Some(false) => Some(format!(
                     "line {line}: user {name:?} does not exist on this host"
@@ -499,6 +494,30 @@ pub async fn check(needs: &[Need]) -> Vec<String> {
         problems.extend(problem);
     }
     problems
+}
+
+/// What is wrong with a directory HAProxy needs, from what looking at it
+/// found (Ok: whether it is a directory). One hapgent-lb may not look at
+/// (a parent it cannot search, or hidden by its unit's `ProtectHome`) is
+/// not a failure: HAProxy's master, usually root, may see it.
+fn dir_problem(
+    line: usize,
+    what: &str,
+    path: &Path,
+    found: std::io::Result<bool>,
+) -> Option<String> {
+    match found {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "line {line}: the {what} {} is not a directory",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(e) => Some(format!(
+            "line {line}: the {what} {} cannot be used: {e}; create it first",
+            path.display()
+        )),
+    }
 }
 
 /// Whether a user exists (`getent passwd`, so NSS users count); None if it
@@ -691,6 +710,31 @@ mod tests {
         );
         assert_eq!(server_state_file(&old), None);
         assert_eq!(w("a b"), ["a", "b"]);
+    }
+
+    #[test]
+    fn directories_hapgent_lb_may_not_look_at_are_not_refused() {
+        use std::io::{Error, ErrorKind};
+        let p = Path::new("/x/y");
+        for (found, want) in [
+            (Ok(true), None),
+            (
+                Ok(false),
+                Some("line 7: the chroot directory /x/y is not a directory"),
+            ),
+            (
+                Err(Error::from(ErrorKind::NotFound)),
+                Some(
+                    "line 7: the chroot directory /x/y cannot be used: entity not found; create it first",
+                ),
+            ),
+            (Err(Error::from(ErrorKind::PermissionDenied)), None),
+        ] {
+            assert_eq!(
+                dir_problem(7, "chroot directory", p, found).as_deref(),
+                want
+            );
+        }
     }
 
     #[test]
