@@ -192,10 +192,11 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
         && let Err(e) = save_server_state(config, &state).await
     {
         notes.push(format!(
-            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}",
+            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}; hapgent-lb needs write access to that directory",
             state.display()
         ));
     }
+    notes.extend(preflight::server_state_gap(&new_lines));
     record.pending = Some(live::Pending {
         sha256: new_sha.clone(),
         before: before.workers(),

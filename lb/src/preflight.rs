@@ -437,6 +437,31 @@ pub fn server_state_file(lines: &[Line]) -> Option<PathBuf> {
     state_path(base.as_deref(), &file?)
 }
 
+/// Why the servers' state will not survive a reload although the
+/// configuration loads it from a file: a file hapgent-lb cannot place (no
+/// `server-state-file`, a relative one without an absolute
+/// `server-state-base`, a variable), or per-backend files (`local`), which
+/// it does not write. None when it writes the file HAProxy reads, or when
+/// nothing is loaded.
+pub fn server_state_gap(lines: &[Line]) -> Option<String> {
+    let mut modes = lines
+        .iter()
+        .filter(|l| l.cond != Cond::Inactive)
+        .filter_map(|l| match l.words.as_slice() {
+            [k, mode, ..] if k == "load-server-state-from-file" => Some((l.number, mode.as_str())),
+            _ => None,
+        });
+    if let Some((line, _)) = modes.clone().find(|(_, m)| *m == "local") {
+        return Some(format!(
+            "line {line}: `load-server-state-from-file local` reads a file per backend, which hapgent-lb does not write, so that backend's weights and drain/maint states set at runtime start over"
+        ));
+    }
+    let (line, _) = modes.find(|(_, m)| *m == "global")?;
+    server_state_file(lines).is_none().then(|| format!(
+        "line {line}: `load-server-state-from-file global`, but hapgent-lb cannot tell where the global `server-state-file` is (missing, relative without an absolute `server-state-base`, or with a variable), so it was not saved and weights and drain/maint states set at runtime start over"
+    ))
+}
+
 fn state_path(base: Option<&str>, file: &str) -> Option<PathBuf> {
     let path = match base {
         Some(b) if !file.starts_with('/') => Path::new(b).join(file),
@@ -734,6 +759,41 @@ mod tests {
                 dir_problem(7, "chroot directory", p, found).as_deref(),
                 want
             );
+        }
+    }
+
+    #[test]
+    fn server_state_gaps() {
+        let gap = |text: &str| server_state_gap(&lines(text)).map(|m| m[..7].to_string());
+        for (text, want) in [
+            (
+                "defaults\n  load-server-state-from-file global\n",
+                Some("line 2:"),
+            ),
+            (
+                "global\n  server-state-file rel\ndefaults\n  load-server-state-from-file global\n",
+                Some("line 4:"),
+            ),
+            (
+                "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n",
+                None,
+            ),
+            (
+                "global\n  server-state-base /b\n  server-state-file rel\ndefaults\n  load-server-state-from-file global\n",
+                None,
+            ),
+            (
+                "global\n  server-state-file /s\nbackend b\n  load-server-state-from-file local\n",
+                Some("line 4:"),
+            ),
+            ("defaults\n  load-server-state-from-file none\n", None),
+            ("global\n  server-state-file rel\n", None),
+            (
+                ".if 0\n  load-server-state-from-file global\n.endif\n",
+                None,
+            ),
+        ] {
+            assert_eq!(gap(text).as_deref(), want, "{text}");
         }
     }
 

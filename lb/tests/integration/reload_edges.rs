@@ -428,6 +428,41 @@ fn runtime_weights_and_drains_survive_a_push_with_a_server_state_file() {
     assert_eq!(web1["admin"], "drain", "{web1}");
 }
 
+/// A configuration that loads server state from a file hapgent-lb cannot
+/// place (a relative `server-state-file`, no `server-state-base`): the push
+/// is applied, and the answer says the runtime weights start over rather
+/// than letting them be lost in silence.
+#[test]
+fn a_server_state_file_hapgent_lb_cannot_place_is_reported() {
+    let dir = TempDir::new("state-rel");
+    let be = Backend::start().port;
+    let fe = free_port();
+    let with_state = |extra: &str| {
+        config(&dir, fe, be, "    server-state-file state\n", extra).replacen(
+            "defaults\n",
+            "defaults\n    load-server-state-from-file global\n",
+            1,
+        )
+    };
+    let h = Haproxy::start(&dir, &with_state(""), fe);
+    let lb = Lb::start(&dir, &h, &[]);
+    let body = with_state(&format!("backend other\n    server o1 127.0.0.1:{be}\n"));
+    let etag = lb
+        .unix
+        .get("/v1/config")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let r = lb.unix.put_config(&etag, &body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), lb.log_text());
+    let notes = r.json()["notes"].to_string();
+    assert!(
+        notes.contains("cannot tell where the global `server-state-file` is"),
+        "{}",
+        r.text()
+    );
+}
+
 /// Sections that make HAProxy run programs are refused unless
 /// `allow_exec_sections` is set.
 #[test]
