@@ -339,10 +339,26 @@ fn bound_ports(lines: &[Line]) -> BTreeSet<u16> {
         .collect()
 }
 
+/// The `unix-bind prefix` HAProxy puts before the path of each Unix socket
+/// of a `bind` line (not of `stats socket`), as is: "" when there is none.
+fn unix_bind_prefix(lines: &[Line]) -> String {
+    lines
+        .iter()
+        .filter(|l| l.cond == Cond::Active && !l.variable && l.section == "global")
+        .filter(|l| l.words.first().is_some_and(|w| w == "unix-bind"))
+        .filter_map(|l| {
+            let at = l.words.iter().position(|w| w == "prefix")?;
+            l.words.get(at + 1).cloned()
+        })
+        .next_back()
+        .unwrap_or_default()
+}
+
 /// What must hold for `new` to start, given that `old` runs now (its TCP
 /// ports are HAProxy's own and are not "taken").
 pub fn needs(new: &[Line], old: &[Line]) -> Vec<Need> {
     let held = bound_ports(old);
+    let prefix = unix_bind_prefix(new);
     let mut needs = Vec::new();
     let mut state_base: Option<String> = None;
     let mut state_file: Option<(usize, String)> = None;
@@ -400,7 +416,8 @@ pub fn needs(new: &[Line], old: &[Line]) -> Vec<Need> {
                     });
                 }
                 for u in unix {
-                    needs.extend(dir_of("Unix socket directory", &u.to_string_lossy()));
+                    let path = format!("{prefix}{}", u.to_string_lossy());
+                    needs.extend(dir_of("Unix socket directory", &path));
                 }
             }
             _ => {}
@@ -732,6 +749,19 @@ mod tests {
         assert_eq!(
             server_state_file(&new),
             Some(PathBuf::from("/var/state/global"))
+        );
+        // `unix-bind prefix` goes before a bind's socket path (not a stats
+        // socket's), as is.
+        let prefixed = lines(
+            "global\n  unix-bind mode 600 prefix /p/\n  stats socket /s/a.sock\nfrontend f\n  bind /b/x.sock\n  bind unix@rel/y.sock\n",
+        );
+        assert_eq!(
+            needs(&prefixed, &old),
+            [
+                dir(3, "stats socket directory", "/s"),
+                dir(5, "Unix socket directory", "/p//b"),
+                dir(6, "Unix socket directory", "/p/rel"),
+            ]
         );
         assert_eq!(server_state_file(&old), None);
         assert_eq!(w("a b"), ["a", "b"]);

@@ -256,6 +256,22 @@ fn a_transparent_bind_on_an_address_not_on_this_host_is_not_refused() {
     serving(&s.h);
 }
 
+/// `unix-bind prefix` puts a directory before each Unix socket path of a
+/// `bind` line: the pre-flight looks for the directory HAProxy will use,
+/// not for the path as written (which need not exist).
+#[test]
+fn a_unix_bind_under_a_unix_bind_prefix_is_not_refused() {
+    let s = setup("unixprefix", "", &[]);
+    std::fs::create_dir(s.dir.join("sub")).unwrap();
+    let body = s.config(
+        &format!("    unix-bind prefix {}\n", s.dir.0.display()),
+        "frontend ux\n    bind /sub/x.sock\n    default_backend web\n",
+    );
+    let r = s.put(&body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
+    assert!(s.dir.join("sub/x.sock").exists(), "HAProxy's socket");
+}
+
 /// A bind on an address another process holds is refused before any
 /// reload, so no listener of the running HAProxy is ever paused: not one
 /// connection to the unrelated frontend fails meanwhile.
