@@ -79,6 +79,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(p) = preflight::server_state_file(&new_lines) {
         assert!(p.is_absolute(), "{p:?}");
     }
+    // Property "a gap names its line".
+    if let Some(m) = preflight::server_state_gap(&new_lines) {
+        assert!(m.starts_with("line "), "{m}");
+    }
 
     let text = String::from_utf8_lossy(data);
     if let Ok(p) = procs::parse(&text) {

@@ -192,10 +192,11 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
         && let Err(e) = save_server_state(config, &state).await
     {
         notes.push(format!(
-            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}",
+            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}; hapgent-lb needs write access to that directory",
             state.display()
         ));
     }
+    notes.extend(preflight::server_state_gap(&new_lines));
     record.pending = Some(live::Pending {
         sha256: new_sha.clone(),
         before: before.workers(),
@@ -418,7 +419,7 @@ async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> 
     match out.status {
         Some(s) if s.success() => Ok(()),
         Some(_) => Err((
-            "HAProxy rejected the configuration (haproxy -c); nothing was changed".into(),
+            rejected_message(&output, hapgent_common::creds::own_ids()),
             output,
         )),
         None => Err((
@@ -432,9 +433,39 @@ async fn validate(config: &Config, body: &[u8]) -> Result<(), (String, String)> 
     }
 }
 
+/// The 422 message for a configuration `haproxy -c` rejected. `-c` runs as
+/// hapgent-lb's user, not as HAProxy's master (usually root, which reads
+/// certificates, keys and maps before dropping privileges): a file only
+/// root may read fails the check though HAProxy would load it, so the
+/// message says so and what to do.
+fn rejected_message(output: &str, (uid, gid): (u32, u32)) -> String {
+    let mut m =
+        String::from("HAProxy rejected the configuration (haproxy -c); nothing was changed");
+    if uid != 0 && output.contains("Permission denied") {
+        m.push_str(&format!(
+            "; `haproxy -c` runs as hapgent-lb's user (uid {uid}, gid {gid}), which may not read a file HAProxy's master reads as root: make it readable by that group (e.g. chgrp haproxy FILE; chmod 640 FILE)"
+        ));
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_only_root_may_read_is_named_as_such() {
+        let denied = "[ALERT] : 'bind :443' : unable to stat SSL certificate from file '/etc/haproxy/x.pem' : Permission denied.\n";
+        let plain = "HAProxy rejected the configuration (haproxy -c); nothing was changed";
+        assert_eq!(rejected_message("unknown keyword", (110, 120)), plain);
+        assert_eq!(rejected_message(denied, (0, 0)), plain);
+        let m = rejected_message(denied, (110, 120));
+        assert!(m.starts_with(plain), "{m}");
+        assert!(
+            m.contains("runs as hapgent-lb's user (uid 110, gid 120), which may not read a file HAProxy's master reads as root"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn paths_and_audit() {

@@ -272,6 +272,9 @@ pub enum Need {
     Free {
         line: usize,
         addr: SocketAddr,
+        /// The `bind` has `transparent`: HAProxy binds it even when this
+        /// host does not have the address (yet), e.g. a keepalived VIP.
+        foreign: bool,
     },
 }
 
@@ -336,10 +339,26 @@ fn bound_ports(lines: &[Line]) -> BTreeSet<u16> {
         .collect()
 }
 
+/// The `unix-bind prefix` HAProxy puts before the path of each Unix socket
+/// of a `bind` line (not of `stats socket`), as is: "" when there is none.
+fn unix_bind_prefix(lines: &[Line]) -> String {
+    lines
+        .iter()
+        .filter(|l| l.cond == Cond::Active && !l.variable && l.section == "global")
+        .filter(|l| l.words.first().is_some_and(|w| w == "unix-bind"))
+        .filter_map(|l| {
+            let at = l.words.iter().position(|w| w == "prefix")?;
+            l.words.get(at + 1).cloned()
+        })
+        .next_back()
+        .unwrap_or_default()
+}
+
 /// What must hold for `new` to start, given that `old` runs now (its TCP
 /// ports are HAProxy's own and are not "taken").
 pub fn needs(new: &[Line], old: &[Line]) -> Vec<Need> {
     let held = bound_ports(old);
+    let prefix = unix_bind_prefix(new);
     let mut needs = Vec::new();
     let mut state_base: Option<String> = None;
     let mut state_file: Option<(usize, String)> = None;
@@ -380,13 +399,25 @@ pub fn needs(new: &[Line], old: &[Line]) -> Vec<Need> {
             }
             ("global", ["server-state-base", dir, ..]) => state_base = Some(dir.to_string()),
             ("global", ["server-state-file", p, ..]) => state_file = Some((line, p.to_string())),
-            (_, ["bind", list, ..]) => {
+            (_, ["bind", list, options @ ..]) => {
                 let (tcp, unix) = bind_addresses(list);
-                for addr in tcp.into_iter().filter(|a| !held.contains(&a.port())) {
-                    needs.push(Need::Free { line, addr });
+                // A listener in another network namespace: a test bind
+                // in this one says nothing about it.
+                let elsewhere = options.contains(&"namespace");
+                let foreign = options.contains(&"transparent");
+                for addr in tcp
+                    .into_iter()
+                    .filter(|a| !elsewhere && !held.contains(&a.port()))
+                {
+                    needs.push(Need::Free {
+                        line,
+                        addr,
+                        foreign,
+                    });
                 }
                 for u in unix {
-                    needs.extend(dir_of("Unix socket directory", &u.to_string_lossy()));
+                    let path = format!("{prefix}{}", u.to_string_lossy());
+                    needs.extend(dir_of("Unix socket directory", &path));
                 }
             }
             _ => {}
@@ -423,6 +454,31 @@ pub fn server_state_file(lines: &[Line]) -> Option<PathBuf> {
     state_path(base.as_deref(), &file?)
 }
 
+/// Why the servers' state will not survive a reload although the
+/// configuration loads it from a file: a file hapgent-lb cannot place (no
+/// `server-state-file`, a relative one without an absolute
+/// `server-state-base`, a variable), or per-backend files (`local`), which
+/// it does not write. None when it writes the file HAProxy reads, or when
+/// nothing is loaded.
+pub fn server_state_gap(lines: &[Line]) -> Option<String> {
+    let mut modes = lines
+        .iter()
+        .filter(|l| l.cond != Cond::Inactive)
+        .filter_map(|l| match l.words.as_slice() {
+            [k, mode, ..] if k == "load-server-state-from-file" => Some((l.number, mode.as_str())),
+            _ => None,
+        });
+    if let Some((line, _)) = modes.clone().find(|(_, m)| *m == "local") {
+        return Some(format!(
+            "line {line}: `load-server-state-from-file local` reads a file per backend, which hapgent-lb does not write, so that backend's weights and drain/maint states set at runtime start over"
+        ));
+    }
+    let (line, _) = modes.find(|(_, m)| *m == "global")?;
+    server_state_file(lines).is_none().then(|| format!(
+        "line {line}: `load-server-state-from-file global`, but hapgent-lb cannot tell where the global `server-state-file` is (missing, relative without an absolute `server-state-base`, or with a variable), so it was not saved and weights and drain/maint states set at runtime start over"
+    ))
+}
+
 fn state_path(base: Option<&str>, file: &str) -> Option<PathBuf> {
     let path = match base {
         Some(b) if !file.starts_with('/') => Path::new(b).join(file),
@@ -439,17 +495,12 @@ pub async fn check(needs: &[Need]) -> Vec<String> {
     let mut problems = Vec::new();
     for need in needs {
         let problem = match need {
-            Need::Dir { line, what, path } => match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => None,
-                Ok(_) => Some(format!(
-                    "line {line}: the {what} {} is not a directory",
-                    path.display()
-                )),
-                Err(e) => Some(format!(
-                    "line {line}: the {what} {} cannot be used: {e}; create it first",
-                    path.display()
-                )),
-            },
+            Need::Dir { line, what, path } => dir_problem(
+                *line,
+                what,
+                path,
+                std::fs::metadata(path).map(|m| m.is_dir()),
+            ),
             Need::User { line, name } => match user_exists(name).await {
                 Some(false) => Some(format!(
                     "line {line}: user {name:?} does not exist on this host"
@@ -465,20 +516,50 @@ pub async fn check(needs: &[Need]) -> Vec<String> {
                     _ => None,
                 }
             }
-            Need::Free { line, addr } => match std::net::TcpListener::bind(addr) {
+            Need::Free {
+                line,
+                addr,
+                foreign,
+            } => match std::net::TcpListener::bind(addr) {
                 Ok(_) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(format!(
                     "line {line}: bind {addr} is already in use by another process; HAProxy would pause every listener while retrying it, then fail"
                 )),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Some(format!(
-                    "line {line}: bind {addr}: {e} (not an address of this host)"
-                )),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && !foreign => {
+                    Some(format!(
+                        "line {line}: bind {addr}: {e} (not an address of this host; add `transparent` to the bind line if it is one this host takes over, e.g. a VIP)"
+                    ))
+                }
                 Err(_) => None,
             },
         };
         problems.extend(problem);
     }
     problems
+}
+
+/// What is wrong with a directory HAProxy needs, from what looking at it
+/// found (Ok: whether it is a directory). One hapgent-lb may not look at
+/// (a parent it cannot search, or hidden by its unit's `ProtectHome`) is
+/// not a failure: HAProxy's master, usually root, may see it.
+fn dir_problem(
+    line: usize,
+    what: &str,
+    path: &Path,
+    found: std::io::Result<bool>,
+) -> Option<String> {
+    match found {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "line {line}: the {what} {} is not a directory",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(e) => Some(format!(
+            "line {line}: the {what} {} cannot be used: {e}; create it first",
+            path.display()
+        )),
+    }
 }
 
 /// Whether a user exists (`getent passwd`, so NSS users count); None if it
@@ -631,7 +712,7 @@ mod tests {
     fn needs_of_a_config() {
         let old = lines("frontend fe\n  bind 127.0.0.1:80\n");
         let new = lines(
-            "global\n  chroot /var/empty\n  user haproxy\n  group haproxy\n  pidfile /run/h/h.pid\n  stats socket /run/s/admin.sock level admin\n  server-state-base /var/state\n  server-state-file global\n  chroot \"${CHROOT}\"\n  pidfile rel.pid\nfrontend fe\n  bind 127.0.0.1:80\n  bind :81\n.if defined(X)\n  bind :82\n.endif\n",
+            "global\n  chroot /var/empty\n  user haproxy\n  group haproxy\n  pidfile /run/h/h.pid\n  stats socket /run/s/admin.sock level admin\n  server-state-base /var/state\n  server-state-file global\n  chroot \"${CHROOT}\"\n  pidfile rel.pid\nfrontend fe\n  bind 127.0.0.1:80\n  bind :81\n.if defined(X)\n  bind :82\n.endif\n  bind 192.0.2.1:83 transparent\n  bind :84 namespace blue\n",
         );
         let dir = |line, what: &str, p: &str| Need::Dir {
             line,
@@ -654,7 +735,13 @@ mod tests {
                 dir(6, "stats socket directory", "/run/s"),
                 Need::Free {
                     line: 13,
-                    addr: "0.0.0.0:81".parse().unwrap()
+                    addr: "0.0.0.0:81".parse().unwrap(),
+                    foreign: false,
+                },
+                Need::Free {
+                    line: 17,
+                    addr: "192.0.2.1:83".parse().unwrap(),
+                    foreign: true,
                 },
                 dir(8, "server-state-file directory", "/var/state"),
             ]
@@ -663,8 +750,81 @@ mod tests {
             server_state_file(&new),
             Some(PathBuf::from("/var/state/global"))
         );
+        // `unix-bind prefix` goes before a bind's socket path (not a stats
+        // socket's), as is.
+        let prefixed = lines(
+            "global\n  unix-bind mode 600 prefix /p/\n  stats socket /s/a.sock\nfrontend f\n  bind /b/x.sock\n  bind unix@rel/y.sock\n",
+        );
+        assert_eq!(
+            needs(&prefixed, &old),
+            [
+                dir(3, "stats socket directory", "/s"),
+                dir(5, "Unix socket directory", "/p//b"),
+                dir(6, "Unix socket directory", "/p/rel"),
+            ]
+        );
         assert_eq!(server_state_file(&old), None);
         assert_eq!(w("a b"), ["a", "b"]);
+    }
+
+    #[test]
+    fn directories_hapgent_lb_may_not_look_at_are_not_refused() {
+        use std::io::{Error, ErrorKind};
+        let p = Path::new("/x/y");
+        for (found, want) in [
+            (Ok(true), None),
+            (
+                Ok(false),
+                Some("line 7: the chroot directory /x/y is not a directory"),
+            ),
+            (
+                Err(Error::from(ErrorKind::NotFound)),
+                Some(
+                    "line 7: the chroot directory /x/y cannot be used: entity not found; create it first",
+                ),
+            ),
+            (Err(Error::from(ErrorKind::PermissionDenied)), None),
+        ] {
+            assert_eq!(
+                dir_problem(7, "chroot directory", p, found).as_deref(),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn server_state_gaps() {
+        let gap = |text: &str| server_state_gap(&lines(text)).map(|m| m[..7].to_string());
+        for (text, want) in [
+            (
+                "defaults\n  load-server-state-from-file global\n",
+                Some("line 2:"),
+            ),
+            (
+                "global\n  server-state-file rel\ndefaults\n  load-server-state-from-file global\n",
+                Some("line 4:"),
+            ),
+            (
+                "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n",
+                None,
+            ),
+            (
+                "global\n  server-state-base /b\n  server-state-file rel\ndefaults\n  load-server-state-from-file global\n",
+                None,
+            ),
+            (
+                "global\n  server-state-file /s\nbackend b\n  load-server-state-from-file local\n",
+                Some("line 4:"),
+            ),
+            ("defaults\n  load-server-state-from-file none\n", None),
+            ("global\n  server-state-file rel\n", None),
+            (
+                ".if 0\n  load-server-state-from-file global\n.endif\n",
+                None,
+            ),
+        ] {
+            assert_eq!(gap(text).as_deref(), want, "{text}");
+        }
     }
 
     #[test]
@@ -686,13 +846,33 @@ mod tests {
                 line: 3,
                 name: "no-such-group-hapgent".into(),
             },
-            Need::Free { line: 4, addr },
+            Need::Free {
+                line: 4,
+                addr,
+                foreign: false,
+            },
+            // Not an address of this host (TEST-NET-1): refused unless
+            // the bind is `transparent`.
+            Need::Free {
+                line: 5,
+                addr: "192.0.2.1:9".parse().unwrap(),
+                foreign: false,
+            },
+            Need::Free {
+                line: 6,
+                addr: "192.0.2.1:9".parse().unwrap(),
+                foreign: true,
+            },
         ]));
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(
             problems[0].starts_with("line 1: the chroot directory /nonexistent/dir cannot be used")
         );
         assert!(problems[1].contains("no-such-group-hapgent"));
         assert!(problems[2].contains("already in use"), "{problems:?}");
+        assert!(
+            problems[3].starts_with("line 5: bind 192.0.2.1:9:"),
+            "{problems:?}"
+        );
     }
 }

@@ -88,6 +88,22 @@ lb_api_flow() {
     expect "$h: haproxy.cfg is unchanged" eq "$(hx "$h" sha256sum /etc/haproxy/haproxy.cfg)" "$cfg"
     expect "$h: HAProxy was not reloaded (same worker $pid)" eq "$(haproxy_pid "$h")" "$pid"
     expect "$h: and still serves systest_new" haproxy_serves "$h" systest_new
+
+    # A new bind on a port below 1024 that another process holds: refused
+    # by the pre-flight (the unit's CAP_NET_BIND_SERVICE lets hapgent-lb
+    # test-bind it), so HAProxy never pauses its listeners retrying it.
+    hx "$h" systemd-run --quiet --unit=systest-hold-81 python3 -c \
+        'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 81)); s.listen(); time.sleep(3600)'
+    wait_until 20 "$h: port 81 is held" \
+        hx "$h" python3 -c 'import socket; socket.create_connection(("127.0.0.1", 81), 2)'
+    hsh "$h" 'cp /tmp/good.cfg /tmp/taken.cfg
+              printf "\nfrontend systest_taken\n    bind 127.0.0.1:81\n    default_backend systest_new\n" >> /tmp/taken.cfg
+              chmod 644 /tmp/taken.cfg'
+    reply=$(lb_api "$h" carol -X PUT --data-binary @/tmp/taken.cfg -H "If-Match: $etag" http://lb/v1/config)
+    expect "$h: a bind on a held port below 1024 answers 422 before any reload" \
+        matches "$reply" '^422 .*127\.0\.0\.1:81 is already in use'
+    expect "$h: HAProxy was not reloaded (same worker $pid)" eq "$(haproxy_pid "$h")" "$pid"
+    hx "$h" systemctl stop systest-hold-81
     expect "$h: hapgent-lb never restarted" eq "$(hx "$h" systemctl show -P NRestarts hapgent-lb.service)" 0
 }
 

@@ -237,6 +237,41 @@ fn a_chroot_into_a_missing_directory_is_refused_with_422() {
     assert!(s.h.get().unwrap().starts_with("HTTP/1.1 200"));
 }
 
+/// A `bind … transparent` on an address this host does not have (yet):
+/// the standby of a keepalived pair, whose VIP comes when it takes over
+/// (HAProxy sets IP_FREEBIND, or IP_TRANSPARENT, on such a listener).
+/// HAProxy binds it, so the pre-flight must not refuse it. The address is
+/// from TEST-NET-1 (192.0.2.0/24): only listened on, never sent to.
+#[test]
+fn a_transparent_bind_on_an_address_not_on_this_host_is_not_refused() {
+    let s = setup("transparent", "", &[]);
+    let port = free_port();
+    let body = s.config(
+        "",
+        &format!("frontend vip\n    bind 192.0.2.1:{port} transparent\n    default_backend web\n"),
+    );
+    let r = s.put(&body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
+    assert_eq!(s.file(), body);
+    serving(&s.h);
+}
+
+/// `unix-bind prefix` puts a directory before each Unix socket path of a
+/// `bind` line: the pre-flight looks for the directory HAProxy will use,
+/// not for the path as written (which need not exist).
+#[test]
+fn a_unix_bind_under_a_unix_bind_prefix_is_not_refused() {
+    let s = setup("unixprefix", "", &[]);
+    std::fs::create_dir(s.dir.join("sub")).unwrap();
+    let body = s.config(
+        &format!("    unix-bind prefix {}\n", s.dir.0.display()),
+        "frontend ux\n    bind /sub/x.sock\n    default_backend web\n",
+    );
+    let r = s.put(&body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.lb.log_text());
+    assert!(s.dir.join("sub/x.sock").exists(), "HAProxy's socket");
+}
+
 /// A bind on an address another process holds is refused before any
 /// reload, so no listener of the running HAProxy is ever paused: not one
 /// connection to the unrelated frontend fails meanwhile.
@@ -407,6 +442,41 @@ fn runtime_weights_and_drains_survive_a_push_with_a_server_state_file() {
     let web1 = lb.unix.get("/v1/backends/web").json()["servers"][0].clone();
     assert_eq!(web1["weight"], 33, "{web1}");
     assert_eq!(web1["admin"], "drain", "{web1}");
+}
+
+/// A configuration that loads server state from a file hapgent-lb cannot
+/// place (a relative `server-state-file`, no `server-state-base`): the push
+/// is applied, and the answer says the runtime weights start over rather
+/// than letting them be lost in silence.
+#[test]
+fn a_server_state_file_hapgent_lb_cannot_place_is_reported() {
+    let dir = TempDir::new("state-rel");
+    let be = Backend::start().port;
+    let fe = free_port();
+    let with_state = |extra: &str| {
+        config(&dir, fe, be, "    server-state-file state\n", extra).replacen(
+            "defaults\n",
+            "defaults\n    load-server-state-from-file global\n",
+            1,
+        )
+    };
+    let h = Haproxy::start(&dir, &with_state(""), fe);
+    let lb = Lb::start(&dir, &h, &[]);
+    let body = with_state(&format!("backend other\n    server o1 127.0.0.1:{be}\n"));
+    let etag = lb
+        .unix
+        .get("/v1/config")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let r = lb.unix.put_config(&etag, &body);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), lb.log_text());
+    let notes = r.json()["notes"].to_string();
+    assert!(
+        notes.contains("cannot tell where the global `server-state-file` is"),
+        "{}",
+        r.text()
+    );
 }
 
 /// Sections that make HAProxy run programs are refused unless
