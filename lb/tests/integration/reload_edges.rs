@@ -234,7 +234,9 @@ fn a_chroot_into_a_missing_directory_is_refused_with_422() {
     );
     assert_eq!(s.file(), old);
     assert_eq!(s.h.workers(), workers, "no reload");
-    assert!(s.h.get().unwrap().starts_with("HTTP/1.1 200"));
+    // The same workers still serve (one GET may meet a health check that
+    // a loaded machine made late: wait for the answer, bounded).
+    serving(&s.h);
 }
 
 /// A `bind … transparent` on an address this host does not have (yet):
