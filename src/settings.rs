@@ -240,7 +240,7 @@ pub static SETTINGS: &[Setting] = &[
         default: Builtin::Value("4096"),
         kind: Kind::Number {
             min: 1,
-            max: 16_384,
+            max: 8_192,
             unit: "",
         },
         help: "load balancers remembered per service",
