@@ -12,10 +12,8 @@
 
 use crate::cidr::Cidr;
 use crate::error::Error;
-use crate::settings::SETTINGS;
-use figment::Figment;
-use hapgent_common::layer::{self, Layer};
-use hapgent_common::settings;
+use crate::settings::SPEC;
+use hapgent_common::config::Problem;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,15 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
-pub const DEFAULT_CONFIG: &str = "/etc/hapgent/hapgent.toml";
-
-/// Where the control socket is, unless configured otherwise: the
-/// directory is the unit's `RuntimeDirectory=hapgent`.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hapgent/control.sock";
-
-/// Environment variables that set keys start with this.
-const ENV_PREFIX: &str = "HAPGENT_";
+pub use crate::settings::{DEFAULT_CONFIG, DEFAULT_CONTROL_SOCKET, ENV_PREFIX};
 
 /// Every setting, typed. Names, defaults, help and checks are in
 /// `settings::SETTINGS` (a test keeps the two in step).
@@ -153,131 +143,27 @@ impl Default for Config {
 
 /// Where the configuration comes from: what the process was given. Kept
 /// by the running agent, which loads it again on SIGHUP.
-#[derive(Clone, Debug)]
-pub struct Inputs {
-    /// `--config`, if given: then the file must exist.
-    pub config_flag: Option<PathBuf>,
-    /// Read when neither `--config` nor `HAPGENT_CONFIG` names a file; may
-    /// be absent. `DEFAULT_CONFIG` except in tests.
-    pub default_file: PathBuf,
-    /// The process environment (all of it; only `HAPGENT_*` is used).
-    pub env: Vec<(String, String)>,
-    /// Flags as typed: (key, value).
-    pub flags: Vec<(&'static str, String)>,
-}
+pub use hapgent_common::config::Inputs;
 
 /// The configuration together with the source of each value.
-pub struct Loaded {
-    pub config: Config,
-    figment: Figment,
-    /// The configuration file read, when it held nothing but whitespace
-    /// (`/dev/null` excepted): all defaults, which a reload refuses.
-    pub empty_file: Option<PathBuf>,
-}
+pub type Loaded = hapgent_common::config::Loaded<Config>;
 
-impl Loaded {
-    /// The configuration, without the sources of its values.
-    pub fn into_config(self) -> Config {
-        self.config
-    }
-
-    /// `key = value  # source` lines, one per setting (an unset one as a
-    /// comment, services as dotted keys), valid TOML.
-    pub fn describe(&self) -> String {
-        layer::describe(&self.figment, &layer::dict_of(&self.config), ENV_PREFIX)
-    }
-}
-
-/// Builds the configuration from defaults, file, environment and flags.
+/// Builds the configuration from defaults, file, environment and flags
+/// (see `hapgent_common::config::load`), checked by `SETTINGS` and `check`.
 pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
-    let env_file = inputs
-        .env
-        .iter()
-        .find(|(k, _)| k == "HAPGENT_CONFIG")
-        .map(|(_, v)| PathBuf::from(v));
-    let (file, must_exist) = match (&inputs.config_flag, env_file) {
-        (Some(p), _) => (p.clone(), true),
-        (None, Some(p)) => (p, true),
-        (None, None) => (inputs.default_file.clone(), false),
-    };
-    if must_exist && file != Path::new("/dev/null") && !file.exists() {
-        return Err(Error::Config(format!(
-            "configuration file {} does not exist",
-            file.display()
-        )));
-    }
-
-    let parse = |key: &str, text: &str| settings::parse(SETTINGS, key, text);
-    let mut figment =
-        Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
-    let mut empty_file = None;
-    if must_exist || file.exists() {
-        figment = figment.merge(Layer::file(&file).map_err(Error::Config)?);
-        let blank = std::fs::read(&file).is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
-        if blank && file != Path::new("/dev/null") {
-            empty_file = Some(file.clone());
-        }
-    }
-    let env = layer::env_dict(&inputs.env, ENV_PREFIX, parse).map_err(Error::Config)?;
-    let figment = figment
-        .merge(Layer::new("env", env))
-        .merge(Layer::new("flag", layer::flag_dict(&inputs.flags, parse)));
-
-    let known = layer::dict_of(&Config::default());
-    layer::check_known(&figment, &known, ENV_PREFIX).map_err(Error::Config)?;
-    let config: Config = figment
-        .extract()
-        .map_err(|e| Error::Config(layer::report(&figment, e, ENV_PREFIX)))?;
-    check(&config).map_err(|(key, problem)| {
-        let from = figment.find_metadata(key).map_or_else(String::new, |md| {
-            format!(" from {}", layer::origin(md, key, ENV_PREFIX))
-        });
-        Error::Config(format!("{key}{from}: {problem}"))
-    })?;
-    Ok(Loaded {
-        config,
-        figment,
-        empty_file,
-    })
+    hapgent_common::config::load(&SPEC, inputs, check).map_err(Error::Config)
 }
 
-/// Refuses a configuration file that is empty at a reload: a file caught
-/// half-written, or truncated by a deployment gone wrong, would otherwise
-/// move the listener to the default address and the state to the default
-/// file. A deliberate "all defaults" is a file with a comment in it.
+/// Refuses a configuration file that is empty at a reload (see
+/// `Loaded::refuse_empty`).
 pub fn refuse_empty(loaded: &Loaded) -> Result<(), Error> {
-    match &loaded.empty_file {
-        Some(file) => Err(Error::Config(format!(
-            "configuration file {} is empty; refusing to reload it as all defaults (was it caught half-written? write it whole and rename it into place; for all defaults put a comment in it)",
-            file.display()
-        ))),
-        None => Ok(()),
-    }
+    loaded.refuse_empty().map_err(Error::Config)
 }
 
-/// `new` with the settings `keys` as they are in `old`: what a reload
-/// runs with when those settings need a restart. Done on the serialised
-/// form so no setting needs code of its own here.
-pub fn keep(new: &Config, old: &Config, keys: &[&str]) -> Result<Config, String> {
-    let mut dict = layer::dict_of(new);
-    let old = layer::dict_of(old);
-    for key in keys {
-        match old.get(*key) {
-            Some(value) => dict.insert(key.to_string(), value.clone()),
-            None => dict.remove(*key),
-        };
-    }
-    Figment::new()
-        .merge(Layer::new("reload", dict))
-        .extract()
-        .map_err(|e| format!("cannot keep {}: {e}", keys.join(", ")))
-}
-
-/// Checks what types alone cannot express: (key, problem) on failure.
-/// Each value is checked as `SETTINGS` says; what involves several
-/// values (services) is checked here.
-fn check(config: &Config) -> Result<(), (&'static str, String)> {
-    settings::check(SETTINGS, &layer::dict_of(config))?;
+/// Checks what involves several values (services, the control socket):
+/// (key, problem) on failure. Each value alone has been checked as
+/// `SETTINGS` says.
+fn check(config: &Config) -> Result<(), Problem> {
     control_socket_apart(config)?;
     // Compared where they lead, as the control socket is: two spellings
     // of one file would have two services overwrite each other's state.
@@ -315,7 +201,7 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
 /// socket serves FAIL, and is gone at stop; a flag file's path holding
 /// the socket drains the server). Paths are compared as they resolve
 /// (`where_is`), so `/run/h/x/../drain` is `/run/h/drain`.
-fn control_socket_apart(config: &Config) -> Result<(), (&'static str, String)> {
+fn control_socket_apart(config: &Config) -> Result<(), Problem> {
     let socket = &config.control_socket;
     if socket.as_os_str().is_empty() {
         return Ok(());
@@ -387,15 +273,6 @@ fn where_is(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(lexical)
-}
-
-/// The keys whose values differ between two configurations, sorted.
-pub fn changed(old: &Config, new: &Config) -> Vec<String> {
-    let (old, new) = (layer::dict_of(old), layer::dict_of(new));
-    new.iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect()
 }
 
 /// Accepts `allow` as one range, a comma- or space-separated list, or an
@@ -498,6 +375,7 @@ fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hapgent_common::layer;
     use std::fs;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -598,30 +476,6 @@ mod tests {
         }
     }
 
-    /// `keep` puts back exactly the keys asked, set or unset.
-    #[test]
-    fn keep_restores_the_keys_asked() {
-        let old = Config::default();
-        let new = Config {
-            port: 1,
-            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
-            allow: Some(vec!["10.0.0.0/8".into()]),
-            control_group: Some("adm".into()),
-            ..old.clone()
-        };
-        let kept = keep(&new, &old, &["metrics_listen", "control_group"]).unwrap();
-        assert_eq!(
-            kept,
-            Config {
-                metrics_listen: None,
-                control_group: None,
-                ..new.clone()
-            }
-        );
-        assert_eq!(keep(&new, &old, &[]).unwrap(), new);
-        assert_eq!(keep(&old, &new, &["allow"]).unwrap().allow, new.allow);
-    }
-
     /// For every setting: default < file < env < flag, each layer checked
     /// by giving it alone, and all together.
     #[test]
@@ -664,11 +518,7 @@ mod tests {
             let f = load_with(Some(&file.0), &[], &[]).unwrap();
             let e = load_with(Some(&file.0), &[(var, env_v)], &[]).unwrap();
             let c = load_with(Some(&file.0), &[(var, env_v)], &[(key, flag_v)]).unwrap();
-            let source = |l: &Loaded| {
-                l.figment
-                    .find_metadata(key)
-                    .map(|md| layer::origin(md, key, ENV_PREFIX))
-            };
+            let source = |l: &Loaded| l.origin(key);
             assert_eq!(
                 source(&f).unwrap(),
                 format!("file {}", file.0.display()),
@@ -889,19 +739,6 @@ mod tests {
             ),
             other => panic!("{:?}", other.err()),
         }
-    }
-
-    #[test]
-    fn changed_names_the_keys_that_differ() {
-        let old = Config::default();
-        assert!(changed(&old, &old).is_empty());
-        let new = Config {
-            log_requests: true,
-            port: 1,
-            drain_file: Some("/d".into()),
-            ..Config::default()
-        };
-        assert_eq!(changed(&old, &new), ["drain_file", "log_requests", "port"]);
     }
 
     #[test]

@@ -89,18 +89,5 @@ pub fn run() -> Result<(), Error> {
 /// The process environment as text; a `HAPGENT_` variable that is not UTF-8
 /// is a configuration error rather than silently ignored.
 fn environment() -> Result<Vec<(String, String)>, Error> {
-    let mut env = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        let (Some(k), Some(v)) = (key.to_str(), value.to_str()) else {
-            if key.to_string_lossy().starts_with("HAPGENT_") {
-                return Err(Error::Config(format!(
-                    "environment variable {} is not valid UTF-8",
-                    key.to_string_lossy()
-                )));
-            }
-            continue;
-        };
-        env.push((k.to_string(), v.to_string()));
-    }
-    Ok(env)
+    hapgent_common::config::environment(config::ENV_PREFIX).map_err(Error::Config)
 }

@@ -9,8 +9,10 @@
 //! at its new place) and only then changes anything, so a setting that
 //! cannot be applied rejects the whole reload, named in the error.
 
-use crate::config::{self, Config};
-use crate::settings::SETTINGS;
+use crate::config::Config;
+use crate::settings::{SETTINGS, SPEC};
+use figment::Figment;
+use hapgent_common::layer::{self, Layer};
 use hapgent_common::settings;
 use std::net::{IpAddr, SocketAddr};
 
@@ -39,7 +41,7 @@ pub struct Plan {
 /// The plan for going from `old` to `new`; `None` when nothing changed;
 /// an error only if the settings to keep cannot be kept (a bug).
 pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
-    let changed = config::changed(old, &new);
+    let changed = changed(old, &new);
     if changed.is_empty() {
         return Ok(None);
     }
@@ -58,7 +60,7 @@ pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
     if !needs_restart.is_empty() {
         let one = needs_restart.len() == 1;
         warnings.push(format!(
-            "{} {}; keeping {} until hapgent restarts",
+            "{} {}; keeping {} until {} restarts",
             needs_restart.join(", "),
             if one {
                 "needs a restart"
@@ -70,6 +72,7 @@ pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
             } else {
                 "them as they were"
             },
+            SPEC.program,
         ));
     }
     // With socket activation, ip and port do not apply: kept as they were.
@@ -94,7 +97,7 @@ pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
         .iter()
         .any(|k| k == "control_socket" || k == "control_group");
     let keys: Vec<&str> = kept.iter().map(String::as_str).collect();
-    let config = config::keep(&new, old, &keys)?;
+    let config = keep(&new, old, &keys)?;
     let applied = changed.into_iter().filter(|k| !kept.contains(k)).collect();
     Ok(Some(Plan {
         applied,
@@ -104,6 +107,33 @@ pub fn plan(old: &Config, new: Config) -> Result<Option<Plan>, String> {
         move_control,
         config,
     }))
+}
+
+/// The keys whose values differ between two configurations, sorted.
+fn changed(old: &Config, new: &Config) -> Vec<String> {
+    let (old, new) = (layer::dict_of(old), layer::dict_of(new));
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// `new` with the settings `keys` as they are in `old`: what a reload
+/// runs with when those settings need a restart. Done on the serialised
+/// form so no setting needs code of its own here.
+fn keep(new: &Config, old: &Config, keys: &[&str]) -> Result<Config, String> {
+    let mut dict = layer::dict_of(new);
+    let old = layer::dict_of(old);
+    for key in keys {
+        match old.get(*key) {
+            Some(value) => dict.insert(key.to_string(), value.clone()),
+            None => dict.remove(*key),
+        };
+    }
+    Figment::new()
+        .merge(Layer::new("reload", dict))
+        .extract()
+        .map_err(|e| format!("cannot keep {}: {e}", keys.join(", ")))
 }
 
 /// The settings that block a reload when `what` fails: `ip and port`,
@@ -238,9 +268,9 @@ mod tests {
             assert_eq!(plan.warnings.is_empty(), kept.is_empty(), "{wanted:?}");
             assert_eq!((plan.rebind, plan.move_control), (rebind, move_control));
             // What is kept is as it was; the rest is as asked.
-            assert_eq!(config::changed(&plan.config, &wanted), kept, "{wanted:?}");
+            assert_eq!(changed(&plan.config, &wanted), kept, "{wanted:?}");
             assert!(
-                config::changed(old, &plan.config)
+                changed(old, &plan.config)
                     .iter()
                     .all(|k| applied.contains(&k.as_str()))
             );
@@ -270,6 +300,43 @@ mod tests {
             ]
         );
         assert!(plan.applied.is_empty());
+    }
+
+    /// `keep` puts back exactly the keys asked, set or unset.
+    #[test]
+    fn keep_restores_the_keys_asked() {
+        let old = Config::default();
+        let new = Config {
+            port: 1,
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            allow: Some(vec!["10.0.0.0/8".into()]),
+            control_group: Some("adm".into()),
+            ..old.clone()
+        };
+        let kept = keep(&new, &old, &["metrics_listen", "control_group"]).unwrap();
+        assert_eq!(
+            kept,
+            Config {
+                metrics_listen: None,
+                control_group: None,
+                ..new.clone()
+            }
+        );
+        assert_eq!(keep(&new, &old, &[]).unwrap(), new);
+        assert_eq!(keep(&old, &new, &["allow"]).unwrap().allow, new.allow);
+    }
+
+    #[test]
+    fn changed_names_the_keys_that_differ() {
+        let old = Config::default();
+        assert!(changed(&old, &old).is_empty());
+        let new = Config {
+            log_requests: true,
+            port: 1,
+            drain_file: Some("/d".into()),
+            ..Config::default()
+        };
+        assert_eq!(changed(&old, &new), ["drain_file", "log_requests", "port"]);
     }
 
     #[test]

@@ -10,10 +10,31 @@
 //!
 //! The descriptor type and what is made from it live in
 //! `hapgent_common::settings`, shared with hapgent-lb; this module owns
-//! only hapgent's table and the checks particular to hapgent's values.
+//! only hapgent's table, the checks particular to hapgent's values, and
+//! [`SPEC`]: the table with the program's name, environment prefix and
+//! default file, which is all `hapgent_common::config` needs to load it.
 
 use crate::cidr::Cidr;
+use hapgent_common::config::Spec;
 use hapgent_common::settings::{Builtin, Kind, Setting, any, optional_path, path};
+
+/// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
+pub const DEFAULT_CONFIG: &str = "/etc/hapgent/hapgent.toml";
+
+/// Where the control socket is, unless configured otherwise: the
+/// directory is the unit's `RuntimeDirectory=hapgent`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hapgent/control.sock";
+
+/// Environment variables that set keys start with this.
+pub const ENV_PREFIX: &str = "HAPGENT_";
+
+/// hapgent's configuration as `hapgent_common::config` loads it.
+pub static SPEC: Spec = Spec {
+    program: "hapgent",
+    env_prefix: ENV_PREFIX,
+    default_file: DEFAULT_CONFIG,
+    settings: SETTINGS,
+};
 
 /// hapgent's settings, in the order of the usage text and the README.
 pub static SETTINGS: &[Setting] = &[
@@ -200,7 +221,7 @@ pub static SETTINGS: &[Setting] = &[
         env: Some("HAPGENT_CONTROL_SOCKET"),
         flag: Some("--control-socket"),
         arg: "PATH",
-        default: Builtin::Value(crate::config::DEFAULT_CONTROL_SOCKET),
+        default: Builtin::Value(DEFAULT_CONTROL_SOCKET),
         kind: Kind::Text(any),
         help: "control socket for hapgent ctl, empty: none",
         doc: "the control socket of `hapgent ctl`; empty disables it",
@@ -415,7 +436,7 @@ mod tests {
     fn names_follow_the_key() {
         for s in SETTINGS {
             let table = matches!(s.kind, Kind::Table { .. });
-            let env = format!("HAPGENT_{}", s.key.to_ascii_uppercase());
+            let env = format!("{ENV_PREFIX}{}", s.key.to_ascii_uppercase());
             let flag = format!("--{}", s.key.replace('_', "-"));
             assert_eq!(s.env, (!table).then_some(env.as_str()), "{}", s.key);
             assert_eq!(s.flag, (!table).then_some(flag.as_str()), "{}", s.key);

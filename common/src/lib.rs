@@ -15,6 +15,9 @@
 //!   ([`files::read_regular`]).
 //! - [`process`]: running a command with a deadline, after which its
 //!   whole process group is killed and reaped ([`process::run`]).
+//! - [`config`]: the front door to a program's configuration: a spec
+//!   (name, environment prefix, default file, settings table) loaded
+//!   through the four layers, and the process environment as text.
 //! - [`layer`]: the figment building blocks of "defaults < file < env <
 //!   flags" configuration that can name the source of every value.
 //! - [`settings`]: the one description of each setting (key, variable,
@@ -31,6 +34,7 @@
 //! binary larger.
 
 pub mod atomic;
+pub mod config;
 pub mod creds;
 pub mod files;
 pub mod layer;
