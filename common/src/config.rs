@@ -38,6 +38,19 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The usage text's options for the configuration: where settings may
+    /// also be given, `--config` with the default file, then one line per
+    /// setting flag (see [`settings::usage`]).
+    pub fn usage(&self) -> String {
+        format!(
+            "Options (each also {}<KEY> in the environment and <key> in the file):\n  \
+             -c, --config PATH          configuration file [default: {}]\n{}",
+            self.env_prefix,
+            self.default_file,
+            settings::usage(self.settings)
+        )
+    }
+
     /// The inputs of this process: `--config` and the setting flags as the
     /// command line gave them, the environment, and the default file.
     pub fn inputs(
@@ -317,6 +330,17 @@ mod tests {
             flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         };
         load(&SPEC, &inputs, apart)
+    }
+
+    #[test]
+    fn usage_names_the_prefix_and_the_default_file() {
+        assert_eq!(
+            SPEC.usage(),
+            "Options (each also T_<KEY> in the environment and <key> in the file):\n\
+             \x20 -c, --config PATH          configuration file [default: /nonexistent/t.toml]\n\
+             \x20     --port PORT            port [default: 9]\n\
+             \x20     --name NAME            name [default: x]\n"
+        );
     }
 
     #[test]

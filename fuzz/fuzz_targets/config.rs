@@ -90,22 +90,21 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let inputs = hapgent_lb::config::Inputs {
-        config_flag: Some(&path),
-        default_file: &missing,
+        config_flag: Some(path),
+        default_file: missing.clone(),
         env,
-        flags: &[],
+        flags: Vec::new(),
     };
-    if let Ok(loaded) = hapgent_lb::config::load(inputs) {
+    if let Ok(loaded) = hapgent_lb::config::load(&inputs) {
         // Property "check-config round trip", for hapgent-lb.
         let described = loaded.describe();
-        let path = write("described.toml", &described);
         let again = hapgent_lb::config::Inputs {
-            config_flag: Some(&path),
-            default_file: &missing,
+            config_flag: Some(write("described.toml", &described)),
+            default_file: missing,
             env: Vec::new(),
-            flags: &[],
+            flags: Vec::new(),
         };
-        match hapgent_lb::config::load(again) {
+        match hapgent_lb::config::load(&again) {
             Ok(l) => assert_eq!(l.config, loaded.config, "{described}"),
             Err(e) => panic!("check-config output does not load: {e}\n{described}"),
         }

@@ -59,8 +59,6 @@ Commands:
   serve                           the HTTP API (see README)
   check-config                    print each setting with its source
 
-Options (each also HAPGENT_LB_<KEY> in the environment and <key> in the file):
-  -c, --config PATH          configuration file [default: /etc/hapgent-lb/hapgent-lb.toml]
 ";
 
 const TAIL: &str = "\
@@ -71,9 +69,10 @@ Exit codes: 0 ok, 1 failure, 64 usage error, 69 HAProxy unreachable,
 75 wait timed out, 78 configuration error.
 ";
 
-/// The usage text, its settings part made from `settings::SETTINGS`.
+/// The usage text, its options for the configuration made from
+/// `settings::SPEC`.
 pub fn usage() -> String {
-    format!("{HEAD}{}{TAIL}", settings::usage(SETTINGS))
+    format!("{HEAD}{}{TAIL}", crate::settings::SPEC.usage())
 }
 
 /// Parses a duration: `500ms`, `90s`, `5m`, `1h`, or plain seconds.

@@ -9,20 +9,12 @@
 //! no file but the configuration file.
 
 use crate::error::Error;
-use crate::settings::SETTINGS;
-use figment::Figment;
-use figment::value::Value;
-use hapgent_common::layer::{self, Layer};
-use hapgent_common::settings;
+use crate::settings::SPEC;
+use hapgent_common::config::Problem;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Read when no `--config` (or `HAPGENT_LB_CONFIG`) is given; may be absent.
-pub const DEFAULT_CONFIG: &str = "/etc/hapgent-lb/hapgent-lb.toml";
-
-/// Environment variables that set keys start with this.
-pub const ENV_PREFIX: &str = "HAPGENT_LB_";
+pub use crate::settings::tcp_address;
 
 /// How a new HAProxy configuration is put into effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,78 +86,21 @@ impl Default for Config {
     }
 }
 
-/// Where the configuration comes from.
-pub struct Inputs<'a> {
-    pub config_flag: Option<&'a Path>,
-    pub default_file: &'a Path,
-    pub env: Vec<(String, String)>,
-    pub flags: &'a [(&'static str, String)],
-}
+/// Where the configuration comes from (see `hapgent_common::config`).
+pub use hapgent_common::config::Inputs;
 
 /// The configuration with the source of each value.
-pub struct Loaded {
-    pub config: Config,
-    figment: Figment,
+pub type Loaded = hapgent_common::config::Loaded<Config>;
+
+/// Builds the configuration from defaults, file, environment and flags
+/// (see `hapgent_common::config::load`), checked by `SETTINGS` and `check`.
+pub fn load(inputs: &Inputs) -> Result<Loaded, Error> {
+    hapgent_common::config::load(&SPEC, inputs, check).map_err(Error::Config)
 }
 
-impl Loaded {
-    /// `key = value  # source` lines, one per setting, valid TOML.
-    pub fn describe(&self) -> String {
-        layer::describe(&self.figment, &layer::dict_of(&self.config), ENV_PREFIX)
-    }
-}
-
-/// Builds the configuration from defaults, file, environment and flags.
-pub fn load(inputs: Inputs) -> Result<Loaded, Error> {
-    let env_file = inputs
-        .env
-        .iter()
-        .find(|(k, _)| k == "HAPGENT_LB_CONFIG")
-        .map(|(_, v)| PathBuf::from(v));
-    let (file, must_exist) = match (inputs.config_flag, env_file) {
-        (Some(p), _) => (p.to_path_buf(), true),
-        (None, Some(p)) => (p, true),
-        (None, None) => (inputs.default_file.to_path_buf(), false),
-    };
-    if must_exist && !file.exists() {
-        return Err(Error::Config(format!(
-            "configuration file {} does not exist",
-            file.display()
-        )));
-    }
-    let parse = |key: &str, text: &str| settings::parse(SETTINGS, key, text);
-    let mut figment =
-        Figment::new().merge(Layer::new("default", layer::dict_of(&Config::default())));
-    if must_exist || file.exists() {
-        figment = figment.merge(Layer::file(&file).map_err(Error::Config)?);
-    }
-    let figment = figment
-        .merge(Layer::new(
-            "env",
-            layer::env_dict(&inputs.env, ENV_PREFIX, parse).map_err(Error::Config)?,
-        ))
-        .merge(Layer::new("flag", layer::flag_dict(inputs.flags, parse)));
-    let mut known = layer::dict_of(&Config::default());
-    known.insert("master_socket".into(), Value::from(String::new()));
-    known.insert("token_file".into(), Value::from(String::new()));
-    layer::check_known(&figment, &known, ENV_PREFIX).map_err(Error::Config)?;
-    let config: Config = figment
-        .extract()
-        .map_err(|e| Error::Config(layer::report(&figment, e, ENV_PREFIX)))?;
-    check(&config).map_err(|(key, problem)| {
-        Error::Config(format!(
-            "{}: {problem}",
-            layer::key_source(&figment, key, ENV_PREFIX)
-        ))
-    })?;
-    Ok(Loaded { config, figment })
-}
-
-/// Checks what types alone cannot express: (key, problem). Each value is
-/// checked as `SETTINGS` says; what involves several values is checked
-/// here.
-fn check(c: &Config) -> Result<(), (&'static str, String)> {
-    settings::check(SETTINGS, &layer::dict_of(c))?;
+/// Checks what involves several values: (key, problem). Each value alone
+/// has been checked as `SETTINGS` says.
+fn check(c: &Config) -> Result<(), Problem> {
     match c.reload {
         Strategy::MasterSocket if c.master_socket.is_none() => {
             return Err((
@@ -182,12 +117,6 @@ fn check(c: &Config) -> Result<(), (&'static str, String)> {
         return Err(("listen_tcp", "TCP needs token_file (bearer tokens)".into()));
     }
     Ok(())
-}
-
-/// Parses `listen_tcp` (`127.0.0.1:8080`, `[::1]:8080`).
-pub fn tcp_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9778)"))
 }
 
 /// Accepts `reload_command` and `start_command` as an array or as space-separated words.
@@ -207,18 +136,19 @@ fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::SETTINGS;
 
     fn load_with(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Result<Config, Error> {
         let flags: Vec<(&'static str, String)> =
             flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        load(Inputs {
+        load(&Inputs {
             config_flag: None,
-            default_file: Path::new("/nonexistent/hapgent-lb.toml"),
+            default_file: PathBuf::from("/nonexistent/hapgent-lb.toml"),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            flags: &flags,
+            flags,
         })
         .map(|l| l.config)
     }
@@ -289,12 +219,11 @@ mod tests {
 
     #[test]
     fn describe_is_valid_toml_with_sources() {
-        let flags = vec![("max_body", "5".to_string())];
-        let l = load(Inputs {
+        let l = load(&Inputs {
             config_flag: None,
-            default_file: Path::new("/nonexistent"),
+            default_file: PathBuf::from("/nonexistent"),
             env: vec![],
-            flags: &flags,
+            flags: vec![("max_body", "5".to_string())],
         })
         .unwrap_or_else(|e| panic!("{e}"));
         let text = l.describe();

@@ -29,7 +29,6 @@ mod wait;
 use cli::Command;
 use error::Error;
 use hapgent_common::{out, outln};
-use std::path::Path;
 use std::time::Duration;
 
 /// Runs the command line's command; `main` turns the outcome into an exit
@@ -47,12 +46,10 @@ pub fn run() -> Result<(), Error> {
         }
         Command::CheckConfig | Command::Status { .. } | Command::Wait(_) | Command::Serve => {}
     }
-    let loaded = config::load(config::Inputs {
-        config_flag: cli.config.as_deref(),
-        default_file: Path::new(config::DEFAULT_CONFIG),
-        env: environment()?,
-        flags: &cli.flags,
-    })?;
+    let inputs = settings::SPEC
+        .inputs(cli.config, cli.flags)
+        .map_err(Error::Config)?;
+    let loaded = config::load(&inputs)?;
     let config = &loaded.config;
     match cli.command {
         Command::CheckConfig => {
@@ -91,23 +88,4 @@ pub fn run() -> Result<(), Error> {
         Command::Serve => serve::run(loaded.config),
         Command::Help | Command::Version => Ok(()),
     }
-}
-
-/// The process environment as text; a non-UTF-8 `HAPGENT_LB_` variable is
-/// a configuration error rather than silently ignored.
-fn environment() -> Result<Vec<(String, String)>, Error> {
-    let mut env = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        match (key.to_str(), value.to_str()) {
-            (Some(k), Some(v)) => env.push((k.to_string(), v.to_string())),
-            _ if key.to_string_lossy().starts_with(config::ENV_PREFIX) => {
-                return Err(Error::Config(format!(
-                    "environment variable {} is not valid UTF-8",
-                    key.to_string_lossy()
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(env)
 }

@@ -6,10 +6,28 @@
 //! usage text's options from it, `config` its text keys and checks, and a
 //! test compares it with the README's hapgent-lb settings table and with
 //! `Config`'s fields and defaults. The descriptor type is
-//! `hapgent_common::settings`, shared with hapgent.
+//! `hapgent_common::settings`, shared with hapgent; [`SPEC`] adds the
+//! program's name, environment prefix and default file, which is all
+//! `hapgent_common::config` needs to load it.
 
+use hapgent_common::config::Spec;
 use hapgent_common::settings::{Builtin, Kind, Setting, any, path};
+use std::net::SocketAddr;
 use std::path::Path;
+
+/// Read when no `--config` (or `HAPGENT_LB_CONFIG`) is given; may be absent.
+pub const DEFAULT_CONFIG: &str = "/etc/hapgent-lb/hapgent-lb.toml";
+
+/// Environment variables that set keys start with this.
+pub const ENV_PREFIX: &str = "HAPGENT_LB_";
+
+/// hapgent-lb's configuration as `hapgent_common::config` loads it.
+pub static SPEC: Spec = Spec {
+    program: "hapgent-lb",
+    env_prefix: ENV_PREFIX,
+    default_file: DEFAULT_CONFIG,
+    settings: SETTINGS,
+};
 
 /// hapgent-lb's settings, in the order of the usage text and the README.
 pub static SETTINGS: &[Setting] = &[
@@ -291,13 +309,19 @@ fn loopback(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Ok(());
     }
-    let addr = crate::config::tcp_address(text)?;
+    let addr = tcp_address(text)?;
     if !addr.ip().is_loopback() {
         return Err(format!(
             "{addr} is not a loopback address; for remote access put an HAProxy frontend with TLS in front of 127.0.0.1"
         ));
     }
     Ok(())
+}
+
+/// Parses `listen_tcp` (`127.0.0.1:8080`, `[::1]:8080`).
+pub fn tcp_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9778)"))
 }
 
 #[cfg(test)]
@@ -318,11 +342,7 @@ mod tests {
     #[test]
     fn names_follow_the_key() {
         for s in SETTINGS {
-            let env = format!(
-                "{}{}",
-                crate::config::ENV_PREFIX,
-                s.key.to_ascii_uppercase()
-            );
+            let env = format!("{ENV_PREFIX}{}", s.key.to_ascii_uppercase());
             let flag = format!("--{}", s.key.replace('_', "-"));
             assert_eq!(s.env, Some(env.as_str()), "{}", s.key);
             assert_eq!(s.flag, Some(flag.as_str()), "{}", s.key);
