@@ -134,7 +134,11 @@ impl<C: Serialize> Loaded<C> {
     /// comment, tables as dotted keys), valid TOML: what `check-config`
     /// prints.
     pub fn describe(&self) -> String {
-        layer::describe(&self.figment, &layer::dict_of(&self.config), self.env_prefix)
+        layer::describe(
+            &self.figment,
+            &layer::dict_of(&self.config),
+            self.env_prefix,
+        )
     }
 
     /// Where `key`'s value came from, as `describe` says it (`file PATH`,
@@ -175,8 +179,7 @@ where
     let prefix = spec.env_prefix;
     let (file, must_exist) = which_file(spec, inputs)?;
     let parse = |key: &str, text: &str| settings::parse(spec.settings, key, text);
-    let mut figment =
-        Figment::new().merge(Layer::new("default", layer::dict_of(&C::default())));
+    let mut figment = Figment::new().merge(Layer::new("default", layer::dict_of(&C::default())));
     let mut empty_file = None;
     if must_exist || file.exists() {
         figment = figment.merge(Layer::file(&file)?);
@@ -303,8 +306,10 @@ mod tests {
     struct TempFile(PathBuf);
     impl TempFile {
         fn new(name: &str, text: &str) -> TempFile {
-            let path =
-                std::env::temp_dir().join(format!("hapgent-common-config-{}-{name}", std::process::id()));
+            let path = std::env::temp_dir().join(format!(
+                "hapgent-common-config-{}-{name}",
+                std::process::id()
+            ));
             std::fs::write(&path, text).unwrap();
             TempFile(path)
         }
@@ -367,10 +372,26 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_its_source() {
         for (env, flags, want) in [
-            (vec![], vec![("port", "100")], "port from flag --port: must be between 1 and 99"),
-            (vec![], vec![("name", "9")], "name from flag --name: is the port"),
-            (vec![("T_PORT", "4"), ("T_NAME", "4")], vec![], "name from env T_NAME: is the port"),
-            (vec![("T_PROT", "4")], vec![], "unknown key \"prot\" from env T_PROT (known keys: name, port)"),
+            (
+                vec![],
+                vec![("port", "100")],
+                "port from flag --port: must be between 1 and 99",
+            ),
+            (
+                vec![],
+                vec![("name", "9")],
+                "name from flag --name: is the port",
+            ),
+            (
+                vec![("T_PORT", "4"), ("T_NAME", "4")],
+                vec![],
+                "name from env T_NAME: is the port",
+            ),
+            (
+                vec![("T_PROT", "4")],
+                vec![],
+                "unknown key \"prot\" from env T_PROT (known keys: name, port)",
+            ),
             (
                 vec![("T_CONFIG", "/nonexistent/x.toml")],
                 vec![],

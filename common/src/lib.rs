@@ -18,6 +18,8 @@
 //! - [`config`]: the front door to a program's configuration: a spec
 //!   (name, environment prefix, default file, settings table) loaded
 //!   through the four layers, and the process environment as text.
+//! - [`duration`]: the one grammar of a duration typed on a command line
+//!   (`500ms`, `1.5s`, `2min`, `1h`), read exactly ([`duration::parse`]).
 //! - [`layer`]: the figment building blocks of "defaults < file < env <
 //!   flags" configuration that can name the source of every value.
 //! - [`settings`]: the one description of each setting (key, variable,
@@ -36,6 +38,7 @@
 pub mod atomic;
 pub mod config;
 pub mod creds;
+pub mod duration;
 pub mod files;
 pub mod layer;
 pub mod log;

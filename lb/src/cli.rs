@@ -75,22 +75,11 @@ pub fn usage() -> String {
     format!("{HEAD}{}{TAIL}", crate::settings::SPEC.usage())
 }
 
-/// Parses a duration: `500ms`, `90s`, `5m`, `1h`, or plain seconds.
+/// Parses `wait --timeout`: `500ms`, `90s`, `5m`, `1h`, plain seconds, or
+/// anything else `hapgent_common::duration` reads (`1.5s`, `2min`), up to
+/// the largest number of milliseconds.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 90s, 5m)"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    };
-    ms.map(Duration::from_millis)
+    hapgent_common::duration::parse(text, Duration::from_millis(u64::MAX))
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 90s, 5m)"))
 }
 
@@ -279,6 +268,9 @@ mod tests {
             ("2", Some(2000)),
             ("5m", Some(300_000)),
             ("1h", Some(3_600_000)),
+            ("100000h", Some(360_000_000_000)),
+            ("1.5s", Some(1500)),
+            ("2min", Some(120_000)),
             ("s", None),
             ("1d", None),
             ("", None),
