@@ -375,7 +375,7 @@ fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hapgent_common::layer;
+    use hapgent_common::{conffile, layer};
     use std::fs;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -780,5 +780,17 @@ mod tests {
             "{text}"
         );
         assert!(find("state_file").ends_with("# default"), "{text}");
+    }
+
+    /// The packaged configuration file shows every setting as the table
+    /// says (see `hapgent_common::conffile`), and loads as it is.
+    #[test]
+    fn the_packaged_file_shows_every_setting_and_loads() {
+        let text = include_str!("../debian/hapgent.toml");
+        if let Err(e) = conffile::check::<Config>(crate::settings::SETTINGS, text) {
+            panic!("debian/hapgent.toml:\n{e}");
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/hapgent.toml");
+        load_with(Some(&path), &[], &[]).unwrap_or_else(|e| panic!("{e}"));
     }
 }

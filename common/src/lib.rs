@@ -8,6 +8,8 @@
 //!   has gone (`| head -1`), with the `out!` and `outln!` macros.
 //! - [`atomic`]: replacing a file so that readers see the old or the new
 //!   content, never a mix ([`atomic::replace`]).
+//! - [`conffile`]: a packaged configuration file held to the settings
+//!   table: every setting shown, examples at their defaults and valid.
 //! - [`creds`]: a Unix-socket peer's credentials as the kernel recorded
 //!   them (SO_PEERCRED, SO_PEERGROUPS), and user and group names.
 //! - [`files`]: reading a small file someone else controls without
@@ -36,6 +38,7 @@
 //! binary larger.
 
 pub mod atomic;
+pub mod conffile;
 pub mod config;
 pub mod creds;
 pub mod duration;

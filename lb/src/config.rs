@@ -137,6 +137,8 @@ fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 mod tests {
     use super::*;
     use crate::settings::SETTINGS;
+    use hapgent_common::conffile;
+    use std::path::Path;
 
     fn load_with(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Result<Config, Error> {
         let flags: Vec<(&'static str, String)> =
@@ -242,5 +244,23 @@ mod tests {
             !parsed.contains_key("token_file"),
             "unset is a comment: {text}"
         );
+    }
+
+    /// The packaged configuration file shows every setting as the table
+    /// says (see `hapgent_common::conffile`), and loads as it is.
+    #[test]
+    fn the_packaged_file_shows_every_setting_and_loads() {
+        let text = include_str!("../debian/hapgent-lb.toml");
+        if let Err(e) = conffile::check::<Config>(SETTINGS, text) {
+            panic!("lb/debian/hapgent-lb.toml:\n{e}");
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/hapgent-lb.toml");
+        load(&Inputs {
+            config_flag: Some(path),
+            default_file: PathBuf::from("/nonexistent"),
+            env: vec![],
+            flags: vec![],
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }
