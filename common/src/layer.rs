@@ -288,17 +288,6 @@ fn toml_text<T: Serialize + ?Sized>(value: &T) -> String {
         .replace('\u{7f}', "\\u007f")
 }
 
-/// Which key a figment error or a check is about, with its source, as
-/// `key from SOURCE` (or just `key` when the default was used).
-pub fn key_source(figment: &Figment, key: &str, env_prefix: &str) -> String {
-    match figment.find_metadata(key) {
-        Some(md) if md.name != "default" => {
-            format!("{key} from {}", origin(md, key, env_prefix))
-        }
-        _ => key.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,15 +342,16 @@ mod tests {
                 extra: None
             }
         );
-        assert_eq!(key_source(&f, "port", "T_"), "port from env T_PORT");
-        assert_eq!(key_source(&f, "name", "T_"), "name from flag --name");
+        let source = |f: &Figment, key: &str| origin(f.find_metadata(key).unwrap(), key, "T_");
+        assert_eq!(source(&f, "port"), "env T_PORT");
+        assert_eq!(source(&f, "name"), "flag --name");
         let text = describe(&f, &dict_of(&s), "T_");
         assert!(text.contains("# extra is unset"), "{text}");
         assert!(text.contains("name = \"007\""), "{text}");
         let only_file = figment(Some(&path), &[], &[]);
         assert_eq!(
-            key_source(&only_file, "port", "T_"),
-            format!("port from file {}", path.display())
+            source(&only_file, "port"),
+            format!("file {}", path.display())
         );
         std::fs::remove_file(&path).unwrap();
     }
