@@ -83,6 +83,32 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 90s, 5m)"))
 }
 
+/// Sets one of `wait`'s own options (`--admin`, `--op`, `--sessions-max`,
+/// `--timeout`) from its value as typed.
+fn wait_option(flag: &str, v: &str, wait: &mut WaitFor) -> Result<(), Error> {
+    match flag {
+        "admin" => {
+            wait.admin = Some(Admin::parse(v).ok_or_else(|| {
+                Error::Usage(format!("--admin {v:?}: expected ready, drain or maint"))
+            })?)
+        }
+        "op" => {
+            wait.op = Some(Op::parse(v).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--op {v:?}: expected up, down, starting or stopping"
+                ))
+            })?)
+        }
+        "sessions-max" => {
+            wait.sessions_max = Some(v.parse().map_err(|_| {
+                Error::Usage(format!("--sessions-max {v:?}: expected a whole number"))
+            })?)
+        }
+        _ => wait.timeout = duration(v).map_err(|e| Error::Usage(format!("--timeout: {e}")))?,
+    }
+    Ok(())
+}
+
 /// Parses arguments (without the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
     use lexopt::prelude::*;
@@ -117,29 +143,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             Long("backend") if name.as_deref() == Some("status") => {
                 backend = Some(text(parser.value().map_err(usage)?)?)
             }
-            Long("admin") if name.as_deref() == Some("wait") => {
+            Long(flag @ ("admin" | "op" | "sessions-max" | "timeout"))
+                if name.as_deref() == Some("wait") =>
+            {
+                let flag = flag.to_string();
                 let v = text(parser.value().map_err(usage)?)?;
-                wait.admin = Some(Admin::parse(&v).ok_or_else(|| {
-                    Error::Usage(format!("--admin {v:?}: expected ready, drain or maint"))
-                })?);
-            }
-            Long("op") if name.as_deref() == Some("wait") => {
-                let v = text(parser.value().map_err(usage)?)?;
-                wait.op = Some(Op::parse(&v).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--op {v:?}: expected up, down, starting or stopping"
-                    ))
-                })?);
-            }
-            Long("sessions-max") if name.as_deref() == Some("wait") => {
-                let v = text(parser.value().map_err(usage)?)?;
-                wait.sessions_max = Some(v.parse().map_err(|_| {
-                    Error::Usage(format!("--sessions-max {v:?}: expected a whole number"))
-                })?);
-            }
-            Long("timeout") if name.as_deref() == Some("wait") => {
-                let v = text(parser.value().map_err(usage)?)?;
-                wait.timeout = duration(&v).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
+                wait_option(&flag, &v, &mut wait)?;
             }
             Long(flag) => {
                 let setting = settings::by_flag(SETTINGS, flag)
