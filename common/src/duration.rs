@@ -59,7 +59,7 @@ fn fraction_of(digits: &str, unit_ns: u128) -> (u128, bool) {
     let scale = 10u128.pow(kept.len() as u32);
     let value: u128 = kept.parse().unwrap_or(0);
     let scaled = value * unit_ns;
-    let exact = scaled % scale == 0 && rest.bytes().all(|b| b == b'0');
+    let exact = scaled.is_multiple_of(scale) && rest.bytes().all(|b| b == b'0');
     (scaled / scale, exact)
 }
 
