@@ -77,6 +77,15 @@ pub fn peer(socket: &impl AsRawFd) -> io::Result<Peer> {
     })
 }
 
+/// Whether `peer` may use a daemon's local socket (hapgent's control
+/// socket, hapgent-lb's API socket): root, the daemon's own user
+/// (`own_uid`), or a member of `group`, as its primary group or one of the
+/// supplementary groups the kernel recorded. The socket file's mode lets
+/// the group connect; this check holds even if the mode is loosened.
+pub fn allowed(peer: &Peer, own_uid: u32, group: u32) -> bool {
+    peer.uid == 0 || peer.uid == own_uid || peer.gid == group || peer.groups.contains(&group)
+}
+
 /// This process's effective user and group ids.
 pub fn own_ids() -> (u32, u32) {
     // SAFETY: geteuid and getegid cannot fail and touch no memory.
@@ -162,6 +171,27 @@ mod tests {
         let mut want = groups;
         want.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn who_may_connect() {
+        let p = |uid, gid, groups: &[u32]| Peer {
+            pid: 1,
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        // (peer, allowed) for a daemon running as uid 1000, group 50.
+        for (peer, want) in [
+            (p(0, 0, &[]), true),
+            (p(1000, 1000, &[]), true),
+            (p(2000, 50, &[]), true),
+            (p(2000, 2000, &[7, 50]), true),
+            (p(2000, 2000, &[7]), false),
+            (p(50, 2000, &[]), false),
+        ] {
+            assert_eq!(allowed(&peer, 1000, 50), want, "{peer:?}");
+        }
     }
 
     #[test]

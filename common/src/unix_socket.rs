@@ -207,10 +207,8 @@ pub fn bind_with_own(
         Plan::RefuseAnswering => return Err(BindError::Answering),
         Plan::RefuseNotASocket(kind) => return Err(BindError::NotASocket(kind)),
     }
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp =
+        dir.join(crate::atomic::temp_name(Path::new(name)).map_err(|_| BindError::NoFileName)?);
     let _ = fs::remove_file(&tmp);
     let setup = || -> Result<(UnixListener, SocketFile), BindError> {
         let listener = UnixListener::bind(&tmp).map_err(|e| BindError::Io("bind", e))?;
