@@ -23,6 +23,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+/// What people call the default service (whose own name is empty), so no
+/// configured service may be called this.
+pub const DEFAULT_SERVICE: &str = "default";
+
 /// Read when no `--config` (or `HAPGENT_CONFIG`) is given; may be absent.
 pub const DEFAULT_CONFIG: &str = "/etc/hapgent/hapgent.toml";
 
@@ -285,7 +289,7 @@ fn check(config: &Config) -> Result<(), (&'static str, String)> {
     let mut state_files = std::collections::HashSet::new();
     state_files.insert(at(&config.state_file));
     for (name, service) in &config.services {
-        if name == "default" {
+        if name == DEFAULT_SERVICE {
             return Err((
                 "services",
                 "\"default\" names the top-level settings; give this service another name".into(),

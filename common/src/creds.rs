@@ -1,11 +1,15 @@
 //! Who is at the other end of a Unix socket, and the names of users and
 //! groups: the few calls std lacks that both programs need to authorize a
-//! local client (hapgent's control socket, hapgent-lb's API socket). All
-//! of this crate's `unsafe` is here (and `unix_socket`'s bounded connect);
-//! each call is small and documented.
+//! local client (hapgent's control socket, hapgent-lb's API socket).
+//!
+//! The crate's only module allowed `unsafe`: SO_PEERGROUPS and the user
+//! and group databases (getpwuid_r, getgrnam_r) have no safe API in std or
+//! rustix. Each call is small and documented.
+
+#![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::ptr;
 
 /// Who is at the other end of a Unix socket, as the kernel saw it when the
@@ -20,27 +24,9 @@ pub struct Peer {
 }
 
 /// The credentials of a connected Unix stream socket's peer.
-pub fn peer(socket: &impl AsRawFd) -> io::Result<Peer> {
-    let fd = socket.as_raw_fd();
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+pub fn peer(socket: &impl AsFd) -> io::Result<Peer> {
+    let cred = rustix::net::sockopt::socket_peercred(socket)?;
+    let fd = socket.as_fd().as_raw_fd();
     let mut groups = vec![0 as libc::gid_t; 64];
     loop {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
@@ -70,9 +56,9 @@ pub fn peer(socket: &impl AsRawFd) -> io::Result<Peer> {
         break;
     }
     Ok(Peer {
-        pid: cred.pid,
-        uid: cred.uid,
-        gid: cred.gid,
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
         groups,
     })
 }
@@ -88,8 +74,8 @@ pub fn allowed(peer: &Peer, own_uid: u32, group: u32) -> bool {
 
 /// This process's effective user and group ids.
 pub fn own_ids() -> (u32, u32) {
-    // SAFETY: geteuid and getegid cannot fail and touch no memory.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    use rustix::process::{getegid, geteuid};
+    (geteuid().as_raw(), getegid().as_raw())
 }
 
 /// The id of the group called `name`, from the system's group database;

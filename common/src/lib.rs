@@ -33,6 +33,9 @@
 //! agent does not already carry: this crate must never make the agent
 //! binary larger.
 
+// `unsafe` only where no safe API exists, allowed by name in that module.
+#![deny(unsafe_code)]
+
 pub mod atomic;
 pub mod creds;
 pub mod files;

@@ -19,7 +19,7 @@ use hapgent_common::log::Limit;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,7 @@ impl Access {
     /// The Unix-socket peer of `stream` as a caller, if it may use the API;
     /// if not, the 403 to send (logged), or nothing when its credentials
     /// cannot be read.
-    pub fn peer(&self, stream: &impl AsRawFd) -> Result<Caller, Option<Response>> {
+    pub fn peer(&self, stream: &impl AsFd) -> Result<Caller, Option<Response>> {
         match creds::peer(stream) {
             Ok(p) if creds::allowed(&p, self.own_uid, self.group) => {
                 Ok(Caller::Peer(format!("uid {}", p.uid)))

@@ -6,6 +6,9 @@
 //! the fuzz targets (`fuzz/`) reach its parsers; `main.rs` only calls
 //! [`run`] and turns its outcome into an exit code.
 
+// `unsafe` only where no safe API exists, allowed by name in that module.
+#![deny(unsafe_code)]
+
 pub mod access;
 pub mod change;
 mod cli;
