@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 
 pub use crate::settings::{DEFAULT_CONFIG, DEFAULT_CONTROL_SOCKET, ENV_PREFIX};
 
+/// What people call the default service (whose own name is empty), so no
+/// configured service may be called this.
+pub const DEFAULT_SERVICE: &str = "default";
+
 /// Every setting, typed. Names, defaults, help and checks are in
 /// `settings::SETTINGS` (a test keeps the two in step).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +175,7 @@ fn check(config: &Config) -> Result<(), Problem> {
     let mut state_files = std::collections::HashSet::new();
     state_files.insert(at(&config.state_file));
     for (name, service) in &config.services {
-        if name == "default" {
+        if name == DEFAULT_SERVICE {
             return Err((
                 "services",
                 "\"default\" names the top-level settings; give this service another name".into(),

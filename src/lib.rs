@@ -4,6 +4,9 @@
 //! the fuzz targets (`fuzz/`) reach its parsers; `main.rs` only calls
 //! [`run`] and turns its outcome into an exit code.
 
+// `unsafe` only where no safe API exists, allowed by name in that module.
+#![deny(unsafe_code)]
+
 mod agent;
 pub mod cidr;
 mod cli;

@@ -32,7 +32,9 @@ use crate::cidr::{self, Cidr};
 use crate::line::Line;
 use crate::protocol::{MAX_PAYLOAD, Payload, parse_payload};
 use crate::sys;
-use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
+use hapgent_common::serving::{self, Accept};
+use hapgent_common::slots::{Budget, Slot};
+use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -90,8 +92,8 @@ pub struct Server<R> {
     payload: Cell<Option<Duration>>,
     /// Connections waiting for their payload.
     waiting: Rc<Line>,
-    /// Connections finishing a slow write in a task.
-    active: Cell<u32>,
+    /// Connections finishing a slow write in a task (`max_connections`).
+    slow: Budget,
     counters: Cell<Counters>,
 }
 
@@ -151,7 +153,7 @@ impl<R: Replies + 'static> Server<R> {
             allow: RefCell::new(Rc::from(Vec::new())),
             payload: Cell::new(None),
             waiting: Line::new(options.max_connections as usize),
-            active: Cell::new(0),
+            slow: Budget::new(options.max_connections),
             counters: Cell::new(Counters::default()),
         })
     }
@@ -159,6 +161,7 @@ impl<R: Replies + 'static> Server<R> {
     /// Serves later connections with `options`.
     pub fn set_options(&self, options: Options) {
         self.options.set(options);
+        self.slow.set_max(options.max_connections);
         self.waiting.set_cap(options.max_connections as usize);
     }
 
@@ -191,14 +194,23 @@ impl<R: Replies + 'static> Server<R> {
         ex: &Rc<LocalExecutor<'static>>,
         listener: Async<TcpListener>,
     ) -> Task<()> {
-        ex.spawn(accept_loop(listener, Rc::clone(self), Rc::clone(ex)))
+        let (server, ex2) = (Rc::clone(self), Rc::clone(ex));
+        ex.spawn(async move {
+            let listener = ProbeListener(listener);
+            // Let other listeners, signals and slow writers run during a
+            // flood of connections.
+            serving::accept_loop(&listener, 64, |(stream, peer)| {
+                server.answer(stream, peer, &ex2)
+            })
+            .await;
+        })
     }
 
     /// Waits, at most the write timeout, for payload waits and slow
     /// replies still in flight.
     pub async fn finish(&self) {
         let give_up = Instant::now() + self.options.get().write_timeout;
-        while (self.active.get() > 0 || self.waiting.held() > 0) && Instant::now() < give_up {
+        while (self.slow.open() > 0 || self.waiting.held() > 0) && Instant::now() < give_up {
             Timer::after(Duration::from_millis(5)).await;
         }
     }
@@ -299,9 +311,9 @@ impl<R: Replies + 'static> Server<R> {
     }
 
     /// Takes a slot for a slow write, or counts and logs a refusal.
-    fn take_slot(&self, peer: SocketAddr) -> bool {
-        let options = self.options.get();
-        if self.active.get() >= options.max_connections {
+    fn take_slot(&self, peer: SocketAddr) -> Option<Slot> {
+        let slot = self.slow.take();
+        if slot.is_none() {
             let refused = self.count(|c| {
                 c.refused_cap += 1;
                 c.refused_cap
@@ -309,13 +321,11 @@ impl<R: Replies + 'static> Server<R> {
             if refused.is_power_of_two() {
                 crate::warn!(
                     "connection limit ({}) reached: closed the connection from {peer} unanswered ({refused} so far)",
-                    options.max_connections
+                    self.slow.max()
                 );
             }
-            return false;
         }
-        self.active.set(self.active.get() + 1);
-        true
+        slot
     }
 
     /// Waits for the rest of a payload, in a task, at most `deadline`, in
@@ -422,12 +432,14 @@ impl<R: Replies + 'static> Server<R> {
         receipt: R::Receipt,
         ex: &Rc<LocalExecutor<'static>>,
     ) {
-        if !self.take_slot(peer) {
+        let Some(slot) = self.take_slot(peer) else {
             return;
-        }
+        };
         let options = self.options.get();
         let server = Rc::clone(self);
         ex.spawn(async move {
+            // Given back however the task ends.
+            let _slot = slot;
             if let Ok(mut stream) = Async::new_nonblocking(stream) {
                 let write = async {
                     stream.write_all(&reply[sent..]).await?;
@@ -441,7 +453,6 @@ impl<R: Replies + 'static> Server<R> {
                 };
                 let _: io::Result<()> = write.or(deadline).await;
             }
-            server.active.set(server.active.get() - 1);
         })
         .detach();
     }
@@ -485,87 +496,28 @@ pub async fn serve<R: Replies + 'static>(
     server.finish().await;
 }
 
-/// Accepts connections on one listener forever. Errors never end it: the
-/// agent must outlive a file-descriptor shortage.
-async fn accept_loop<R: Replies + 'static>(
-    listener: Async<TcpListener>,
-    server: Rc<Server<R>>,
-    ex: Rc<LocalExecutor<'static>>,
-) {
-    let local = listener
-        .get_ref()
-        .local_addr()
-        .map_or_else(|_| "a listener".to_string(), |a| a.to_string());
-    let mut failures: u32 = 0;
-    let mut burst: u32 = 0;
-    loop {
-        // Non-blocking already (one system call, not two): `answer` writes
-        // without waiting and tasks watch the stream as it is.
-        match sys::accept(listener.get_ref()) {
-            Ok((stream, peer)) => {
-                if failures > 0 {
-                    crate::info!("accepting on {local} again after {failures} failed attempts");
-                    failures = 0;
-                }
-                server.answer(stream, peer, &ex);
-                // Let other listeners, signals and slow writers run during
-                // a flood of connections.
-                burst += 1;
-                if burst == 64 {
-                    burst = 0;
-                    future::yield_now().await;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                burst = 0;
-                if let Err(e) = listener.readable().await {
-                    failures += 1;
-                    pause(&local, failures, &e).await;
-                }
-            }
-            // The client left before we accepted it, or a signal landed.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                failures += 1;
-                pause(&local, failures, &e).await;
-            }
-        }
-    }
-}
+/// A probe listener: accepts with `sys::accept`, one system call that
+/// returns the stream non-blocking already (`answer` writes without
+/// waiting, and tasks watch the stream as it is), and waits for readiness
+/// only when no connection is queued.
+struct ProbeListener(Async<TcpListener>);
 
-/// Logs an accept failure (the first and then at powers of two, so a long
-/// outage does not flood the journal) and waits before the next attempt.
-async fn pause(local: &str, failures: u32, e: &io::Error) {
-    let delay = backoff(failures);
-    if failures.is_power_of_two() {
-        crate::error!("accept on {local} failed ({failures} in a row): {e}; retrying in {delay:?}");
-    }
-    Timer::after(delay).await;
-}
+impl Accept for ProbeListener {
+    type Connection = (TcpStream, SocketAddr);
 
-/// Delay after `failures` consecutive accept errors: 10 ms, doubling, at most 1 s.
-pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(7);
-    Duration::from_millis((10u64 << exp).min(1000))
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> {
+        self.0.read_with(sys::accept)
+    }
+
+    fn name(&self) -> String {
+        self.0.name()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
-
-    #[test]
-    fn backoff_doubles_to_a_ceiling() {
-        let ms: Vec<u128> = [1, 2, 3, 4, 7, 8, 9, 100, u32::MAX]
-            .into_iter()
-            .map(|f| backoff(f).as_millis())
-            .collect();
-        assert_eq!(ms, [10, 20, 40, 80, 640, 1000, 1000, 1000, 1000]);
-    }
 
     fn options(max: u32, timeout_ms: u64) -> Options {
         Options {
@@ -667,7 +619,7 @@ mod tests {
                 while let Ok(tx) = asked.recv().await {
                     let _ = tx.send(Seen {
                         replies: replies.get(),
-                        active: observed.active.get(),
+                        active: observed.slow.open(),
                         refused_cap: observed.counters().refused_cap,
                         delivered: delivered.get(),
                     });
@@ -675,7 +627,7 @@ mod tests {
             })
             .detach();
             let listeners = vec![Async::new(listener).unwrap()];
-            future::block_on(ex.run(serve(&ex, listeners, server, async {
+            smol::future::block_on(ex.run(serve(&ex, listeners, server, async {
                 let _ = stopped.recv().await;
             })));
         });

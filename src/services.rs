@@ -37,7 +37,7 @@ pub fn wanted(config: &Config) -> Vec<Files> {
 
 /// What people call the default service, whose own name is empty (so no
 /// configured service may be called this).
-const DEFAULT: &str = "default";
+const DEFAULT: &str = crate::config::DEFAULT_SERVICE;
 
 /// The name a service is looked up by: `default` is the default service's.
 pub fn lookup_name(name: &str) -> &str {

@@ -1,9 +1,15 @@
-//! The only module with `unsafe`: the few operating-system calls that std
-//! does not offer. Each function is small, documented, and safe to call.
+//! The few operating-system calls that std does not offer. Each function is
+//! small, documented, and safe to call. Most are `rustix`'s (already in the
+//! binary through async-io, with the same features); what it cannot do
+//! safely stays here, the agent's only module allowed `unsafe`: the thread
+//! signal mask and a signal handler's mask (rustix has no safe API for
+//! them), and taking ownership of a descriptor systemd passed.
+
+#![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::ptr;
 
 /// Runs `f` with every signal blocked in the calling thread, then restores
@@ -42,35 +48,23 @@ pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> io::Result<T> {
 /// this process was given and has not otherwise used: `fd` is closed when
 /// the listener is dropped.
 pub fn adopt_listener(fd: i32) -> io::Result<std::net::TcpListener> {
-    use std::os::fd::FromRawFd;
-    let int_opt = |level: i32, name: i32| -> io::Result<i32> {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `value`, which
-        // is a c_int that we own; an invalid fd only makes it fail.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            Ok(value)
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    // SAFETY: `fd` was handed to this process and, per this function's
+    // contract, is owned by no one else in it; an invalid or closed
+    // descriptor only makes the calls below fail.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let kind = match (
-        int_opt(libc::SOL_SOCKET, libc::SO_TYPE),
-        int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN),
+        sockopt::socket_type(borrowed),
+        sockopt::socket_domain(borrowed),
     ) {
-        (Err(_), _) | (_, Err(_)) => None,
         (Ok(ty), Ok(domain)) => Some((ty, domain)),
+        _ => None,
     };
-    let listening = int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1;
+    let listening = sockopt::socket_acceptconn(borrowed).unwrap_or(false);
+    let kind = kind.map(|(ty, domain): (SocketType, AddressFamily)| {
+        (ty.as_raw() as i32, i32::from(domain.as_raw()))
+    });
     if let Err(what) = listener_kind(kind, listening) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -80,10 +74,7 @@ pub fn adopt_listener(fd: i32) -> io::Result<std::net::TcpListener> {
             ),
         ));
     }
-    // SAFETY: fcntl on a descriptor we just checked is an open socket.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
     // SAFETY: `fd` is an open listening TCP socket handed to this process
     // (checked above) and, per this function's contract, owned by no one
     // else in it.
@@ -99,76 +90,25 @@ pub fn adopt_listener(fd: i32) -> io::Result<std::net::TcpListener> {
 /// The peer's address is the one std's `accept` would return (an IPv4
 /// client of a dual-stack IPv6 listener is an IPv4-mapped IPv6 address).
 pub fn accept(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: accept4 writes at most `len` bytes of the peer's address into
-    // `storage`, which we own and which is large enough for any address.
-    let fd = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            storage.as_mut_ptr().cast(),
-            &mut len,
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: accept4 returned a new descriptor that nothing else owns; the
-    // stream closes it when dropped (also on the error return below).
-    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    // SAFETY: zeroed, then filled in by accept4: every field is initialized.
-    let storage = unsafe { storage.assume_init() };
-    let peer = socket_addr(&storage, len as usize).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "accept returned an address that is neither IPv4 nor IPv6",
-        )
-    })?;
+    use rustix::net::{SocketFlags, acceptfrom_with};
+    let (fd, addr) = acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    // Owned by the stream at once: closed when dropped, also on the error
+    // return below.
+    let stream = std::net::TcpStream::from(fd);
+    let peer = addr
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "accept returned an address that is neither IPv4 nor IPv6",
+            )
+        })?;
     Ok((stream, peer))
-}
-
-/// The IPv4 or IPv6 address in `storage`, of which the kernel filled `len`
-/// bytes; `None` for any other family.
-fn socket_addr(storage: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, which
-            // is smaller than sockaddr_storage and needs no more alignment.
-            let a =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
 }
 
 /// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` wants.
 pub fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec that we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
 
@@ -216,14 +156,8 @@ pub fn on_signal(signal: i32, action: fn(), also_block: &[i32]) -> io::Result<()
 /// big fleet of load balancers overflows, each overflow costing the client
 /// a SYN retry of a second or more.
 pub fn raise_backlog(listener: &std::net::TcpListener) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen on a descriptor owned by `listener`; a listening
-    // socket may call listen again to change its backlog.
-    if unsafe { libc::listen(listener.as_raw_fd(), libc::c_int::MAX) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // A listening socket may call listen again to change its backlog.
+    Ok(rustix::net::listen(listener, i32::MAX)?)
 }
 
 /// Whether a passed descriptor, by its socket type and domain (`None`: not
@@ -271,7 +205,6 @@ mod tests {
     fn accept_is_nonblocking_and_names_the_peer() {
         use std::io::Read;
         use std::net::{TcpListener, TcpStream};
-        use std::os::fd::AsRawFd;
         for local in ["127.0.0.1:0", "[::1]:0"] {
             let Ok(listener) = TcpListener::bind(local) else {
                 continue; // no IPv6 on this host
@@ -281,9 +214,8 @@ mod tests {
             assert_eq!(peer, client.local_addr().unwrap());
             let err = (&stream).read(&mut [0u8; 8]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
-            // SAFETY: F_GETFD on a descriptor `stream` owns.
-            let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFD) };
-            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+            let flags = rustix::io::fcntl_getfd(&stream).unwrap();
+            assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
         }
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

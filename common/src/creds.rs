@@ -1,11 +1,15 @@
 //! Who is at the other end of a Unix socket, and the names of users and
 //! groups: the few calls std lacks that both programs need to authorize a
-//! local client (hapgent's control socket, hapgent-lb's API socket). All
-//! of this crate's `unsafe` is here (and `unix_socket`'s bounded connect);
-//! each call is small and documented.
+//! local client (hapgent's control socket, hapgent-lb's API socket).
+//!
+//! The crate's only module allowed `unsafe`: SO_PEERGROUPS and the user
+//! and group databases (getpwuid_r, getgrnam_r) have no safe API in std or
+//! rustix. Each call is small and documented.
+
+#![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::ptr;
 
 /// Who is at the other end of a Unix socket, as the kernel saw it when the
@@ -20,27 +24,9 @@ pub struct Peer {
 }
 
 /// The credentials of a connected Unix stream socket's peer.
-pub fn peer(socket: &impl AsRawFd) -> io::Result<Peer> {
-    let fd = socket.as_raw_fd();
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+pub fn peer(socket: &impl AsFd) -> io::Result<Peer> {
+    let cred = rustix::net::sockopt::socket_peercred(socket)?;
+    let fd = socket.as_fd().as_raw_fd();
     let mut groups = vec![0 as libc::gid_t; 64];
     loop {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
@@ -70,17 +56,26 @@ pub fn peer(socket: &impl AsRawFd) -> io::Result<Peer> {
         break;
     }
     Ok(Peer {
-        pid: cred.pid,
-        uid: cred.uid,
-        gid: cred.gid,
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
         groups,
     })
 }
 
+/// Whether `peer` may use a daemon's local socket (hapgent's control
+/// socket, hapgent-lb's API socket): root, the daemon's own user
+/// (`own_uid`), or a member of `group`, as its primary group or one of the
+/// supplementary groups the kernel recorded. The socket file's mode lets
+/// the group connect; this check holds even if the mode is loosened.
+pub fn allowed(peer: &Peer, own_uid: u32, group: u32) -> bool {
+    peer.uid == 0 || peer.uid == own_uid || peer.gid == group || peer.groups.contains(&group)
+}
+
 /// This process's effective user and group ids.
 pub fn own_ids() -> (u32, u32) {
-    // SAFETY: geteuid and getegid cannot fail and touch no memory.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    use rustix::process::{getegid, geteuid};
+    (geteuid().as_raw(), getegid().as_raw())
 }
 
 /// The id of the group called `name`, from the system's group database;
@@ -162,6 +157,27 @@ mod tests {
         let mut want = groups;
         want.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn who_may_connect() {
+        let p = |uid, gid, groups: &[u32]| Peer {
+            pid: 1,
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        // (peer, allowed) for a daemon running as uid 1000, group 50.
+        for (peer, want) in [
+            (p(0, 0, &[]), true),
+            (p(1000, 1000, &[]), true),
+            (p(2000, 50, &[]), true),
+            (p(2000, 2000, &[7, 50]), true),
+            (p(2000, 2000, &[7]), false),
+            (p(50, 2000, &[]), false),
+        ] {
+            assert_eq!(allowed(&peer, 1000, 50), want, "{peer:?}");
+        }
     }
 
     #[test]

@@ -32,10 +32,16 @@
 //! - [`unix_socket`]: a daemon's listening socket file: created atomically
 //!   with its mode and group, refused while another instance answers,
 //!   removed at stop only if it is still ours.
+//! - [`serving`]: accepting on a daemon's listeners with backoff
+//!   ([`serving::accept_loop`]), and closing a connection without
+//!   destroying its answer ([`serving::linger`]).
 //!
-//! No networking beyond a daemon's own socket file, and no dependency the
+//! No networking beyond a daemon's own listeners, and no dependency the
 //! agent does not already carry: this crate must never make the agent
 //! binary larger.
+
+// `unsafe` only where no safe API exists, allowed by name in that module.
+#![deny(unsafe_code)]
 
 pub mod atomic;
 pub mod conffile;
@@ -47,6 +53,7 @@ pub mod layer;
 pub mod log;
 pub mod out;
 pub mod process;
+pub mod serving;
 pub mod settings;
 pub mod slots;
 pub mod unix_socket;

@@ -10,7 +10,7 @@
 //! is killed as well.
 //!
 //! This module decides nothing about what the command's status or output
-//! mean. It holds the crate's only `unsafe` outside `creds` (kill(2)).
+//! mean.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek};
@@ -55,13 +55,10 @@ fn kill_group(pgid: u32) {
     let Ok(pgid) = i32::try_from(pgid) else {
         return;
     };
-    if pgid > 1 {
-        // SAFETY: kill(2) has no memory effects; a negative PID names the
-        // process group this module created for its own child (pgid > 1,
-        // so never "every process" or our own group).
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+    // A negative PID names the process group this module created for its
+    // own child (pgid > 1, so never "every process" or our own group).
+    if let Some(pgid) = rustix::process::Pid::from_raw(pgid).filter(|_| pgid > 1) {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
     }
 }
 

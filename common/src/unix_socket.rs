@@ -29,7 +29,7 @@
 //! setting names (hapgent's `control_socket`, hapgent-lb's `listen_unix`).
 //!
 //! This module owns the socket file; accepting, authorizing and serving are
-//! the callers' business. std and libc only: no dependency the agent lacks.
+//! the callers' business. std and rustix only: no dependency the agent lacks.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -207,10 +207,8 @@ pub fn bind_with_own(
         Plan::RefuseAnswering => return Err(BindError::Answering),
         Plan::RefuseNotASocket(kind) => return Err(BindError::NotASocket(kind)),
     }
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp =
+        dir.join(crate::atomic::temp_name(Path::new(name)).map_err(|_| BindError::NoFileName)?);
     let _ = fs::remove_file(&tmp);
     let setup = || -> Result<(UnixListener, SocketFile), BindError> {
         let listener = UnixListener::bind(&tmp).map_err(|e| BindError::Io("bind", e))?;
@@ -318,67 +316,30 @@ fn answered(connect: io::Result<()>) -> io::Result<bool> {
 /// backlog is full (SO_SNDTIMEO bounds a Unix stream connect; the error is
 /// then `WouldBlock`). std's `UnixStream::connect` would wait for ever.
 fn connect_within(path: &Path, deadline: Duration) -> io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+    let addr = SocketAddrUnix::new(path).map_err(|_| {
+        io::Error::new(
             ErrorKind::InvalidInput,
             "the path is too long for a Unix socket",
-        ));
-    }
-    for (to, from) in addr.sun_path.iter_mut().zip(bytes) {
-        *to = *from as libc::c_char;
-    }
-    let len =
-        (std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1) as libc::socklen_t;
+        )
+    })?;
     let end = std::time::Instant::now() + deadline;
     loop {
-        // SAFETY: plain system call; the descriptor is owned at once.
-        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor nothing else owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let socket = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
         // At least a microsecond: zero would mean no deadline.
         let left = end
             .saturating_duration_since(std::time::Instant::now())
             .max(Duration::from_micros(1));
-        let timeout = libc::timeval {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_usec: left.subsec_micros() as libc::suseconds_t,
+        sockopt::set_socket_timeout(&socket, sockopt::Timeout::Send, Some(left))?;
+        let e = match rustix::net::connect(&socket, &addr) {
+            Ok(()) => return Ok(()),
+            Err(e) => io::Error::from(e),
         };
-        // SAFETY: `timeout` outlives the call, which copies it; the length
-        // is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `addr` is a valid sockaddr_un of which `len` bytes are
-        // used (the path and its terminating zero).
-        let rc = unsafe {
-            libc::connect(
-                socket.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
         if e.kind() != ErrorKind::Interrupted {
             return Err(e);
         }
@@ -393,7 +354,6 @@ fn connect_within(path: &Path, deadline: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
     #[test]
@@ -418,7 +378,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         // Listening again sets the backlog: with 0, one queued connection
         // fills the queue.
-        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        rustix::net::listen(&listener, 0).unwrap();
         let _queued = UnixStream::connect(&path).unwrap();
         let e = connect_within(&path, Duration::from_millis(50)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");

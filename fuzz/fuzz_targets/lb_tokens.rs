@@ -6,7 +6,7 @@
 #![no_main]
 
 use hapgent_fuzz::split2;
-use hapgent_lb::serve::{check_token, parse_tokens};
+use hapgent_lb::access::{check_token, parse_tokens};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
