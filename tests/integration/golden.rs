@@ -226,7 +226,11 @@ fn ctl_answers_are_byte_for_byte_the_golden_ones() {
     let status = ctl(&agent, &["status", "--json"]);
     assert_golden("ctl status --json", &normalise_json(&status), STATUS_JSON);
     let probers = ctl(&agent, &["probers", "--json"]);
-    assert_golden("ctl probers --json", &normalise_json(&probers), PROBERS_JSON);
+    assert_golden(
+        "ctl probers --json",
+        &normalise_json(&probers),
+        PROBERS_JSON,
+    );
     let text = ctl(&agent, &["status"]);
     assert_golden("ctl status", &normalise_ago(&text), STATUS_TEXT);
     let metrics = ctl(&agent, &["metrics"]);
