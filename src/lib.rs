@@ -11,6 +11,7 @@ pub mod config;
 mod control;
 mod cpu;
 mod ctl;
+mod daemon;
 mod disk;
 pub mod error;
 mod flags;
@@ -80,7 +81,7 @@ pub fn run() -> Result<(), Error> {
         Command::Reply { json } => oneshot::run(loaded.config, json),
         // The sources of every value are only for check-config: free them
         // before serving (with many services they are most of the memory).
-        Command::Run => agent::run(loaded.into_config(), inputs),
+        Command::Run => daemon::run(loaded.into_config(), inputs),
         Command::Ctl(ctl) => ctl::run(&loaded.config, ctl),
         Command::Help | Command::Version => Ok(()),
     }

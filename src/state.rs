@@ -23,6 +23,11 @@ use std::path::{Path, PathBuf};
 /// this is not a state file, and refusing it bounds what a read can cost.
 pub const MAX_FILE_BYTES: u64 = 4096;
 
+/// Longest description sent, in bytes. HAProxy accepts far more, but a
+/// reply should stay well under 128 bytes, and the description is a label
+/// for a human, not a log.
+pub const MAX_DESCRIPTION: usize = 64;
+
 /// The statuses of the Zig hapgent, spelled as in its state file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -170,7 +175,7 @@ impl fmt::Display for Problem {
                 "would take {bytes} bytes in the state file, over its limit of {MAX_FILE_BYTES}; \
                  its description is {description} bytes: shorten it (HAProxy is sent at most \
                  the first {} anyway)",
-                crate::protocol::MAX_DESCRIPTION
+                MAX_DESCRIPTION
             ),
             Problem::NotUtf8(at) => write!(f, "is not valid UTF-8 (byte {at})"),
             Problem::NotJson(e) => write!(f, "is not valid JSON: {e}"),
