@@ -13,7 +13,7 @@
 
 use crate::files::{self, ReadError};
 use hapgent_common::atomic;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::io;
@@ -29,7 +29,7 @@ pub const MAX_FILE_BYTES: u64 = 4096;
 pub const MAX_DESCRIPTION: usize = 64;
 
 /// The statuses of the Zig hapgent, spelled as in its state file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Up,
@@ -75,8 +75,10 @@ impl Status {
     }
 }
 
-/// One complete state, as stored in the file and held in memory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One complete state, as stored in the file and held in memory. (It is
+/// `Deserialize` for clients reading the agent's answers; a state file is
+/// read by `parse`, which is strict.)
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct State {
     pub status: Status,
     /// Percentage of the weight configured in HAProxy, 0–255.
