@@ -38,7 +38,7 @@ pub async fn handle(agent: &Agent, request: Request, peer: &Peer) -> String {
         }
         Request::Probers => with_probers(agent, |probers| probers).await,
         Request::Metrics => wire::ok(MetricsAnswer {
-            metrics: metrics::render(agent).await,
+            metrics: metrics::text(agent).await,
         }),
         Request::Set { service, state } => set(agent, service.as_deref(), &state, peer)
             .await
