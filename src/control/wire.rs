@@ -647,4 +647,203 @@ mod tests {
             assert!(e.contains(want), "{line}: {e}");
         }
     }
+
+    /// Example lines of every request and answer, made from the types:
+    /// docs/control.md shows each.
+    fn examples() -> Vec<String> {
+        let state = State {
+            status: crate::state::Status::Drain,
+            weight: Some(40),
+            maxconn: Some(300),
+            description: Some("deploying v2".into()),
+        };
+        let service = ServiceAnswer {
+            service: String::new(),
+            version: 7,
+            saved: true,
+            state,
+            reply: "up drain 40% maxconn:300 # deploying v2".into(),
+        };
+        let api = ServiceAnswer {
+            service: "api".into(),
+            version: 2,
+            saved: false,
+            state: State::with_status(crate::state::Status::Up),
+            reply: "up ready 100%".into(),
+        };
+        let prober = |address: &str, service: &str, unknown_service: bool| Prober {
+            address: address.into(),
+            service: service.into(),
+            first_probe_ms_ago: 61_000,
+            last_probe_ms_ago: 1_200,
+            probes: 31,
+            probing: !unknown_service,
+            version: if unknown_service { 0 } else { 7 },
+            reply: if unknown_service {
+                String::new()
+            } else {
+                service_reply()
+            },
+            unknown_service,
+        };
+        fn service_reply() -> String {
+            "up drain 40% maxconn:300 # deploying v2".into()
+        }
+        let probers = ProbersAnswer {
+            probers: vec![
+                prober("10.0.0.2", "", false),
+                prober("10.0.0.3", "nosuch", true),
+            ],
+            seen_window_ms: 30_000,
+        };
+        let progress = |address: &str| Progress {
+            address: address.into(),
+            seen: false,
+            after_ms: None,
+            probing: None,
+            last_probe_ms_ago: None,
+            evicted: None,
+        };
+        let waited = WaitSeenAnswer {
+            service: String::new(),
+            version: 7,
+            probers: Some(vec![
+                Progress {
+                    seen: true,
+                    after_ms: Some(180),
+                    ..progress("10.0.0.2")
+                },
+                Progress {
+                    probing: Some(true),
+                    ..progress("10.0.0.3")
+                },
+                Progress {
+                    probing: Some(false),
+                    last_probe_ms_ago: Some(31_240),
+                    ..progress("10.0.0.4")
+                },
+                Progress {
+                    evicted: Some(true),
+                    ..progress("10.0.0.5")
+                },
+            ]),
+        };
+        let mut lines: Vec<String> = [
+            Request::Status,
+            Request::Probers,
+            Request::Metrics,
+            Request::Set {
+                service: Some("api".into()),
+                state: state_fields(&[("status", "DRAIN".into()), ("weight", Value::Null)]),
+            },
+            Request::WaitSeen {
+                service: None,
+                version: 7,
+                timeout_ms: 30_000,
+            },
+        ]
+        .iter()
+        .map(render_request)
+        .collect();
+        lines.extend([
+            ok(StatusAnswer {
+                default: Some(service.clone()),
+                services: vec![service.clone(), api.clone()],
+                probers: probers.clone(),
+            }),
+            ok(probers),
+            ok(SetAnswer {
+                first: api.clone(),
+                services: vec![api],
+            }),
+            ok(MetricsAnswer {
+                metrics: "# HELP hapgent_build_info hapgent's version; always 1.\n...".into(),
+            }),
+            ok(WaitSeenAnswer {
+                probers: waited.probers.as_ref().map(|p| p[..1].to_vec()),
+                ..waited.clone()
+            }),
+            failure(
+                Code::NotSeen,
+                "version 7 was not seen by every load balancer: ...",
+                waited,
+            ),
+            failure(
+                Code::NoProbers,
+                "no load balancer is probing this agent, so nobody can confirm version 7: ...",
+                WaitSeenAnswer {
+                    service: String::new(),
+                    version: 7,
+                    probers: None,
+                },
+            ),
+            failure(
+                Code::InvalidState,
+                "the new state field \"weight\" is 300, outside the range 0-255",
+                NoFields {},
+            ),
+        ]);
+        lines.iter().map(|l| l.trim_end().to_string()).collect()
+    }
+
+    fn state_fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        state(pairs)
+    }
+
+    /// Every object key in `value`, nested ones included.
+    fn keys(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            Value::Array(list) => list.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    /// docs/control.md shows an example of every request and answer, as
+    /// these types write it, names every field of them, and every error
+    /// code.
+    #[test]
+    fn the_protocol_document_matches_the_types() {
+        let doc = include_str!("../../docs/control.md");
+        let mut missing = Vec::new();
+        let mut fields = Vec::new();
+        for line in examples() {
+            if !doc.contains(&format!("    {line}\n")) {
+                missing.push(line.clone());
+            }
+            keys(&serde_json::from_str(&line).unwrap(), &mut fields);
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/control.md lacks these examples (indented 4):\n{}",
+            missing.join("\n")
+        );
+        for field in fields {
+            assert!(
+                doc.contains(&format!("`{field}`")),
+                "docs/control.md never names `{field}`"
+            );
+        }
+        for code in [
+            Code::BadRequest,
+            Code::PermissionDenied,
+            Code::InvalidState,
+            Code::NoProbers,
+            Code::NotSeen,
+            Code::Busy,
+            Code::Internal,
+        ] {
+            assert!(
+                doc.contains(&format!("`{}`", code.name())),
+                "{}",
+                code.name()
+            );
+        }
+        assert!(doc.contains(&format!("`\"v\":{VERSION}`")));
+    }
 }
