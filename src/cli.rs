@@ -120,44 +120,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             Arg::Long(flag) if flag == "json" && matches!(cli.command, Command::Reply { .. }) => {
                 cli.command = Command::Reply { json: true }
             }
-            Arg::Long(flag) => {
-                let Some(setting) = settings::by_flag(SETTINGS, &flag) else {
-                    return Err(Error::Usage(format!("unknown option --{flag}")));
-                };
-                let key = setting.key;
-                match setting.kind {
-                    Kind::Switch => {
-                        cli.flags.retain(|(k, _)| *k != key);
-                        cli.flags.push((key, "true".into()));
-                    }
-                    Kind::List(_) => {
-                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
-                        match lists.iter_mut().find(|(k, _)| *k == key) {
-                            Some((_, values)) => values.push(value),
-                            None => lists.push((key, vec![value])),
-                        }
-                    }
-                    _ => {
-                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
-                        cli.flags.retain(|(k, _)| *k != key);
-                        cli.flags.push((key, value));
-                    }
-                }
-            }
+            Arg::Long(flag) => setting_flag(&flag, &mut parser, &mut cli.flags, &mut lists)?,
             Arg::Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
                 command_seen = true;
-                cli.command = match word.to_str() {
-                    Some("run") => Command::Run,
-                    Some("check-config") => Command::CheckConfig,
-                    Some("reply") => Command::Reply { json: false },
-                    Some("ctl") => Command::Ctl(Ctl::default()),
-                    _ => {
-                        return Err(Error::Usage(format!(
-                            "unknown command {:?}",
-                            word.to_string_lossy()
-                        )));
-                    }
-                }
+                cli.command = command(&word)?;
             }
             Arg::Value(word) => {
                 return Err(Error::Usage(format!(
@@ -178,6 +144,55 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         check_ctl(ctl)?;
     }
     Ok(cli)
+}
+
+/// The command `word` names.
+fn command(word: &OsString) -> Result<Command, Error> {
+    Ok(match word.to_str() {
+        Some("run") => Command::Run,
+        Some("check-config") => Command::CheckConfig,
+        Some("reply") => Command::Reply { json: false },
+        Some("ctl") => Command::Ctl(Ctl::default()),
+        _ => {
+            return Err(Error::Usage(format!(
+                "unknown command {:?}",
+                word.to_string_lossy()
+            )));
+        }
+    })
+}
+
+/// A setting's flag `--flag` (its value taken from the parser): recorded
+/// in `flags`, or for a list in `lists`, to be joined once all are seen.
+fn setting_flag(
+    flag: &str,
+    parser: &mut lexopt::Parser,
+    flags: &mut Vec<(&'static str, String)>,
+    lists: &mut Vec<(&'static str, Vec<String>)>,
+) -> Result<(), Error> {
+    let Some(setting) = settings::by_flag(SETTINGS, flag) else {
+        return Err(Error::Usage(format!("unknown option --{flag}")));
+    };
+    let key = setting.key;
+    match setting.kind {
+        Kind::Switch => {
+            flags.retain(|(k, _)| *k != key);
+            flags.push((key, "true".into()));
+        }
+        Kind::List(_) => {
+            let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+            match lists.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(value),
+                None => lists.push((key, vec![value])),
+            }
+        }
+        _ => {
+            let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+            flags.retain(|(k, _)| *k != key);
+            flags.push((key, value));
+        }
+    }
+    Ok(())
 }
 
 /// One command-line argument, owned.
