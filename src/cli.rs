@@ -7,6 +7,7 @@
 //! flags set which settings, and their part of the usage text, come from
 //! `settings::SETTINGS`.
 
+use crate::control::verbs::{self, Does};
 use crate::error::Error;
 use crate::settings::SETTINGS;
 use hapgent_common::settings::{self, Kind};
@@ -52,15 +53,14 @@ Commands:
   check-config   print the effective configuration with the source of each
                  value, and exit non-zero if it is invalid
   reply [--json] print the reply that would be sent now and exit (one-shot)
-  ctl COMMAND    talk to the running agent through its control socket:
-                 status|probers [--json], metrics, up, down, ready, drain,
-                 maint, weight N|none, maxconn N|none, description TEXT|none,
-                 set --status S [--weight N] [--maxconn N] [--description T],
-                 wait-seen; changes take --wait-seen [--timeout 30s] and
-                 --service NAME or --all (default: the default service)
+  ctl COMMAND    talk to the running agent through its control socket (the
+                 commands and their options are below)
 
-Options (each also HAPGENT_<KEY> in the environment and <key> in the file):
 ";
+
+/// The usage text between the commands and the settings' options.
+const OPTIONS_HEAD: &str =
+    "Options (each also HAPGENT_<KEY> in the environment and <key> in the file):\n";
 
 /// The usage text after the settings' options.
 const TAIL: &str = "  -h, --help                 print this help
@@ -72,10 +72,12 @@ Exit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error;
 hapgent ctl: 69 agent unreachable, 75 not seen in time, 77 permission denied.
 ";
 
-/// The usage text; its options for settings are made from `SETTINGS`.
+/// The usage text; its options for settings are made from `SETTINGS`,
+/// its part about `hapgent ctl` from `control::VERBS`.
 pub fn usage_text() -> String {
     format!(
-        "{HEAD}  -c, --config PATH          configuration file [default: {}]\n{}{TAIL}",
+        "{HEAD}{}\n{OPTIONS_HEAD}  -c, --config PATH          configuration file [default: {}]\n{}{TAIL}",
+        verbs::usage(),
         crate::config::DEFAULT_CONFIG,
         settings::usage(SETTINGS)
     )
@@ -118,44 +120,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
             Arg::Long(flag) if flag == "json" && matches!(cli.command, Command::Reply { .. }) => {
                 cli.command = Command::Reply { json: true }
             }
-            Arg::Long(flag) => {
-                let Some(setting) = settings::by_flag(SETTINGS, &flag) else {
-                    return Err(Error::Usage(format!("unknown option --{flag}")));
-                };
-                let key = setting.key;
-                match setting.kind {
-                    Kind::Switch => {
-                        cli.flags.retain(|(k, _)| *k != key);
-                        cli.flags.push((key, "true".into()));
-                    }
-                    Kind::List(_) => {
-                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
-                        match lists.iter_mut().find(|(k, _)| *k == key) {
-                            Some((_, values)) => values.push(value),
-                            None => lists.push((key, vec![value])),
-                        }
-                    }
-                    _ => {
-                        let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
-                        cli.flags.retain(|(k, _)| *k != key);
-                        cli.flags.push((key, value));
-                    }
-                }
-            }
+            Arg::Long(flag) => setting_flag(&flag, &mut parser, &mut cli.flags, &mut lists)?,
             Arg::Value(word) if !command_seen && matches!(cli.command, Command::Run) => {
                 command_seen = true;
-                cli.command = match word.to_str() {
-                    Some("run") => Command::Run,
-                    Some("check-config") => Command::CheckConfig,
-                    Some("reply") => Command::Reply { json: false },
-                    Some("ctl") => Command::Ctl(Ctl::default()),
-                    _ => {
-                        return Err(Error::Usage(format!(
-                            "unknown command {:?}",
-                            word.to_string_lossy()
-                        )));
-                    }
-                }
+                cli.command = command(&word)?;
             }
             Arg::Value(word) => {
                 return Err(Error::Usage(format!(
@@ -176,6 +144,55 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         check_ctl(ctl)?;
     }
     Ok(cli)
+}
+
+/// The command `word` names.
+fn command(word: &OsString) -> Result<Command, Error> {
+    Ok(match word.to_str() {
+        Some("run") => Command::Run,
+        Some("check-config") => Command::CheckConfig,
+        Some("reply") => Command::Reply { json: false },
+        Some("ctl") => Command::Ctl(Ctl::default()),
+        _ => {
+            return Err(Error::Usage(format!(
+                "unknown command {:?}",
+                word.to_string_lossy()
+            )));
+        }
+    })
+}
+
+/// A setting's flag `--flag` (its value taken from the parser): recorded
+/// in `flags`, or for a list in `lists`, to be joined once all are seen.
+fn setting_flag(
+    flag: &str,
+    parser: &mut lexopt::Parser,
+    flags: &mut Vec<(&'static str, String)>,
+    lists: &mut Vec<(&'static str, Vec<String>)>,
+) -> Result<(), Error> {
+    let Some(setting) = settings::by_flag(SETTINGS, flag) else {
+        return Err(Error::Usage(format!("unknown option --{flag}")));
+    };
+    let key = setting.key;
+    match setting.kind {
+        Kind::Switch => {
+            flags.retain(|(k, _)| *k != key);
+            flags.push((key, "true".into()));
+        }
+        Kind::List(_) => {
+            let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+            match lists.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(value),
+                None => lists.push((key, vec![value])),
+            }
+        }
+        _ => {
+            let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
+            flags.retain(|(k, _)| *k != key);
+            flags.push((key, value));
+        }
+    }
+    Ok(())
 }
 
 /// One command-line argument, owned.
@@ -225,22 +242,6 @@ pub enum Action {
     Set(Vec<(&'static str, Option<String>)>),
 }
 
-/// The commands that set the status, and the status each sets.
-const STATUS_COMMANDS: &[(&str, &str)] = &[
-    ("up", "UP"),
-    ("down", "DOWN"),
-    ("ready", "READY"),
-    ("drain", "DRAIN"),
-    ("maint", "MAINT"),
-];
-
-/// The commands that set one field from one argument (`none` removes it).
-const FIELD_COMMANDS: &[(&str, &str)] = &[
-    ("weight", "weight"),
-    ("maxconn", "maxconn"),
-    ("description", "description"),
-];
-
 /// Takes one argument of `hapgent ctl` if it is ctl's; `false` if it is
 /// for the general parser (settings flags, `--config`, `--help`).
 fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool, Error> {
@@ -254,21 +255,14 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
         Arg::Long(f) if f == "timeout" => {
             ctl.timeout = Some(text("--timeout", parser.value().map_err(usage)?)?)
         }
-        Arg::Long(flag)
-            if ["status", "weight", "maxconn", "description"].contains(&flag.as_str()) =>
-        {
+        Arg::Long(flag) if flag == "status" || verbs::fields().any(|f| f == flag) => {
             let Some(Action::Set(fields)) = &mut ctl.action else {
                 return Err(Error::Usage(format!(
                     "--{flag} belongs to \"hapgent ctl set\" (or use \"hapgent ctl {flag} VALUE\")"
                 )));
             };
             let value = text(&format!("--{flag}"), parser.value().map_err(usage)?)?;
-            let field = FIELD_COMMANDS
-                .iter()
-                .map(|(_, f)| *f)
-                .chain(["status"])
-                .find(|f| f == flag)
-                .unwrap_or("status");
+            let field = verbs::fields().find(|f| f == flag).unwrap_or("status");
             fields.retain(|(f, _)| *f != field);
             fields.push((
                 field,
@@ -276,48 +270,53 @@ fn ctl_arg(arg: &Arg, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<bool
             ));
         }
         Arg::Value(word) if ctl.action.is_none() => {
-            let word = word.to_string_lossy();
-            ctl.action = Some(match word.as_ref() {
-                "status" => Action::Status,
-                "probers" => Action::Probers,
-                "metrics" => Action::Metrics,
-                "wait-seen" => Action::WaitSeen,
-                "set" => {
-                    ctl.set = true;
-                    Action::Set(Vec::new())
-                }
-                w => {
-                    if let Some((_, status)) = STATUS_COMMANDS.iter().find(|(c, _)| *c == w) {
-                        Action::Set(vec![("status", Some(status.to_string()))])
-                    } else if let Some((_, field)) = FIELD_COMMANDS.iter().find(|(c, _)| *c == w) {
-                        let value = match parser.value() {
-                            Ok(v) => text(w, v)?,
-                            Err(_) => {
-                                return Err(Error::Usage(format!(
-                                    "hapgent ctl {w} needs a value (or \"none\" to remove it)"
-                                )));
-                            }
-                        };
-                        Action::Set(vec![(field, (value != "none").then_some(value))])
-                    } else {
-                        return Err(Error::Usage(format!(
-                            "unknown ctl command {w:?} (known: status, probers, metrics, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)"
-                        )));
-                    }
-                }
-            });
+            ctl.action = Some(ctl_verb(&word.to_string_lossy(), parser, ctl)?);
         }
         _ => return Ok(false),
     }
     Ok(true)
 }
 
+/// The action of the ctl command `word` (see `control::VERBS`); a field's
+/// command takes its value from the parser.
+fn ctl_verb(word: &str, parser: &mut lexopt::Parser, ctl: &mut Ctl) -> Result<Action, Error> {
+    let Some(verb) = verbs::verb(word) else {
+        return Err(Error::Usage(format!(
+            "unknown ctl command {word:?} (known: {})",
+            verbs::names()
+        )));
+    };
+    Ok(match verb.does {
+        Does::Status => Action::Status,
+        Does::Probers => Action::Probers,
+        Does::Metrics => Action::Metrics,
+        Does::WaitSeen => Action::WaitSeen,
+        Does::Set => {
+            ctl.set = true;
+            Action::Set(Vec::new())
+        }
+        Does::SetStatus(status) => Action::Set(vec![("status", Some(status.to_string()))]),
+        Does::SetField(field) => {
+            let value = match parser.value() {
+                Ok(v) => text(word, v)?,
+                Err(_) => {
+                    return Err(Error::Usage(format!(
+                        "hapgent ctl {word} needs a value (or \"none\" to remove it)"
+                    )));
+                }
+            };
+            Action::Set(vec![(field, (value != "none").then_some(value))])
+        }
+    })
+}
+
 /// What a complete `hapgent ctl` command line must satisfy.
 fn check_ctl(ctl: &Ctl) -> Result<(), Error> {
     match &ctl.action {
-        None => Err(Error::Usage(
-            "hapgent ctl needs a command (status, probers, metrics, wait-seen, up, down, ready, drain, maint, weight, maxconn, description, set)".into(),
-        )),
+        None => Err(Error::Usage(format!(
+            "hapgent ctl needs a command ({})",
+            verbs::names()
+        ))),
         Some(Action::Set(fields)) if ctl.set && !fields.iter().any(|(f, _)| *f == "status") => {
             Err(Error::Usage(
                 "hapgent ctl set needs --status and may take --weight, --maxconn, --description"

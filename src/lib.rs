@@ -11,9 +11,9 @@ mod agent;
 pub mod cidr;
 mod cli;
 pub mod config;
-mod control;
+pub mod control;
 mod cpu;
-mod ctl;
+mod daemon;
 mod disk;
 pub mod error;
 mod flags;
@@ -34,11 +34,13 @@ pub mod state;
 mod sys;
 mod systemd;
 mod unknown;
-pub mod wire;
 
 // The logger, its macros and safe file reads come from the library shared
 // with hapgent-lb; re-exported so that `crate::info!` and the like work.
 pub(crate) use hapgent_common::{error, files, info, log, warn};
+
+/// The control protocol's types, as `hapgent::wire` (the fuzz targets').
+pub use control::wire;
 
 use cli::Command;
 use error::Error;
@@ -83,8 +85,8 @@ pub fn run() -> Result<(), Error> {
         Command::Reply { json } => oneshot::run(loaded.config, json),
         // The sources of every value are only for check-config: free them
         // before serving (with many services they are most of the memory).
-        Command::Run => agent::run(loaded.into_config(), inputs),
-        Command::Ctl(ctl) => ctl::run(&loaded.config, ctl),
+        Command::Run => daemon::run(loaded.into_config(), inputs),
+        Command::Ctl(ctl) => control::client::run(&loaded.config, ctl),
         Command::Help | Command::Version => Ok(()),
     }
 }

@@ -15,10 +15,7 @@
 use crate::state::{State, Status};
 use std::fmt::Write;
 
-/// Longest description sent, in bytes. HAProxy accepts far more, but a
-/// reply should stay well under 128 bytes, and the description is a label
-/// for a human, not a log.
-pub const MAX_DESCRIPTION: usize = 64;
+pub use crate::state::MAX_DESCRIPTION;
 
 /// HAProxy's administrative state, least to most restrictive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -13,7 +13,7 @@
 
 use crate::files::{self, ReadError};
 use hapgent_common::atomic;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::io;
@@ -23,8 +23,13 @@ use std::path::{Path, PathBuf};
 /// this is not a state file, and refusing it bounds what a read can cost.
 pub const MAX_FILE_BYTES: u64 = 4096;
 
+/// Longest description sent, in bytes. HAProxy accepts far more, but a
+/// reply should stay well under 128 bytes, and the description is a label
+/// for a human, not a log.
+pub const MAX_DESCRIPTION: usize = 64;
+
 /// The statuses of the Zig hapgent, spelled as in its state file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Up,
@@ -70,8 +75,10 @@ impl Status {
     }
 }
 
-/// One complete state, as stored in the file and held in memory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One complete state, as stored in the file and held in memory. (It is
+/// `Deserialize` for clients reading the agent's answers; a state file is
+/// read by `parse`, which is strict.)
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct State {
     pub status: Status,
     /// Percentage of the weight configured in HAProxy, 0–255.
@@ -170,7 +177,7 @@ impl fmt::Display for Problem {
                 "would take {bytes} bytes in the state file, over its limit of {MAX_FILE_BYTES}; \
                  its description is {description} bytes: shorten it (HAProxy is sent at most \
                  the first {} anyway)",
-                crate::protocol::MAX_DESCRIPTION
+                MAX_DESCRIPTION
             ),
             Problem::NotUtf8(at) => write!(f, "is not valid UTF-8 (byte {at})"),
             Problem::NotJson(e) => write!(f, "is not valid JSON: {e}"),

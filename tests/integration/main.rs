@@ -13,6 +13,7 @@ mod ctl;
 mod dynamic;
 mod edges_signals;
 mod faults;
+mod golden;
 mod haproxy;
 mod probe_path;
 mod probers;

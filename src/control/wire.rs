@@ -1,10 +1,11 @@
-//! The control protocol: one JSON request line, one JSON answer line.
+//! The control protocol: one JSON request line, one JSON answer line, and
+//! the types of both, used by the agent (`control`), by `hapgent ctl`
+//! (`control::client`) and by the examples in docs/control.md (a test
+//! below keeps that document in step with these types).
 //!
-//! Documented in the README ("Control protocol") so that other tools can
-//! speak it without `hapgent ctl`. Every request carries `"v": 1`, the
-//! protocol version; a server refuses versions it does not know. Requests
-//! are parsed strictly (unknown fields are errors) and are at most
-//! `MAX_REQUEST` bytes.
+//! Every request carries `"v": 1`, the protocol version; a server refuses
+//! versions it does not know. Requests are parsed strictly (unknown fields
+//! are errors) and are at most `MAX_REQUEST` bytes.
 //!
 //! ```text
 //! {"v":1,"command":"status"}
@@ -23,8 +24,13 @@
 //! `state` is refused as it is in a state file. Answers are objects with
 //! `"v":1` and `"ok"`; a failure has `"error"` (a stable code) and
 //! `"message"` (a sentence). Everything here is pure.
+//!
+//! Lines are written through `serde_json::Value`, whose objects keep their
+//! keys sorted: every object on the wire has its fields in alphabetical
+//! order, whatever the order of the fields in the types below.
 
-use serde::Deserialize;
+use crate::state::State;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The protocol version spoken here.
@@ -97,25 +103,28 @@ impl Code {
     }
 }
 
-#[derive(Deserialize)]
+/// A request line as it travels: the fields of every command, of which
+/// `parse_request` checks that those given apply to the command.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
-    v: u32,
-    command: String,
-    #[serde(default)]
-    service: Option<String>,
-    #[serde(default)]
-    state: Option<Fields>,
-    #[serde(default)]
-    version: Option<u64>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
+pub struct RequestLine {
+    pub v: u32,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Fields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// The fields of `set`'s `state`: an object whose keys are all different.
 /// (A `Map` keeps the last of two equal keys; a state file with one twice
 /// is refused, and so is a request.)
-struct Fields(Map<String, Value>);
+#[derive(Debug, Serialize)]
+pub struct Fields(pub Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for Fields {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
@@ -148,7 +157,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     if line.len() > MAX_REQUEST {
         return Err(format!("request larger than {MAX_REQUEST} bytes"));
     }
-    let raw: Raw = serde_json::from_slice(line).map_err(|e| format!("not a valid request: {e}"))?;
+    let raw: RequestLine =
+        serde_json::from_slice(line).map_err(|e| format!("not a valid request: {e}"))?;
     if raw.v != VERSION {
         return Err(format!(
             "protocol version {} is not supported (this hapgent speaks {VERSION})",
@@ -216,56 +226,184 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
 
 /// Renders a request as one line, newline included.
 pub fn render_request(request: &Request) -> String {
-    let mut value = match request {
-        Request::Status => serde_json::json!({"v": VERSION, "command": "status"}),
-        Request::Probers => serde_json::json!({"v": VERSION, "command": "probers"}),
-        Request::Metrics => serde_json::json!({"v": VERSION, "command": "metrics"}),
-        Request::Set { state, .. } => {
-            serde_json::json!({"v": VERSION, "command": "set", "state": state})
-        }
+    let line = |command: &str| RequestLine {
+        v: VERSION,
+        command: command.into(),
+        service: None,
+        state: None,
+        version: None,
+        timeout_ms: None,
+    };
+    let line = match request {
+        Request::Status => line("status"),
+        Request::Probers => line("probers"),
+        Request::Metrics => line("metrics"),
+        Request::Set { service, state } => RequestLine {
+            service: service.clone(),
+            state: Some(Fields(state.clone())),
+            ..line("set")
+        },
         Request::WaitSeen {
+            service,
             version,
             timeout_ms,
-            ..
-        } => serde_json::json!({
-            "v": VERSION, "command": "wait-seen", "version": version, "timeout_ms": timeout_ms,
-        }),
+        } => RequestLine {
+            service: service.clone(),
+            version: Some(*version),
+            timeout_ms: Some(*timeout_ms),
+            ..line("wait-seen")
+        },
     };
-    if let Request::Set {
-        service: Some(name),
-        ..
-    }
-    | Request::WaitSeen {
-        service: Some(name),
-        ..
-    } = request
-        && let Value::Object(map) = &mut value
-    {
-        map.insert("service".into(), name.clone().into());
-    }
-    let mut line = value.to_string();
-    line.push('\n');
-    line
+    to_line(&line)
 }
 
-/// A successful answer: `fields` with `"v"` and `"ok": true` added.
-pub fn ok(mut fields: Map<String, Value>) -> String {
-    fields.insert("v".into(), VERSION.into());
-    fields.insert("ok".into(), true.into());
-    line(fields)
+/// One service as answers show it: its name (empty for the default
+/// service), the version of its state, whether the state file holds it,
+/// the state, and the reply it gives now (without the newline).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct ServiceAnswer {
+    pub service: String,
+    pub version: u64,
+    pub saved: bool,
+    pub state: State,
+    pub reply: String,
 }
 
-/// A failed answer, with optional extra fields.
-pub fn failure(code: Code, message: &str, mut fields: Map<String, Value>) -> String {
-    fields.insert("v".into(), VERSION.into());
-    fields.insert("ok".into(), false.into());
-    fields.insert("error".into(), code.name().into());
-    fields.insert("message".into(), message.into());
-    line(fields)
+/// One prober (a load balancer's source address, about one service) as
+/// `status` and `probers` list it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Prober {
+    pub address: String,
+    pub service: String,
+    pub first_probe_ms_ago: u64,
+    pub last_probe_ms_ago: u64,
+    pub probes: u64,
+    pub probing: bool,
+    /// The state version its last reply carried.
+    pub version: u64,
+    pub reply: String,
+    /// Set (to `true`) when the name it asks about is not configured.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unknown_service: bool,
 }
 
-fn line(fields: Map<String, Value>) -> String {
-    let mut line = Value::Object(fields).to_string();
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// The answer to `probers`, and part of `status`'s.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct ProbersAnswer {
+    pub probers: Vec<Prober>,
+    /// How recently a prober must have probed to count as probing.
+    pub seen_window_ms: u64,
+}
+
+/// The answer to `status`: the default service's fields, every service,
+/// and the probers.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct StatusAnswer {
+    #[serde(flatten)]
+    pub default: Option<ServiceAnswer>,
+    pub services: Vec<ServiceAnswer>,
+    #[serde(flatten)]
+    pub probers: ProbersAnswer,
+}
+
+/// The answer to `set`: the first service changed, and every one changed.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct SetAnswer {
+    #[serde(flatten)]
+    pub first: ServiceAnswer,
+    pub services: Vec<ServiceAnswer>,
+}
+
+/// The answer to `metrics`: the Prometheus text.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct MetricsAnswer {
+    pub metrics: String,
+}
+
+/// The answer to `wait-seen`, and the fields of its `not-seen` and
+/// `no-probers` failures: the service and version waited for, and how
+/// each prober did (none with `no-probers`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct WaitSeenAnswer {
+    pub service: String,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probers: Option<Vec<Progress>>,
+}
+
+/// How one prober did in a `wait-seen`: `seen` and `after_ms`; or not
+/// seen while `probing`; or not seen, no longer probing, and
+/// `last_probe_ms_ago`; or not seen and `evicted` from the prober table.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Progress {
+    pub address: String,
+    pub seen: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_ms_ago: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted: Option<bool>,
+}
+
+/// An answer line around its fields: `v`, `ok`, and for a failure `error`
+/// and `message`. They come after the body's fields, so they win over a
+/// field of the same name there.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    #[serde(flatten)]
+    body: T,
+    v: u32,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// No fields besides the envelope's, for failures that carry none.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct NoFields {}
+
+/// A successful answer: `body`'s fields with `"v"` and `"ok": true`.
+pub fn ok(body: impl Serialize) -> String {
+    to_line(&Envelope {
+        body,
+        v: VERSION,
+        ok: true,
+        error: None,
+        message: None,
+    })
+}
+
+/// A failed answer, with the fields of `details` (`NoFields` for none).
+pub fn failure(code: Code, message: &str, details: impl Serialize) -> String {
+    to_line(&Envelope {
+        body: details,
+        v: VERSION,
+        ok: false,
+        error: Some(code.name()),
+        message: Some(message),
+    })
+}
+
+/// One line of JSON, its objects' keys sorted (see the module's header).
+/// Only a map with keys that are not text could fail here; none of the
+/// types above has one.
+fn to_line(value: &impl Serialize) -> String {
+    let mut line = serde_json::to_value(value)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| {
+            let message = format!("rendering the answer failed: {e}");
+            serde_json::json!({"v": VERSION, "ok": false, "error": "internal", "message": message})
+                .to_string()
+        });
     line.push('\n');
     line
 }
@@ -282,6 +420,12 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer's fields as the typed answer `T`.
+    pub fn body<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_value(Value::Object(self.fields.clone()))
+            .map_err(|e| format!("not a valid answer: {e}"))
+    }
+
     pub fn code(&self) -> Option<Code> {
         self.error
             .as_deref()
@@ -502,5 +646,204 @@ mod tests {
             let e = parse_answer(line.as_bytes()).unwrap_err();
             assert!(e.contains(want), "{line}: {e}");
         }
+    }
+
+    /// Example lines of every request and answer, made from the types:
+    /// docs/control.md shows each.
+    fn examples() -> Vec<String> {
+        let state = State {
+            status: crate::state::Status::Drain,
+            weight: Some(40),
+            maxconn: Some(300),
+            description: Some("deploying v2".into()),
+        };
+        let service = ServiceAnswer {
+            service: String::new(),
+            version: 7,
+            saved: true,
+            state,
+            reply: "up drain 40% maxconn:300 # deploying v2".into(),
+        };
+        let api = ServiceAnswer {
+            service: "api".into(),
+            version: 2,
+            saved: false,
+            state: State::with_status(crate::state::Status::Up),
+            reply: "up ready 100%".into(),
+        };
+        let prober = |address: &str, service: &str, unknown_service: bool| Prober {
+            address: address.into(),
+            service: service.into(),
+            first_probe_ms_ago: 61_000,
+            last_probe_ms_ago: 1_200,
+            probes: 31,
+            probing: !unknown_service,
+            version: if unknown_service { 0 } else { 7 },
+            reply: if unknown_service {
+                String::new()
+            } else {
+                service_reply()
+            },
+            unknown_service,
+        };
+        fn service_reply() -> String {
+            "up drain 40% maxconn:300 # deploying v2".into()
+        }
+        let probers = ProbersAnswer {
+            probers: vec![
+                prober("10.0.0.2", "", false),
+                prober("10.0.0.3", "nosuch", true),
+            ],
+            seen_window_ms: 30_000,
+        };
+        let progress = |address: &str| Progress {
+            address: address.into(),
+            seen: false,
+            after_ms: None,
+            probing: None,
+            last_probe_ms_ago: None,
+            evicted: None,
+        };
+        let waited = WaitSeenAnswer {
+            service: String::new(),
+            version: 7,
+            probers: Some(vec![
+                Progress {
+                    seen: true,
+                    after_ms: Some(180),
+                    ..progress("10.0.0.2")
+                },
+                Progress {
+                    probing: Some(true),
+                    ..progress("10.0.0.3")
+                },
+                Progress {
+                    probing: Some(false),
+                    last_probe_ms_ago: Some(31_240),
+                    ..progress("10.0.0.4")
+                },
+                Progress {
+                    evicted: Some(true),
+                    ..progress("10.0.0.5")
+                },
+            ]),
+        };
+        let mut lines: Vec<String> = [
+            Request::Status,
+            Request::Probers,
+            Request::Metrics,
+            Request::Set {
+                service: Some("api".into()),
+                state: state_fields(&[("status", "DRAIN".into()), ("weight", Value::Null)]),
+            },
+            Request::WaitSeen {
+                service: None,
+                version: 7,
+                timeout_ms: 30_000,
+            },
+        ]
+        .iter()
+        .map(render_request)
+        .collect();
+        lines.extend([
+            ok(StatusAnswer {
+                default: Some(service.clone()),
+                services: vec![service.clone(), api.clone()],
+                probers: probers.clone(),
+            }),
+            ok(probers),
+            ok(SetAnswer {
+                first: api.clone(),
+                services: vec![api],
+            }),
+            ok(MetricsAnswer {
+                metrics: "# HELP hapgent_build_info hapgent's version; always 1.\n...".into(),
+            }),
+            ok(WaitSeenAnswer {
+                probers: waited.probers.as_ref().map(|p| p[..1].to_vec()),
+                ..waited.clone()
+            }),
+            failure(
+                Code::NotSeen,
+                "version 7 was not seen by every load balancer: ...",
+                waited,
+            ),
+            failure(
+                Code::NoProbers,
+                "no load balancer is probing this agent, so nobody can confirm version 7: ...",
+                WaitSeenAnswer {
+                    service: String::new(),
+                    version: 7,
+                    probers: None,
+                },
+            ),
+            failure(
+                Code::InvalidState,
+                "the new state field \"weight\" is 300, outside the range 0-255",
+                NoFields {},
+            ),
+        ]);
+        lines.iter().map(|l| l.trim_end().to_string()).collect()
+    }
+
+    fn state_fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        state(pairs)
+    }
+
+    /// Every object key in `value`, nested ones included.
+    fn keys(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            Value::Array(list) => list.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    /// docs/control.md shows an example of every request and answer, as
+    /// these types write it, names every field of them, and every error
+    /// code.
+    #[test]
+    fn the_protocol_document_matches_the_types() {
+        let doc = include_str!("../../docs/control.md");
+        let mut missing = Vec::new();
+        let mut fields = Vec::new();
+        for line in examples() {
+            if !doc.contains(&format!("    {line}\n")) {
+                missing.push(line.clone());
+            }
+            keys(&serde_json::from_str(&line).unwrap(), &mut fields);
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/control.md lacks these examples (indented 4):\n{}",
+            missing.join("\n")
+        );
+        for field in fields {
+            assert!(
+                doc.contains(&format!("`{field}`")),
+                "docs/control.md never names `{field}`"
+            );
+        }
+        for code in [
+            Code::BadRequest,
+            Code::PermissionDenied,
+            Code::InvalidState,
+            Code::NoProbers,
+            Code::NotSeen,
+            Code::Busy,
+            Code::Internal,
+        ] {
+            assert!(
+                doc.contains(&format!("`{}`", code.name())),
+                "{}",
+                code.name()
+            );
+        }
+        assert!(doc.contains(&format!("`\"v\":{VERSION}`")));
     }
 }

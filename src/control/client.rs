@@ -1,5 +1,5 @@
 //! `hapgent ctl`: the client of the control socket (see `control` for the
-//! server and `wire` for the protocol).
+//! server and `wire` for the protocol, whose typed answers it reads).
 //!
 //! It builds one request from the command line, sends it, prints the
 //! answer, and turns it into an exit code a deploy script can branch on
@@ -8,12 +8,14 @@
 //! has been served the new state. Every failure names the socket and says
 //! what to do.
 
+use super::seconds;
+use super::wire::{
+    self, Answer, Code, MetricsAnswer, ProbersAnswer, Request, ServiceAnswer, WaitSeenAnswer,
+};
 use crate::cli::{Action, Ctl};
 use crate::config::Config;
-use crate::control::seconds;
 use crate::error::Error;
 use crate::services;
-use crate::wire::{self, Answer, Code, Request};
 // Everything this module prints goes to stdout through these: they stop
 // printing, quietly, when the reader has gone (`| head -1`), where std's
 // would panic, and the exit code still tells how the command ended (see
@@ -60,17 +62,18 @@ pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
     let answer = accept(socket, answer)?;
     let wait = matches!(action, Action::WaitSeen) || (changes && ctl.wait_seen);
     if matches!(action, Action::Metrics) {
-        print!("{}", text(&answer.fields, "metrics"));
+        let metrics: MetricsAnswer = body(socket, &answer)?;
+        print!("{}", metrics.metrics);
         return Ok(());
     }
     if !wait || !ctl.json {
-        print_answer(&action, &answer, ctl.json, wait);
+        print_answer(socket, &action, &answer, ctl.json, wait)?;
     }
     if !wait {
         return Ok(());
     }
     // The services to wait for, and the version each must be seen at.
-    let listed = services_of(&answer);
+    let listed = services_of(socket, &answer)?;
     let targets: Vec<(String, u64)> = match service.as_deref() {
         Some(wire::ALL) => listed,
         Some(name) => listed
@@ -97,8 +100,9 @@ pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
         let answer = ask(socket, &request, left + Duration::from_secs(10))?;
         if ctl.json {
             println!("{}", Value::Object(answer.fields.clone()));
-        } else {
-            print_progress(&answer);
+        } else if let Ok(wait) = answer.body::<WaitSeenAnswer>() {
+            // (A failure such as a bad request carries no progress.)
+            print_progress(&answer, &wait);
         }
         if let Err(e) = accept(socket, answer) {
             failure.get_or_insert(e);
@@ -107,23 +111,28 @@ pub fn run(config: &Config, ctl: Ctl) -> Result<(), Error> {
     failure.map_or(Ok(()), Err)
 }
 
+/// The services an answer lists (a status or a change).
+#[derive(serde::Deserialize)]
+struct Listed {
+    #[serde(default)]
+    services: Vec<ServiceAnswer>,
+}
+
 /// (service, version) of every service an answer lists.
-fn services_of(answer: &Answer) -> Vec<(String, u64)> {
+fn services_of(socket: &Path, answer: &Answer) -> Result<Vec<(String, u64)>, Error> {
+    let listed: Listed = body(socket, answer)?;
+    Ok(listed
+        .services
+        .into_iter()
+        .map(|s| (s.service, s.version))
+        .collect())
+}
+
+/// An answer's fields as the typed answer `T`.
+fn body<T: serde::de::DeserializeOwned>(socket: &Path, answer: &Answer) -> Result<T, Error> {
     answer
-        .fields
-        .get("services")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|s| {
-                    Some((
-                        s.get("service")?.as_str()?.to_string(),
-                        s.get("version")?.as_u64()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        .body()
+        .map_err(|e| Error::Runtime(format!("control socket {}: {e}", socket.display())))
 }
 
 /// The request for a command line.
@@ -228,123 +237,106 @@ fn accept(socket: &Path, answer: Answer) -> Result<Answer, Error> {
     })
 }
 
-fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> &'a str {
-    fields.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn number(fields: &Map<String, Value>, key: &str) -> u64 {
-    fields.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
 /// Prints a status, probers or change answer.
-fn print_answer(action: &Action, answer: &Answer, json: bool, waiting: bool) {
+fn print_answer(
+    socket: &Path,
+    action: &Action,
+    answer: &Answer,
+    json: bool,
+    waiting: bool,
+) -> Result<(), Error> {
     if json {
         println!("{}", Value::Object(answer.fields.clone()));
-        return;
+        return Ok(());
     }
-    let f = &answer.fields;
-    let services = f
-        .get("services")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let services = services_of_answer(socket, answer)?;
     let several = services.len() > 1;
     if !matches!(action, Action::Probers) {
-        for s in &services {
-            let Value::Object(s) = s else { continue };
-            // A status with --wait-seen lists only what it waits for.
-            let name = text(s, "service");
-            let state = s
-                .get("state")
-                .and_then(|v| crate::state::parse(v.to_string().as_bytes()).ok())
-                .map_or_else(String::new, |v| v.to_string());
-            let saved = if s.get("saved").and_then(Value::as_bool) == Some(false) {
-                ", NOT YET SAVED to the state file: the disk is slow or failing (see hapgent's log); served from memory"
-            } else {
-                ""
-            };
-            if several {
-                println!("service {}:", services::label(name));
-            }
-            println!("state:   {state} (version {}{saved})", number(s, "version"));
-            println!("reply:   {}", text(s, "reply"));
-        }
+        print_services(&services);
     }
     if matches!(action, Action::Set(_)) || (waiting && matches!(action, Action::WaitSeen)) {
-        return;
+        return Ok(());
     }
-    let probers = f
-        .get("probers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let window = Duration::from_millis(number(f, "seen_window_ms"));
-    let probing = probers
-        .iter()
-        .filter(|p| p.get("probing").and_then(Value::as_bool) == Some(true))
-        .count();
+    let probers: ProbersAnswer = body(socket, answer)?;
+    print_probers(&probers, several);
+    Ok(())
+}
+
+fn services_of_answer(socket: &Path, answer: &Answer) -> Result<Vec<ServiceAnswer>, Error> {
+    Ok(body::<Listed>(socket, answer)?.services)
+}
+
+/// Each service's state, version and reply (with a header when several).
+fn print_services(services: &[ServiceAnswer]) {
+    let several = services.len() > 1;
+    for s in services {
+        let saved = if s.saved {
+            ""
+        } else {
+            ", NOT YET SAVED to the state file: the disk is slow or failing (see hapgent's log); served from memory"
+        };
+        if several {
+            println!("service {}:", services::label(&s.service));
+        }
+        println!("state:   {} (version {}{saved})", s.state, s.version);
+        println!("reply:   {}", s.reply);
+    }
+}
+
+/// The prober table, one line each.
+fn print_probers(answer: &ProbersAnswer, several: bool) {
+    let window = Duration::from_millis(answer.seen_window_ms);
+    let probing = answer.probers.iter().filter(|p| p.probing).count();
     println!(
         "probers: {} known, {probing} probing (probing: probed twice, and silent for no longer than three of its intervals plus a second, at most {})",
-        probers.len(),
+        answer.probers.len(),
         seconds(window)
     );
-    for p in probers {
-        let Value::Object(p) = p else { continue };
-        let ago = Duration::from_millis(number(&p, "last_probe_ms_ago"));
-        let service = text(&p, "service");
-        let about = if p.get("unknown_service").and_then(Value::as_bool) == Some(true) {
+    for p in &answer.probers {
+        let ago = Duration::from_millis(p.last_probe_ms_ago);
+        let service = &p.service;
+        let about = if p.unknown_service {
             format!(" asks about {service}, which is NOT CONFIGURED (answered with no news);")
         } else if several || !service.is_empty() {
             format!(" service {},", services::label(service))
         } else {
             String::new()
         };
-        let probing = if p.get("probing").and_then(Value::as_bool) == Some(true) {
-            "probing"
-        } else {
-            "not probing"
-        };
+        let probing = if p.probing { "probing" } else { "not probing" };
         println!(
             "  {:<40}{about} {probing}, last probe {} ago, {} probes, version {}: {}",
-            text(&p, "address"),
+            p.address,
             seconds(ago),
-            number(&p, "probes"),
-            number(&p, "version"),
-            text(&p, "reply")
+            p.probes,
+            p.version,
+            p.reply
         );
     }
 }
 
 /// Prints how each load balancer did in a `--wait-seen`.
-fn print_progress(answer: &Answer) {
-    let f = &answer.fields;
-    let version = number(f, "version");
-    let service = text(f, "service");
-    let of = if service.is_empty() {
+fn print_progress(answer: &Answer, wait: &WaitSeenAnswer) {
+    let version = wait.version;
+    let of = if wait.service.is_empty() {
         String::new()
     } else {
-        format!(" of service {service}")
+        format!(" of service {}", wait.service)
     };
-    let probers = f
-        .get("probers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for p in &probers {
-        let Value::Object(p) = p else { continue };
-        let address = text(p, "address");
-        if p.get("seen").and_then(Value::as_bool) == Some(true) {
-            let after = Duration::from_millis(number(p, "after_ms"));
+    let probers = wait.probers.as_deref().unwrap_or_default();
+    for p in probers {
+        let address = &p.address;
+        if p.seen {
+            let after = Duration::from_millis(p.after_ms.unwrap_or(0));
             println!(
                 "{address} has seen version {version}{of} ({} after the change)",
                 seconds(after)
             );
-        } else if p.get("evicted").and_then(Value::as_bool) == Some(true) {
+        } else if p.evicted == Some(true) {
             println!(
                 "{address} has NOT seen version {version}{of}: evicted from the prober table (more load balancers probe this service than max_probers)"
             );
-        } else if p.get("probing").and_then(Value::as_bool) == Some(false) {
-            let ago = Duration::from_millis(number(p, "last_probe_ms_ago"));
+        } else if p.probing == Some(false) {
+            let ago = Duration::from_millis(p.last_probe_ms_ago.unwrap_or(0));
             println!(
                 "{address} has NOT seen version {version}{of}: stopped probing {} ago",
                 seconds(ago)
@@ -427,7 +419,7 @@ mod tests {
     fn answers_become_exit_codes() {
         let socket = Path::new("/run/hapgent/control.sock");
         let answer = |code: Code| {
-            wire::parse_answer(wire::failure(code, "why", Map::new()).as_bytes()).unwrap()
+            wire::parse_answer(wire::failure(code, "why", wire::NoFields {}).as_bytes()).unwrap()
         };
         for (code, exit) in [
             (Code::PermissionDenied, 77),
