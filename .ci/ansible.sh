@@ -40,14 +40,11 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 started=$SECONDS
 
-step() { printf '\n==> [%ss] %s\n' "$((SECONDS - started))" "$*"; }
-ok() { printf '    ok: %s\n' "$*"; }
-fail() {
-    printf '\nFAIL: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=lib.sh
+source .ci/lib.sh
+ok() { log "ok: $*"; }
 
-[ "$(id -u)" = 0 ] || fail "run as root (the role creates a system user)"
+[ "$(id -u)" = 0 ] || die "run as root (the role creates a system user)"
 
 work=$(mktemp -d /tmp/hapgent-ansible-ci.XXXXXX)
 test_user=hapgent-ci
@@ -68,7 +65,7 @@ cleanup() {
 trap cleanup EXIT
 
 if getent passwd "$test_user" >/dev/null || getent group "$test_user" >/dev/null; then
-    fail "user or group $test_user already exists; this test creates and deletes it"
+    die "user or group $test_user already exists; this test creates and deletes it"
 fi
 created_user=1
 
@@ -111,11 +108,11 @@ for playbook in playbooks/rolling-deploy.yml examples/site.yml examples/site-lb.
 done
 
 # --- Release artifacts --------------------------------------------------------
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | sed -n 1p)
+version=$(version)
 case "$(uname -m)" in
     x86_64) triple=x86_64-unknown-linux-musl ;;
     aarch64) triple=aarch64-unknown-linux-musl ;;
-    *) fail "no hapgent release build for $(uname -m)" ;;
+    *) die "no hapgent release build for $(uname -m)" ;;
 esac
 artifact=hapgent-$version-$triple
 www=$work/www
@@ -192,7 +189,7 @@ for _ in $(seq 50); do
     [ -n "$port" ] && break
     sleep 0.1
 done
-[ -n "$port" ] || fail "http.server did not start: $(cat "$work/http.log")"
+[ -n "$port" ] || die "http.server did not start: $(cat "$work/http.log")"
 base_url=http://127.0.0.1:$port
 ok "$base_url"
 
@@ -230,17 +227,17 @@ expect_failure() {
     mkdir -p "$fresh"
     if apply "$name" -e "hapgent_root_prefix=$fresh" "$@"; then
         show "$name"
-        fail "$name: the role succeeded"
+        die "$name: the role succeeded"
     fi
     grep -qF -- "$message" "$work/$name.log" || {
         show "$name"
-        fail "$name: the failure does not say: $message"
+        die "$name: the failure does not say: $message"
     }
     [ -z "$(ls -A "$fresh")" ] || {
         find "$fresh"
-        fail "$name: files were installed"
+        die "$name: files were installed"
     }
-    ! getent passwd "$test_user" >/dev/null || fail "$name: the user was created"
+    ! getent passwd "$test_user" >/dev/null || die "$name: the user was created"
     ok "$name: failed with \"$message\"; nothing installed"
 }
 
@@ -260,32 +257,32 @@ expect_failure bad-pin "but hapgent_checksum pins" \
     "$work/empty" -e "hapgent_checksum=sha256:$(printf '0%.0s' $(seq 64))" \
     -e "hapgent_local_cache_path=$work/cache-bad-pin"
 # The tampered file must not stay in the controller's cache either.
-[ ! -e "$work/cache-bad-binary/$artifact" ] || fail "the tampered artifact was kept in the cache"
+[ ! -e "$work/cache-bad-binary/$artifact" ] || die "the tampered artifact was kept in the cache"
 ok "the tampered artifact was not kept in the controller cache"
 
 step "First run: installs everything"
-[ "$(cat /proc/1/comm)" != systemd ] || fail "systemd is PID 1 here: run this test in a container or CI machine"
-apply first || { show first 60; fail "the first run failed"; }
+[ "$(cat /proc/1/comm)" != systemd ] || die "systemd is PID 1 here: run this test in a container or CI machine"
+apply first || { show first 60; die "the first run failed"; }
 recap first
-[ "$(changed_count first)" -gt 0 ] || fail "the first run changed nothing"
+[ "$(changed_count first)" -gt 0 ] || die "the first run changed nothing"
 
-cmp "$mirror/$artifact" "$root/usr/local/bin/hapgent" || fail "installed binary differs from the artifact"
-[ "$(stat -c '%U:%G %a' "$root/usr/local/bin/hapgent")" = "root:root 755" ] || fail "binary owner/mode"
+cmp "$mirror/$artifact" "$root/usr/local/bin/hapgent" || die "installed binary differs from the artifact"
+[ "$(stat -c '%U:%G %a' "$root/usr/local/bin/hapgent")" = "root:root 755" ] || die "binary owner/mode"
 ok "binary /usr/local/bin/hapgent (root:root 0755, identical to the artifact)"
 
-cmp systemd/hapgent.service "$root/etc/systemd/system/hapgent.service" || fail "installed unit differs from systemd/hapgent.service"
+cmp systemd/hapgent.service "$root/etc/systemd/system/hapgent.service" || die "installed unit differs from systemd/hapgent.service"
 ok "unit /etc/systemd/system/hapgent.service identical to systemd/hapgent.service"
 dropin=$root/etc/systemd/system/hapgent.service.d/ansible.conf
-grep -qx 'ExecStart=/usr/local/bin/hapgent run' "$dropin" || fail "drop-in lacks the ExecStart override: $(cat "$dropin")"
-grep -qx "User=$test_user" "$dropin" || fail "drop-in lacks User=$test_user"
+grep -qx 'ExecStart=/usr/local/bin/hapgent run' "$dropin" || die "drop-in lacks the ExecStart override: $(cat "$dropin")"
+grep -qx "User=$test_user" "$dropin" || die "drop-in lacks User=$test_user"
 ok "drop-in overrides ExecStart (and User/Group for the test account)"
 
-entry=$(getent passwd "$test_user") || fail "user $test_user was not created"
+entry=$(getent passwd "$test_user") || die "user $test_user was not created"
 IFS=: read -r _ _ uid _ _ home shell <<< "$entry"
-[ "$shell" = /usr/sbin/nologin ] || fail "user shell is $shell"
-[ "$uid" -lt 1000 ] || fail "user $test_user is not a system user (uid $uid)"
-[ "$home" = /var/lib/hapgent ] || fail "user home is $home"
-getent group "$test_user" >/dev/null || fail "group $test_user was not created"
+[ "$shell" = /usr/sbin/nologin ] || die "user shell is $shell"
+[ "$uid" -lt 1000 ] || die "user $test_user is not a system user (uid $uid)"
+[ "$home" = /var/lib/hapgent ] || die "user home is $home"
+getent group "$test_user" >/dev/null || die "group $test_user was not created"
 ok "system user $test_user (uid $uid, $shell), group $test_user"
 
 "$root/usr/local/bin/hapgent" check-config --config "$root/etc/hapgent/hapgent.toml" > "$work/check-config.txt"
@@ -294,21 +291,21 @@ for line in 'ip = \["0.0.0.0"\] .*# file' 'port = 9777 .*# file' \
     'max_connections = 512 .*# file' 'log_requests = true .*# file'; do
     grep -q "^$line" "$work/check-config.txt" || {
         cat "$work/check-config.txt"
-        fail "hapgent check-config does not show: $line"
+        die "hapgent check-config does not show: $line"
     }
 done
 ok "hapgent.toml has ip, port, state_file and the hapgent_config dict (hapgent check-config)"
 
 state=$root/var/lib/hapgent/state.json
-[ "$(tr -d ' \n' < "$state")" = '{"status":"UP"}' ] || fail "state file: $(cat "$state")"
+[ "$(tr -d ' \n' < "$state")" = '{"status":"UP"}' ] || die "state file: $(cat "$state")"
 [ "$(stat -c %U "$state") $(stat -c %U "$(dirname "$state")")" = "$test_user $test_user" ] ||
-    fail "state file and directory must belong to $test_user"
+    die "state file and directory must belong to $test_user"
 ok "state file {\"status\":\"UP\"}, file and directory owned by $test_user"
 
 grep -q 'Skipping the hapgent service tasks: systemd is not PID 1' "$work/first.log" ||
-    fail "the output does not say why the service tasks were skipped"
+    die "the output does not say why the service tasks were skipped"
 grep -A1 'TASK \[hapgent : Run hapgent as a systemd service.\]' "$work/first.log" | grep '^skipping:' >/dev/null ||
-    fail "the service tasks were not skipped"
+    die "the service tasks were not skipped"
 ok "service tasks skipped, and said so: PID 1 here is $(cat /proc/1/comm), not systemd"
 
 step "systemd-analyze verify of the installed unit and drop-in"
@@ -318,7 +315,7 @@ unit=$root/etc/systemd/system/hapgent.service
 if systemd-analyze verify "$unit" > "$work/verify-missing.log" 2>&1 ||
     ! grep -q 'Command /usr/local/bin/hapgent is not executable' "$work/verify-missing.log"; then
     cat "$work/verify-missing.log"
-    fail "systemd-analyze verify did not check the drop-in's ExecStart"
+    die "systemd-analyze verify did not check the drop-in's ExecStart"
 fi
 # In a private mount namespace the binary is placed at its real path on a
 # tmpfs, so the host's /usr/local/bin is never touched.
@@ -328,7 +325,7 @@ unshare --mount --propagation private sh -euc '
     systemd-analyze verify "$2"
 ' verify "$root" "$unit" > "$work/verify.log" 2>&1 || {
     cat "$work/verify.log"
-    fail "systemd-analyze verify failed"
+    die "systemd-analyze verify failed"
 }
 ok "systemd-analyze verify passes (unit + drop-in)"
 
@@ -336,35 +333,35 @@ step "Second run: changed=0, and a state file changed in between is kept"
 printf '{"status":"DRAIN","weight":7}\n' > "$state"
 chmod 0600 "$state"
 before=$(sha256sum < "$state")
-apply second || { show second 60; fail "the second run failed"; }
+apply second || { show second 60; die "the second run failed"; }
 recap second
 [ "$(changed_count second)" = 0 ] || {
     grep -B2 '^changed:' "$work/second.log"
-    fail "the second run changed something"
+    die "the second run changed something"
 }
 ok "changed=0"
 [ "$(sha256sum < "$state")" = "$before" ] && [ "$(stat -c %a "$state")" = 600 ] ||
-    fail "the state file was changed: $(cat "$state")"
+    die "the state file was changed: $(cat "$state")"
 ok "state file kept as it was ({\"status\":\"DRAIN\",\"weight\":7}, mode 0600)"
-! grep -q 'RUNNING HANDLER' "$work/second.log" || fail "a handler was notified on the second run"
+! grep -q 'RUNNING HANDLER' "$work/second.log" || die "a handler was notified on the second run"
 ok "no restart or reload notified"
 
 step "A config change notifies only the reload; a new binary the restart"
-apply config-change -e hapgent_port=9778 || { show config-change 60; fail "the config-change run failed"; }
-[ "$(changed_count config-change)" = 1 ] || fail "a port change should change exactly hapgent.toml: $(recap config-change)"
-grep -q 'RUNNING HANDLER \[hapgent : Reload hapgent\]' "$work/config-change.log" || fail "Reload hapgent was not notified"
-! grep -q 'RUNNING HANDLER \[hapgent : Restart hapgent\]' "$work/config-change.log" || fail "Restart hapgent was notified for a config change"
+apply config-change -e hapgent_port=9778 || { show config-change 60; die "the config-change run failed"; }
+[ "$(changed_count config-change)" = 1 ] || die "a port change should change exactly hapgent.toml: $(recap config-change)"
+grep -q 'RUNNING HANDLER \[hapgent : Reload hapgent\]' "$work/config-change.log" || die "Reload hapgent was not notified"
+! grep -q 'RUNNING HANDLER \[hapgent : Restart hapgent\]' "$work/config-change.log" || die "Restart hapgent was notified for a config change"
 grep -q '^port = 9778 ' <("$root/usr/local/bin/hapgent" check-config --config "$root/etc/hapgent/hapgent.toml") ||
-    fail "port 9778 not in hapgent.toml"
+    die "port 9778 not in hapgent.toml"
 ok "hapgent.toml changed, Reload notified, Restart not"
 apply new-binary -e hapgent_port=9778 -e "hapgent_version=$version.1" \
     -e "hapgent_release_url=$base_url/next" \
     -e "hapgent_allowed_signers_file=$work/next-allowed_signers" \
-    -e "hapgent_local_cache_path=$work/cache-next" || { show new-binary 60; fail "the new-binary run failed"; }
-grep -q 'RUNNING HANDLER \[hapgent : Restart hapgent\]' "$work/new-binary.log" || fail "Restart hapgent was not notified"
-! grep -q 'RUNNING HANDLER \[hapgent : Reload hapgent\]' "$work/new-binary.log" || fail "Reload hapgent was notified for a binary change"
-cmp "$next/hapgent-$version.1-$triple" "$root/usr/local/bin/hapgent" || fail "the new binary was not installed"
-[ "$(sha256sum < "$state")" = "$before" ] || fail "the upgrade changed the state file"
+    -e "hapgent_local_cache_path=$work/cache-next" || { show new-binary 60; die "the new-binary run failed"; }
+grep -q 'RUNNING HANDLER \[hapgent : Restart hapgent\]' "$work/new-binary.log" || die "Restart hapgent was not notified"
+! grep -q 'RUNNING HANDLER \[hapgent : Reload hapgent\]' "$work/new-binary.log" || die "Reload hapgent was notified for a binary change"
+cmp "$next/hapgent-$version.1-$triple" "$root/usr/local/bin/hapgent" || die "the new binary was not installed"
+[ "$(sha256sum < "$state")" = "$before" ] || die "the upgrade changed the state file"
 ok "new binary installed, Restart notified, Reload not, state file kept"
 
 step "An invalid hapgent_config is refused by hapgent check-config and not written"
@@ -374,10 +371,10 @@ if apply bad-config -e hapgent_port=9778 -e "hapgent_version=$version.1" \
     -e "hapgent_allowed_signers_file=$work/next-allowed_signers" \
     -e "hapgent_local_cache_path=$work/cache-next" \
     -e '{"hapgent_config": {"max_connections": 0}}'; then
-    fail "a config with max_connections = 0 was accepted"
+    die "a config with max_connections = 0 was accepted"
 fi
-grep -q 'failed to validate' "$work/bad-config.log" || { show bad-config; fail "no validation failure"; }
-cmp "$work/toml-before" "$root/etc/hapgent/hapgent.toml" || fail "the invalid config was written"
+grep -q 'failed to validate' "$work/bad-config.log" || { show bad-config; die "no validation failure"; }
+cmp "$work/toml-before" "$root/etc/hapgent/hapgent.toml" || die "the invalid config was written"
 ok "check-config rejected it; hapgent.toml unchanged"
 
 # --- Rolling deploy ---------------------------------------------------------
@@ -450,7 +447,7 @@ wait_reply() {
         [[ $reply =~ $2 ]] && return 0
         sleep 0.1
     done
-    fail "agent $1 replies \"$reply\", expected /$2/"
+    die "agent $1 replies \"$reply\", expected /$2/"
 }
 rollout() {
     local name=$1 tasks=$2 rc=0
@@ -464,23 +461,23 @@ start_agent b READY
 inventory
 wait_reply a '^up ready 100%$'
 wait_reply b '^up ready 100%$'
-rollout deploy-ok deploy-ok.yml || { show deploy-ok 60; fail "the rolling deploy failed"; }
+rollout deploy-ok deploy-ok.yml || { show deploy-ok 60; die "the rolling deploy failed"; }
 for host in a b; do
-    [ -f "$deploy/$host/deployed" ] || fail "host $host was not deployed"
+    [ -f "$deploy/$host/deployed" ] || die "host $host was not deployed"
     wait_reply "$host" '^up ready 100%$'
     [ "$(tr -d ' \n' < "$deploy/$host/state.json")" = '{"status":"UP"}' ] ||
-        fail "host $host state after the rollout: $(cat "$deploy/$host/state.json")"
+        die "host $host state after the rollout: $(cat "$deploy/$host/state.json")"
     grep -q 'DRAIN description="deploying" (ctl by uid 0 (root) pid ' "$deploy/$host/agent.log" ||
-        fail "agent $host never went to DRAIN: $(cat "$deploy/$host/agent.log")"
+        die "agent $host never went to DRAIN: $(cat "$deploy/$host/agent.log")"
 done
 ok "both hosts drained during their deploy (checked by the deploy tasks) and are UP again"
 
 start_agent a UP
 start_agent b MAINT
 wait_reply b '^maint'
-if rollout deploy-maint deploy-ok.yml; then fail "the rollout put a host in MAINT back"; fi
-grep -q 'reports MAINT, not UP or READY' "$work/deploy-maint.log" || { show deploy-maint; fail "no MAINT refusal"; }
-[ -f "$deploy/a/deployed" ] && [ ! -f "$deploy/b/deployed" ] || fail "wrong hosts deployed"
+if rollout deploy-maint deploy-ok.yml; then die "the rollout put a host in MAINT back"; fi
+grep -q 'reports MAINT, not UP or READY' "$work/deploy-maint.log" || { show deploy-maint; die "no MAINT refusal"; }
+[ -f "$deploy/a/deployed" ] && [ ! -f "$deploy/b/deployed" ] || die "wrong hosts deployed"
 wait_reply b '^maint'
 ok "a host someone put in MAINT is left alone and stops the rollout"
 
@@ -488,13 +485,13 @@ start_agent a UP
 start_agent b UP
 wait_reply a '^up ready'
 wait_reply b '^up ready'
-if rollout deploy-fail deploy-fail.yml; then fail "a failing deploy did not fail the rollout"; fi
+if rollout deploy-fail deploy-fail.yml; then die "a failing deploy did not fail the rollout"; fi
 grep -q 'The rollout stopped at a in task "Fail like a broken deploy."' "$work/deploy-fail.log" ||
-    { show deploy-fail; fail "the rollout did not stop at host a"; }
-[ -f "$deploy/a/deployed" ] || fail "host a's deploy did not run"
-[ ! -f "$deploy/b/deployed" ] || fail "host b was deployed after host a failed"
+    { show deploy-fail; die "the rollout did not stop at host a"; }
+[ -f "$deploy/a/deployed" ] || die "host a's deploy did not run"
+[ ! -f "$deploy/b/deployed" ] || die "host b was deployed after host a failed"
 wait_reply a '^up drain( 100%)? # deploying$'
-grep -q '"status": *"DRAIN"' "$deploy/a/state.json" || fail "host a state: $(cat "$deploy/a/state.json")"
+grep -q '"status": *"DRAIN"' "$deploy/a/state.json" || die "host a state: $(cat "$deploy/a/state.json")"
 wait_reply b '^up ready 100%$'
 ok "the failed host stays in DRAIN, the rollout stopped before host b"
 

