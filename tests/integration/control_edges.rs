@@ -390,7 +390,7 @@ fn control_socket_refusals_are_rate_limited() {
     for _ in 0..20 {
         let (code, _, err) = Agent::builder()
             .args(&["ctl", "--control-socket", str(&socket), "status"])
-            .as_nobody()
+            .user_nobody()
             .run();
         assert_eq!(code, 77, "{err}");
     }

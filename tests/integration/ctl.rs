@@ -194,7 +194,7 @@ fn strangers_are_refused_and_nothing_changes() {
     // The file's permissions stop `nobody` at connect.
     let (code, _, err) = Agent::builder()
         .args(&["ctl", "--control-socket", socket_arg, "drain"])
-        .as_nobody()
+        .user_nobody()
         .run();
     assert_eq!(code, 77, "{err}");
     assert!(err.contains("permission denied"), "{err}");
@@ -204,7 +204,7 @@ fn strangers_are_refused_and_nothing_changes() {
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
     let (code, _, err) = Agent::builder()
         .args(&["ctl", "--control-socket", socket_arg, "drain"])
-        .as_nobody()
+        .user_nobody()
         .run();
     assert_eq!(code, 77, "{err}");
     assert!(
@@ -331,7 +331,7 @@ fn control_socket_problems_stop_the_start_clearly() {
             "--control-socket",
             socket.to_str().unwrap(),
         ])
-        .as_nobody()
+        .user_nobody()
         .run();
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Permission denied"), "{err}");

@@ -32,7 +32,7 @@ pub struct Hapgent {
     env: Vec<(String, Option<String>)>,
     strace: Option<Vec<String>>,
     activated: Option<RawFd>,
-    as_nobody: bool,
+    user_nobody: bool,
     memory: Option<u64>,
     stderr_unread: bool,
 }
@@ -102,8 +102,8 @@ impl Hapgent {
 
     /// Runs it as the unprivileged user `nobody` (through util-linux's
     /// setpriv, no supplementary groups).
-    pub fn as_nobody(mut self) -> Hapgent {
-        self.as_nobody = true;
+    pub fn user_nobody(mut self) -> Hapgent {
+        self.user_nobody = true;
         self
     }
 
@@ -188,7 +188,7 @@ impl Hapgent {
                 .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
                 .arg(hapgent);
             cmd
-        } else if self.as_nobody {
+        } else if self.user_nobody {
             let mut cmd = Command::new("setpriv");
             cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
                 .arg(hapgent);
