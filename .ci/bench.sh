@@ -17,6 +17,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source .ci/lib.sh
 started=$(date +%s)
 TARGET=x86_64-unknown-linux-musl
 out=$(mktemp -d)
@@ -27,7 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { echo "== bench: $*"; }
 
 # strip (binutils) measures the stripped size; python3 checks the JSON.
 if ! command -v strip >/dev/null || ! command -v python3 >/dev/null; then
@@ -36,7 +37,7 @@ if ! command -v strip >/dev/null || ! command -v python3 >/dev/null; then
     apt-get install -y -o DPkg::Lock::Timeout=600 binutils python3
 fi
 
-version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+version=$(version)
 bin=dist/hapgent-$version-$TARGET
 if [ -x "$bin" ]; then
     step "using $bin from an earlier step"

@@ -28,11 +28,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 START=$SECONDS
 
-step() { printf '\n=== nix: %s\n' "$*"; }
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+# shellcheck source=lib.sh
+source .ci/lib.sh
 
 step "installing nix (Debian's nix-bin) and deadnix"
 if ! command -v nix >/dev/null; then
@@ -55,7 +52,7 @@ else
     FLAKE="path:$ROOT"
     mapfile -t NIX_FILES < <(find . -name target -prune -o -name '*.nix' -print | sed 's|^\./||' | sort)
 fi
-[ "${#NIX_FILES[@]}" -ge 8 ] || fail "expected the flake, nix/*.nix and nix/ci-stub/*.nix, found: ${NIX_FILES[*]}"
+[ "${#NIX_FILES[@]}" -ge 8 ] || die "expected the flake, nix/*.nix and nix/ci-stub/*.nix, found: ${NIX_FILES[*]}"
 
 # No substituters (nothing is reachable), no sandbox and no build users, so
 # the stub's buildRustPackage can use the host's cargo; --impure lets it read
@@ -66,14 +63,14 @@ STUB=(--override-input nixpkgs "path:$ROOT/nix/ci-stub")
 
 step "parsing every .nix file (${#NIX_FILES[@]})"
 for f in "${NIX_FILES[@]}"; do
-    nix-instantiate --parse "$f" >/dev/null || fail "$f does not parse"
-    echo "ok $f"
+    nix-instantiate --parse "$f" >/dev/null || die "$f does not parse"
+    log "ok: $f"
 done
 
 step "deadnix reports nothing (and does report an unused binding)"
 deadnix --fail "${NIX_FILES[@]}"
 printf 'let unused = 1; in { x }: 2\n' >"$TMP/dead.nix"
-if deadnix --fail "$TMP/dead.nix" >/dev/null; then fail "deadnix did not report $TMP/dead.nix"; fi
+if deadnix --fail "$TMP/dead.nix" >/dev/null; then die "deadnix did not report $TMP/dead.nix"; fi
 
 step "nix flake show (nixpkgs = nix/ci-stub)"
 "${NIX[@]}" flake show "$FLAKE" "${STUB[@]}"
@@ -82,9 +79,9 @@ step "the outputs are the ones documented"
 flake_eval() { "${NIX[@]}" eval --raw "${FLAKE}#$1" "${STUB[@]}" --apply "$2" 2>/dev/null; }
 expect() { # ATTR APPLY WANT
     local got
-    got=$(flake_eval "$1" "$2") || fail "cannot evaluate $1"
-    [ "$got" = "$3" ] || fail "$1: got '$got', wanted '$3'"
-    echo "ok $1: $got"
+    got=$(flake_eval "$1" "$2") || die "cannot evaluate $1"
+    [ "$got" = "$3" ] || die "$1: got '$got', wanted '$3'"
+    log "ok: $1: $got"
 }
 names='x: builtins.concatStringsSep " " (builtins.attrNames x)'
 expect packages.x86_64-linux "$names" "default hapgent-lb static static-aarch64"
@@ -109,11 +106,11 @@ cargo fetch --locked --quiet
 "${NIX[@]}" build --impure -L "$FLAKE" "${STUB[@]}" --out-link "$TMP/pkg"
 PKG=$(readlink -f "$TMP/pkg")
 UNIT=$PKG/lib/systemd/system/hapgent.service
-[ -f "$UNIT" ] || fail "the package lacks lib/systemd/system/hapgent.service"
-grep -qx "ExecStart=$PKG/bin/hapgent run" "$UNIT" || fail "ExecStart does not run $PKG/bin/hapgent: $(grep ExecStart "$UNIT")"
+[ -f "$UNIT" ] || die "the package lacks lib/systemd/system/hapgent.service"
+grep -qx "ExecStart=$PKG/bin/hapgent run" "$UNIT" || die "ExecStart does not run $PKG/bin/hapgent: $(grep ExecStart "$UNIT")"
 # shellcheck disable=SC2016 # a literal $MAINPID
-grep -Eqx 'ExecReload=/nix/store/[^ ]+/bin/kill -HUP \$MAINPID' "$UNIT" || fail "ExecReload: $(grep ExecReload "$UNIT")"
-if grep -v '^#' "$UNIT" | grep -E '(^|[= ])/(usr/)?s?bin/'; then fail "the packaged unit still runs a path outside the store"; fi
+grep -Eqx 'ExecReload=/nix/store/[^ ]+/bin/kill -HUP \$MAINPID' "$UNIT" || die "ExecReload: $(grep ExecReload "$UNIT")"
+if grep -v '^#' "$UNIT" | grep -E '(^|[= ])/(usr/)?s?bin/'; then die "the packaged unit still runs a path outside the store"; fi
 echo "ok: $UNIT"
 
 # nix/module.nix and nix/vm-test.nix read without a module system: mkOption
@@ -162,26 +159,26 @@ step "the module's /etc/hapgent/hapgent.toml (its settings, as in the VM test) i
 module_attr toml >"$TMP/hapgent.toml"
 cat "$TMP/hapgent.toml"
 "$PKG/bin/hapgent" check-config --config "$TMP/hapgent.toml" | tee "$TMP/effective"
-grep -q '^state_file = "/var/lib/hapgent/state.json" .*# file' "$TMP/effective" || fail "state_file not from the module's file"
-grep -q '^port = 9777 .*# file' "$TMP/effective" || fail "port not from the module's file"
-grep -q '^ip = \["127.0.0.1"\] .*# file' "$TMP/effective" || fail "ip not from the module's file"
+grep -q '^state_file = "/var/lib/hapgent/state.json" .*# file' "$TMP/effective" || die "state_file not from the module's file"
+grep -q '^port = 9777 .*# file' "$TMP/effective" || die "port not from the module's file"
+grep -q '^ip = \["127.0.0.1"\] .*# file' "$TMP/effective" || die "ip not from the module's file"
 printf 'no_such_setting = 1\n' >>"$TMP/hapgent.toml"
 if "$PKG/bin/hapgent" check-config --config "$TMP/hapgent.toml" >/dev/null 2>&1; then
-    fail "check-config accepted an unknown key"
+    die "check-config accepted an unknown key"
 fi
-echo "ok (and an unknown key is refused)"
+log "ok: (and an unknown key is refused)"
 
 step "the module's pre-start script creates the state file once and never resets it"
 module_attr preStart >"$TMP/prestart.sh"
 cat "$TMP/prestart.sh"
 bash -n "$TMP/prestart.sh"
-grep -q /var/lib/hapgent/state.json "$TMP/prestart.sh" || fail "pre-start does not name the state file"
+grep -q /var/lib/hapgent/state.json "$TMP/prestart.sh" || die "pre-start does not name the state file"
 sed -i "s|/var/lib/hapgent/state.json|$TMP/state.json|g" "$TMP/prestart.sh"
 bash -e "$TMP/prestart.sh"
-[ "$(cat "$TMP/state.json")" = '{"status":"UP"}' ] || fail "initial state file: $(cat "$TMP/state.json")"
+[ "$(cat "$TMP/state.json")" = '{"status":"UP"}' ] || die "initial state file: $(cat "$TMP/state.json")"
 echo '{"status":"DOWN"}' >"$TMP/state.json"
 bash -e "$TMP/prestart.sh"
-[ "$(cat "$TMP/state.json")" = '{"status":"DOWN"}' ] || fail "pre-start reset the state file"
+[ "$(cat "$TMP/state.json")" = '{"status":"DOWN"}' ] || die "pre-start reset the state file"
 echo "ok: created as UP, kept as DOWN"
 
 step "the VM test script passes pyflakes (as the NixOS test driver lints it)"
@@ -190,13 +187,13 @@ python3 -m venv "$TMP/venv"
 "$TMP/venv/bin/pip" install --quiet --disable-pip-version-check pyflakes
 PYFLAKES_BUILTINS=machine,subtest,start_all "$TMP/venv/bin/python" -m pyflakes "$TMP/test_script.py"
 printf 'undefined_name()\n' >"$TMP/bad.py"
-if PYFLAKES_BUILTINS=machine "$TMP/venv/bin/python" -m pyflakes "$TMP/bad.py" >/dev/null; then fail "pyflakes cannot fail"; fi
+if PYFLAKES_BUILTINS=machine "$TMP/venv/bin/python" -m pyflakes "$TMP/bad.py" >/dev/null; then die "pyflakes cannot fail"; fi
 echo "ok"
 
 step "nix run prints hapgent <version from Cargo.toml>"
-VERSION=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+VERSION=$(version)
 OUT=$("${NIX[@]}" run --impure "$FLAKE" "${STUB[@]}" -- --version)
 echo "$OUT"
-[ "$OUT" = "hapgent $VERSION" ] || fail "nix run printed '$OUT', wanted 'hapgent $VERSION'"
+[ "$OUT" = "hapgent $VERSION" ] || die "nix run printed '$OUT', wanted 'hapgent $VERSION'"
 
 step "done in $((SECONDS - START)) s"

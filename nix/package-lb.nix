@@ -27,6 +27,7 @@ rustPlatform.buildRustPackage {
       ../common
       ../lb
       ../bench
+      ../testkit
       ../README.md
       ../systemd/hapgent-lb.service
     ];

@@ -10,36 +10,16 @@ use crate::probe::{ProbeError, probe};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub use hapgent_testkit::TempDir;
+
 /// A scratch directory for the agent's files, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh directory under the system's temporary directory.
-    pub fn new() -> Result<TempDir, Error> {
-        let base = std::env::temp_dir();
-        for n in 0..1000 {
-            let dir = base.join(format!("hapgent-bench-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok(TempDir(dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("temporary directory")(e)),
-            }
-        }
-        Err(Error::io("temporary directory")(std::io::Error::other(
-            "no free temporary directory name",
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub fn scratch_dir() -> Result<TempDir, Error> {
+    TempDir::create("bench").map_err(Error::io("temporary directory"))
 }
 
 /// What `Agent::start` starts.

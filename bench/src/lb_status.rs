@@ -9,7 +9,7 @@
 //! from the kernel's accounting of the child (`wait4`'s `rusage`), through
 //! a small spawner process (`CHILD_ARG`).
 
-use crate::agent::TempDir;
+use crate::agent::scratch_dir;
 use crate::cli::Options;
 use crate::error::Error;
 use crate::haproxy::Haproxy;
@@ -206,12 +206,12 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         )));
     }
     let loadavg_before = crate::proc::loadavg();
-    let dir = TempDir::new()?;
+    let dir = scratch_dir()?;
     let lb_toml = dir.0.join("lb.toml");
     std::fs::write(&lb_toml, "").map_err(Error::io(format!("cannot write {lb_toml:?}")))?;
-    let socket = dir.0.join("admin.sock");
+    let socket = hapgent_testkit::haproxy::admin_socket(&dir.0);
     let text = config(&socket, o.lb_backends, o.lb_servers);
-    let haproxy = Haproxy::start(&o.haproxy, &dir.0, &text, socket)?;
+    let haproxy = Haproxy::start(&o.haproxy, &dir.0, &text)?;
     let stat_bytes = answer_bytes(&haproxy.socket, "show stat")?;
     let state_bytes = answer_bytes(&haproxy.socket, "show servers state")?;
 

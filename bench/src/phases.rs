@@ -7,7 +7,7 @@
 //! into text, JSON or a table. `--wait-seen` is the other mode
 //! (`wait_seen`).
 
-use crate::agent::{Agent, Role, TempDir, hapgent_command, write_agent_files};
+use crate::agent::{Agent, Role, hapgent_command, scratch_dir, write_agent_files};
 use crate::cli::Options;
 use crate::error::Error;
 use crate::probe::{ErrorKind, connect, probe};
@@ -90,7 +90,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
 fn startup(o: &Options, tally: &mut Tally) -> Result<Vec<f64>, Error> {
     let mut times = Vec::new();
     for _ in 0..o.starts {
-        let dir = TempDir::new()?;
+        let dir = scratch_dir()?;
         write_agent_files(o, &dir.0)?;
         let (mut agent, spawned) = Agent::start(o, &dir.0, Role::Measured { control: None })?;
         let (first, at) = agent.wait_ready(o)?;
@@ -108,7 +108,7 @@ fn run_once(
     tally_all: &mut Tally,
     notes: &mut Vec<String>,
 ) -> Result<Metrics, Error> {
-    let dir = TempDir::new()?;
+    let dir = scratch_dir()?;
     let metrics_addr = write_agent_files(o, &dir.0)?;
     // With distinct probers, a control socket to ask hapgent how many its
     // table holds; otherwise none, as nothing needs it.
@@ -273,7 +273,7 @@ fn floor_run(
     tally_all: &mut Tally,
     notes: &mut Vec<String>,
 ) -> Result<(), Error> {
-    let dir = TempDir::new()?;
+    let dir = scratch_dir()?;
     let (mut floor, _) = Agent::start(o, &dir.0, Role::Floor)?;
     let (first, _) = floor.wait_ready(o)?;
     tally_all.record(first, None, 0);

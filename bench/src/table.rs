@@ -139,7 +139,7 @@ fn summary(name: &str, mut l: Vec<u64>) -> String {
 /// Runs the mode; true if every phase ran.
 pub fn run(o: &Options) -> Result<bool, Error> {
     let n = o.prober_table;
-    let dir = crate::agent::TempDir::new()?;
+    let dir = crate::agent::scratch_dir()?;
     let state = dir.0.join("state.json");
     std::fs::write(&state, "{\"status\":\"UP\"}")
         .map_err(Error::io("cannot write the state file"))?;

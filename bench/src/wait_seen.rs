@@ -15,7 +15,7 @@
 //! recipe, "send the signal, sleep two agent intervals", takes
 //! 2 × agent-inter every time.
 
-use crate::agent::{Agent, Role, TempDir, hapgent_command, write_state};
+use crate::agent::{Agent, Role, hapgent_command, scratch_dir, write_state};
 use crate::cli::Options;
 use crate::error::Error;
 use crate::haproxy::Haproxy;
@@ -35,7 +35,7 @@ fn start_haproxy(
     agent_port: u16,
     server_port: u16,
 ) -> Result<Haproxy, Error> {
-    let socket = dir.join("admin.sock");
+    let socket = hapgent_testkit::haproxy::admin_socket(dir);
     let config = format!(
         "global
     stats socket {socket} mode 600 level admin
@@ -51,7 +51,7 @@ backend be
         socket = socket.display(),
         inter = o.agent_inter_ms,
     );
-    Haproxy::start(&o.haproxy, dir, &config, socket)
+    Haproxy::start(&o.haproxy, dir, &config)
 }
 
 /// srv_op_state and srv_admin_state of server s1 of backend `be`, from
@@ -131,7 +131,7 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     }
     let inter = o.agent_inter_ms as f64;
     let loadavg_before = crate::proc::loadavg();
-    let dir = TempDir::new()?;
+    let dir = scratch_dir()?;
     write_state(&dir.0)?;
     let control = dir.0.join("control.sock");
     let (mut agent, _) = Agent::start(

@@ -2,8 +2,6 @@
 # (SYSTEST_DIST), and variants made from them for upgrade tests. Nothing
 # here compiles Rust.
 
-# The package version, from Cargo.toml (as scripts/dist reads it).
-version() { awk -F'"' '/^version *=/ {print $2; exit}' "$REPO/Cargo.toml"; }
 deb_arch() { dpkg --print-architecture; }
 musl_triple() {
     case "$(uname -m)" in

@@ -11,7 +11,10 @@ fn idle_garbage_and_never_reading_clients_do_not_block_probes() {
     let dir = TempDir::new("clients");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP","weight":60}"#);
-    let agent = Agent::start(&path, &["--max-connections", "16"]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--max-connections", "16"])
+        .start();
     let addr = agent.addrs[0];
     assert_eq!(agent.probe(), "up ready 60%\n");
     let rss_before = agent.rss_kib();
@@ -72,7 +75,7 @@ fn accept_errors_are_survived() {
     let dir = TempDir::new("emfile");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     assert_eq!(agent.probe(), "up ready 100%\n");
     // A limit at the lowest free descriptor number: the next accept fails.
     let open: Vec<u64> = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))

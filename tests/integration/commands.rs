@@ -1,19 +1,20 @@
 //! Command line, configuration and startup failures: exit codes and the
 //! one line that explains them.
 
+use crate::inject::*;
 use crate::util::*;
 use std::fs;
 use std::net::TcpListener;
 
 #[test]
 fn help_and_version() {
-    let (code, out, _) = run(&["--help"], &[]);
+    let (code, out, _) = Agent::builder().args(&["--help"]).run();
     assert_eq!(code, 0);
     assert!(
         out.contains("Usage: hapgent") && out.contains("--state-file"),
         "{out}"
     );
-    let (code, out, _) = run(&["--version"], &[]);
+    let (code, out, _) = Agent::builder().args(&["--version"]).run();
     assert_eq!(code, 0);
     assert_eq!(out, format!("hapgent {}\n", env!("CARGO_PKG_VERSION")));
 }
@@ -25,7 +26,7 @@ fn usage_errors_exit_64() {
         (&["--port"][..], "missing argument for option '--port'"),
         (&["serve"][..], "unknown command \"serve\""),
     ] {
-        let (code, out, err) = run(args, &[]);
+        let (code, out, err) = Agent::builder().args(args).run();
         assert_eq!(code, 64, "{args:?}: {err}");
         assert!(out.is_empty());
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -77,7 +78,7 @@ fn configuration_errors_exit_78_naming_key_and_source() {
         for command in [None, Some("check-config")] {
             let mut all: Vec<&str> = command.into_iter().collect();
             all.extend(&args);
-            let (code, _, err) = run(&all, &env);
+            let (code, _, err) = Agent::builder().args(&all).envs(&env).run();
             assert_eq!(code, 78, "{all:?} {env:?}: {err}");
             assert_eq!(err.lines().count(), 1, "{err}");
             assert!(err.contains(&message), "{all:?} {env:?}: {err}");
@@ -90,15 +91,15 @@ fn check_config_prints_each_value_and_its_source() {
     let dir = TempDir::new("check");
     let cfg = dir.join("hapgent.toml");
     fs::write(&cfg, "port = 9100\nip = [\"127.0.0.1\", \"::1\"]\n").unwrap();
-    let (code, out, err) = run(
-        &[
+    let (code, out, err) = Agent::builder()
+        .args(&[
             "check-config",
             "--config",
             cfg.to_str().unwrap(),
             "--log-requests",
-        ],
-        &[("HAPGENT_STATE_FILE", "/srv/state.json")],
-    );
+        ])
+        .env("HAPGENT_STATE_FILE", "/srv/state.json")
+        .run();
     assert_eq!(code, 0, "{err}");
     let line = |key: &str| {
         out.lines()
@@ -130,17 +131,16 @@ fn check_config_prints_each_value_and_its_source() {
 fn port_in_use_exits_1_with_one_line() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, _, err) = run(
-        &[
+    let (code, _, err) = Agent::builder()
+        .args(&[
             "--ip",
             "127.0.0.1",
             "--port",
             &port,
             "--state-file",
             "/nonexistent/s.json",
-        ],
-        &[],
-    );
+        ])
+        .run();
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -153,7 +153,9 @@ fn port_in_use_exits_1_with_one_line() {
 #[test]
 fn address_not_on_this_host_exits_1() {
     // TEST-NET-1 is never assigned to a local interface; nothing is sent.
-    let (code, _, err) = run(&["--ip", "192.0.2.1", "--port", "0"], &[]);
+    let (code, _, err) = Agent::builder()
+        .args(&["--ip", "192.0.2.1", "--port", "0"])
+        .run();
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot listen on 192.0.2.1:0"), "{err}");
 }
@@ -163,14 +165,13 @@ fn hapgent_environment_variables_and_several_addresses() {
     let dir = TempDir::new("env");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"DRAIN","weight":5}"#);
-    let agent = Agent::spawn(
-        &[],
-        &[
+    let agent = Agent::builder()
+        .envs(&[
             ("HAPGENT_IP", "127.0.0.1,::1"),
             ("HAPGENT_PORT", "0"),
             ("HAPGENT_STATE_FILE", path.to_str().unwrap()),
-        ],
-    );
+        ])
+        .start();
     assert_eq!(agent.addrs.len(), 2, "{}", agent.log());
     assert!(agent.addrs[0].is_ipv4() && agent.addrs[1].is_ipv6());
     for addr in &agent.addrs {
@@ -182,7 +183,10 @@ fn hapgent_environment_variables_and_several_addresses() {
 fn journald_lines_carry_priorities_and_no_timestamps() {
     let dir = TempDir::new("journal");
     let path = dir.join("state.json");
-    let agent = Agent::start_with_env(&path, &[], &[("JOURNAL_STREAM", "8:1234")]);
+    let agent = Agent::builder()
+        .state(&path)
+        .env("JOURNAL_STREAM", "8:1234")
+        .start();
     let log = agent.log();
     let first = log
         .lines()
@@ -200,9 +204,12 @@ fn log_requests_logs_peer_and_reply() {
     let dir = TempDir::new("logreq");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let quiet = Agent::start(&path, &[]);
+    let quiet = Agent::builder().state(&path).start();
     quiet.probe();
-    let loud = Agent::start(&path, &["--log-requests"]);
+    let loud = Agent::builder()
+        .state(&path)
+        .args(&["--log-requests"])
+        .start();
     loud.probe();
     let line = loud.wait_log("probe from 127.0.0.1:");
     assert!(line.ends_with(": up ready 100%"), "{line}");
@@ -212,4 +219,52 @@ fn log_requests_logs_peer_and_reply() {
     quiet.signal(libc::SIGHUP);
     quiet.wait_log("(SIGHUP)");
     assert!(!quiet.log().contains("probe from"), "{}", quiet.log());
+}
+
+#[test]
+fn config_fifo_is_refused() {
+    let dir = TempDir::new("configfifo");
+    let fifo = dir.join("hapgent.toml");
+    mkfifo(&fifo);
+    let out = start_must_exit(&dir, &["--config", fifo.to_str().unwrap()]);
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+}
+
+#[test]
+fn config_dev_zero_is_refused() {
+    let dir = TempDir::new("configzero");
+    let out = start_must_exit(&dir, &["--config", "/dev/zero"]);
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+}
+
+#[test]
+fn check_config_prints_toml() {
+    let (code, out, err) = Agent::builder().args(&["check-config"]).run();
+    assert_eq!(code, 0, "{err}");
+    let parsed = out.parse::<toml::Table>();
+    assert!(parsed.is_ok(), "not TOML: {parsed:?}\n{out}");
+    assert!(!out.contains("(unset)"), "{out}");
+}
+
+#[test]
+fn a_lowercase_environment_key_is_refused() {
+    let (code, _, err) = Agent::builder()
+        .args(&["check-config"])
+        .env("HAPGENT_port", "80")
+        .run();
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("HAPGENT_port"), "{err}");
+}
+
+#[test]
+fn an_out_of_range_port_names_the_range() {
+    let (code, _, err) = Agent::builder()
+        .args(&["check-config"])
+        .env("HAPGENT_PORT", "70000")
+        .run();
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("65535"), "{err}");
+    assert!(!err.contains("invalid type"), "{err}");
 }

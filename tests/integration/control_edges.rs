@@ -13,11 +13,10 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
-/// Starts hapgent with `args` (and the test's clean environment) and
-/// waits until it either listens or exits; returns whether it exited, and
-/// its log.
-fn start_or_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Agent) {
-    let mut agent = Agent::launch(hapgent_command(args, env));
+/// Starts `hapgent` and waits until it either listens or exits; returns
+/// whether it exited, and its log.
+fn start_or_exit(hapgent: Hapgent) -> (Option<i32>, Agent) {
+    let mut agent = hapgent.launch();
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         if let Some(status) = agent.exited() {
@@ -45,17 +44,7 @@ fn a_regular_file_at_the_control_socket_path_is_left_alone() {
     write_state(&state, r#"{"status":"UP"}"#);
     let socket = dir.join("control.sock");
     fs::write(&socket, "precious\n").unwrap();
-    let args = [
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state-file",
-        str(&state),
-        "--control-socket",
-        str(&socket),
-    ];
-    let (exited, agent) = start_or_exit(&args, &[]);
+    let (exited, agent) = start_or_exit(Agent::builder().state(&state).control_socket(&socket));
     assert!(exited.is_some_and(|c| c != 0), "{}", agent.log());
     assert!(
         agent.log().contains(&format!(
@@ -73,17 +62,7 @@ fn the_state_file_cannot_be_the_control_socket() {
     let dir = TempDir::new("edge-same");
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"UP"}"#);
-    let args = [
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state-file",
-        str(&state),
-        "--control-socket",
-        str(&state),
-    ];
-    let (exited, agent) = start_or_exit(&args, &[]);
+    let (exited, agent) = start_or_exit(Agent::builder().state(&state).control_socket(&state));
     assert_eq!(exited, Some(78), "{}", agent.log());
     assert!(
         agent
@@ -100,7 +79,7 @@ fn stop_leaves_what_replaced_the_socket() {
     let dir = TempDir::new("edge-stop");
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"UP"}"#);
-    let mut agent = Agent::start(&state, &[]);
+    let mut agent = Agent::builder().state(&state).start();
     let socket = agent.control_socket();
     // Another program takes the path (its own socket) while hapgent runs.
     fs::remove_file(&socket).unwrap();
@@ -116,7 +95,7 @@ fn stop_leaves_what_replaced_the_socket() {
     drop(theirs);
 
     // Its own socket, still there, is removed at stop.
-    let mut agent = Agent::start(&state, &[]);
+    let mut agent = Agent::builder().state(&state).start();
     let socket = agent.control_socket();
     assert!(socket.exists());
     agent.signal(libc::SIGTERM);
@@ -131,7 +110,7 @@ fn a_field_given_twice_in_set_is_refused() {
     let dir = TempDir::new("edge-twice");
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"DOWN"}"#);
-    let agent = Agent::start(&state, &[]);
+    let agent = Agent::builder().state(&state).start();
     let mut s = UnixStream::connect(agent.control_socket()).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(
@@ -166,8 +145,8 @@ fn start_configured(
     write_state(&state, r#"{"status":"UP"}"#);
     let file = dir.join("hapgent.toml");
     fs::write(&file, config).unwrap();
-    let agent = Agent::spawn(
-        &[
+    let agent = Agent::builder()
+        .args(&[
             "--config",
             str(&file),
             "--ip",
@@ -176,9 +155,9 @@ fn start_configured(
             "0",
             "--state-file",
             str(&state),
-        ],
-        env,
-    );
+        ])
+        .envs(env)
+        .start();
     (agent, file)
 }
 
@@ -193,28 +172,21 @@ fn a_reload_moves_the_control_socket_where_ctl_looks() {
     fs::write(&file, config(&a)).unwrap();
     // Agent and ctl both take control_socket from the file.
     let with_file = |args: &[&str]| {
-        let mut cmd = hapgent_command(args, &[("HAPGENT_CONFIG", str(&file))]);
-        cmd.env_remove("HAPGENT_CONTROL_SOCKET");
-        cmd
+        Agent::builder()
+            .args(args)
+            .env("HAPGENT_CONFIG", str(&file))
+            .env_remove("HAPGENT_CONTROL_SOCKET")
     };
-    let agent = Agent::from_command(with_file(&[
+    let agent = with_file(&[
         "--ip",
         "127.0.0.1",
         "--port",
         "0",
         "--state-file",
         str(&state),
-    ]));
-    let ctl = |args: &[&str]| {
-        let mut all = vec!["ctl"];
-        all.extend_from_slice(args);
-        let out = with_file(&all).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    ])
+    .start();
+    let ctl = |args: &[&str]| with_file(&["ctl"]).args(args).run();
     let (code, out, err) = ctl(&["status"]);
     assert_eq!(code, 0, "{out}{err}");
     fs::write(&file, config(&b)).unwrap();
@@ -289,7 +261,9 @@ fn a_rejected_reload_names_the_setting_and_hapgents_own_listener() {
     let file = dir.join("hapgent.toml");
     let port = free_port();
     fs::write(&file, format!("ip = \"127.0.0.1\"\nport = {port}\n")).unwrap();
-    let agent = Agent::spawn(&["--config", str(&file), "--state-file", str(&state)], &[]);
+    let agent = Agent::builder()
+        .args(&["--config", str(&file), "--state-file", str(&state)])
+        .start();
     // The same address, IPv4-mapped: the listener being replaced holds it.
     fs::write(&file, format!("ip = \"::ffff:127.0.0.1\"\nport = {port}\n")).unwrap();
     agent.signal(libc::SIGHUP);
@@ -346,12 +320,11 @@ fn a_service_added_at_reload_is_read_on_the_disk_thread() {
     let notify = Notify::bind(&dir);
     // Every open of api.json, with the thread that made it.
     let strace = ["-o", str(&trace), "-e", "trace=openat", "-P", str(&api)];
-    let agent = Agent::start_traced(
-        &strace,
-        &state,
-        &[],
-        &[("HAPGENT_CONFIG", str(&file)), notify.env()],
-    );
+    let agent = Agent::builder()
+        .strace(&strace)
+        .state(&state)
+        .envs(&[("HAPGENT_CONFIG", str(&file)), notify.env()])
+        .start();
     notify.next(); // READY=1 at startup
     fs::write(
         &file,
@@ -384,17 +357,24 @@ fn an_empty_allow_list_is_a_configuration_error() {
     let dir = TempDir::new("edge-allow");
     let file = dir.join("hapgent.toml");
     fs::write(&file, "allow = []\n").unwrap();
-    let (code, _, err) = run(&["check-config", "--config", str(&file)], &[]);
+    let (code, _, err) = Agent::builder()
+        .args(&["check-config", "--config", str(&file)])
+        .run();
     assert_eq!(code, 78, "{err}");
     assert!(
         err.contains("allow from file") && err.contains("\"0.0.0.0/0, ::/0\" for everyone"),
         "{err}"
     );
-    let (code, _, err) = run(&["check-config"], &[("HAPGENT_ALLOW", "")]);
+    let (code, _, err) = Agent::builder()
+        .args(&["check-config"])
+        .env("HAPGENT_ALLOW", "")
+        .run();
     assert_eq!(code, 78, "{err}");
     // Everyone, said so.
     fs::write(&file, "allow = [\"0.0.0.0/0\", \"::/0\"]\n").unwrap();
-    let (code, _, err) = run(&["check-config", "--config", str(&file)], &[]);
+    let (code, _, err) = Agent::builder()
+        .args(&["check-config", "--config", str(&file)])
+        .run();
     assert_eq!(code, 0, "{err}");
 }
 
@@ -403,12 +383,15 @@ fn control_socket_refusals_are_rate_limited() {
     let dir = TempDir::new("edge-refusals");
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&state, &[]);
+    let agent = Agent::builder().state(&state).start();
     let socket = agent.control_socket();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
     for _ in 0..20 {
-        let (code, _, err) = run_as_nobody(&["ctl", "--control-socket", str(&socket), "status"]);
+        let (code, _, err) = Agent::builder()
+            .args(&["ctl", "--control-socket", str(&socket), "status"])
+            .user_nobody()
+            .run();
         assert_eq!(code, 77, "{err}");
     }
     // Every refusal was answered; an event after them all: a change by

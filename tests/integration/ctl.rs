@@ -17,7 +17,7 @@ fn every_command_changes_serves_and_saves() {
     let dir = TempDir::new("ctl-commands");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP","weight":40}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
 
     let (code, out, err) = agent.ctl(&["status"]);
     assert_eq!(code, 0, "{err}");
@@ -122,7 +122,7 @@ fn bad_changes_are_refused_and_change_nothing() {
     let dir = TempDir::new("ctl-bad");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP","weight":40}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     // (command line, exit code, message)
     let cases: &[(&[&str], i32, &str)] = &[
         (
@@ -173,7 +173,9 @@ fn no_agent_means_69_and_names_the_socket() {
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("nothing answers on"), "{err}");
     // Disabled in the configuration.
-    let (code, _, err) = run(&["ctl", "--control-socket", "", "status"], &[]);
+    let (code, _, err) = Agent::builder()
+        .args(&["ctl", "--control-socket", "", "status"])
+        .run();
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("control socket is disabled"), "{err}");
 }
@@ -183,21 +185,27 @@ fn strangers_are_refused_and_nothing_changes() {
     let dir = TempDir::new("ctl-perm");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let socket = agent.control_socket();
     let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "the socket is created 0660");
     let socket_arg = socket.to_str().unwrap();
 
     // The file's permissions stop `nobody` at connect.
-    let (code, _, err) = run_as_nobody(&["ctl", "--control-socket", socket_arg, "drain"]);
+    let (code, _, err) = Agent::builder()
+        .args(&["ctl", "--control-socket", socket_arg, "drain"])
+        .user_nobody()
+        .run();
     assert_eq!(code, 77, "{err}");
     assert!(err.contains("permission denied"), "{err}");
 
     // With the file opened to everyone by mistake, the agent's own check
     // (the kernel's record of the peer) still refuses, and logs it.
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
-    let (code, _, err) = run_as_nobody(&["ctl", "--control-socket", socket_arg, "drain"]);
+    let (code, _, err) = Agent::builder()
+        .args(&["ctl", "--control-socket", socket_arg, "drain"])
+        .user_nobody()
+        .run();
     assert_eq!(code, 77, "{err}");
     assert!(
         err.contains("permission denied: uid 65534 (nobody)"),
@@ -223,7 +231,7 @@ fn hostile_clients_get_answers_and_never_delay_a_probe() {
     let dir = TempDir::new("ctl-hostile");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let socket = agent.control_socket();
 
     // Clients that hold a connection open without a complete request.
@@ -295,7 +303,7 @@ fn control_socket_problems_stop_the_start_clearly() {
     };
     let a = args(missing.to_str().unwrap());
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (code, _, err) = run(&a, &[]);
+    let (code, _, err) = Agent::builder().args(&a).run();
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!("control socket {}", missing.display()))
@@ -312,26 +320,29 @@ fn control_socket_problems_stop_the_start_clearly() {
     write_state(&state_copy, r#"{"status":"UP"}"#);
     fs::set_permissions(&state_copy, fs::Permissions::from_mode(0o644)).unwrap();
     let socket = locked.join("control.sock");
-    let (code, _, err) = run_as_nobody(&[
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state-file",
-        state_copy.to_str().unwrap(),
-        "--control-socket",
-        socket.to_str().unwrap(),
-    ]);
+    let (code, _, err) = Agent::builder()
+        .args(&[
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state-file",
+            state_copy.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ])
+        .user_nobody()
+        .run();
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Permission denied"), "{err}");
     assert!(err.contains("needs write access to"), "{err}");
 
     // Another running agent on the same socket.
-    let first = Agent::start(&state, &[]);
+    let first = Agent::builder().state(&state).start();
     let taken = first.control_socket();
     let a = args(taken.to_str().unwrap());
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (code, _, err) = run(&a, &[]);
+    let (code, _, err) = Agent::builder().args(&a).run();
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("another hapgent is answering on it"), "{err}");
     drop(first);
@@ -342,7 +353,7 @@ fn probers_are_listed_and_wait_seen_needs_one() {
     let dir = TempDir::new("ctl-probers");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     // Nobody has probed: nobody can confirm anything.
     let (code, _, err) = agent.ctl(&["drain", "--wait-seen", "--timeout", "5s"]);
     assert_eq!(code, 75, "{err}");

@@ -14,15 +14,15 @@ fn flag_files_show_in_the_very_next_reply() {
     let drain = dir.join("drain");
     let maint = dir.join("maint");
     write_state(&path, r#"{"status":"UP","weight":70}"#);
-    let agent = Agent::start(
-        &path,
-        &[
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&[
             "--drain-file",
             drain.to_str().unwrap(),
             "--maint-file",
             maint.to_str().unwrap(),
-        ],
-    );
+        ])
+        .start();
     assert_eq!(agent.probe(), "up ready 70%\n");
     fs::write(&drain, "").unwrap();
     assert_eq!(agent.probe(), "up drain 70%\n");
@@ -44,13 +44,11 @@ fn flag_file_present_at_start_is_reported_from_the_first_reply() {
     let maint = dir.join("maint");
     write_state(&path, r#"{"status":"UP"}"#);
     fs::write(&maint, "").unwrap();
-    let agent = Agent::start(&path, &["--maint-file", maint.to_str().unwrap()]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--maint-file", maint.to_str().unwrap()])
+        .start();
     assert_eq!(agent.probe(), "up maint 100%\n");
-}
-
-/// A fake `/proc/stat` with the given user and idle tick counts.
-fn proc_stat(user: u64, idle: u64) -> String {
-    format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {user} 0 0 {idle} 0 0 0 0 0 0\n")
 }
 
 #[test]
@@ -81,7 +79,7 @@ fn cpu_weight_uses_a_real_first_sample_and_follows_the_counters() {
     // the counters move (ten times at most: the agent's own bound, which
     // leaves this test two seconds to react to the line). They move once
     // the line is in: 100 ticks pass, 25 busy, 75 idle.
-    let mut agent = Agent::launch(hapgent_command(&all, &[]));
+    let mut agent = Agent::builder().args(&all).launch();
     agent.wait_log("sampling CPU load");
     replace_file(&stat, &proc_stat(1025, 1075));
     agent.wait_listening();
@@ -124,24 +122,25 @@ fn one_shot_prints_the_reply_for_each_state() {
         ("not json", "fail 100%\n"),
     ] {
         write_state(&path, json);
-        let (code, out, err) = run(&["reply", "--state-file", state], &[]);
+        let (code, out, err) = Agent::builder()
+            .args(&["reply", "--state-file", state])
+            .run();
         assert_eq!((code, out.as_str()), (0, reply), "{json}: {err}");
     }
     // With a drain file and a fed CPU sample, as JSON.
     write_state(&path, r#"{"status":"UP","weight":50}"#);
     let drain = dir.join("drain");
     fs::write(&drain, "").unwrap();
-    let (code, out, err) = run(
-        &[
+    let (code, out, err) = Agent::builder()
+        .args(&[
             "reply",
             "--json",
             "--state-file",
             state,
             "--drain-file",
             drain.to_str().unwrap(),
-        ],
-        &[],
-    );
+        ])
+        .run();
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["reply"], "up drain 50%");
@@ -158,8 +157,8 @@ fn one_shot_samples_cpu() {
     let stat = dir.join("stat");
     write_state(&path, r#"{"status":"UP"}"#);
     replace_file(&stat, &proc_stat(0, 0));
-    let child = hapgent_command(
-        &[
+    let child = Agent::builder()
+        .args(&[
             "reply",
             "--json",
             "--cpu-weight",
@@ -169,13 +168,12 @@ fn one_shot_samples_cpu() {
             stat.to_str().unwrap(),
             "--state-file",
             path.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+        ])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // It reads the counters, sleeps for the timeframe, reads them again.
     // Once it sleeps (nothing else in `reply` does), the first read is
     // done: the counters move, 40 of 100 ticks idle, well within the
@@ -213,10 +211,10 @@ fn socket_activation_serves_the_passed_socket() {
     write_state(&path, r#"{"status":"DRAIN"}"#);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let agent = Agent::spawn_activated(
-        &listener,
-        &["--systemd", "--state-file", path.to_str().unwrap()],
-    );
+    let agent = Agent::builder()
+        .activated(&listener)
+        .args(&["--systemd", "--state-file", path.to_str().unwrap()])
+        .start();
     assert_eq!(agent.addrs, vec![addr]);
     drop(listener); // the agent has its own copy
     assert_eq!(probe(addr), "up drain 100%\n");
@@ -225,11 +223,14 @@ fn socket_activation_serves_the_passed_socket() {
 #[test]
 fn socket_activation_errors_are_clear() {
     // Requested, but nothing passed.
-    let (code, _, err) = run(&["--systemd"], &[]);
+    let (code, _, err) = Agent::builder().args(&["--systemd"]).run();
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("systemd passed no sockets"), "{err}");
     // Passed to another process.
-    let (code, _, err) = run(&["--systemd"], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
+    let (code, _, err) = Agent::builder()
+        .args(&["--systemd"])
+        .envs(&[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")])
+        .run();
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("for process \"1\", not this one"), "{err}");
     // fd 3 is a socket, but not a listening one; or not a socket at all.
@@ -243,14 +244,22 @@ fn socket_activation_errors_are_clear() {
         ),
         (file.as_raw_fd(), "file descriptor 3 is not a socket"),
     ] {
-        let out = activated(fd, &["--systemd"]).output().unwrap();
+        let out = Agent::builder()
+            .activated_fd(fd)
+            .args(&["--systemd"])
+            .command()
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{err}");
         assert!(err.contains(message), "{err}");
     }
     let idle = TcpListener::bind("127.0.0.1:0").unwrap();
     let stream = std::net::TcpStream::connect(idle.local_addr().unwrap()).unwrap();
-    let out = activated(stream.as_raw_fd(), &["--systemd"])
+    let out = Agent::builder()
+        .activated_fd(stream.as_raw_fd())
+        .args(&["--systemd"])
+        .command()
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -268,7 +277,10 @@ fn readiness_notifications_arrive_in_order() {
     let sock = dir.join("notify.sock");
     let receiver = UnixDatagram::bind(&sock).unwrap();
     receiver.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut agent = Agent::start_with_env(&path, &[], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
+    let mut agent = Agent::builder()
+        .state(&path)
+        .envs(&[("NOTIFY_SOCKET", sock.to_str().unwrap())])
+        .start();
     let mut buf = [0u8; 512];
     let mut next = || {
         let n = receiver.recv(&mut buf).expect("no notification");

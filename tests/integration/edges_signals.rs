@@ -28,7 +28,7 @@ fn many_usr1_then_usr2_from_one_sender_ends_down() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
     let notify = Notify::bind(&dir);
-    let agent = Agent::start_with_env(&path, &[], &[notify.env()]);
+    let agent = Agent::builder().state(&path).envs(&[notify.env()]).start();
     notify.next(); // READY=1 at startup
     for round in 0..5 {
         for _ in 0..1000 {
@@ -61,7 +61,7 @@ fn signals_and_reloads_that_change_nothing_are_not_changes() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP","weight":40}"#);
     let notify = Notify::bind(&dir);
-    let agent = Agent::start_with_env(&path, &[], &[notify.env()]);
+    let agent = Agent::builder().state(&path).envs(&[notify.env()]).start();
     notify.next();
     let version = || ctl_status(&agent)["version"].as_u64().unwrap();
     let changes = |cause: &str| {
@@ -139,7 +139,7 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
     let dir = TempDir::new("closed");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     agent.probe();
     let state = path.to_str().unwrap();
     for args in [
@@ -151,7 +151,7 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
     ] {
         assert_quiet(
             &format!("{args:?}"),
-            &with_stdout_closed(hapgent_command(args, &[])),
+            &with_stdout_closed(Agent::builder().args(args).command()),
         );
     }
     let socket = agent.control_socket();
@@ -168,7 +168,7 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
         all.extend_from_slice(args);
         assert_quiet(
             &format!("ctl {args:?}"),
-            &with_stdout_closed(hapgent_command(&all, &[])),
+            &with_stdout_closed(Agent::builder().args(&all).command()),
         );
     }
 }
@@ -183,7 +183,7 @@ fn a_closed_stdout_does_not_turn_a_failed_wait_into_success() {
     let dir = TempDir::new("closedwait");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let socket = agent.control_socket();
     for args in [
         &["drain", "--wait-seen", "--timeout", "1s"][..],
@@ -192,7 +192,7 @@ fn a_closed_stdout_does_not_turn_a_failed_wait_into_success() {
     ] {
         let mut all = vec!["ctl", "--control-socket", socket.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = with_stdout_closed(hapgent_command(&all, &[]));
+        let out = with_stdout_closed(Agent::builder().args(&all).command());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(75), "ctl {args:?}: {stderr}");
         assert!(
@@ -218,7 +218,10 @@ fn large_outputs_into_head_end_quietly() {
     fs::write(&config_file, config).unwrap();
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &["--config", config_file.to_str().unwrap()]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--config", config_file.to_str().unwrap()])
+        .start();
     let hapgent = env!("CARGO_BIN_EXE_hapgent");
     let config = config_file.to_str().unwrap();
     let socket = agent.control_socket();
@@ -285,7 +288,10 @@ fn haproxy_logs_nothing_while_a_drained_server_is_probed() {
         &path,
         r#"{"status":"DRAIN","weight":50,"maxconn":30,"description":"deploying"}"#,
     );
-    let agent = Agent::start(&path, &["--log-requests"]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--log-requests"])
+        .start();
     // Only HAProxy probes: a probe from this test would come from the same
     // address, and so count as the same prober.
     let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
@@ -356,17 +362,17 @@ fn haproxy_logs_nothing_while_a_drained_servers_load_changes() {
     let counters = |user: u64, idle: u64| format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n");
     replace_file(&stat, &counters(1000, 1000));
     write_state(&path, r#"{"status":"DRAIN"}"#);
-    let agent = Agent::start(
-        &path,
-        &[
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&[
             "--log-requests",
             "--cpu-weight",
             "--timeframe",
             "200",
             "--proc-stat",
             stat.to_str().unwrap(),
-        ],
-    );
+        ])
+        .start();
     let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
         return;
     };
@@ -398,7 +404,7 @@ fn unicode_separators_in_a_description_become_question_marks() {
         &path,
         "{\"status\":\"UP\",\"description\":\"\u{2028}a\u{2028}b\u{2029}c\u{85}d\\te\u{85}\"}",
     );
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     assert_eq!(agent.probe(), "up ready 100% # ?a?b?c?d e?\n");
 }
 
@@ -409,7 +415,7 @@ fn a_huge_description_is_refused_by_name() {
     let dir = TempDir::new("bigdesc");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let big = "d".repeat(5000);
     let (code, out, err) = agent.ctl(&["description", &big]);
     assert_eq!(code, 64, "{out}{err}");
@@ -426,7 +432,7 @@ fn a_save_that_works_on_the_second_attempt_says_so_in_words() {
     let dir = TempDir::new("second");
     // The directory does not exist yet: the first save fails.
     let path = dir.join("later/state.json");
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     agent.signal(libc::SIGUSR1);
     agent.wait_log("cannot save the state to");
     fs::create_dir(dir.join("later")).unwrap();
@@ -452,17 +458,15 @@ fn a_stop_on_a_hung_disk_names_the_wait_plainly() {
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
     // Every fsync hangs for 300 s.
-    let agent = Agent::start_traced(
-        &[
+    let agent = Agent::builder()
+        .strace(&[
             "-e",
             "trace=fsync,fdatasync",
             "-e",
             "inject=fsync,fdatasync:delay_enter=300000000",
-        ],
-        &path,
-        &[],
-        &[],
-    );
+        ])
+        .state(&path)
+        .start();
     agent.signal(libc::SIGUSR2);
     agent.wait_log("(SIGUSR2)");
     agent.signal(libc::SIGTERM);

@@ -34,7 +34,7 @@ fn fixed_agent(dir: &TempDir, args: &[&str]) -> Agent {
     .unwrap();
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    let agent = Agent::start(&state, &all);
+    let agent = Agent::builder().state(&state).args(&all).start();
     assert_eq!(
         probe_with(agent.addrs[0], b"\n"),
         "up ready 40% maxconn:300 # v2 \"blue\"\n"

@@ -7,20 +7,15 @@
 //! tests (`lb/tests/newer-haproxy.sh` runs Debian 13's 3.0 that way).
 
 use crate::util::*;
+use hapgent_testkit::haproxy::{self, Mode};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A foreground HAProxy with one backend whose server uses hapgent.
 pub struct Haproxy {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
+    inner: hapgent_testkit::Haproxy,
     // Keeps the server's port open so HAProxy's regular check passes.
     _server: TcpListener,
 }
@@ -39,21 +34,11 @@ impl Haproxy {
         agent_port: u16,
         backends: &[(&str, &str, &str)],
     ) -> Option<Haproxy> {
-        if Command::new(haproxy_bin()).arg("-v").output().is_err() {
-            let required = std::env::var("HAPGENT_REQUIRE_HAPROXY").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "haproxy is not installed but HAPGENT_REQUIRE_HAPROXY=1"
-            );
-            eprintln!(
-                "\n*** SKIPPED: haproxy is not installed; the HAProxy tests did NOT run ***\n"
-            );
+        if !haproxy::available() {
             return None;
         }
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let server_port = server.local_addr().unwrap().port();
-        let socket = dir.join("admin.sock");
-        let cfg = dir.join("haproxy.cfg");
         // `timeout check` only bounds an agent that never answers: the
         // tests run on busy machines, and a slow answer is not a failure.
         let mut text = format!(
@@ -69,7 +54,7 @@ defaults
     timeout server 5s
     timeout check 30s
 ",
-            socket = socket.display()
+            socket = haproxy::admin_socket(dir.path()).display()
         );
         for (name, inter, extra) in backends {
             text.push_str(&format!(
@@ -78,82 +63,22 @@ defaults
 "
             ));
         }
-        fs::write(&cfg, text).unwrap();
-        let log = dir.join("haproxy.log");
-        let child = Command::new(haproxy_bin())
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(dir.join("haproxy.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let haproxy = Haproxy {
-            child,
-            socket,
-            log,
+        Some(Haproxy {
+            inner: hapgent_testkit::Haproxy::start(dir.path(), &text, Mode::Foreground, &[]),
             _server: server,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while UnixStream::connect(&haproxy.socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not open its stats socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(haproxy)
+        })
     }
 
-    /// Sends one command to the stats socket and returns the answer.
-    fn command(&self, command: &str) -> String {
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s.write_all(format!("{command}\n").as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+    /// Everything HAProxy wrote (its log lines included).
+    pub fn log_text(&self) -> String {
+        self.inner.log_text()
     }
 
     /// The server's view from `show servers state be` and `show stat`,
     /// merged into one map of column name to value.
     /// `view` for backend `backend`.
     pub(crate) fn view_of(&self, backend: &str) -> HashMap<String, String> {
-        let mut view = HashMap::new();
-        let state = self.command(&format!("show servers state {backend}"));
-        let mut lines = state.lines().filter(|l| !l.trim().is_empty()).skip(1);
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("# ")
-            .split(' ')
-            .collect();
-        for line in lines {
-            let values: Vec<&str> = line.split(' ').collect();
-            if values.get(3) == Some(&"s1") {
-                for (k, v) in header.iter().zip(values) {
-                    view.insert(k.to_string(), v.to_string());
-                }
-            }
-        }
-        let stat = self.command("show stat");
-        let mut lines = stat.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("# ")
-            .split(',')
-            .collect();
-        for line in lines {
-            let values: Vec<&str> = line.split(',').collect();
-            if values.first() == Some(&backend) && values.get(1) == Some(&"s1") {
-                for (k, v) in header.iter().zip(values) {
-                    view.insert(format!("stat.{k}"), v.to_string());
-                }
-            }
-        }
-        view
+        self.inner.server_view(backend, "s1")
     }
 
     /// Polls until every (column, value) in `want` holds (a value starting
@@ -177,17 +102,12 @@ defaults
                 return;
             }
             if Instant::now() > deadline {
-                let log = fs::read_to_string(&self.log).unwrap_or_default();
+                let log = self.inner.log_text();
                 panic!("{step}: HAProxy never showed {missing:?}\nview: {view:?}\nlog:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// The HAProxy binary: `haproxy`, or `LB_TEST_HAPROXY`.
-fn haproxy_bin() -> String {
-    std::env::var("LB_TEST_HAPROXY").unwrap_or_else(|_| "haproxy".into())
 }
 
 fn matches(value: &str, want: &str) -> bool {
@@ -196,13 +116,6 @@ fn matches(value: &str, want: &str) -> bool {
     match want.strip_prefix('~') {
         Some(part) => value.contains(part),
         None => value == want,
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -215,7 +128,7 @@ fn haproxy_follows_hapgent() {
     let dir = TempDir::new("haproxy");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
         return;
     };
@@ -310,7 +223,10 @@ fn haproxy_follows_the_drain_file() {
     let path = dir.join("state.json");
     let drain = dir.join("drain");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &["--drain-file", drain.to_str().unwrap()]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--drain-file", drain.to_str().unwrap()])
+        .start();
     let Some(haproxy) = Haproxy::start(&dir, agent.port(), "agent-send \"web\\n\"") else {
         return;
     };
@@ -342,11 +258,14 @@ fn wait_seen_confirms_every_load_balancer() {
     write_state(&path, r#"{"status":"UP"}"#);
     // A load balancer silent for 5 s has stopped (they probe every
     // 200 ms): long enough that a busy machine never looks like that.
-    let agent = Agent::start(&path, &["--seen-window", "5000"]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--seen-window", "5000"])
+        .start();
     let Some(lb_a) = Haproxy::start(&dir_a, agent.port(), "source 127.0.0.2") else {
         return;
     };
-    let Some(mut lb_b) = Haproxy::start(&dir_b, agent.port(), "source 127.0.0.3") else {
+    let Some(lb_b) = Haproxy::start(&dir_b, agent.port(), "source 127.0.0.3") else {
         return;
     };
     for lb in [&lb_a, &lb_b] {
@@ -383,8 +302,7 @@ fn wait_seen_confirms_every_load_balancer() {
     }
 
     // One load balancer stops: it cannot confirm, and is named.
-    let _ = lb_b.child.kill();
-    let _ = lb_b.child.wait();
+    drop(lb_b);
     let (code, out, err) = agent.ctl(&["ready", "--wait-seen", "--timeout", "20s"]);
     assert_eq!(code, 75, "{out}{err}");
     assert!(out.contains("127.0.0.2 has seen version 2"), "{out}");
@@ -418,7 +336,10 @@ fn backends_follow_their_services() {
         ),
     )
     .unwrap();
-    let agent = Agent::start(&path, &["--config", config.to_str().unwrap()]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--config", config.to_str().unwrap()])
+        .start();
     let Some(lb) = Haproxy::start_backends(
         &dir,
         agent.port(),
@@ -492,8 +413,7 @@ fn backends_follow_their_services() {
     // Hundreds of probes with a payload (every 10 ms on "busy"): none
     // ends in a reset or an incomplete line.
     wait_for_probes(&agent, "api", 500);
-    let log = fs::read_to_string(&lb.log).unwrap_or_default()
-        + &fs::read_to_string(dir.join("haproxy.err")).unwrap_or_default();
+    let log = lb.log_text();
     for bad in ["incomplete", "reset", "L7RSP", "L4CON", "L7TOUT"] {
         assert!(!log.contains(bad), "HAProxy saw {bad:?}:\n{log}");
     }

@@ -46,7 +46,10 @@ fn with_services(dir: &TempDir, args: &[&str]) -> Agent {
     let config = services_config(dir);
     let mut all = vec!["--config", config.as_str()];
     all.extend_from_slice(args);
-    Agent::start(&dir.join("state.json"), &all)
+    Agent::builder()
+        .state(&dir.join("state.json"))
+        .args(&all)
+        .start()
 }
 
 /// A connection to `to` from the loopback address `source`.
@@ -141,10 +144,13 @@ fn traced(dir: &TempDir, inject: &str, args: &[&str]) -> (Agent, std::path::Path
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"UP"}"#);
     let socket = dir.join("control.sock");
-    let mut all = vec!["--control-socket", socket.to_str().unwrap()];
-    all.extend_from_slice(args);
     let inject = format!("inject=sendto:{inject}");
-    let agent = Agent::start_traced(&["-e", "trace=sendto", "-e", &inject], &state, &all, &[]);
+    let agent = Agent::builder()
+        .strace(&["-e", "trace=sendto", "-e", &inject])
+        .state(&state)
+        .control_socket(&socket)
+        .args(args)
+        .start();
     (agent, socket)
 }
 
@@ -312,7 +318,10 @@ fn slow_metrics_clients_do_not_starve_scrapes() {
         l.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let agent = Agent::start(&state, &["--metrics-listen", &listen]);
+    let agent = Agent::builder()
+        .state(&state)
+        .args(&["--metrics-listen", &listen])
+        .start();
     let metrics: SocketAddr = listen.parse().unwrap();
     let base = open_fds(agent.pid());
     let slow: Vec<TcpStream> = (0..20)
@@ -367,4 +376,29 @@ fn haproxy_gets_no_news_for_an_agent_send_without_a_line_end() {
         Some("2"),
         "{view:?}"
     );
+}
+
+#[test]
+fn a_payload_over_512_bytes_does_not_reset_the_reply() {
+    let dir = TempDir::new("payload");
+    let path = dir.join("state.json");
+    write_state(&path, r#"{"status":"UP"}"#);
+    let agent = Agent::builder().state(&path).start();
+    let payload = vec![b'x'; 4_000];
+    for i in 0..200 {
+        // The payload is in the socket before the agent accepts it, as
+        // with HAProxy's agent-send (sent right after connecting): the
+        // agent is stopped while the client connects and sends. (A payload
+        // that only arrives after the reply was sent and the socket closed
+        // can still be answered by a reset; HAProxy has the line by then.)
+        agent.signal(libc::SIGSTOP);
+        let mut stream = TcpStream::connect_timeout(&agent.addrs[0], PATIENCE).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(&payload).unwrap();
+        agent.signal(libc::SIGCONT);
+        let mut reply = Vec::new();
+        let read = stream.read_to_end(&mut reply);
+        assert!(read.is_ok(), "round {i}: {read:?} after {reply:?}");
+        assert_eq!(reply, b"up ready 100%\n", "round {i}");
+    }
 }

@@ -82,7 +82,7 @@ fn with_services(dir: &TempDir, args: &[&str]) -> Agent {
     .unwrap();
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    Agent::start(&state, &all)
+    Agent::builder().state(&state).args(&all).start()
 }
 
 /// Load balancers probing in the background until dropped: every
@@ -263,7 +263,10 @@ fn an_evicted_prober_is_reported_as_evicted() {
     let dir = TempDir::new("probers-evicted");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &["--max-probers", "2"]);
+    let agent = Agent::builder()
+        .state(&path)
+        .args(&["--max-probers", "2"])
+        .start();
     let to = agent.addrs[0];
     let (a, b, c) = (
         Ipv4Addr::new(127, 0, 5, 2),
@@ -321,7 +324,7 @@ fn no_probers_names_the_rule_that_applied() {
     let dir = TempDir::new("probers-idle");
     let path = dir.join("state.json");
     write_state(&path, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&path, &[]);
+    let agent = Agent::builder().state(&path).start();
     let to = agent.addrs[0];
     let (quick, once) = (Ipv4Addr::new(127, 0, 6, 2), Ipv4Addr::new(127, 0, 6, 3));
     for _ in 0..3 {

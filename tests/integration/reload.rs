@@ -10,7 +10,10 @@ fn start(dir: &TempDir, config: &str) -> (Agent, std::path::PathBuf) {
     write_state(&state, r#"{"status":"UP"}"#);
     let file = dir.join("hapgent.toml");
     fs::write(&file, config).unwrap();
-    let agent = Agent::start(&state, &["--config", file.to_str().unwrap()]);
+    let agent = Agent::builder()
+        .state(&state)
+        .args(&["--config", file.to_str().unwrap()])
+        .start();
     (agent, file)
 }
 
@@ -77,15 +80,14 @@ fn a_new_port_is_bound_before_the_old_one_closes() {
     let config = |port: u16| format!("ip = \"127.0.0.1\"\nport = {port}\n");
     fs::write(&file, config(free_port())).unwrap();
     // ip and port from the file, so that a reload can change them.
-    let agent = Agent::spawn(
-        &[
+    let agent = Agent::builder()
+        .args(&[
             "--config",
             file.to_str().unwrap(),
             "--state-file",
             state.to_str().unwrap(),
-        ],
-        &[],
-    );
+        ])
+        .start();
     let old = agent.addrs[0];
     let new_port = free_port();
     fs::write(&file, config(new_port)).unwrap();

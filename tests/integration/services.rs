@@ -25,7 +25,7 @@ fn with_services(dir: &TempDir, extra: &str, args: &[&str]) -> Agent {
     .unwrap();
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    Agent::start(&state, &all)
+    Agent::builder().state(&state).args(&all).start()
 }
 
 /// One probe that sends `payload` first, then reads to the end.
@@ -180,7 +180,10 @@ fn the_allow_list_closes_other_sources_unanswered() {
     let dir = TempDir::new("allow");
     let state = dir.join("state.json");
     write_state(&state, r#"{"status":"UP"}"#);
-    let agent = Agent::start(&state, &["--allow", "127.0.0.2/32,10.0.0.0/8"]);
+    let agent = Agent::builder()
+        .state(&state)
+        .args(&["--allow", "127.0.0.2/32,10.0.0.0/8"])
+        .start();
     // 127.0.0.1 is not allowed: closed without a reply.
     for _ in 0..3 {
         assert_eq!(agent.probe(), "");
@@ -380,7 +383,7 @@ fn configuration_errors_name_the_entry_and_its_source() {
         fs::write(&file, toml).unwrap();
         let mut args = vec!["check-config", "--config", file.to_str().unwrap()];
         args.extend_from_slice(flags);
-        let (code, _, err) = run(&args, env);
+        let (code, _, err) = Agent::builder().args(&args).envs(env).run();
         assert_eq!(code, 78, "{toml} {env:?} {flags:?}: {err}");
         assert!(err.contains(message), "{toml} {env:?} {flags:?}: {err}");
     }
@@ -390,7 +393,9 @@ fn configuration_errors_name_the_entry_and_its_source() {
         "allow = [\"10.0.0.0/8\"]\n[services.\"api.v2\"]\nstate_file = \"/srv/api.json\"\n",
     )
     .unwrap();
-    let (code, out, err) = run(&["check-config", "--config", file.to_str().unwrap()], &[]);
+    let (code, out, err) = Agent::builder()
+        .args(&["check-config", "--config", file.to_str().unwrap()])
+        .run();
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("services.\"api.v2\".state_file = \"/srv/api.json\""),

@@ -1,93 +1,267 @@
-//! Test harness: spawns the real `hapgent` binary with a clean environment
-//! in its own temporary directory, talks to it over loopback, and kills it
-//! (by PID) when the test is done, pass or fail.
+//! Test harness: every test runs the real `hapgent` binary through one
+//! builder (`Agent::builder()`), with a clean environment, and talks to it
+//! over loopback; a running agent is killed (by PID) when the test is done,
+//! pass or fail. Temporary directories and bounded waits come from testkit.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long any single wait in these tests may take before it fails: a
-/// safety net for an event that never comes, never a time to wait for.
-/// Generous, because the tests run on busy machines (two cores, both
-/// compiling) and every wait returns as soon as its event arrives.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub use hapgent_testkit::{Outcome, PATIENCE, TempDir, poll, wait_for};
 
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
+/// hapgent as a test runs it, built up and then started (`start`: a
+/// running agent that listens; `launch`: without waiting for that), run
+/// to completion (`run`, `run_within`) or handed over as a `command`.
+///
+/// Always: a clean environment (no HAPGENT_* or JOURNAL_STREAM from the
+/// caller), `HAPGENT_CONFIG=/dev/null` and no control socket (agents never
+/// meet at the default path), stdin from /dev/null; `env` overrides these.
+#[derive(Default)]
+pub struct Hapgent {
+    state: Option<PathBuf>,
+    control: Option<PathBuf>,
+    args: Vec<String>,
+    env: Vec<(String, Option<String>)>,
+    strace: Option<Vec<String>>,
+    activated: Option<RawFd>,
+    user_nobody: bool,
+    memory: Option<u64>,
+    stderr_unread: bool,
+}
 
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("hapgent-it-{}-{n}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+impl Hapgent {
+    /// Serves `state_file` on 127.0.0.1, a free port, with a control
+    /// socket of its own (in its own directory; see `Agent::ctl`).
+    pub fn state(mut self, state_file: &Path) -> Hapgent {
+        self.state = Some(state_file.to_path_buf());
+        self
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+    /// The control socket at `path` instead of one of its own (with
+    /// `state`).
+    pub fn control_socket(mut self, path: &Path) -> Hapgent {
+        self.control = Some(path.to_path_buf());
+        self
+    }
+
+    /// Command-line arguments, after those `state` adds.
+    pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Hapgent {
+        self.args
+            .extend(args.iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// One environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Hapgent {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Environment variables.
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Hapgent {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes a variable the harness sets (so a config file's value holds).
+    pub fn env_remove(mut self, key: &str) -> Hapgent {
+        self.env.push((key.into(), None));
+        self
+    }
+
+    /// Runs it under `strace -f --seccomp-bpf -o /dev/null STRACE... --`,
+    /// e.g. with `-e inject=fsync:delay_enter=N`. Signals and `pid` go to
+    /// hapgent itself; strace exits with hapgent's status.
+    pub fn strace<S: AsRef<str>>(mut self, strace: &[S]) -> Hapgent {
+        self.strace = Some(strace.iter().map(|a| a.as_ref().to_string()).collect());
+        self
+    }
+
+    /// Starts it the way systemd socket activation does: `listener`
+    /// becomes file descriptor 3, and `LISTEN_FDS=1` and `LISTEN_PID` (the
+    /// pid that execs hapgent, through `sh -c 'exec …'`) are set.
+    pub fn activated(self, listener: &impl AsRawFd) -> Hapgent {
+        self.activated_fd(listener.as_raw_fd())
+    }
+
+    /// `activated` with a raw descriptor (any kind, for the refusals).
+    pub fn activated_fd(mut self, fd: RawFd) -> Hapgent {
+        self.activated = Some(fd);
+        self
+    }
+
+    /// Runs it as the unprivileged user `nobody` (through util-linux's
+    /// setpriv, no supplementary groups).
+    pub fn user_nobody(mut self) -> Hapgent {
+        self.user_nobody = true;
+        self
+    }
+
+    /// Caps its address space, so a test of an unbounded read cannot take
+    /// the machine's memory with it.
+    pub fn memory_limit(mut self, bytes: u64) -> Hapgent {
+        self.memory = Some(bytes);
+        self
+    }
+
+    /// Leaves stderr a pipe that nobody reads once the "listening on" line
+    /// is in; `Agent::read_log` starts reading it.
+    pub fn stderr_unread(mut self) -> Hapgent {
+        self.stderr_unread = true;
+        self
+    }
+
+    /// Starts it and waits until it listens.
+    pub fn start(self) -> Agent {
+        let mut agent = self.launch();
+        agent.wait_listening();
+        agent
+    }
+
+    /// Starts it without waiting for it to listen (see
+    /// `Agent::wait_listening`). Under strace, waits until hapgent (not
+    /// strace) runs.
+    pub fn launch(self) -> Agent {
+        let control_dir =
+            (self.state.is_some() && self.control.is_none()).then(|| TempDir::new("ctl"));
+        let control = self
+            .control
+            .clone()
+            .or_else(|| control_dir.as_ref().map(|d| d.join("control.sock")));
+        let traced = self.strace.is_some();
+        let unread = self.stderr_unread;
+        let mut agent = Agent::launch(self.command_with(control.as_deref()), unread);
+        agent.control = control;
+        agent.control_dir = control_dir;
+        if traced {
+            agent.traced = Some(traced_pid(&agent));
+        }
+        agent
+    }
+
+    /// Runs it to completion (for commands that exit): status, stdout,
+    /// stderr.
+    pub fn run(self) -> (i32, String, String) {
+        let out = self.command().output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs it to completion, for at most `PATIENCE`; `None` (after
+    /// killing it by PID) if it was still running then.
+    pub fn run_within(self) -> Option<Outcome> {
+        hapgent_testkit::exits_within(self.command(), PATIENCE)
+    }
+
+    /// The command, for a test that drives the process itself (a control
+    /// socket only if `control_socket` named one).
+    pub fn command(self) -> Command {
+        let control = self.control.clone();
+        self.command_with(control.as_deref())
+    }
+
+    fn command_with(self, control: Option<&Path>) -> Command {
+        let hapgent = env!("CARGO_BIN_EXE_hapgent");
+        let mut cmd = if let Some(strace) = &self.strace {
+            let mut cmd = Command::new(strace_path());
+            cmd.args(["-f", "--seccomp-bpf", "-o", "/dev/null"])
+                .args(strace)
+                .arg("--")
+                .arg(hapgent);
+            cmd
+        } else if self.activated.is_some() {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+                .arg(hapgent);
+            cmd
+        } else if self.user_nobody {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(hapgent);
+            cmd
+        } else {
+            Command::new(hapgent)
+        };
+        cmd.env_clear()
+            .env("HAPGENT_CONFIG", "/dev/null")
+            .env("HAPGENT_CONTROL_SOCKET", "")
+            .stdin(Stdio::null());
+        if let Some(state) = &self.state {
+            cmd.args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
+                .arg(state);
+        }
+        if let Some(control) = control {
+            cmd.arg("--control-socket").arg(control);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        if let Some(fd) = self.activated {
+            // SAFETY: between fork and exec only dup2 or fcntl runs, both
+            // async-signal-safe; fd 3 becomes `fd`, without close-on-exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0);
+                    } else if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(bytes) = self.memory {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: bytes as libc::rlim_t,
+                        rlim_max: bytes as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs hapgent to completion (for commands that exit): status, stdout, stderr.
-pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = command(args, env).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs hapgent to completion as the unprivileged user `nobody` (through
-/// util-linux's setpriv, no supplementary groups): status, stdout, stderr.
-pub fn run_as_nobody(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_hapgent"))
-        .args(args)
-        .env_clear()
-        .env("HAPGENT_CONFIG", "/dev/null")
-        .env("HAPGENT_CONTROL_SOCKET", "")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hapgent"));
-    // A clean environment: no HAPGENT_* or JOURNAL_STREAM from the caller,
-    // and a config file that does not exist unless a test names one.
-    cmd.env_clear()
-        .env("HAPGENT_CONFIG", "/dev/null")
-        // No control socket unless a test gives one (`Agent::start` does):
-        // agents never meet at the default path.
-        .env("HAPGENT_CONTROL_SOCKET", "")
-        .args(args)
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+/// Under strace: waits until strace's child has exec'd hapgent; its PID.
+fn traced_pid(agent: &Agent) -> i32 {
+    let strace_pid = agent.child.id();
+    let children = format!("/proc/{strace_pid}/task/{strace_pid}/children");
+    let binary = fs::canonicalize(env!("CARGO_BIN_EXE_hapgent")).unwrap();
+    poll("strace to start hapgent", || {
+        let pid: i32 = fs::read_to_string(&children)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        // After the exec: the PID stays, the program changes.
+        (fs::read_link(format!("/proc/{pid}/exe")).ok()? == binary).then_some(pid)
+    })
 }
 
 /// A running hapgent.
@@ -98,8 +272,9 @@ pub struct Agent {
     /// Set once stderr has been read to its end (the process and any
     /// child sharing the pipe have exited).
     log_ended: Arc<AtomicBool>,
-    /// The directory of the control socket `start` gave it.
-    control: Option<TempDir>,
+    /// Its control socket, and the directory holding it when it is its own.
+    control: Option<PathBuf>,
+    control_dir: Option<TempDir>,
     /// When `child` is strace: the PID of the hapgent it traces.
     traced: Option<i32>,
     /// When stderr is left unread after startup: the reader, handed back
@@ -108,63 +283,15 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts hapgent on 127.0.0.1, a free port, and `state_file`, plus
-    /// `args`; waits until it listens.
-    pub fn start(state_file: &Path, args: &[&str]) -> Agent {
-        Agent::start_with_env(state_file, args, &[])
+    /// The one way to run hapgent in these tests.
+    pub fn builder() -> Hapgent {
+        Hapgent::default()
     }
 
-    /// `start`, with extra environment variables.
-    pub fn start_with_env(state_file: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let state = state_file.to_str().unwrap();
-        // Each agent gets its own control socket in its own directory.
-        let control_dir = TempDir::new("ctl");
-        let control = control_dir.join("control.sock");
-        let control = control.to_str().unwrap();
-        let mut all = vec![
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--state-file",
-            state,
-            "--control-socket",
-            control,
-        ];
-        all.extend_from_slice(args);
-        let mut agent = Agent::spawn(&all, env);
-        agent.control = Some(control_dir);
-        agent
-    }
-
-    /// Starts hapgent with exactly `args` and `env`; waits until it listens.
-    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        Agent::from_command(command(args, env))
-    }
-
-    /// Starts hapgent through socket activation (see `activated`) and
-    /// waits until it listens.
-    pub fn spawn_activated(listener: &std::net::TcpListener, args: &[&str]) -> Agent {
-        use std::os::fd::AsRawFd;
-        Agent::from_command(activated(listener.as_raw_fd(), args))
-    }
-
-    pub fn from_command(command: Command) -> Agent {
-        let mut agent = Agent::launch(command);
-        agent.wait_listening();
-        agent
-    }
-
-    /// Spawns `command` with stderr read into the log, without waiting for
-    /// it to listen (see `wait_listening`).
-    pub fn launch(command: Command) -> Agent {
-        Agent::launch_with(command, false)
-    }
-
-    /// Spawns `command`; with `unread`, stderr is read only up to the
-    /// "listening on" line and then left unread (a pipe nobody reads)
-    /// until `read_log` is called.
-    fn launch_with(mut command: Command, unread: bool) -> Agent {
+    /// Spawns `command` with stderr read into the log; with `unread`,
+    /// stderr is read only up to the "listening on" line and then left
+    /// unread (a pipe nobody reads) until `read_log` is called.
+    fn launch(mut command: Command, unread: bool) -> Agent {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -195,6 +322,7 @@ impl Agent {
             log,
             log_ended,
             control: None,
+            control_dir: None,
             traced: None,
             held: Mutex::new(held),
         }
@@ -208,23 +336,11 @@ impl Agent {
         self.addrs = list.split(", ").map(|a| a.parse().unwrap()).collect();
     }
 
-    /// Starts hapgent (as `start_with_env`) with stderr a pipe that nobody
-    /// reads once the "listening on" line is in; `read_log` starts reading.
-    pub fn start_unread(state_file: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let state = state_file.to_str().unwrap();
-        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
-        all.extend_from_slice(args);
-        let mut agent = Agent::launch_with(command(&all, env), true);
-        agent.wait_listening();
-        agent
-    }
-
-    /// The control socket `start` gave the agent.
+    /// Its control socket (`state` gave it one, or `control_socket`).
     pub fn control_socket(&self) -> PathBuf {
         self.control
-            .as_ref()
-            .expect("an agent made by Agent::start")
-            .join("control.sock")
+            .clone()
+            .expect("an agent started with a state file")
     }
 
     /// Runs `hapgent ctl ARGS` against this agent.
@@ -232,7 +348,7 @@ impl Agent {
         ctl_at(&self.control_socket(), args)
     }
 
-    /// Starts reading the stderr left unread by `start_unread`.
+    /// Starts reading the stderr left unread (`stderr_unread`).
     pub fn read_log(&self) {
         let rx = self
             .held
@@ -253,7 +369,7 @@ impl Agent {
 
     /// Waits until stderr is read to its end, so that `log` holds every
     /// line the process wrote; call once it has exited. Stderr left unread
-    /// (`start_unread` without `read_log`) has no end to wait for.
+    /// (without `read_log`) has no end to wait for.
     pub fn wait_log_end(&self) {
         if self.held.lock().unwrap().is_some() {
             return;
@@ -261,66 +377,6 @@ impl Agent {
         wait_for("stderr read to its end", || {
             self.log_ended.load(Ordering::SeqCst)
         });
-    }
-
-    /// Starts hapgent (as `start_with_env`) under
-    /// `strace -f --seccomp-bpf -o /dev/null STRACE... --`, e.g. with
-    /// `-e inject=fsync:delay_enter=N`; waits until it listens. Signals go
-    /// to hapgent itself; strace exits with hapgent's status.
-    pub fn start_traced(
-        strace: &[&str],
-        state_file: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Agent {
-        let state = state_file.to_str().unwrap();
-        let mut all = vec!["--ip", "127.0.0.1", "--port", "0", "--state-file", state];
-        all.extend_from_slice(args);
-        let mut agent = Agent::launch_traced(strace, &all, env);
-        agent.wait_listening();
-        agent
-    }
-
-    /// Spawns hapgent with exactly `args` and `env` under strace (see
-    /// `start_traced`), and waits until hapgent (not strace) runs, without
-    /// waiting for it to listen.
-    pub fn launch_traced(strace: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let mut cmd = Command::new(strace_path());
-        cmd.env_clear()
-            .env("HAPGENT_CONFIG", "/dev/null")
-            .env("HAPGENT_CONTROL_SOCKET", "")
-            .args(["-f", "--seccomp-bpf", "-o", "/dev/null"])
-            .args(strace)
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_hapgent"))
-            .args(args)
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut agent = Agent::launch(cmd);
-        let strace_pid = agent.child.id();
-        let children = format!("/proc/{strace_pid}/task/{strace_pid}/children");
-        let binary = fs::canonicalize(env!("CARGO_BIN_EXE_hapgent")).unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let pid = fs::read_to_string(&children)
-                .ok()
-                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
-            if let Some(pid) = pid {
-                // After the exec: the PID stays, the program changes.
-                if fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&binary) {
-                    agent.traced = Some(pid);
-                    return agent;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "strace did not start hapgent; log:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     /// The exit status if the process has exited, without waiting.
@@ -429,9 +485,10 @@ impl Drop for Agent {
 /// Runs `hapgent ctl ARGS` against the control socket `socket`: status,
 /// stdout, stderr.
 pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["ctl", "--control-socket", socket.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(&all, &[])
+    Agent::builder()
+        .args(&["ctl", "--control-socket", socket.to_str().unwrap()])
+        .args(args)
+        .run()
 }
 
 /// One agent check: connect, read until the agent closes.
@@ -443,18 +500,29 @@ pub fn probe(addr: SocketAddr) -> String {
     reply
 }
 
-/// Polls `cond` until true, for at most `PATIENCE`.
-pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not in time");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// One agent check bounded by `limit`: connect, read until the agent
+/// closes; an error (refused, reset, timed out) is returned, not a panic.
+pub fn try_probe(addr: SocketAddr, limit: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }
 
 /// Writes a state file.
 pub fn write_state(path: &Path, json: &str) {
     fs::write(path, json).unwrap();
+}
+
+/// Replaces `path` with `text` the way a careful writer does (a temporary
+/// file in the same directory, then a rename), so that a reader sees the
+/// old content or the new, never half of it.
+pub fn replace_file(path: &Path, text: &str) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let tmp = path.with_file_name(format!(".{name}.test-tmp"));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
 }
 
 /// Raises this process's open-file limit to its hard limit, for tests that
@@ -470,35 +538,6 @@ pub fn raise_fd_limit() -> u64 {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         lim.rlim_cur
     }
-}
-
-/// A hapgent command started the way systemd socket activation starts it:
-/// `fd` becomes file descriptor 3, and `LISTEN_FDS=1` and `LISTEN_PID` (the
-/// pid that execs hapgent, through `sh -c 'exec …'`) are set.
-pub fn activated(fd: i32, args: &[&str]) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new("sh");
-    cmd.env_clear()
-        .env("HAPGENT_CONFIG", "/dev/null")
-        .env("HAPGENT_CONTROL_SOCKET", "")
-        .arg("-c")
-        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_hapgent"))
-        .args(args)
-        .stdin(Stdio::null());
-    // SAFETY: between fork and exec only dup2 or fcntl runs, both
-    // async-signal-safe; fd 3 becomes `fd`, without close-on-exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
 }
 
 /// Appends stderr lines to `sink`; with `until_listening`, stops after the
@@ -531,90 +570,6 @@ fn strace_path() -> &'static str {
     } else {
         "strace"
     }
-}
-
-/// The hapgent command `run` and `Agent::spawn` use: clean environment,
-/// `HAPGENT_CONFIG=/dev/null`, stdin from /dev/null.
-pub fn hapgent_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    command(args, env)
-}
-
-/// Caps the address space of the process `cmd` starts, so a test of an
-/// unbounded read cannot take the machine's memory with it.
-pub fn limit_memory(cmd: &mut Command, bytes: u64) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes as libc::rlim_t,
-                rlim_max: bytes as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// How a command that was expected to end did end.
-pub struct Outcome {
-    /// The exit code, `None` if killed by a signal.
-    pub code: Option<i32>,
-    pub stderr: String,
-}
-
-/// Runs `cmd` to completion, for at most `PATIENCE`; `None` (after killing
-/// it by PID) if it was still running then.
-pub fn run_within(mut cmd: Command) -> Option<Outcome> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(Outcome {
-                code: status.code(),
-                stderr: err.join().unwrap(),
-            });
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// One agent check bounded by `limit`: connect, read until the agent
-/// closes; an error (refused, reset, timed out) is returned, not a panic.
-pub fn try_probe(addr: SocketAddr, limit: Duration) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
-    stream.set_read_timeout(Some(limit))?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply)
-}
-
-/// Replaces `path` with `text` the way a careful writer does (a temporary
-/// file in the same directory, then a rename), so that a reader sees the
-/// old content or the new, never half of it.
-pub fn replace_file(path: &Path, text: &str) {
-    let name = path.file_name().unwrap().to_str().unwrap();
-    let tmp = path.with_file_name(format!(".{name}.test-tmp"));
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, path).unwrap();
 }
 
 /// The signals pending for process `pid` (both sets), as a mask.
@@ -716,4 +671,23 @@ pub fn ctl_status(agent: &Agent) -> serde_json::Value {
     let (code, out, err) = agent.ctl(&["status", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     serde_json::from_str(out.trim()).unwrap()
+}
+
+/// The state file's text without surrounding whitespace ("" if missing).
+pub fn saved(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The last 40 lines of a log, for failure messages after floods.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A fake `/proc/stat` with the given user and idle tick counts.
+pub fn proc_stat(user: u64, idle: u64) -> String {
+    format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {user} 0 0 {idle} 0 0 0 0 0 0\n")
 }

@@ -3,6 +3,7 @@
 //! and clients for HAProxy's CLI and hapgent-lb's API. Every wait is a
 //! bounded poll for an event, never a fixed sleep.
 
+use hapgent_testkit::haproxy::{self, Mode};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -10,97 +11,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use hapgent_testkit::haproxy::cli;
+pub use hapgent_testkit::{TempDir, free_port};
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `limit`
 /// with `what`.
-pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hapgent-lb-it-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub fn poll<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    hapgent_testkit::poll_every(limit, Duration::from_millis(50), what, f)
 }
 
 /// The HAProxy binary the tests run: `haproxy` from PATH (Debian 12: 2.6),
 /// or `LB_TEST_HAPROXY` (e.g. the Debian 13 wrapper made by
 /// lb/tests/newer-haproxy.sh, HAProxy 3.0).
 pub fn haproxy_bin() -> String {
-    std::env::var("LB_TEST_HAPROXY").unwrap_or_else(|_| "haproxy".into())
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    haproxy::bin().display().to_string()
 }
 
 fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a PID this harness started.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
-
-/// Kills a child by PID: SIGTERM, then SIGKILL if it lingers.
-fn stop(child: &mut Child) {
-    signal(child.id(), libc::SIGTERM);
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Sends one command to an HAProxy CLI socket; the whole answer.
-pub fn cli(socket: &Path, command: &str) -> std::io::Result<String> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(format!("{command}\n").as_bytes())?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    hapgent_testkit::kill(pid, sig);
 }
 
 /// An HTTP backend answering `200 ok` to every request, on its own thread.
@@ -148,7 +78,7 @@ pub fn haproxy_config(dir: &Path, fe_port: u16, be_port: u16, extra: &str) -> St
 
 /// HAProxy in master-worker mode, killed (master and workers) when dropped.
 pub struct Haproxy {
-    child: Child,
+    inner: hapgent_testkit::Haproxy,
     pub admin: PathBuf,
     pub master: PathBuf,
     pub config: PathBuf,
@@ -160,29 +90,22 @@ impl Haproxy {
         Self::start_env(dir, config, fe_port, &[])
     }
 
-    /// As `start`, with extra environment variables for HAProxy's master.
+    /// As `start`, with extra environment variables for HAProxy's master;
+    /// waits until the runtime API answers and the frontend serves.
     pub fn start_env(dir: &TempDir, config: &str, fe_port: u16, env: &[(&str, &str)]) -> Haproxy {
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, config).unwrap();
-        let master = dir.join("master.sock");
-        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
-        let child = Command::new(haproxy_bin())
-            .arg("-W")
-            .arg("-S")
-            .arg(&master)
-            .arg("-f")
-            .arg(&path)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy must be installed (apt-get install haproxy)");
+        let inner = hapgent_testkit::Haproxy::launch(
+            &haproxy::bin(),
+            dir.path(),
+            config,
+            Mode::MasterWorker,
+            env,
+        )
+        .expect("haproxy must be installed (apt-get install haproxy)");
         let h = Haproxy {
-            child,
-            admin: dir.join("admin.sock"),
-            master,
-            config: path,
+            admin: inner.admin.clone(),
+            master: inner.master.clone(),
+            config: inner.config.clone(),
+            inner,
             fe_port,
         };
         poll(Duration::from_secs(30), "HAProxy's runtime API", || {
@@ -198,7 +121,7 @@ impl Haproxy {
 
     /// The master process's PID (for a reload by signal).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.inner.pid()
     }
 
     /// GET / through the frontend; the raw response.
@@ -238,21 +161,7 @@ impl Haproxy {
 
     /// The worker PIDs `show proc` lists (current and old).
     pub fn workers(&self) -> Vec<u32> {
-        let text = cli(&self.master, "show proc").unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("worker"))
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let workers = self.workers();
-        stop(&mut self.child);
-        for pid in workers {
-            signal(pid, libc::SIGKILL);
-        }
+        self.inner.workers()
     }
 }
 
@@ -434,7 +343,7 @@ impl Lb {
 
 impl Drop for Lb {
     fn drop(&mut self) {
-        stop(&mut self.child);
+        hapgent_testkit::stop(&mut self.child);
     }
 }
 
@@ -525,28 +434,10 @@ pub fn raw_request(api: &Api, request: &[u8]) -> Vec<u8> {
 }
 
 /// Runs a command that must exit on its own within `limit` (killed by PID
-/// and the test failed otherwise); its status and output.
-pub fn exits_within(mut command: Command, limit: Duration) -> (std::process::ExitStatus, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {limit:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-    let _ = child.stderr.take().unwrap().read_to_string(&mut out);
-    (status, out)
+/// and the test failed otherwise); its status and output (stdout, then
+/// stderr).
+pub fn exits_within(command: Command, limit: Duration) -> (std::process::ExitStatus, String) {
+    let out = hapgent_testkit::exits_within(command, limit)
+        .unwrap_or_else(|| panic!("still running after {limit:?}; killed"));
+    (out.status, out.stdout + &out.stderr)
 }
