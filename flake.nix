@@ -1,7 +1,7 @@
 {
   description = "hapgent: answers HAProxy agent checks with this server's state";
 
-  # No flake.lock is committed: see the README's "Nix" section. `nix` writes
+  # No flake.lock is committed: see docs/install.md, "Nix and NixOS". `nix` writes
   # one on first use; pin it with `nix flake lock` in your own checkout, or
   # make your system flake's nixpkgs win with
   # `inputs.hapgent.inputs.nixpkgs.follows = "nixpkgs"`.
@@ -22,7 +22,7 @@
         pkgs:
         {
           default = pkgs.callPackage ./nix/package.nix { };
-          # The load-balancer side (README "On the load balancer").
+          # The load-balancer side (lb/README.md).
           hapgent-lb = pkgs.callPackage ./nix/package-lb.nix { };
           # A static musl binary for this system's architecture, the Nix
           # twin of the release artifacts (scripts/dist).

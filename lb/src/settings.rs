@@ -356,10 +356,10 @@ mod tests {
     /// `SETTINGS`.
     #[test]
     fn readme_table_matches() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../README.md");
         let section = readme
-            .split_once("\n## On the load balancer: hapgent-lb\n")
-            .expect("README has the hapgent-lb section")
+            .split_once("\n## Reference\n")
+            .expect("lb/README.md has a \"## Reference\" section")
             .1;
         let table = settings::markdown_table(section, "### Settings")
             .expect("the hapgent-lb section has a table under \"### Settings\"");

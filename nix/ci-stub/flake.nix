@@ -8,7 +8,7 @@
 #     the host's cargo (build-rust-package.sh) so that `nix run` works.
 # It has no module system and no NixOS: the NixOS module and the VM test
 # are evaluated, built and run only by the GitHub `nix` job, on real nixpkgs
-# (see the README's "Nix" section).
+# (see docs/install.md, "What CI checks, and what only the GitHub job proves").
 {
   description = "CI-only stand-in for nixpkgs (see the comment in flake.nix)";
 
