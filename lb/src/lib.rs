@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 mod live;
+pub mod metrics;
 pub mod names;
 pub mod preflight;
 pub mod procs;

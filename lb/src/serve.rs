@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::http::{self, Response};
 use crate::routes::{self, Route};
 use crate::shutdown;
-use crate::{change, runtime, status, sys};
+use crate::{change, metrics, runtime, status, sys};
 use async_signal::{Signal, Signals};
 use hapgent_common::files;
 use hapgent_common::slots::Budget;
@@ -241,6 +241,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         ));
     }
     let max = config.max_connections;
+    metrics::started();
     let app = Rc::new(App {
         config,
         tokens,
@@ -536,6 +537,12 @@ where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
 {
     let c = &app.config;
+    let route = routes::route(&head.method, &head.path);
+    // Read-only counters that name no server, file or token: Prometheus
+    // scrapes them without a token, which here would be a write token.
+    if route == Route::Metrics {
+        return metrics::response();
+    }
     let who = match authorize(app, head, caller) {
         Ok(who) => who,
         Err(r) => return r,
@@ -544,7 +551,6 @@ where
         Ok(l) => l,
         Err(r) => return r,
     };
-    let route = routes::route(&head.method, &head.path);
     if route == Route::PutConfig && length == 0 {
         return Response::error(400, "the body must be a complete haproxy.cfg", None);
     }
@@ -585,6 +591,7 @@ where
         },
         Route::PutConfig => put_config(app, head, &who, &body).await,
         Route::LiveConfig => change::live(c).await,
+        Route::Metrics => metrics::response(),
         Route::MethodNotAllowed(allow) => Response::error(
             405,
             &format!("{} is not allowed here; use {allow}", head.method),
@@ -627,6 +634,7 @@ fn status_json(rendered: Result<String, serde_json::Error>) -> Response {
 /// that a stop cutting it off knows what to undo.
 async fn put_config(app: &App, head: &http::Head, who: &str, body: &[u8]) -> Response {
     if app.stopping.get() {
+        metrics::answered(503);
         return Response::error(
             503,
             "hapgent-lb is stopping; nothing was changed, retry when it is back",
@@ -645,6 +653,7 @@ async fn put_config(app: &App, head: &http::Head, who: &str, body: &[u8]) -> Res
         });
     }
     let response = change::put(&app.config, who, if_match, body).await;
+    metrics::answered(response.status);
     // Not in a drop guard on purpose: a change cut off by the stop leaves
     // its record for `shutdown::recover`.
     if mine {
