@@ -133,21 +133,19 @@ pub struct Counters {
     last_live_ms: AtomicU64,
 }
 
-const ZERO: AtomicU64 = AtomicU64::new(0);
-
 /// The process's counters.
 static COUNTERS: Counters = Counters::new();
 
 impl Counters {
     pub const fn new() -> Counters {
         Counters {
-            start_ms: ZERO,
-            changes: [ZERO; RESULTS.len()],
-            reloads: [ZERO; OUTCOMES.len()],
-            buckets: [ZERO; BUCKETS.len() + 1],
-            duration_us: ZERO,
-            last_ms: ZERO,
-            last_live_ms: ZERO,
+            start_ms: AtomicU64::new(0),
+            changes: [const { AtomicU64::new(0) }; RESULTS.len()],
+            reloads: [const { AtomicU64::new(0) }; OUTCOMES.len()],
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
+            duration_us: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            last_live_ms: AtomicU64::new(0),
         }
     }
 
