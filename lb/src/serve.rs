@@ -9,7 +9,8 @@
 //! Who may call: on the Unix socket, the kernel checks the socket file's
 //! mode (0660, group `socket_group`), and the peer's credentials are
 //! checked again (root, our own user, or a member of the group); on TCP, a
-//! bearer token from `token_file`, compared in constant time.
+//! bearer token from `token_file`, compared in constant time, for every
+//! request but `GET /metrics` (read-only, see `metrics`).
 //!
 //! Nobody can lock the API out without being allowed in: each listener
 //! has its own budget of `max_connections`, a Unix peer takes a slot only
@@ -591,6 +592,7 @@ where
         },
         Route::PutConfig => put_config(app, head, &who, &body).await,
         Route::LiveConfig => change::live(c).await,
+        // Answered before the token check; here for completeness.
         Route::Metrics => metrics::response(),
         Route::MethodNotAllowed(allow) => Response::error(
             405,
