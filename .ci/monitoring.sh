@@ -83,6 +83,7 @@ wait_until() {
 }
 
 step "installing Debian's prometheus (promtool) and haproxy, without starting Debian's Prometheus service"
+had_prometheus=$(command -v prometheus || true)
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v haproxy >/dev/null; then
     # The package would start its own Prometheus (0.0.0.0:9090); ours
     # runs on free loopback ports with its own data, but nothing should
@@ -97,7 +98,10 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! c
     }
     install_packages || { apt-get update -qq && install_packages; }
     if [ -n "$our_policy" ]; then rm -f "$policy"; our_policy=; fi
-    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    # Installed here and started anyway (a policy that allowed it): ours
+    # to stop. A Prometheus that was installed before is left alone.
+    if [ -z "$had_prometheus" ] && command -v systemctl >/dev/null &&
+        systemctl is-active --quiet prometheus 2>/dev/null; then
         systemctl disable --now prometheus
     fi
 fi
