@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(method, "GET");
         }
         Route::MethodNotAllowed(allow) => assert!(["GET", "GET, PUT"].contains(&allow)),
-        Route::GetConfig | Route::Backends | Route::LiveConfig => assert_eq!(method, "GET"),
+        Route::GetConfig | Route::Backends | Route::LiveConfig | Route::Metrics => {
+            assert_eq!(method, "GET")
+        }
         Route::PutConfig => assert_eq!(method, "PUT"),
         Route::NotFound => {}
     }

@@ -4,7 +4,10 @@
 //! group `socket_group`), and the peer's credentials are checked again by
 //! the rule both programs share (`hapgent_common::creds::allowed`: root,
 //! our own user, or a member of the group). On TCP, a bearer token from
-//! `token_file`, kept only as its SHA-256 and compared in constant time.
+//! `token_file`, kept only as its SHA-256 and compared in constant time,
+//! for every request but `GET /metrics`: read-only counters that name no
+//! server, file or token, which Prometheus scrapes without a token (here
+//! every token is a write token).
 //! Refused tokens are logged, at most one line per `REFUSAL_LOG_EVERY`.
 //!
 //! This module decides and words refusals; reading requests and writing
@@ -13,6 +16,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{self, Response};
+use crate::routes::{self, Route};
 use hapgent_common::creds;
 use hapgent_common::files;
 use hapgent_common::log::Limit;
@@ -192,6 +196,9 @@ impl Access {
             Caller::Peer(who) => return Ok(who),
             Caller::Tcp(peer) => peer,
         };
+        if routes::route(&head.method, &head.path) == Route::Metrics {
+            return Ok(format!("anonymous {peer}"));
+        }
         let authorization = head.header("authorization");
         if let Some(name) = check_token(&self.tokens, authorization) {
             return Ok(format!("token {name}"));

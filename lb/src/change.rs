@@ -25,6 +25,7 @@
 use crate::config::Config;
 use crate::http::Response;
 use crate::live;
+use crate::metrics;
 use crate::preflight;
 use crate::reload::{self, Answer, Outcome};
 use crate::routes::{self, etag, sha256};
@@ -34,7 +35,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest `haproxy -c` may take (a config with huge maps takes a while);
 /// then it is killed.
@@ -203,13 +204,16 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
     });
     live::save(path, &record);
 
+    let asked = Instant::now();
     let (answer, output) = match reload::trigger(config).await {
         Ok(x) => x,
         // The request may have reached HAProxy (a cut answer): the
         // processes tell.
         Err(e) => (Answer::Silent, e),
     };
-    match reload::observe(config, &before, answer).await {
+    let outcome = reload::observe(config, &before, answer).await;
+    metrics::reloaded(&outcome, asked.elapsed());
+    match outcome {
         Outcome::Live(worker) => {
             record.learn(worker, &new_sha);
             live::save(path, &record);

@@ -13,7 +13,7 @@
 use crate::config::Config;
 use crate::http::{self, Response};
 use crate::routes::{self, Route};
-use crate::{change, runtime, shutdown, status};
+use crate::{change, metrics, runtime, shutdown, status};
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
@@ -81,6 +81,7 @@ where
         Route::GetConfig => get_config(c),
         Route::PutConfig => put_config(api, head, who, &body).await,
         Route::LiveConfig => change::live(c).await,
+        Route::Metrics => metrics::response(),
         Route::MethodNotAllowed(allow) => Response::error(
             405,
             &format!("{} is not allowed here; use {allow}", head.method),
@@ -158,6 +159,7 @@ fn status_json(rendered: Result<String, serde_json::Error>) -> Response {
 /// while it runs, so that a stop cutting it off knows what to undo.
 async fn put_config(api: &Api, head: &http::Head, who: &str, body: &[u8]) -> Response {
     if api.stopping.get() {
+        metrics::answered(503);
         return Response::error(
             503,
             "hapgent-lb is stopping; nothing was changed, retry when it is back",
@@ -176,6 +178,7 @@ async fn put_config(api: &Api, head: &http::Head, who: &str, body: &[u8]) -> Res
         });
     }
     let response = change::put(&api.config, who, if_match, body).await;
+    metrics::answered(response.status);
     // Not in a drop guard on purpose: a change cut off by the stop leaves
     // its record for `shutdown::recover`.
     if mine {

@@ -17,6 +17,7 @@ pub mod error;
 mod handlers;
 pub mod http;
 mod live;
+pub mod metrics;
 pub mod names;
 pub mod preflight;
 pub mod procs;

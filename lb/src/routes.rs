@@ -12,6 +12,8 @@ pub enum Route {
     PutConfig,
     /// Which configuration the running workers loaded.
     LiveConfig,
+    /// The counters, for Prometheus: the one route without a token.
+    Metrics,
     /// The path exists but not with this method; `Allow` lists the methods.
     MethodNotAllowed(&'static str),
     NotFound,
@@ -28,6 +30,8 @@ pub fn route(method: &str, target: &str) -> Route {
         (_, "/v1/config") => Route::MethodNotAllowed("GET, PUT"),
         ("GET", "/v1/config/live") => Route::LiveConfig,
         (_, "/v1/config/live") => Route::MethodNotAllowed("GET"),
+        ("GET", "/metrics") => Route::Metrics,
+        (_, "/metrics") => Route::MethodNotAllowed("GET"),
         (m, p) => match p.strip_prefix("/v1/backends/") {
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 if m == "GET" {
@@ -105,6 +109,10 @@ mod tests {
             ("POST", "/v1/config", Route::MethodNotAllowed("GET, PUT")),
             ("GET", "/v1/config/live", Route::LiveConfig),
             ("PUT", "/v1/config/live", Route::MethodNotAllowed("GET")),
+            ("GET", "/metrics", Route::Metrics),
+            ("GET", "/metrics?x=1", Route::Metrics),
+            ("POST", "/metrics", Route::MethodNotAllowed("GET")),
+            ("GET", "/metrics/x", Route::NotFound),
             ("GET", "/", Route::NotFound),
             ("POST", "/reloadHaproxy", Route::NotFound),
         ] {

@@ -29,7 +29,7 @@ use crate::config::{self, Config};
 use crate::error::Error;
 use crate::handlers::{self, Api};
 use crate::http::{self, Response};
-use crate::shutdown;
+use crate::{metrics, shutdown};
 use async_signal::{Signal, Signals};
 use hapgent_common::serving::{self, Accept};
 use hapgent_common::slots::Budget;
@@ -81,6 +81,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         ));
     }
     let max = config.max_connections;
+    metrics::started();
     let app = Rc::new(App {
         api: Api::new(config),
         access,

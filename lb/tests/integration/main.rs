@@ -5,6 +5,7 @@
 mod api;
 mod backends_json;
 mod closed_pipe;
+mod metrics;
 mod reload_edges;
 mod serve_edges;
 mod status_wait;
