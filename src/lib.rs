@@ -25,13 +25,14 @@ mod served;
 mod server;
 mod service;
 mod services;
-mod settings;
+pub mod settings;
 mod signals;
 pub mod state;
 mod sys;
 mod systemd;
 mod unknown;
 pub mod wire;
+pub use cli::usage_text;
 
 // The logger, its macros and safe file reads come from the library shared
 // with hapgent-lb; re-exported so that `crate::info!` and the like work.
