@@ -181,7 +181,8 @@ fn header(p: &Program, shell: &str) -> String {
 }
 
 /// The sed program that prints the `[services.NAME]` names of a file.
-const SERVICES_SED: &str = r#"s/^[[:space:]]*\[[[:space:]]*services\.("([^"]+)"|([A-Za-z0-9_-]+))[[:space:]]*\].*/\2\3/p"#;
+const SERVICES_SED: &str =
+    r#"s/^[[:space:]]*\[[[:space:]]*services\.("([^"]+)"|([A-Za-z0-9_-]+))[[:space:]]*\].*/\2\3/p"#;
 
 /// A shell function name made from the program's name.
 fn ident(p: &Program) -> String {
@@ -328,7 +329,9 @@ pub fn bash(p: &Program) -> String {
         }
         s.push_str("            esac\n        fi\n");
     }
-    s.push_str("        COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n        return\n    fi\n");
+    s.push_str(
+        "        COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n        return\n    fi\n",
+    );
 
     // Words.
     let commands: Vec<&str> = p.commands.iter().map(|c| c.name).collect();
@@ -371,7 +374,10 @@ fn quote(text: &str, fish: bool) -> String {
 
 /// `name:description` for zsh's `_describe`.
 fn described(name: &str, help: &str) -> String {
-    quote(&format!("{}:{}", name.replace(':', "\\:"), plain(help)), false)
+    quote(
+        &format!("{}:{}", name.replace(':', "\\:"), plain(help)),
+        false,
+    )
 }
 
 /// The zsh script (a `#compdef` function file).
@@ -445,9 +451,11 @@ pub fn zsh(p: &Program) -> String {
     let described_flags = |scope: &Scope| -> Vec<String> {
         let mut seen: Vec<&str> = Vec::new();
         all.iter()
-            .filter(|(s, fl)| s == scope && !seen.contains(&fl.name.as_str()) && {
-                seen.push(&fl.name);
-                true
+            .filter(|(s, fl)| {
+                s == scope && !seen.contains(&fl.name.as_str()) && {
+                    seen.push(&fl.name);
+                    true
+                }
             })
             .map(|(_, fl)| described(&fl.name, &fl.help))
             .collect()
@@ -461,7 +469,11 @@ pub fn zsh(p: &Program) -> String {
             items.extend(described_flags(&Scope::Verbs));
         }
         if !items.is_empty() {
-            s.push_str(&format!("            ({}) flags+=({}) ;;\n", c.name, items.join(" ")));
+            s.push_str(&format!(
+                "            ({}) flags+=({}) ;;\n",
+                c.name,
+                items.join(" ")
+            ));
         }
     }
     s.push_str("        esac\n");
@@ -482,7 +494,11 @@ pub fn zsh(p: &Program) -> String {
     }
     s.push_str("        _describe -t options option flags\n        return\n    fi\n");
 
-    let commands: Vec<String> = p.commands.iter().map(|c| described(c.name, c.help)).collect();
+    let commands: Vec<String> = p
+        .commands
+        .iter()
+        .map(|c| described(c.name, c.help))
+        .collect();
     s.push_str("    if [[ -z $command ]]; then\n");
     s.push_str(&array("commands", commands));
     s.push_str("        _describe -t commands command commands\n");
@@ -589,7 +605,9 @@ pub fn fish(p: &Program) -> String {
             Scope::Global => String::new(),
             Scope::Command(c) => format!("-n '__fish_seen_subcommand_from {c}' "),
             Scope::Verbs => "-n '__fish_seen_subcommand_from ctl' ".to_string(),
-            Scope::Verb(v) => format!("-n '__fish_seen_subcommand_from ctl; and __fish_seen_subcommand_from {v}' "),
+            Scope::Verb(v) => format!(
+                "-n '__fish_seen_subcommand_from ctl; and __fish_seen_subcommand_from {v}' "
+            ),
         };
         let value = match (&fl.values, fl.takes_value) {
             (_, false) => String::new(),
@@ -606,7 +624,11 @@ pub fn fish(p: &Program) -> String {
         s.push_str(&format!(
             "complete -c {name} {condition}{short}-l {}{}{help}\n",
             fl.name.trim_start_matches('-'),
-            if value.is_empty() { String::new() } else { format!(" {}", value.trim_end()) },
+            if value.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", value.trim_end())
+            },
         ));
     }
     s

@@ -164,7 +164,11 @@ pub fn ctl_verbs() -> Vec<Verb> {
         ),
         verb("up", "", "set the status UP"),
         verb("down", "", "set the status DOWN"),
-        verb("ready", "", "set the status READY (replies `up ready`, like UP)"),
+        verb(
+            "ready",
+            "",
+            "set the status READY (replies `up ready`, like UP)",
+        ),
         verb("drain", "", "set the status DRAIN"),
         verb("maint", "", "set the status MAINT"),
         verb("weight", "N|none", "set the weight; `none` removes it"),
@@ -230,12 +234,24 @@ pub fn hapgent() -> Program {
     use hapgent::error::Error;
     // Exhaustive, so that a new kind of error cannot go undocumented.
     let meaning = |e: &Error| match e {
-        Error::Runtime(_) => "runtime failure: a port in use, permission denied on bind, an address not on this host",
-        Error::Usage(_) => "usage error: an unknown flag or command, a missing value; `hapgent ctl` with an invalid value",
-        Error::Unavailable(_) => "`hapgent ctl`: the agent is not running, or its control socket is absent or disabled",
-        Error::NotSeen(_) => "`hapgent ctl --wait-seen`: a load balancer did not see the change in time, or none is probing",
-        Error::NoPermission(_) => "`hapgent ctl`: permission denied (not root, hapgent's user or in `control_group`)",
-        Error::Config(_) => "configuration error: an unknown key, an invalid value, a `--config` file missing or not TOML",
+        Error::Runtime(_) => {
+            "runtime failure: a port in use, permission denied on bind, an address not on this host"
+        }
+        Error::Usage(_) => {
+            "usage error: an unknown flag or command, a missing value; `hapgent ctl` with an invalid value"
+        }
+        Error::Unavailable(_) => {
+            "`hapgent ctl`: the agent is not running, or its control socket is absent or disabled"
+        }
+        Error::NotSeen(_) => {
+            "`hapgent ctl --wait-seen`: a load balancer did not see the change in time, or none is probing"
+        }
+        Error::NoPermission(_) => {
+            "`hapgent ctl`: permission denied (not root, hapgent's user or in `control_group`)"
+        }
+        Error::Config(_) => {
+            "configuration error: an unknown key, an invalid value, a `--config` file missing or not TOML"
+        }
     };
     let errors = [
         Error::Runtime(String::new()),
@@ -304,23 +320,44 @@ pub fn hapgent() -> Program {
         env_prefix: "HAPGENT_",
         other_env: vec![
             JOURNAL_STREAM,
-            ("LISTEN_FDS, LISTEN_PID", "the listening sockets systemd passed, served with `--systemd`"),
+            (
+                "LISTEN_FDS, LISTEN_PID",
+                "the listening sockets systemd passed, served with `--systemd`",
+            ),
         ],
         config_description: &[
             "The configuration file of hapgent(1), in TOML. It is read at start and again on SIGHUP; when `--config` (or `HAPGENT_CONFIG`) does not name one, a missing default file means built-in defaults.",
             "Each key can also be set by the environment variable and the flag named with it, which win over the file. An unknown key, or a value outside its range, stops hapgent with exit code 78 and names the key and the file; `hapgent check-config` shows every value and where it came from.",
         ],
         signals: vec![
-            ("SIGUSR1", "set the status UP (weight, maxconn and description kept) and save it to the state file"),
+            (
+                "SIGUSR1",
+                "set the status UP (weight, maxconn and description kept) and save it to the state file",
+            ),
             ("SIGUSR2", "set the status DOWN (the rest kept) and save it"),
-            ("SIGHUP", "reload: re-read the configuration file and the state file"),
-            ("SIGTERM, SIGINT", "stop accepting, finish the replies in flight, save the latest state, and exit 0"),
+            (
+                "SIGHUP",
+                "reload: re-read the configuration file and the state file",
+            ),
+            (
+                "SIGTERM, SIGINT",
+                "stop accepting, finish the replies in flight, save the latest state, and exit 0",
+            ),
         ],
         exit_codes,
         files: vec![
-            (hapgent::config::DEFAULT_CONFIG.to_string(), "the configuration file, unless `--config` or `HAPGENT_CONFIG` names another"),
-            (default("state_file"), "the JSON state file, unless `state_file` names another (the Debian package sets /var/lib/hapgent/state.json)"),
-            (hapgent::config::DEFAULT_CONTROL_SOCKET.to_string(), "the control socket of `hapgent ctl`, unless `control_socket` names another"),
+            (
+                hapgent::config::DEFAULT_CONFIG.to_string(),
+                "the configuration file, unless `--config` or `HAPGENT_CONFIG` names another",
+            ),
+            (
+                default("state_file"),
+                "the JSON state file, unless `state_file` names another (the Debian package sets /var/lib/hapgent/state.json)",
+            ),
+            (
+                hapgent::config::DEFAULT_CONTROL_SOCKET.to_string(),
+                "the control socket of `hapgent ctl`, unless `control_socket` names another",
+            ),
         ],
         see_also: &["hapgent.toml(5)", "hapgent-lb(1)", "haproxy(1)"],
     }
@@ -330,11 +367,19 @@ pub fn hapgent() -> Program {
 pub fn hapgent_lb() -> Program {
     use hapgent_lb::error::Error;
     let meaning = |e: &Error| match e {
-        Error::Runtime(_) => "failure: an unknown backend or server, a socket that cannot be bound, or another `serve` answering on it",
+        Error::Runtime(_) => {
+            "failure: an unknown backend or server, a socket that cannot be bound, or another `serve` answering on it"
+        }
         Error::Usage(_) => "usage error: an unknown flag or command, a missing or invalid value",
-        Error::Unavailable(_) => "HAProxy's runtime API does not answer (`status`; `wait` at its first poll or at its timeout)",
-        Error::Timeout(_) => "`wait` timed out: the servers still unmet are printed, with their last state",
-        Error::Config(_) => "configuration error: an unknown key or invalid value, wherever it came from",
+        Error::Unavailable(_) => {
+            "HAProxy's runtime API does not answer (`status`; `wait` at its first poll or at its timeout)"
+        }
+        Error::Timeout(_) => {
+            "`wait` timed out: the servers still unmet are printed, with their last state"
+        }
+        Error::Config(_) => {
+            "configuration error: an unknown key or invalid value, wherever it came from"
+        }
     };
     let errors = [
         Error::Runtime(String::new()),
@@ -369,8 +414,18 @@ pub fn hapgent_lb() -> Program {
                 args: "[--backend B] [--json]",
                 help: "every server: status, admin and operational state, weight, sessions, queue, check and agent results",
                 options: vec![
-                    Opt { flag: "--backend", arg: "B", help: "only this backend", values: Values::Free },
-                    Opt { flag: "--json", arg: "", help: "as JSON", values: Values::Free },
+                    Opt {
+                        flag: "--backend",
+                        arg: "B",
+                        help: "only this backend",
+                        values: Values::Free,
+                    },
+                    Opt {
+                        flag: "--json",
+                        arg: "",
+                        help: "as JSON",
+                        values: Values::Free,
+                    },
                 ],
             },
             Command {
@@ -378,10 +433,30 @@ pub fn hapgent_lb() -> Program {
                 args: "BACKEND/SERVER... [--admin ready|drain|maint] [--op up|down|starting|stopping] [--sessions-max N] [--timeout D]",
                 help: "poll until every condition holds for every server named (exit 0) or D passes (exit 75)",
                 options: vec![
-                    Opt { flag: "--admin", arg: "STATE", help: "the administrative state to wait for", values: words(&["ready", "drain", "maint"]) },
-                    Opt { flag: "--op", arg: "STATE", help: "the operational state to wait for", values: words(&["up", "down", "starting", "stopping"]) },
-                    Opt { flag: "--sessions-max", arg: "N", help: "wait until each server has at most N sessions", values: Values::Free },
-                    Opt { flag: "--timeout", arg: "D", help: "give up after D: `500ms`, `90s`, `5m` (default `60s`)", values: Values::Free },
+                    Opt {
+                        flag: "--admin",
+                        arg: "STATE",
+                        help: "the administrative state to wait for",
+                        values: words(&["ready", "drain", "maint"]),
+                    },
+                    Opt {
+                        flag: "--op",
+                        arg: "STATE",
+                        help: "the operational state to wait for",
+                        values: words(&["up", "down", "starting", "stopping"]),
+                    },
+                    Opt {
+                        flag: "--sessions-max",
+                        arg: "N",
+                        help: "wait until each server has at most N sessions",
+                        values: Values::Free,
+                    },
+                    Opt {
+                        flag: "--timeout",
+                        arg: "D",
+                        help: "give up after D: `500ms`, `90s`, `5m` (default `60s`)",
+                        values: Values::Free,
+                    },
                 ],
             },
             Command {
@@ -414,10 +489,22 @@ pub fn hapgent_lb() -> Program {
         )],
         exit_codes,
         files: vec![
-            (hapgent_lb::config::DEFAULT_CONFIG.to_string(), "the configuration file, unless `--config` or `HAPGENT_LB_CONFIG` names another"),
-            (default("haproxy_config"), "the HAProxy configuration served and replaced, unless `haproxy_config` names another"),
-            (default("haproxy_socket"), "HAProxy's runtime API socket, unless `haproxy_socket` names another"),
-            (default("listen_unix"), "the API's Unix socket, unless `listen_unix` names another"),
+            (
+                hapgent_lb::config::DEFAULT_CONFIG.to_string(),
+                "the configuration file, unless `--config` or `HAPGENT_LB_CONFIG` names another",
+            ),
+            (
+                default("haproxy_config"),
+                "the HAProxy configuration served and replaced, unless `haproxy_config` names another",
+            ),
+            (
+                default("haproxy_socket"),
+                "HAProxy's runtime API socket, unless `haproxy_socket` names another",
+            ),
+            (
+                default("listen_unix"),
+                "the API's Unix socket, unless `listen_unix` names another",
+            ),
         ],
         see_also: &["hapgent-lb.toml(5)", "hapgent(1)", "haproxy(1)"],
     }

@@ -28,9 +28,9 @@ pub fn text(text: &str) -> String {
                 chars.next();
                 // Bold already, in a code span: leave it.
                 if !code {
-                    let closing = out.rfind("\\fB").map_or(true, |b| {
-                        out.rfind("\\fR").is_some_and(|r| r > b)
-                    });
+                    let closing = out
+                        .rfind("\\fB")
+                        .map_or(true, |b| out.rfind("\\fR").is_some_and(|r| r > b));
                     out.push_str(if closing { "\\fB" } else { "\\fR" });
                 }
             }
@@ -71,7 +71,11 @@ fn sentence(t: &str) -> String {
         Some(c) => c.to_uppercase().chain(chars).collect(),
         None => String::new(),
     };
-    let end = if capital.ends_with(['.', '?', '!']) { "" } else { "." };
+    let end = if capital.ends_with(['.', '?', '!']) {
+        ""
+    } else {
+        "."
+    };
     text(&format!("{capital}{end}"))
 }
 
@@ -275,8 +279,16 @@ pub fn command_page(p: &Program) -> String {
         body.push_str(&facts(s));
         tagged(&mut out, &flag(f, s.arg), &body);
     }
-    tagged(&mut out, "\\fB\\-h\\fR, \\fB\\-\\-help\\fR", "Print the usage and exit.");
-    tagged(&mut out, "\\fB\\-V\\fR, \\fB\\-\\-version\\fR", "Print the version and exit.");
+    tagged(
+        &mut out,
+        "\\fB\\-h\\fR, \\fB\\-\\-help\\fR",
+        "Print the usage and exit.",
+    );
+    tagged(
+        &mut out,
+        "\\fB\\-V\\fR, \\fB\\-\\-version\\fR",
+        "Print the version and exit.",
+    );
 
     out.push_str(".SH ENVIRONMENT\n");
     tagged(
@@ -314,7 +326,11 @@ pub fn command_page(p: &Program) -> String {
 
     out.push_str(".SH FILES\n");
     for (path, what) in &p.files {
-        tagged(&mut out, &format!("\\fI{}\\fR", text(path)), &sentence(what));
+        tagged(
+            &mut out,
+            &format!("\\fI{}\\fR", text(path)),
+            &sentence(what),
+        );
     }
 
     see_also(&mut out, p.see_also);
