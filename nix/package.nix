@@ -6,6 +6,7 @@
   lib,
   stdenv,
   rustPlatform,
+  installShellFiles,
   coreutils,
   # A static binary is for copying to hosts without Nix; a unit naming store
   # paths would be no use there (and would drag in a static coreutils).
@@ -36,12 +37,16 @@ rustPlatform.buildRustPackage {
       ../common
       ../lb
       ../bench
+      ../docgen
+      ../man
+      ../completions
       ../README.md
       ../systemd/hapgent.service
     ];
   };
 
   cargoLock.lockFile = ../Cargo.lock;
+  nativeBuildInputs = [ installShellFiles ];
   cargoBuildFlags = [
     "-p"
     "hapgent"
@@ -68,7 +73,17 @@ rustPlatform.buildRustPackage {
     "--skip=control_edges::control_socket_refusals_are_rate_limited"
   ];
 
-  postInstall = lib.optionalString withSystemdUnit ''
+  # The man pages and completions docgen made from the settings tables
+  # (committed in man/ and completions/; a docgen test keeps them current).
+  postInstall =
+    ''
+      installManPage man/hapgent.1 man/hapgent.toml.5
+      installShellCompletion --cmd hapgent \
+        --bash completions/hapgent.bash \
+        --zsh completions/_hapgent \
+        --fish completions/hapgent.fish
+    ''
+    + lib.optionalString withSystemdUnit ''
     install -Dm0644 systemd/hapgent.service $out/lib/systemd/system/hapgent.service
     substituteInPlace $out/lib/systemd/system/hapgent.service \
       --replace-fail /usr/bin/hapgent $out/bin/hapgent \
