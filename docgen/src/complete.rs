@@ -150,7 +150,7 @@ pub fn arg_flags(args: &'static str) -> Vec<Flag> {
 }
 
 /// The literal words of `N|none` (`none`).
-fn lower_alternatives<'a>(token: &'a str) -> Vec<&'a str> {
+fn lower_alternatives(token: &str) -> Vec<&str> {
     token
         .split('|')
         .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))

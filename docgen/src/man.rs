@@ -30,7 +30,7 @@ pub fn text(text: &str) -> String {
                 if !code {
                     let closing = out
                         .rfind("\\fB")
-                        .map_or(true, |b| out.rfind("\\fR").is_some_and(|r| r > b));
+                        .is_none_or(|b| out.rfind("\\fR").is_some_and(|r| r > b));
                     out.push_str(if closing { "\\fB" } else { "\\fR" });
                 }
             }
@@ -160,7 +160,7 @@ fn tagged(out: &mut String, tag: &str, body: &str) {
 /// A setting's default in words.
 fn default(s: &Setting) -> String {
     match s.default {
-        Builtin::Value(v) if v.is_empty() => "empty".to_string(),
+        Builtin::Value("") => "empty".to_string(),
         Builtin::Value(v) => format!("\\fB{}\\fR", text(v).replace('-', "\\-")),
         Builtin::Absent(t) | Builtin::Empty(t) => text(t),
         Builtin::Required => "none".to_string(),

@@ -309,6 +309,9 @@ fn complete_function(program: &str) -> String {
     format!("_{}", program.replace('-', "_"))
 }
 
+/// A command line, its environment, and what completion offers.
+type BashCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 #[test]
 fn bash_completes_commands_verbs_flags_and_services() {
     let dir = tempdir("bash");
@@ -323,7 +326,7 @@ fn bash_completes_commands_verbs_flags_and_services() {
     let config = config.to_str().unwrap();
     let (spec, _) = bash_complete("hapgent", "hapgent ", &dir, &[]);
     assert_eq!(spec, "complete -F _hapgent hapgent");
-    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+    let cases: &[BashCase] = &[
         ("hapgent ", &[], &["check-config", "ctl", "reply", "run"]),
         ("hapgent --port 80 c", &[], &["check-config", "ctl"]),
         ("hapgent ctl dr", &[], &["drain"]),
@@ -384,5 +387,173 @@ fn bash_completes_commands_verbs_flags_and_services() {
         let (_, got) = bash_complete("hapgent-lb", line, &dir, &[]);
         assert_eq!(got, *want, "{line:?}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// What the program's fish completion offers for `line` (`complete -C`),
+/// names only, sorted.
+fn fish_complete(program: &str, line: &str) -> Vec<String> {
+    let script = format!(
+        "source '{}'; complete -C '{line}'",
+        root().join(format!("completions/{program}.fish")).display()
+    );
+    let out = Command::new("fish")
+        .args(["--no-config", "-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .expect("fish runs (apt-get install fish)");
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn fish_completes_commands_verbs_flags_and_services() {
+    let dir = tempdir("fish");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "[services.web]\nstate_file = \"/w.json\"\n[services.\"api:v2\"]\nstate_file = \"/a.json\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "hapgent",
+            "hapgent ",
+            &["check-config", "ctl", "reply", "run"],
+        ),
+        ("hapgent", "hapgent ctl dr", &["drain"]),
+        ("hapgent", "hapgent --po", &["--port"]),
+        ("hapgent", "hapgent ctl set --status D", &["DOWN", "DRAIN"]),
+        ("hapgent", "hapgent ctl weight ", &["none"]),
+        (
+            "hapgent",
+            &format!("hapgent -c {config} ctl up --service "),
+            &["api:v2", "web"],
+        ),
+        (
+            "hapgent-lb",
+            "hapgent-lb ",
+            &["check-config", "serve", "status", "wait"],
+        ),
+        (
+            "hapgent-lb",
+            "hapgent-lb wait a/b --op s",
+            &["starting", "stopping"],
+        ),
+    ];
+    for (program, line, want) in cases {
+        assert_eq!(fish_complete(program, line), *want, "{line:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// What the program's zsh completion function passes to the completion
+/// system for `line`, with `_describe`, `compadd`, `_files` and `_message`
+/// replaced by stand-ins that print their candidates (the prefix is
+/// matched by the completion system, so every candidate is printed).
+fn zsh_complete(program: &str, line: &str) -> Vec<String> {
+    let script = format!(
+        r#"_describe() {{ local name=${{@[-1]}}; print -l -- ${{${{(P)name}}%%:*}}; }}
+compadd() {{ [[ $1 == -- ]] && shift; print -l -- "$@"; }}
+_files() {{ print -- '(files)'; }}
+_message() {{ print -- '(a value)'; }}
+compdef() {{ }}
+source '{}'
+words=(${{(z)LINE}})
+[[ $LINE == *' ' ]] && words+=('')
+CURRENT=${{#words}}
+{}
+"#,
+        root().join(format!("completions/_{program}")).display(),
+        complete_function(program),
+    );
+    let out = Command::new("zsh")
+        .args(["-f", "-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LINE", line)
+        .output()
+        .expect("zsh runs (apt-get install zsh)");
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn zsh_offers_commands_verbs_values_and_services() {
+    let dir = tempdir("zsh");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "[services.web]\nstate_file = \"/w.json\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "hapgent",
+            "hapgent ",
+            &["check-config", "ctl", "reply", "run"],
+        ),
+        (
+            "hapgent",
+            "hapgent --port 80 ctl ",
+            &[
+                "description",
+                "down",
+                "drain",
+                "maint",
+                "maxconn",
+                "metrics",
+                "probers",
+                "ready",
+                "set",
+                "status",
+                "up",
+                "wait-seen",
+                "weight",
+            ],
+        ),
+        (
+            "hapgent",
+            "hapgent ctl set --status ",
+            &["DOWN", "DRAIN", "FAIL", "MAINT", "READY", "STOPPED", "UP"],
+        ),
+        ("hapgent", "hapgent ctl weight ", &["none"]),
+        ("hapgent", "hapgent --state-file x", &["(files)"]),
+        ("hapgent", "hapgent --port ", &["(a value)"]),
+        (
+            "hapgent",
+            &format!("hapgent -c {config} ctl up --service "),
+            &["web"],
+        ),
+        (
+            "hapgent-lb",
+            "hapgent-lb wait a/b --admin ",
+            &["drain", "maint", "ready"],
+        ),
+    ];
+    for (program, line, want) in cases {
+        assert_eq!(zsh_complete(program, line), *want, "{line:?}");
+    }
+    let flags = zsh_complete("hapgent", "hapgent reply --");
+    assert!(
+        flags.contains(&"--json".to_string()) && flags.contains(&"--port".to_string()),
+        "{flags:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
