@@ -24,9 +24,10 @@ rustPlatform.buildRustPackage {
   # Ansible role, the workflows or these Nix files does not rebuild it.
   # .cargo/config.toml is left out on purpose: its musl linker settings are
   # for scripts/dist, and nixpkgs sets up its own toolchain.
-  # The workspace's other members (common/, lb/, bench/) are included because
+  # The workspace's other members (common/, lb/, bench/, docgen/) are included because
   # cargo needs every member to read the workspace; only hapgent is built.
   # README.md: a unit test checks its settings table against src/settings.rs.
+  # man/ and completions/: docgen's output, installed below.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
