@@ -89,11 +89,12 @@ lb_x86=dist/hapgent-lb-$version-x86_64-unknown-linux-musl
 lb_arm=dist/hapgent-lb-$version-aarch64-unknown-linux-musl
 lb_deb_amd64=dist/hapgent-lb_${version}-1_amd64.deb
 lb_deb_arm64=dist/hapgent-lb_${version}-1_arm64.deb
-artifacts=("$bin_x86" "$bin_arm" "$deb_amd64" "$deb_arm64" "$lb_x86" "$lb_arm" "$lb_deb_amd64" "$lb_deb_arm64")
+docs=dist/hapgent-$version-man-completions.tar.gz
+artifacts=("$bin_x86" "$bin_arm" "$deb_amd64" "$deb_arm64" "$lb_x86" "$lb_arm" "$lb_deb_amd64" "$lb_deb_arm64" "$docs")
 for f in "${artifacts[@]}" dist/SHA256SUMS dist/SHA256SUMS.sig; do
     expect "artifact $f exists" test -s "$f"
 done
-expect "SHA256SUMS lists exactly the eight artifacts (hapgent and hapgent-lb)" \
+expect "SHA256SUMS lists exactly the nine artifacts (hapgent, hapgent-lb, man pages and completions)" \
     test "$(awk '{print $2}' dist/SHA256SUMS | sort | tr '\n' ' ')" = \
     "$(printf '%s\n' "${artifacts[@]#dist/}" | sort | tr '\n' ' ')"
 
@@ -215,6 +216,29 @@ for deb in "$deb_amd64" "$deb_arm64"; do
     # each carry their reason.
     expect "lintian passes $deb" lintian --fail-on error,warning --pedantic "$deb"
 done
+
+# ships_docs DEB NAME: the .deb holds NAME's man pages (gzipped) and its
+# bash, zsh and fish completions, each the committed file (docgen's output).
+ships_docs() {
+    local deb=$1 name=$2 dir=$tmp/docs-$2
+    rm -rf "$dir" && dpkg-deb -x "$deb" "$dir" &&
+        zcmp "$dir/usr/share/man/man1/$name.1.gz" "man/$name.1" &&
+        zcmp "$dir/usr/share/man/man5/$name.toml.5.gz" "man/$name.toml.5" &&
+        cmp "$dir/usr/share/bash-completion/completions/$name" "completions/$name.bash" &&
+        cmp "$dir/usr/share/zsh/vendor-completions/_$name" "completions/_$name" &&
+        cmp "$dir/usr/share/fish/vendor_completions.d/$name.fish" "completions/$name.fish"
+}
+expect "the hapgent .deb ships its man pages and bash/zsh/fish completions" ships_docs "$deb_amd64" hapgent
+expect "the hapgent-lb .deb ships its man pages and bash/zsh/fish completions" ships_docs "$lb_deb_amd64" hapgent-lb
+# tarball_docs: the tarball holds man/ and completions/ under one top
+# directory, byte for byte.
+tarball_docs() {
+    local dir=$tmp/docs-tarball top=hapgent-$version-man-completions
+    mkdir -p "$dir" && tar -xzf "$docs" -C "$dir" &&
+        test "$(ls "$dir")" = "$top" &&
+        diff -r man "$dir/$top/man" && diff -r completions "$dir/$top/completions"
+}
+expect "the man pages and completions tarball holds man/ and completions/" tarball_docs
 
 step "hapgent-lb: static binaries, .debs, unit"
 expect "hapgent-lb x86_64 binary is statically linked" is_static "$lb_x86"

@@ -4,6 +4,7 @@
   lib,
   stdenv,
   rustPlatform,
+  installShellFiles,
   haproxy,
   withSystemdUnit ? !stdenv.hostPlatform.isStatic,
 }:
@@ -28,12 +29,16 @@ rustPlatform.buildRustPackage {
       ../lb
       ../bench
       ../testkit
+      ../docgen
+      ../man
+      ../completions
       ../README.md
       ../systemd/hapgent-lb.service
     ];
   };
 
   cargoLock.lockFile = ../Cargo.lock;
+  nativeBuildInputs = [ installShellFiles ];
   cargoBuildFlags = [
     "-p"
     "hapgent-lb"
@@ -47,7 +52,17 @@ rustPlatform.buildRustPackage {
   nativeCheckInputs = [ haproxy ];
   doCheck = true;
 
-  postInstall = lib.optionalString withSystemdUnit ''
+  # The man pages and completions docgen made from the settings tables
+  # (committed in man/ and completions/; a docgen test keeps them current).
+  postInstall =
+    ''
+      installManPage man/hapgent-lb.1 man/hapgent-lb.toml.5
+      installShellCompletion --cmd hapgent-lb \
+        --bash completions/hapgent-lb.bash \
+        --zsh completions/_hapgent-lb \
+        --fish completions/hapgent-lb.fish
+    ''
+    + lib.optionalString withSystemdUnit ''
     install -Dm0644 systemd/hapgent-lb.service $out/lib/systemd/system/hapgent-lb.service
     substituteInPlace $out/lib/systemd/system/hapgent-lb.service \
       --replace-fail /usr/bin/hapgent-lb $out/bin/hapgent-lb

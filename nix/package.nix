@@ -6,6 +6,7 @@
   lib,
   stdenv,
   rustPlatform,
+  installShellFiles,
   coreutils,
   # A static binary is for copying to hosts without Nix; a unit naming store
   # paths would be no use there (and would drag in a static coreutils).
@@ -23,9 +24,10 @@ rustPlatform.buildRustPackage {
   # Ansible role, the workflows or these Nix files does not rebuild it.
   # .cargo/config.toml is left out on purpose: its musl linker settings are
   # for scripts/dist, and nixpkgs sets up its own toolchain.
-  # The workspace's other members (common/, lb/, bench/, testkit/) are included because
+  # The workspace's other members (common/, lb/, bench/, testkit/, docgen/) are included because
   # cargo needs every member to read the workspace; only hapgent is built.
   # README.md: a unit test checks its settings table against src/settings.rs.
+  # man/ and completions/: docgen's output, installed below.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -37,12 +39,16 @@ rustPlatform.buildRustPackage {
       ../lb
       ../bench
       ../testkit
+      ../docgen
+      ../man
+      ../completions
       ../README.md
       ../systemd/hapgent.service
     ];
   };
 
   cargoLock.lockFile = ../Cargo.lock;
+  nativeBuildInputs = [ installShellFiles ];
   cargoBuildFlags = [
     "-p"
     "hapgent"
@@ -69,7 +75,17 @@ rustPlatform.buildRustPackage {
     "--skip=control_edges::control_socket_refusals_are_rate_limited"
   ];
 
-  postInstall = lib.optionalString withSystemdUnit ''
+  # The man pages and completions docgen made from the settings tables
+  # (committed in man/ and completions/; a docgen test keeps them current).
+  postInstall =
+    ''
+      installManPage man/hapgent.1 man/hapgent.toml.5
+      installShellCompletion --cmd hapgent \
+        --bash completions/hapgent.bash \
+        --zsh completions/_hapgent \
+        --fish completions/hapgent.fish
+    ''
+    + lib.optionalString withSystemdUnit ''
     install -Dm0644 systemd/hapgent.service $out/lib/systemd/system/hapgent.service
     substituteInPlace $out/lib/systemd/system/hapgent.service \
       --replace-fail /usr/bin/hapgent $out/bin/hapgent \

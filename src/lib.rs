@@ -28,12 +28,13 @@ mod served;
 mod server;
 mod service;
 mod services;
-mod settings;
+pub mod settings;
 mod signals;
 pub mod state;
 mod sys;
 mod systemd;
 mod unknown;
+pub use cli::usage_text;
 
 // The logger, its macros and safe file reads come from the library shared
 // with hapgent-lb; re-exported so that `crate::info!` and the like work.

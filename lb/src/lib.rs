@@ -25,11 +25,12 @@ mod reload;
 pub mod routes;
 mod runtime;
 pub mod serve;
-mod settings;
+pub mod settings;
 pub mod shutdown;
 pub mod stat;
 mod status;
 mod wait;
+pub use cli::usage as usage_text;
 
 use cli::Command;
 use error::Error;

@@ -34,6 +34,27 @@ open(path, "w").write(text)
 PY
 }
 
+# nixpkgs' installShellFiles (installManPage, installShellCompletion --cmd),
+# the forms package.nix uses; pages are left uncompressed.
+installManPage() {
+    for page in "$@"; do
+        install -Dm0644 "$page" "$out/share/man/man${page##*.}/${page##*/}"
+    done
+}
+installShellCompletion() {
+    cmd=
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --cmd) cmd=$2 ;;
+            --bash) install -Dm0644 "$2" "$out/share/bash-completion/completions/$cmd.bash" ;;
+            --zsh) install -Dm0644 "$2" "$out/share/zsh/site-functions/_$cmd" ;;
+            --fish) install -Dm0644 "$2" "$out/share/fish/vendor_completions.d/$cmd.fish" ;;
+            *) echo "installShellCompletion: unsupported $1" >&2; return 1 ;;
+        esac
+        shift 2
+    done
+}
+
 cp -r "$src" source
 chmod -R u+w source
 cd source

@@ -115,6 +115,8 @@ let
     clippy = placeholder "clippy" { };
     rustfmt = placeholder "rustfmt" { };
     haproxy = placeholder "haproxy" { };
+    # Its setup hook's functions are defined by build-rust-package.sh.
+    installShellFiles = placeholder "installShellFiles" { };
     nixfmt-tree = placeholder "treefmt" { };
 
     testers.runNixOSTest = test: placeholder "vm-test-run-${test.name}" { };
