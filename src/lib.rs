@@ -14,6 +14,7 @@ mod ctl;
 mod disk;
 pub mod error;
 mod flags;
+pub mod health;
 mod line;
 mod listen;
 pub mod metrics;
