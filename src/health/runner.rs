@@ -184,6 +184,234 @@ async fn run_check(check: Check, cell: Arc<Cell>, on_change: OnChange) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::config::OnFail;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener};
+    use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+    use std::sync::mpsc;
+
+    /// Long enough for a loaded machine; every wait ends on an event.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    fn tcp_check(name: &str, probe: Probe, interval_ms: u64, timeout_ms: u64, rise: u32, fall: u32) -> Check {
+        Check {
+            name: name.into(),
+            probe,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            rise,
+            fall,
+            on_fail: OnFail::Down,
+        }
+    }
+
+    /// Runs a probe; if it never ends, the test fails instead of hanging.
+    fn bounded(f: impl std::future::Future<Output = (Outcome, String)>) -> (Outcome, String) {
+        smol::block_on(f.or(async {
+            smol::Timer::after(PATIENCE * 2).await;
+            panic!("the probe did not end");
+        }))
+    }
+
+    /// Starts a runner whose changes arrive on the returned channel.
+    fn start(checks: Vec<Check>) -> (Runner, mpsc::Receiver<Change>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let on_change: OnChange = Arc::new(move |c: &Change| {
+            let _ = tx.lock().unwrap().send(c.clone());
+        });
+        (Runner::start(checks, on_change).unwrap(), rx)
+    }
+
+    /// An HTTP server answering every request with `status`, counting
+    /// answers by status (200 and 503).
+    struct App {
+        addr: SocketAddr,
+        status: Arc<AtomicU16>,
+        ok: Arc<AtomicU64>,
+        failed: Arc<AtomicU64>,
+    }
+
+    fn app() -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (s, o, f) = (status.clone(), ok.clone(), failed.clone());
+        // Ends with the test binary; it only ever blocks in accept.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let code = s.load(Ordering::SeqCst);
+                let body = "x".repeat(100_000);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if code == 200 { &o } else { &f }.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        App {
+            addr,
+            status,
+            ok,
+            failed,
+        }
+    }
+
+    /// An application that starts failing fails its check after exactly
+    /// `fall` failed answers, and passes again after exactly `rise` good
+    /// ones; the published cell agrees.
+    #[test]
+    fn http_check_follows_the_application() {
+        let app = app();
+        let probe = Probe::Http {
+            addr: app.addr,
+            host: app.addr.to_string(),
+            path: "/health".into(),
+        };
+        // A timeout far above the interval (validation would refuse it; the
+        // runner does not care): a loaded machine must not turn a slow
+        // answer into a failure the counts below do not expect.
+        let (runner, changes) = start(vec![tcp_check("app", probe, 100, 30_000, 2, 3)]);
+        let cell = runner.checks()[0].1.clone();
+        let first = changes.recv_timeout(PATIENCE).unwrap();
+        assert_eq!((first.from, first.to, first.outcome), (Verdict::Unknown, Verdict::Passing, Outcome::Http(200)));
+
+        app.status.store(503, Ordering::SeqCst);
+        let down = changes.recv_timeout(PATIENCE).unwrap();
+        assert_eq!((down.from, down.to, down.outcome, down.count), (Verdict::Passing, Verdict::Failing, Outcome::Http(503), 3));
+        assert_eq!(app.failed.load(Ordering::SeqCst), 3, "failing after exactly fall = 3 answers");
+        assert_eq!(cell.verdict(), Verdict::Failing);
+        assert_eq!(down.describe(), "check app failing after 3 failures: HTTP 503");
+
+        let ok_before = app.ok.load(Ordering::SeqCst);
+        app.status.store(200, Ordering::SeqCst);
+        let up = changes.recv_timeout(PATIENCE).unwrap();
+        assert_eq!((up.from, up.to, up.outcome), (Verdict::Failing, Verdict::Passing, Outcome::Http(200)));
+        assert_eq!(app.ok.load(Ordering::SeqCst) - ok_before, 2, "passing after exactly rise = 2 answers");
+        let status = cell.status();
+        assert_eq!((status.verdict, status.fails, status.last), (Verdict::Passing, 0, Some(Outcome::Http(200))));
+        assert!(status.failures_total >= 3);
+    }
+
+    /// The inode of our socket connected from `local` to `remote`, from
+    /// /proc/net/tcp.
+    fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<String> {
+        let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        let hex = |a: SocketAddr| format!(":{:04X}", a.port());
+        text.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1].ends_with(&hex(local)) && f[2].ends_with(&hex(remote))).then(|| f[9].to_string())
+        })
+    }
+
+    /// What our descriptors point at.
+    fn fd_targets() -> Vec<String> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    /// A server that accepts and never answers: the check times out,
+    /// fails, and its socket is closed (the server sees the end of the
+    /// connection, and no descriptor of ours points at that socket).
+    #[test]
+    fn hanging_http_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, peer) = listener.accept().unwrap();
+            let inode = socket_inode(peer, addr);
+            let mut buf = [0u8; 4096];
+            // Read the request, answer nothing, wait for the close.
+            let end = loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break "closed",
+                    Ok(_) => continue,
+                    Err(_) => break "reset",
+                }
+            };
+            let _ = tx.send((inode, end));
+        });
+        let probe_at = Probe::Http {
+            addr,
+            host: addr.to_string(),
+            path: "/".into(),
+        };
+        let (outcome, _) = bounded(probe(&probe_at, Duration::from_millis(200)));
+        assert_eq!(outcome, Outcome::TimedOut);
+        let (inode, end) = rx.recv_timeout(PATIENCE).unwrap();
+        assert!(end == "closed" || end == "reset");
+        let inode = inode.expect("the check's socket was in /proc/net/tcp while it hung");
+        let socket = format!("socket:[{inode}]");
+        assert!(!fd_targets().contains(&socket), "{socket} is still open");
+    }
+
+    /// An exec check that hangs is killed at its timeout, with what it
+    /// started, and counts as failed: its process is reaped (no zombie),
+    /// the grandchild is killed, no output file stays open.
+    #[test]
+    fn hanging_exec_check_is_killed() {
+        let dir = std::env::temp_dir().join(format!("hapgent-exec-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (child, grandchild) = (dir.join("child"), dir.join("grandchild"));
+        let script = format!(
+            "echo $$ > {}; sleep 600 & echo $! > {}; echo hanging; wait",
+            child.display(),
+            grandchild.display()
+        );
+        let argv = vec!["/bin/sh".to_string(), "-c".into(), script];
+        let (runner, changes) = start(vec![tcp_check("slow", Probe::Exec(argv), 2000, 1000, 1, 1)]);
+        let change = changes.recv_timeout(PATIENCE).unwrap();
+        assert_eq!((change.to, change.outcome), (Verdict::Failing, Outcome::TimedOut));
+        drop(runner);
+        let pid = |f: &std::path::Path| -> u32 {
+            std::fs::read_to_string(f).unwrap().trim().parse().unwrap()
+        };
+        // process::run reaps the child before the result is recorded.
+        let child = pid(&child);
+        assert!(!std::path::Path::new(&format!("/proc/{child}")).exists(), "check process {child} is left (a zombie?)");
+        // The grandchild got SIGKILL; once delivered it is gone or a
+        // zombie of init (bounded wait on the event).
+        let grandchild = pid(&grandchild);
+        let gone = (0..1200).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            let dead = stat.is_empty() || stat.contains(") Z");
+            if !dead {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            dead
+        });
+        assert!(gone, "sleep {grandchild} survived the timeout");
+        let leaked: Vec<String> = fd_targets().into_iter().filter(|t| t.contains(".hapgent-output.")).collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tcp_check_connects_or_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (outcome, _) = bounded(probe(&Probe::Tcp(addr), PATIENCE));
+        assert_eq!(outcome, Outcome::Connected);
+        drop(listener);
+        let (outcome, _) = bounded(probe(&Probe::Tcp(addr), PATIENCE));
+        assert_eq!(outcome, Outcome::Refused);
+    }
 
     #[test]
     fn change_lines() {
