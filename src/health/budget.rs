@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn split_table() {
         // (maxconn_total, state maxconn, load balancers, reply's maxconn)
-        let cases: &[(Option<u32>, Option<u16>, usize, Option<u16>)] = &[
+        type Case = (Option<u32>, Option<u16>, usize, Option<u16>);
+        let cases: &[Case] = &[
             (None, None, 3, None),
             (None, Some(300), 3, Some(300)),
             (Some(100), None, 0, Some(100)),
@@ -98,7 +99,11 @@ mod tests {
             (Some(100), Some(0), 2, Some(0)),
         ];
         for (total, state, lbs, want) in cases {
-            assert_eq!(maxconn(*total, *state, *lbs).value(), *want, "{total:?} {state:?} {lbs}");
+            assert_eq!(
+                maxconn(*total, *state, *lbs).value(),
+                *want,
+                "{total:?} {state:?} {lbs}"
+            );
         }
     }
 

@@ -20,13 +20,13 @@ use super::config::{Capacity, Monitor, Watch};
 use super::connections::{Counter, Method};
 use crate::cpu::{self, PPM};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A monitor's load: value / full in parts per million, at most all.
 pub fn load_ppm(value: f64, full: f64) -> u32 {
-    if !(value > 0.0) || !(full > 0.0) {
+    if value.is_nan() || full.is_nan() || value <= 0.0 || full <= 0.0 {
         return 0;
     }
     ((value / full).min(1.0) * PPM as f64).round() as u32
@@ -117,7 +117,8 @@ pub fn used_percent(blocks: u64, free: u64, available: u64) -> f64 {
 }
 
 /// statvfs(3) of `path`: (blocks, free, available), the one call std
-/// lacks.
+/// lacks. The counts are 32-bit on some targets, hence the conversions.
+#[allow(clippy::useless_conversion)]
 fn statvfs(path: &Path) -> std::io::Result<(u64, u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -311,7 +312,11 @@ impl Sampler {
     /// readings), then starts the thread `hapgent-capacity`. Call it inside
     /// `sys::with_signals_blocked`.
     pub fn start(config: Capacity, paths: Paths, on_change: OnChange) -> std::io::Result<Sampler> {
-        let monitors = config.monitors.iter().map(|_| MonitorCell::default()).collect();
+        let monitors = config
+            .monitors
+            .iter()
+            .map(|_| MonitorCell::default())
+            .collect();
         let shared = Arc::new(Shared {
             config,
             load: AtomicU32::new(NO_LOAD),
@@ -341,9 +346,15 @@ impl Sampler {
                 loop {
                     std::thread::sleep(interval);
                     let Some(shared) = weak.upgrade() else { return };
-                    let before = (shared.load.load(Ordering::Relaxed) / 10_000, shared.draining.load(Ordering::Relaxed));
+                    let before = (
+                        shared.load.load(Ordering::Relaxed) / 10_000,
+                        shared.draining.load(Ordering::Relaxed),
+                    );
                     sample(&shared, &mut memories, &paths);
-                    let after = (shared.load.load(Ordering::Relaxed) / 10_000, shared.draining.load(Ordering::Relaxed));
+                    let after = (
+                        shared.load.load(Ordering::Relaxed) / 10_000,
+                        shared.draining.load(Ordering::Relaxed),
+                    );
                     if before != after {
                         on_change();
                     }
@@ -396,7 +407,13 @@ impl Sampler {
 /// Reads every monitor once and publishes the result.
 fn sample(shared: &Shared, memories: &mut [Memory], paths: &Paths) {
     let mut loads = Vec::with_capacity(memories.len());
-    for ((monitor, cell), memory) in shared.config.monitors.iter().zip(&shared.monitors).zip(memories) {
+    for ((monitor, cell), memory) in shared
+        .config
+        .monitors
+        .iter()
+        .zip(&shared.monitors)
+        .zip(memories)
+    {
         match read(monitor, memory, paths) {
             Ok(value) => {
                 if cell.failing.swap(false, Ordering::Relaxed) {
@@ -404,7 +421,8 @@ fn sample(shared: &Shared, memories: &mut [Memory], paths: &Paths) {
                 }
                 if let Some(v) = value {
                     cell.value.store(v.to_bits(), Ordering::Relaxed);
-                    cell.load.store(load_ppm(v, monitor.full), Ordering::Relaxed);
+                    cell.load
+                        .store(load_ppm(v, monitor.full), Ordering::Relaxed);
                 }
             }
             Err(e) => {
@@ -478,7 +496,8 @@ mod tests {
     #[test]
     fn weight_composition() {
         // (loads as (ppm, significance), base, min weight, composite, weight)
-        let cases: &[(&[(u32, u32)], u32, u32, Option<u32>, u32)] = &[
+        type Case<'a> = (&'a [(u32, u32)], u32, u32, Option<u32>, u32);
+        let cases: &[Case] = &[
             (&[], 100, 1, None, 100),
             (&[(500_000, 1)], 100, 1, Some(500_000), 50),
             // Equal significance: the mean.
@@ -489,7 +508,13 @@ mod tests {
             (&[(500_000, 1)], 50, 1, Some(500_000), 25),
             // Full: floored at min_weight, never 0 from load alone.
             (&[(1_000_000, 1)], 100, 1, Some(1_000_000), 1),
-            (&[(1_000_000, 1), (1_000_000, 5)], 100, 10, Some(1_000_000), 10),
+            (
+                &[(1_000_000, 1), (1_000_000, 5)],
+                100,
+                10,
+                Some(1_000_000),
+                10,
+            ),
             // An operator's weight of 0 stays 0; a base below the floor stays.
             (&[(0, 1)], 0, 10, Some(0), 0),
             (&[(900_000, 1)], 5, 10, Some(900_000), 5),
@@ -500,7 +525,11 @@ mod tests {
         for (loads, base, min, want_load, want_weight) in cases {
             let c = composite(loads);
             assert_eq!(c, *want_load, "{loads:?}");
-            assert_eq!(weight(*base, c.unwrap_or(0), *min), *want_weight, "{loads:?} base {base}");
+            assert_eq!(
+                weight(*base, c.unwrap_or(0), *min),
+                *want_weight,
+                "{loads:?} base {base}"
+            );
         }
     }
 
@@ -517,9 +546,14 @@ mod tests {
                 })
                 .collect()
         };
-        let cases: &[((u8, u8), &[u32], &[bool])] = &[
+        type Case<'a> = ((u8, u8), &'a [u32], &'a [bool]);
+        let cases: &[Case] = &[
             // Drains at 90, stays while above 80, ends below 80.
-            ((90, 80), &[50, 89, 90, 85, 80, 79, 85, 89, 95], &[false, false, true, true, true, false, false, false, true]),
+            (
+                (90, 80),
+                &[50, 89, 90, 85, 80, 79, 85, 89, 95],
+                &[false, false, true, true, true, false, false, false, true],
+            ),
             // No hysteresis: ends as soon as it is below the threshold.
             ((90, 90), &[95, 90, 89, 90], &[true, true, false, true]),
             ((100, 90), &[99, 100, 95, 89], &[false, true, true, false]),
@@ -533,15 +567,29 @@ mod tests {
     fn proc_texts() {
         let meminfo = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    4000000 kB\nBuffers: 1 kB\n";
         assert_eq!(parse_meminfo(meminfo), Ok(75.0));
-        assert!(parse_meminfo("MemTotal: 100 kB\n").unwrap_err().contains("MemAvailable"));
-        assert!(parse_meminfo("MemTotal: x kB\nMemAvailable: 1 kB\n").unwrap_err().contains("bad MemTotal"));
+        assert!(
+            parse_meminfo("MemTotal: 100 kB\n")
+                .unwrap_err()
+                .contains("MemAvailable")
+        );
+        assert!(
+            parse_meminfo("MemTotal: x kB\nMemAvailable: 1 kB\n")
+                .unwrap_err()
+                .contains("bad MemTotal")
+        );
         assert!(parse_meminfo("MemTotal: 0 kB\nMemAvailable: 0 kB\n").is_err());
         // More available than total (a fake file): nothing in use.
-        assert_eq!(parse_meminfo("MemTotal: 10 kB\nMemAvailable: 20 kB\n"), Ok(0.0));
+        assert_eq!(
+            parse_meminfo("MemTotal: 10 kB\nMemAvailable: 20 kB\n"),
+            Ok(0.0)
+        );
         assert_eq!(parse_loadavg("1.50 0.80 0.40 2/345 6789\n"), Ok(1.5));
         assert!(parse_loadavg("").is_err());
         assert!(parse_loadavg("nan 1 1").is_err());
-        assert_eq!(count_cpus("cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\nintr 5\n"), 2);
+        assert_eq!(
+            count_cpus("cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\nintr 5\n"),
+            2
+        );
         assert_eq!(count_cpus("cpu  1 2 3 4\n"), 1);
         assert_eq!(used_percent(1000, 500, 500).round(), 50.0);
         assert_eq!((used_percent(1000, 400, 300) * 100.0).round(), 6667.0);
@@ -565,14 +613,23 @@ mod tests {
             proc_loadavg: dir.join("loadavg"),
             proc_net: dir.join("net"),
         };
-        std::fs::write(&paths.proc_stat, "cpu  100 0 100 800 0 0 0 0\ncpu0 1 1 1 1\ncpu1 1 1 1 1\n").unwrap();
-        std::fs::write(&paths.proc_meminfo, "MemTotal: 1000 kB\nMemAvailable: 240 kB\n").unwrap();
+        std::fs::write(
+            &paths.proc_stat,
+            "cpu  100 0 100 800 0 0 0 0\ncpu0 1 1 1 1\ncpu1 1 1 1 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &paths.proc_meminfo,
+            "MemTotal: 1000 kB\nMemAvailable: 240 kB\n",
+        )
+        .unwrap();
         std::fs::write(&paths.proc_loadavg, "2.00 1.00 1.00 1/1 1\n").unwrap();
         let spec: CapacitySpec = toml::from_str(
             "interval = 100000\ndrain_above = 70\n[memory]\nsignificance = 3\n[load]\n[cpu]\n",
         )
         .unwrap();
-        let sampler = Sampler::start(config::capacity(&spec).unwrap(), paths, Arc::new(|| {})).unwrap();
+        let sampler =
+            Sampler::start(config::capacity(&spec).unwrap(), paths, Arc::new(|| {})).unwrap();
         let view = sampler.view();
         assert_eq!(view.load_ppm, Some(725_000));
         assert!(view.draining);
@@ -580,7 +637,10 @@ mod tests {
         assert_eq!(view.readings[0].value, Some(76.0));
         assert_eq!(view.readings[1].value, Some(1.0));
         assert_eq!(view.readings[2].value, None);
-        assert_eq!(view.heaviest().unwrap().describe(), "memory 76 % used (full at 95 %)");
+        assert_eq!(
+            view.heaviest().unwrap().describe(),
+            "memory 76 % used (full at 95 %)"
+        );
         assert_eq!(weight(100, view.load_ppm.unwrap(), 1), 27);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -45,7 +45,10 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn passed(self) -> bool {
-        matches!(self, Outcome::Http(200..=399) | Outcome::Connected | Outcome::Exit(0))
+        matches!(
+            self,
+            Outcome::Http(200..=399) | Outcome::Connected | Outcome::Exit(0)
+        )
     }
 
     /// For an operator: "HTTP 503", "exit 1", "timed out".
@@ -201,7 +204,13 @@ impl Cell {
 
     /// Records one run; returns the verdict before and after. Called by
     /// the one task that runs this check.
-    pub fn record(&self, outcome: Outcome, took: Duration, rise: u32, fall: u32) -> (Verdict, Verdict) {
+    pub fn record(
+        &self,
+        outcome: Outcome,
+        took: Duration,
+        rise: u32,
+        fall: u32,
+    ) -> (Verdict, Verdict) {
         let before = self.tally();
         let after = step(before, outcome.passed(), rise, fall);
         self.passes.store(after.passes, Ordering::Relaxed);
@@ -217,7 +226,8 @@ impl Cell {
         }
         // Last, with release: whoever sees the new verdict sees the
         // figures that led to it.
-        self.verdict.store(verdict_code(after.verdict), Ordering::Release);
+        self.verdict
+            .store(verdict_code(after.verdict), Ordering::Release);
         (before.verdict, after.verdict)
     }
 
@@ -260,17 +270,36 @@ mod tests {
             ("f", 2, 3, &[Failing]),
             // fall consecutive failures fail; a pass in between resets.
             ("pfff", 2, 3, &[Passing, Passing, Passing, Failing]),
-            ("pffpff", 2, 3, &[Passing, Passing, Passing, Passing, Passing, Passing]),
+            (
+                "pffpff",
+                2,
+                3,
+                &[Passing, Passing, Passing, Passing, Passing, Passing],
+            ),
             // rise consecutive passes pass again.
             ("fpp", 2, 3, &[Failing, Failing, Passing]),
-            ("fpfpp", 2, 3, &[Failing, Failing, Failing, Failing, Passing]),
+            (
+                "fpfpp",
+                2,
+                3,
+                &[Failing, Failing, Failing, Failing, Passing],
+            ),
             // rise = fall = 1 follows every result.
             ("pfpf", 1, 1, &[Passing, Failing, Passing, Failing]),
             // Down and back up.
-            ("pffppp", 3, 2, &[Passing, Passing, Failing, Failing, Failing, Passing]),
+            (
+                "pffppp",
+                3,
+                2,
+                &[Passing, Passing, Failing, Failing, Failing, Passing],
+            ),
         ];
         for (results, rise, fall, want) in cases {
-            assert_eq!(run(results, *rise, *fall), *want, "{results} rise {rise} fall {fall}");
+            assert_eq!(
+                run(results, *rise, *fall),
+                *want,
+                "{results} rise {rise} fall {fall}"
+            );
         }
         let t = step(step(Tally::START, true, 2, 3), false, 2, 3);
         assert_eq!((t.passes, t.fails), (0, 1));
@@ -299,8 +328,15 @@ mod tests {
             assert_eq!((o.passed(), o.describe().as_str()), (passed, text), "{o:?}");
             assert_eq!(Outcome::decode(o.encode()), Some(o));
         }
-        assert!(Outcome::Error(libc::EHOSTUNREACH).describe().contains("route"));
-        assert_eq!(Outcome::decode(Outcome::Error(113).encode()), Some(Outcome::Error(113)));
+        assert!(
+            Outcome::Error(libc::EHOSTUNREACH)
+                .describe()
+                .contains("route")
+        );
+        assert_eq!(
+            Outcome::decode(Outcome::Error(113).encode()),
+            Some(Outcome::Error(113))
+        );
         assert_eq!(Outcome::decode(0), None);
     }
 
@@ -310,9 +346,18 @@ mod tests {
         assert_eq!(cell.status().verdict, Unknown);
         assert_eq!(cell.status().last, None);
         let ms = Duration::from_millis;
-        assert_eq!(cell.record(Outcome::Http(200), ms(3), 2, 2), (Unknown, Passing));
-        assert_eq!(cell.record(Outcome::Http(503), ms(4), 2, 2), (Passing, Passing));
-        assert_eq!(cell.record(Outcome::TimedOut, ms(500), 2, 2), (Passing, Failing));
+        assert_eq!(
+            cell.record(Outcome::Http(200), ms(3), 2, 2),
+            (Unknown, Passing)
+        );
+        assert_eq!(
+            cell.record(Outcome::Http(503), ms(4), 2, 2),
+            (Passing, Passing)
+        );
+        assert_eq!(
+            cell.record(Outcome::TimedOut, ms(500), 2, 2),
+            (Passing, Failing)
+        );
         assert_eq!(
             cell.status(),
             Status {

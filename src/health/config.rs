@@ -151,10 +151,24 @@ pub fn check(prefix: &str, name: &str, spec: &CheckSpec) -> Result<Check, String
         (None, None, None) => {
             return Err(format!("{key}: needs one of http, tcp or exec"));
         }
-        _ => return Err(format!("{key}: has more than one of http, tcp and exec; keep one")),
+        _ => {
+            return Err(format!(
+                "{key}: has more than one of http, tcp and exec; keep one"
+            ));
+        }
     };
-    let interval = millis(&format!("{key}.interval"), spec.interval, DEFAULT_INTERVAL_MS, 100)?;
-    let timeout = millis(&format!("{key}.timeout"), spec.timeout, DEFAULT_TIMEOUT_MS, 10)?;
+    let interval = millis(
+        &format!("{key}.interval"),
+        spec.interval,
+        DEFAULT_INTERVAL_MS,
+        100,
+    )?;
+    let timeout = millis(
+        &format!("{key}.timeout"),
+        spec.timeout,
+        DEFAULT_TIMEOUT_MS,
+        10,
+    )?;
     if timeout > interval {
         return Err(format!(
             "{key}.timeout: {} ms is longer than its interval ({} ms); a check must end before the next starts",
@@ -218,7 +232,9 @@ fn socket_addr(text: &str, default_port: Option<u16>) -> Result<SocketAddr, Stri
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         host.parse::<IpAddr>().map_err(|_| {
-            format!("{text:?}: the host must be an IP address or localhost (names are not resolved)")
+            format!(
+                "{text:?}: the host must be an IP address or localhost (names are not resolved)"
+            )
         })?
     };
     let port = port
@@ -371,9 +387,9 @@ fn level(
     significance: Option<u32>,
     watch: Watch,
 ) -> Result<Monitor, String> {
-    let full = full
-        .or(default)
-        .ok_or_else(|| format!("capacity.{key}.full: needs the level at which no capacity is left"))?;
+    let full = full.or(default).ok_or_else(|| {
+        format!("capacity.{key}.full: needs the level at which no capacity is left")
+    })?;
     if !(full > 0.0 && full <= max) {
         return Err(format!(
             "capacity.{key}.full: must be above 0 and at most {max}, not {full}"
@@ -433,13 +449,34 @@ pub fn capacity(spec: &CapacitySpec) -> Result<Capacity, String> {
     };
     let mut monitors = Vec::new();
     if let Some(m) = &spec.memory {
-        monitors.push(level("memory", m.full, Some(95.0), 100.0, m.significance, Watch::Memory)?);
+        monitors.push(level(
+            "memory",
+            m.full,
+            Some(95.0),
+            100.0,
+            m.significance,
+            Watch::Memory,
+        )?);
     }
     if let Some(m) = &spec.load {
-        monitors.push(level("load", m.full, Some(2.0), 10_000.0, m.significance, Watch::Load)?);
+        monitors.push(level(
+            "load",
+            m.full,
+            Some(2.0),
+            10_000.0,
+            m.significance,
+            Watch::Load,
+        )?);
     }
     if let Some(m) = &spec.cpu {
-        monitors.push(level("cpu", m.full, Some(100.0), 100.0, m.significance, Watch::Cpu)?);
+        monitors.push(level(
+            "cpu",
+            m.full,
+            Some(100.0),
+            100.0,
+            m.significance,
+            Watch::Cpu,
+        )?);
     }
     if let Some(m) = &spec.disk {
         let path = match &m.path {
@@ -450,14 +487,26 @@ pub fn capacity(spec: &CapacitySpec) -> Result<Capacity, String> {
                     p.display()
                 ));
             }
-            None => return Err("capacity.disk.path: needs the path whose filesystem to watch".into()),
+            None => {
+                return Err("capacity.disk.path: needs the path whose filesystem to watch".into());
+            }
         };
-        monitors.push(level("disk", m.full, Some(95.0), 100.0, m.significance, Watch::Disk(path))?);
+        monitors.push(level(
+            "disk",
+            m.full,
+            Some(95.0),
+            100.0,
+            m.significance,
+            Watch::Disk(path),
+        )?);
     }
     if let Some(m) = &spec.connections {
         let mut ports = m.ports.clone().unwrap_or_default();
         if ports.is_empty() {
-            return Err("capacity.connections.ports: needs the local ports whose connections to count".into());
+            return Err(
+                "capacity.connections.ports: needs the local ports whose connections to count"
+                    .into(),
+            );
         }
         if ports.contains(&0) {
             return Err("capacity.connections.ports: port 0 is not a port".into());
@@ -542,23 +591,42 @@ mod tests {
                 "http = \"http://127.0.0.1:8080/health\"",
                 http("127.0.0.1:8080", "127.0.0.1:8080", "/health"),
             ),
-            ("http = \"http://127.0.0.1\"", http("127.0.0.1:80", "127.0.0.1", "/")),
+            (
+                "http = \"http://127.0.0.1\"",
+                http("127.0.0.1:80", "127.0.0.1", "/"),
+            ),
             (
                 "http = \"HTTP://localhost:81/a?b=c\"",
                 http("127.0.0.1:81", "localhost:81", "/a?b=c"),
             ),
-            ("http = \"http://[::1]:8080/\"", http("[::1]:8080", "[::1]:8080", "/")),
+            (
+                "http = \"http://[::1]:8080/\"",
+                http("[::1]:8080", "[::1]:8080", "/"),
+            ),
             ("http = \"http://[::1]/x\"", http("[::1]:80", "[::1]", "/x")),
-            ("http = \"http://10.0.0.5:81?x\"", http("10.0.0.5:81", "10.0.0.5:81", "/?x")),
-            ("tcp = \"[::1]:5432\"", Probe::Tcp("[::1]:5432".parse().unwrap())),
-            ("tcp = \"localhost:5432\"", Probe::Tcp("127.0.0.1:5432".parse().unwrap())),
+            (
+                "http = \"http://10.0.0.5:81?x\"",
+                http("10.0.0.5:81", "10.0.0.5:81", "/?x"),
+            ),
+            (
+                "tcp = \"[::1]:5432\"",
+                Probe::Tcp("[::1]:5432".parse().unwrap()),
+            ),
+            (
+                "tcp = \"localhost:5432\"",
+                Probe::Tcp("127.0.0.1:5432".parse().unwrap()),
+            ),
             (
                 "exec = [\"/bin/check\", \"--quick\"]",
                 Probe::Exec(vec!["/bin/check".into(), "--quick".into()]),
             ),
         ];
         for (text, want) in cases {
-            assert_eq!(&check("checks", "a", &spec(text)).unwrap().probe, want, "{text}");
+            assert_eq!(
+                &check("checks", "a", &spec(text)).unwrap().probe,
+                want,
+                "{text}"
+            );
         }
     }
 
@@ -570,34 +638,87 @@ mod tests {
                 "tcp = \"127.0.0.1:1\"\nexec = [\"/bin/true\"]",
                 "checks.app: has more than one of http, tcp and exec; keep one",
             ),
-            ("http = \"https://127.0.0.1/\"", "checks.app.http: \"https://127.0.0.1/\": only http:// is supported (a local check needs no TLS), not https://"),
-            ("http = \"127.0.0.1/\"", "checks.app.http: \"127.0.0.1/\" must start with http://"),
-            ("http = \"http://db.example/\"", "checks.app.http: \"http://db.example/\": \"db.example\": the host must be an IP address or localhost (names are not resolved)"),
-            ("http = \"http://127.0.0.1:x/\"", "checks.app.http: \"http://127.0.0.1:x/\": \"127.0.0.1:x\" has a bad port \"x\""),
-            ("http = \"http://127.0.0.1/a b\"", "checks.app.http: \"http://127.0.0.1/a b\": the path has a space, control character or fragment"),
-            ("http = \"http://u@127.0.0.1/\"", "checks.app.http: \"http://u@127.0.0.1/\": user information is not supported"),
-            ("tcp = \"127.0.0.1\"", "checks.app.tcp: \"127.0.0.1\" needs a port"),
-            ("tcp = \"127.0.0.1:0\"", "checks.app.tcp: \"127.0.0.1:0\": port 0 cannot be checked"),
+            (
+                "http = \"https://127.0.0.1/\"",
+                "checks.app.http: \"https://127.0.0.1/\": only http:// is supported (a local check needs no TLS), not https://",
+            ),
+            (
+                "http = \"127.0.0.1/\"",
+                "checks.app.http: \"127.0.0.1/\" must start with http://",
+            ),
+            (
+                "http = \"http://db.example/\"",
+                "checks.app.http: \"http://db.example/\": \"db.example\": the host must be an IP address or localhost (names are not resolved)",
+            ),
+            (
+                "http = \"http://127.0.0.1:x/\"",
+                "checks.app.http: \"http://127.0.0.1:x/\": \"127.0.0.1:x\" has a bad port \"x\"",
+            ),
+            (
+                "http = \"http://127.0.0.1/a b\"",
+                "checks.app.http: \"http://127.0.0.1/a b\": the path has a space, control character or fragment",
+            ),
+            (
+                "http = \"http://u@127.0.0.1/\"",
+                "checks.app.http: \"http://u@127.0.0.1/\": user information is not supported",
+            ),
+            (
+                "tcp = \"127.0.0.1\"",
+                "checks.app.tcp: \"127.0.0.1\" needs a port",
+            ),
+            (
+                "tcp = \"127.0.0.1:0\"",
+                "checks.app.tcp: \"127.0.0.1:0\": port 0 cannot be checked",
+            ),
             ("exec = []", "checks.app.exec: needs at least the program"),
-            ("exec = [\"check-db\"]", "checks.app.exec: the program \"check-db\" must be an absolute path (it runs without a shell or PATH lookup)"),
-            ("tcp = \"127.0.0.1:1\"\ninterval = 50", "checks.app.interval: must be between 100 and 3600000 milliseconds, not 50"),
-            ("tcp = \"127.0.0.1:1\"\ntimeout = 0", "checks.app.timeout: must be between 10 and 3600000 milliseconds, not 0"),
-            ("tcp = \"127.0.0.1:1\"\ninterval = 500\ntimeout = 600", "checks.app.timeout: 600 ms is longer than its interval (500 ms); a check must end before the next starts"),
-            ("tcp = \"127.0.0.1:1\"\nrise = 0", "checks.app.rise: must be between 1 and 100, not 0"),
-            ("tcp = \"127.0.0.1:1\"\nfall = 101", "checks.app.fall: must be between 1 and 100, not 101"),
-            ("tcp = \"127.0.0.1:1\"\non_fail = \"fail\"", "checks.app.on_fail: must be \"down\", \"drain\" or \"maint\", not \"fail\""),
+            (
+                "exec = [\"check-db\"]",
+                "checks.app.exec: the program \"check-db\" must be an absolute path (it runs without a shell or PATH lookup)",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\ninterval = 50",
+                "checks.app.interval: must be between 100 and 3600000 milliseconds, not 50",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\ntimeout = 0",
+                "checks.app.timeout: must be between 10 and 3600000 milliseconds, not 0",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\ninterval = 500\ntimeout = 600",
+                "checks.app.timeout: 600 ms is longer than its interval (500 ms); a check must end before the next starts",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\nrise = 0",
+                "checks.app.rise: must be between 1 and 100, not 0",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\nfall = 101",
+                "checks.app.fall: must be between 1 and 100, not 101",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\non_fail = \"fail\"",
+                "checks.app.on_fail: must be \"down\", \"drain\" or \"maint\", not \"fail\"",
+            ),
         ];
         for (text, want) in cases {
-            assert_eq!(check("checks", "app", &spec(text)).unwrap_err(), *want, "{text}");
+            assert_eq!(
+                check("checks", "app", &spec(text)).unwrap_err(),
+                *want,
+                "{text}"
+            );
         }
         assert_eq!(
             check("services.api.checks", "a b", &spec("tcp = \"127.0.0.1:1\"")).unwrap_err(),
             "services.api.checks.a b: a check name is 1 to 64 letters, digits and _.:- characters"
         );
         let on_fail = |w: &str| {
-            check("c", "a", &spec(&format!("tcp = \"127.0.0.1:1\"\non_fail = \"{w}\"")))
-                .unwrap()
-                .on_fail
+            check(
+                "c",
+                "a",
+                &spec(&format!("tcp = \"127.0.0.1:1\"\non_fail = \"{w}\"")),
+            )
+            .unwrap()
+            .on_fail
         };
         assert_eq!(on_fail("drain"), OnFail::Drain);
         assert_eq!(on_fail("maint"), OnFail::Maint);
@@ -631,8 +752,12 @@ mod tests {
                 m(Watch::Connections(vec![80, 443]), 1000.0, 3),
             ]
         );
-        let c = cap("drain_above = 90\nmin_weight = 10\nsmoothing = 50\n[memory]\nfull = 80\n").unwrap();
-        assert_eq!((c.min_weight, c.smoothing, c.drain), (10, 50, Some((90, 80))));
+        let c = cap("drain_above = 90\nmin_weight = 10\nsmoothing = 50\n[memory]\nfull = 80\n")
+            .unwrap();
+        assert_eq!(
+            (c.min_weight, c.smoothing, c.drain),
+            (10, 50, Some((90, 80)))
+        );
         let c = cap("drain_above = 90\ndrain_hysteresis = 0\n[load]\nfull = 1.5\n").unwrap();
         assert_eq!(c.drain, Some((90, 90)));
         assert_eq!(c.monitors[0].full, 1.5);
@@ -641,23 +766,74 @@ mod tests {
     #[test]
     fn capacity_errors_name_the_key() {
         let cases: &[(&str, &str)] = &[
-            ("", "capacity: names no monitor; add one of memory, load, cpu, disk, connections (or remove [capacity])"),
-            ("interval = 10\n[memory]", "capacity.interval: must be between 100 and 3600000 milliseconds, not 10"),
-            ("min_weight = 101\n[memory]", "capacity.min_weight: must be between 0 and 100 (percent), not 101"),
-            ("smoothing = 100\n[memory]", "capacity.smoothing: must be between 0 and 99 (percent of the previous sample kept), not 100"),
-            ("drain_above = 0\n[memory]", "capacity.drain_above: must be between 1 and 100 (percent load), not 0"),
-            ("drain_above = 101\n[memory]", "capacity.drain_above: must be between 1 and 100 (percent load), not 101"),
-            ("drain_above = 5\n[memory]", "capacity.drain_hysteresis: 10 points would end the drain only below 0 %; make it smaller than drain_above (5)"),
-            ("drain_hysteresis = 5\n[memory]", "capacity.drain_hysteresis: means nothing without drain_above"),
-            ("[memory]\nfull = 0", "capacity.memory.full: must be above 0 and at most 100, not 0"),
-            ("[memory]\nfull = 120", "capacity.memory.full: must be above 0 and at most 100, not 120"),
-            ("[cpu]\nfull = -1", "capacity.cpu.full: must be above 0 and at most 100, not -1"),
-            ("[load]\nsignificance = 0", "capacity.load.significance: must be between 1 and 1000, not 0 (leave the monitor out to ignore it)"),
-            ("[disk]", "capacity.disk.path: needs the path whose filesystem to watch"),
-            ("[disk]\npath = \"var\"", "capacity.disk.path: var must be an absolute path"),
-            ("[connections]\nfull = 10", "capacity.connections.ports: needs the local ports whose connections to count"),
-            ("[connections]\nports = [0]\nfull = 10", "capacity.connections.ports: port 0 is not a port"),
-            ("[connections]\nports = [80]", "capacity.connections.full: needs the level at which no capacity is left"),
+            (
+                "",
+                "capacity: names no monitor; add one of memory, load, cpu, disk, connections (or remove [capacity])",
+            ),
+            (
+                "interval = 10\n[memory]",
+                "capacity.interval: must be between 100 and 3600000 milliseconds, not 10",
+            ),
+            (
+                "min_weight = 101\n[memory]",
+                "capacity.min_weight: must be between 0 and 100 (percent), not 101",
+            ),
+            (
+                "smoothing = 100\n[memory]",
+                "capacity.smoothing: must be between 0 and 99 (percent of the previous sample kept), not 100",
+            ),
+            (
+                "drain_above = 0\n[memory]",
+                "capacity.drain_above: must be between 1 and 100 (percent load), not 0",
+            ),
+            (
+                "drain_above = 101\n[memory]",
+                "capacity.drain_above: must be between 1 and 100 (percent load), not 101",
+            ),
+            (
+                "drain_above = 5\n[memory]",
+                "capacity.drain_hysteresis: 10 points would end the drain only below 0 %; make it smaller than drain_above (5)",
+            ),
+            (
+                "drain_hysteresis = 5\n[memory]",
+                "capacity.drain_hysteresis: means nothing without drain_above",
+            ),
+            (
+                "[memory]\nfull = 0",
+                "capacity.memory.full: must be above 0 and at most 100, not 0",
+            ),
+            (
+                "[memory]\nfull = 120",
+                "capacity.memory.full: must be above 0 and at most 100, not 120",
+            ),
+            (
+                "[cpu]\nfull = -1",
+                "capacity.cpu.full: must be above 0 and at most 100, not -1",
+            ),
+            (
+                "[load]\nsignificance = 0",
+                "capacity.load.significance: must be between 1 and 1000, not 0 (leave the monitor out to ignore it)",
+            ),
+            (
+                "[disk]",
+                "capacity.disk.path: needs the path whose filesystem to watch",
+            ),
+            (
+                "[disk]\npath = \"var\"",
+                "capacity.disk.path: var must be an absolute path",
+            ),
+            (
+                "[connections]\nfull = 10",
+                "capacity.connections.ports: needs the local ports whose connections to count",
+            ),
+            (
+                "[connections]\nports = [0]\nfull = 10",
+                "capacity.connections.ports: port 0 is not a port",
+            ),
+            (
+                "[connections]\nports = [80]",
+                "capacity.connections.full: needs the level at which no capacity is left",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(cap(text).unwrap_err(), *want, "{text}");

@@ -11,9 +11,9 @@
 //! count falls back to parsing /proc/net/tcp and /proc/net/tcp6.
 //!
 //! Both families are counted: an IPv4 client of a dual-stack listener is
-//! an AF_INET6 socket. This module holds the health modules' only
-//! `unsafe`: the four libc calls of a netlink socket, fenced in
-//! [`netlink`].
+//! an AF_INET6 socket. The `unsafe` libc calls of a netlink socket are
+//! fenced in [`netlink`] (the health modules' only other one is
+//! `capacity`'s statvfs).
 
 use std::io;
 use std::path::Path;
@@ -62,7 +62,11 @@ fn run_filter(code: &[u8], port: u16) -> bool {
     let len = code.len() as isize;
     while at < len {
         let i = at as usize;
-        let (kind, yes, no) = (code[i], code[i + 1], u16::from_ne_bytes([code[i + 2], code[i + 3]]));
+        let (kind, yes, no) = (
+            code[i],
+            code[i + 1],
+            u16::from_ne_bytes([code[i + 2], code[i + 3]]),
+        );
         let arg = || u16::from_ne_bytes([code[i + 6], code[i + 7]]);
         let pass = match kind {
             BC_JMP => false,
@@ -150,7 +154,10 @@ pub fn count_part(buf: &[u8], seq: u32) -> io::Result<Part> {
         let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
         let their_seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap_or_default());
         if len < 16 || at + len > buf.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "a truncated netlink message"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a truncated netlink message",
+            ));
         }
         if their_seq == seq {
             match kind {
@@ -415,7 +422,10 @@ mod tests {
         assert!(count_part(&sock[..40], 7).is_err());
         let r = request(libc::AF_INET as u8, &port_filter(&[80]), 9);
         assert_eq!(r.len(), 16 + 56 + 4 + 16);
-        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()) as usize, r.len());
+        assert_eq!(
+            u32::from_ne_bytes(r[0..4].try_into().unwrap()) as usize,
+            r.len()
+        );
     }
 
     /// Times both methods on `ports`, checks they agree, prints the
@@ -425,7 +435,11 @@ mod tests {
         per_family.compat = false;
         let (t, cpu) = (std::time::Instant::now(), thread_cpu());
         let n = per_family.netlink().unwrap();
-        eprintln!("{label}: per family: {n} in {:?} wall, {:?} CPU", t.elapsed(), thread_cpu() - cpu);
+        eprintln!(
+            "{label}: per family: {n} in {:?} wall, {:?} CPU",
+            t.elapsed(),
+            thread_cpu() - cpu
+        );
         let mut counter = Counter::new(ports);
         let t = std::time::Instant::now();
         let by_netlink = counter.netlink().unwrap();
@@ -462,7 +476,10 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(200);
-        if let Some(p) = std::env::var("HAPGENT_BENCH_PORT").ok().and_then(|v| v.parse().ok()) {
+        if let Some(p) = std::env::var("HAPGENT_BENCH_PORT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             measure(&[p], &format!("port {p}"));
         }
         let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -501,7 +518,8 @@ mod tests {
         // SAFETY (test only): getrusage fills the struct we pass.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-        let d = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let d =
+            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         (d(ru.ru_utime), d(ru.ru_stime))
     }
 

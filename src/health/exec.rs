@@ -42,7 +42,11 @@ pub async fn run(argv: &[String], timeout: Duration) -> (Outcome, String) {
 /// The first non-empty line, cut to [`MAX_NOTE`] bytes on a character
 /// boundary.
 fn first_line(output: &str) -> String {
-    let line = output.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut end = line.len().min(MAX_NOTE);
     while !line.is_char_boundary(end) {
         end -= 1;
@@ -63,7 +67,11 @@ mod tests {
         let long = Duration::from_secs(30);
         let cases: &[(&[&str], Outcome, &str)] = &[
             (&["/bin/true"], Outcome::Exit(0), ""),
-            (&["/bin/sh", "-c", "echo; echo '  db: lagging 30s  '; exit 2"], Outcome::Exit(2), "db: lagging 30s"),
+            (
+                &["/bin/sh", "-c", "echo; echo '  db: lagging 30s  '; exit 2"],
+                Outcome::Exit(2),
+                "db: lagging 30s",
+            ),
             (&["/bin/sh", "-c", "kill -TERM $$"], Outcome::Signal(15), ""),
         ];
         for (a, outcome, note) in cases {

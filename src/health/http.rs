@@ -23,6 +23,10 @@ pub const MAX_BODY: u64 = 64 << 10;
 /// Most headers parsed.
 const MAX_HEADERS: usize = 64;
 
+/// What [`parse_head`] says of bytes that are not an HTTP response head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotHttp;
+
 /// The request line and headers for `GET path` with `Host: host`.
 pub fn request(host: &str, path: &str) -> String {
     format!(
@@ -34,25 +38,32 @@ pub fn request(host: &str, path: &str) -> String {
 /// What the head read so far says: the status and the body length (when
 /// given and not chunked) with the number of head bytes; `Ok(None)` while
 /// incomplete; Err when it is not an HTTP response.
-pub fn parse_head(bytes: &[u8]) -> Result<Option<(u16, Option<u64>, usize)>, ()> {
+pub fn parse_head(bytes: &[u8]) -> Result<Option<(u16, Option<u64>, usize)>, NotHttp> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => {
-            let code = response.code.ok_or(())?;
-            let chunked = response.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("transfer-encoding")
-            });
+            let code = response.code.ok_or(NotHttp)?;
+            let chunked = response
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
             let length = response
                 .headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<u64>().ok())
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
                 .filter(|_| !chunked);
             Ok(Some((code, length, len)))
         }
         Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => Ok(None),
-        _ => Err(()),
+        _ => Err(NotHttp),
     }
 }
 
@@ -77,12 +88,15 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Outcome {
         match parse_head(&head) {
             Ok(Some(parsed)) => break parsed,
             Ok(None) => continue,
-            Err(()) => return Outcome::BadReply,
+            Err(NotHttp) => return Outcome::BadReply,
         }
     };
     // Discard the body (what came with the head counts), up to the cap.
     let already = (head.len() - used) as u64;
-    let want = length.unwrap_or(MAX_BODY).min(MAX_BODY).saturating_sub(already);
+    let want = length
+        .unwrap_or(MAX_BODY)
+        .min(MAX_BODY)
+        .saturating_sub(already);
     let mut body = (&mut stream).take(want);
     let _ = smol::io::copy(&mut body, &mut smol::io::sink()).await;
     Outcome::Http(code)
@@ -94,30 +108,46 @@ mod tests {
 
     #[test]
     fn heads() {
-        let cases: &[(&str, Result<Option<(u16, Option<u64>, usize)>, ()>)] = &[
+        type Head = Option<(u16, Option<u64>, usize)>;
+        let cases: &[(&str, Result<Head, NotHttp>)] = &[
             ("HTTP/1.1 200 OK\r\n\r\n", Ok(Some((200, None, 19)))),
-            ("HTTP/1.1 503 Unavailable\r\nContent-Length: 5\r\n\r\nbusy!", Ok(Some((503, Some(5), 47)))),
-            ("HTTP/1.0 302 Found\r\nLocation: /\r\n\r\n", Ok(Some((302, None, 35)))),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", Ok(Some((200, None, 66)))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", Ok(Some((200, None, 38)))),
+            (
+                "HTTP/1.1 503 Unavailable\r\nContent-Length: 5\r\n\r\nbusy!",
+                Ok(Some((503, Some(5), 47))),
+            ),
+            (
+                "HTTP/1.0 302 Found\r\nLocation: /\r\n\r\n",
+                Ok(Some((302, None, 35))),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                Ok(Some((200, None, 66))),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                Ok(Some((200, None, 38))),
+            ),
             ("HTTP/1.1 200 OK\r\n", Ok(None)),
             ("HTTP/1.1 2", Ok(None)),
             ("", Ok(None)),
-            ("SSH-2.0-OpenSSH_9.2\r\n", Err(())),
-            ("HTTP/1.1 abc OK\r\n\r\n", Err(())),
+            ("SSH-2.0-OpenSSH_9.2\r\n", Err(NotHttp)),
+            ("HTTP/1.1 abc OK\r\n\r\n", Err(NotHttp)),
         ];
         for (text, want) in cases {
             assert_eq!(parse_head(text.as_bytes()), *want, "{text:?}");
         }
         // A head that never ends is cut at MAX_HEAD.
         let endless = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
-        assert_eq!(parse_head(endless.as_bytes()), Err(()));
+        assert_eq!(parse_head(endless.as_bytes()), Err(NotHttp));
     }
 
     #[test]
     fn request_text() {
         let r = request("127.0.0.1:8080", "/health?x=1");
-        assert!(r.starts_with("GET /health?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{r}");
+        assert!(
+            r.starts_with("GET /health?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+            "{r}"
+        );
         assert!(r.ends_with("Connection: close\r\n\r\n"), "{r}");
     }
 }

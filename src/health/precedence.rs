@@ -81,7 +81,11 @@ fn on_fail_admin(on_fail: OnFail) -> Option<Admin> {
 /// "check app failed 2× (HTTP 503)".
 fn failed(c: &CheckInput) -> String {
     let last = c.status.last.map(|o| o.describe()).unwrap_or_default();
-    format!("check {} failed {}× ({last})", c.name, c.status.fails.max(1))
+    format!(
+        "check {} failed {}× ({last})",
+        c.name,
+        c.status.fails.max(1)
+    )
 }
 
 /// The reply for `inputs`: the operator's state lowered by what the host
@@ -161,10 +165,17 @@ pub fn decide(inputs: &Inputs) -> Decision {
     if reasons.is_empty() {
         reasons.push(match operator.status {
             Status::Drain => "drain because the operator's state is DRAIN".to_string(),
-            s => format!("up: the operator's state is {} and no check fails", s.name()),
+            s => format!(
+                "up: the operator's state is {} and no check fails",
+                s.name()
+            ),
         });
     }
-    for c in inputs.checks.iter().filter(|c| c.status.verdict == Verdict::Unknown) {
+    for c in inputs
+        .checks
+        .iter()
+        .filter(|c| c.status.verdict == Verdict::Unknown)
+    {
         reasons.push(format!("check {} has no result yet", c.name));
     }
     // The weight: the lowest the CPU and the capacity allow.
@@ -224,7 +235,13 @@ mod tests {
     use crate::protocol::render_with;
     use std::time::Duration;
 
-    fn check(name: &'static str, on_fail: OnFail, verdict: Verdict, last: Outcome, fails: u32) -> CheckInput<'static> {
+    fn check(
+        name: &'static str,
+        on_fail: OnFail,
+        verdict: Verdict,
+        last: Outcome,
+        fails: u32,
+    ) -> CheckInput<'static> {
         CheckInput {
             name,
             on_fail,
@@ -270,38 +287,206 @@ mod tests {
         let app_new = check("app", FDown, Unknown, Http(200), 0);
         let db_drain = check("db", FDrain, Failing, TimedOut, 3);
         let db_maint = check("db", FMaint, Failing, TimedOut, 3);
-        type Row<'a> = (State, Option<Admin>, Vec<CheckInput<'a>>, Option<(u32, bool)>, &'a str, &'a str);
+        type Row<'a> = (
+            State,
+            Option<Admin>,
+            Vec<CheckInput<'a>>,
+            Option<(u32, bool)>,
+            &'a str,
+            &'a str,
+        );
         let rows: Vec<Row> = vec![
             // Nothing to say: the operator's state.
-            (st(Status::Up), None, vec![], None, "up ready 100%", "up: the operator's state is UP and no check fails"),
-            (st(Status::Up), None, vec![app_ok.clone()], None, "up ready 100%", "up: the operator's state is UP and no check fails"),
+            (
+                st(Status::Up),
+                None,
+                vec![],
+                None,
+                "up ready 100%",
+                "up: the operator's state is UP and no check fails",
+            ),
+            (
+                st(Status::Up),
+                None,
+                vec![app_ok.clone()],
+                None,
+                "up ready 100%",
+                "up: the operator's state is UP and no check fails",
+            ),
             // Unknown changes nothing.
-            (st(Status::Up), None, vec![app_new.clone()], None, "up ready 100%", "up: the operator's state is UP and no check fails"),
+            (
+                st(Status::Up),
+                None,
+                vec![app_new.clone()],
+                None,
+                "up ready 100%",
+                "up: the operator's state is UP and no check fails",
+            ),
             // A failing check lowers UP, READY and DRAIN; both axes said.
-            (st(Status::Up), None, vec![app_503.clone()], None, "down ready 100% # check app failed", "down because check app failed 2× (HTTP 503)"),
-            (st(Status::Ready), None, vec![app_503.clone()], None, "down ready 100% # check app failed", "down because check app failed 2× (HTTP 503)"),
-            (st(Status::Drain), None, vec![app_503.clone()], None, "down drain 100% # check app failed", "down because check app failed 2× (HTTP 503)"),
-            (st(Status::Up), None, vec![db_drain.clone()], None, "up drain 100% # check db failed", "drain because check db failed 3× (timed out)"),
-            (st(Status::Up), None, vec![db_maint.clone()], None, "up maint 100% # check db failed", "maint because check db failed 3× (timed out)"),
-            (st(Status::Up), None, vec![db_drain.clone(), db_maint.clone(), app_503.clone()], None, "down maint 100% # check app failed", "down because check app failed 2× (HTTP 503)"),
+            (
+                st(Status::Up),
+                None,
+                vec![app_503.clone()],
+                None,
+                "down ready 100% # check app failed",
+                "down because check app failed 2× (HTTP 503)",
+            ),
+            (
+                st(Status::Ready),
+                None,
+                vec![app_503.clone()],
+                None,
+                "down ready 100% # check app failed",
+                "down because check app failed 2× (HTTP 503)",
+            ),
+            (
+                st(Status::Drain),
+                None,
+                vec![app_503.clone()],
+                None,
+                "down drain 100% # check app failed",
+                "down because check app failed 2× (HTTP 503)",
+            ),
+            (
+                st(Status::Up),
+                None,
+                vec![db_drain.clone()],
+                None,
+                "up drain 100% # check db failed",
+                "drain because check db failed 3× (timed out)",
+            ),
+            (
+                st(Status::Up),
+                None,
+                vec![db_maint.clone()],
+                None,
+                "up maint 100% # check db failed",
+                "maint because check db failed 3× (timed out)",
+            ),
+            (
+                st(Status::Up),
+                None,
+                vec![db_drain.clone(), db_maint.clone(), app_503.clone()],
+                None,
+                "down maint 100% # check app failed",
+                "down because check app failed 2× (HTTP 503)",
+            ),
             // The operator's DOWN, MAINT, FAIL, STOPPED win, unchanged.
-            (st(Status::Down), None, vec![db_maint.clone()], None, "down 100%", "down because the operator's state is DOWN"),
-            (st(Status::Maint), None, vec![app_503.clone()], None, "maint 100%", "maint because the operator's state is MAINT"),
-            (st(Status::Fail), None, vec![app_503.clone()], None, "fail 100%", "fail because the operator's state is FAIL"),
-            (st(Status::Stopped), None, vec![], None, "stopped 100%", "stopped because the operator's state is STOPPED"),
+            (
+                st(Status::Down),
+                None,
+                vec![db_maint.clone()],
+                None,
+                "down 100%",
+                "down because the operator's state is DOWN",
+            ),
+            (
+                st(Status::Maint),
+                None,
+                vec![app_503.clone()],
+                None,
+                "maint 100%",
+                "maint because the operator's state is MAINT",
+            ),
+            (
+                st(Status::Fail),
+                None,
+                vec![app_503.clone()],
+                None,
+                "fail 100%",
+                "fail because the operator's state is FAIL",
+            ),
+            (
+                st(Status::Stopped),
+                None,
+                vec![],
+                None,
+                "stopped 100%",
+                "stopped because the operator's state is STOPPED",
+            ),
             // The operator's DRAIN stays DRAIN while checks pass and fail.
-            (st(Status::Drain), None, vec![app_ok.clone()], None, "up drain 100%", "drain because the operator's state is DRAIN"),
-            (st(Status::Drain), None, vec![db_drain.clone()], None, "up drain 100% # check db failed", "drain because check db failed 3× (timed out)"),
+            (
+                st(Status::Drain),
+                None,
+                vec![app_ok.clone()],
+                None,
+                "up drain 100%",
+                "drain because the operator's state is DRAIN",
+            ),
+            (
+                st(Status::Drain),
+                None,
+                vec![db_drain.clone()],
+                None,
+                "up drain 100% # check db failed",
+                "drain because check db failed 3× (timed out)",
+            ),
             // Flag files: as today, at least their admin state.
-            (st(Status::Up), Some(Admin::Drain), vec![], None, "up drain 100%", "drain because its flag file exists"),
-            (st(Status::Up), Some(Admin::Maint), vec![app_503.clone()], None, "down maint 100% # check app failed", "down because check app failed 2× (HTTP 503)"),
-            (st(Status::Drain), Some(Admin::Maint), vec![], None, "up maint 100%", "maint because its flag file exists"),
-            (st(Status::Down), Some(Admin::Drain), vec![], None, "down drain 100%", "down because the operator's state is DOWN"),
-            (st(Status::Maint), Some(Admin::Drain), vec![], None, "maint 100%", "maint because the operator's state is MAINT"),
+            (
+                st(Status::Up),
+                Some(Admin::Drain),
+                vec![],
+                None,
+                "up drain 100%",
+                "drain because its flag file exists",
+            ),
+            (
+                st(Status::Up),
+                Some(Admin::Maint),
+                vec![app_503.clone()],
+                None,
+                "down maint 100% # check app failed",
+                "down because check app failed 2× (HTTP 503)",
+            ),
+            (
+                st(Status::Drain),
+                Some(Admin::Maint),
+                vec![],
+                None,
+                "up maint 100%",
+                "maint because its flag file exists",
+            ),
+            (
+                st(Status::Down),
+                Some(Admin::Drain),
+                vec![],
+                None,
+                "down drain 100%",
+                "down because the operator's state is DOWN",
+            ),
+            (
+                st(Status::Maint),
+                Some(Admin::Drain),
+                vec![],
+                None,
+                "maint 100%",
+                "maint because the operator's state is MAINT",
+            ),
             // Capacity: the weight, and drain at drain_above.
-            (st(Status::Up), None, vec![], Some((38, false)), "up ready 62%", "up: the operator's state is UP and no check fails"),
-            (st(Status::Up), None, vec![], Some((95, true)), "up drain 5% # capacity load 95 %", "drain because capacity load 95 % reached drain_above 90 % (memory 77 % used (full at 95 %))"),
-            (st(Status::Maint), None, vec![], Some((95, true)), "maint 5%", "maint because the operator's state is MAINT"),
+            (
+                st(Status::Up),
+                None,
+                vec![],
+                Some((38, false)),
+                "up ready 62%",
+                "up: the operator's state is UP and no check fails",
+            ),
+            (
+                st(Status::Up),
+                None,
+                vec![],
+                Some((95, true)),
+                "up drain 5% # capacity load 95 %",
+                "drain because capacity load 95 % reached drain_above 90 % (memory 77 % used (full at 95 %))",
+            ),
+            (
+                st(Status::Maint),
+                None,
+                vec![],
+                Some((95, true)),
+                "maint 5%",
+                "maint because the operator's state is MAINT",
+            ),
         ];
         for (state, flag, checks, cap, reply, headline) in rows {
             let v = cap.map(|(l, d)| view(l, d));
@@ -315,8 +500,17 @@ mod tests {
             });
             let line = render_with(&d.state, d.overlay);
             let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
-            assert_eq!(line.trim_end(), reply, "{:?} flag {flag:?} checks {names:?} cap {cap:?}", state.status);
-            assert_eq!(d.reasons[0], headline, "{:?} {names:?} {cap:?}", state.status);
+            assert_eq!(
+                line.trim_end(),
+                reply,
+                "{:?} flag {flag:?} checks {names:?} cap {cap:?}",
+                state.status
+            );
+            assert_eq!(
+                d.reasons[0], headline,
+                "{:?} {names:?} {cap:?}",
+                state.status
+            );
         }
     }
 
@@ -340,12 +534,30 @@ mod tests {
         // The lower of CPU and capacity.
         let d = decide(&inputs(Some(20), Maxconn::None));
         assert_eq!(d.overlay.weight, Some(20));
-        assert!(d.reasons.contains(&"weight 20 % because of CPU load".to_string()), "{:?}", d.reasons);
-        assert_eq!(decide(&inputs(Some(45), Maxconn::None)).overlay.weight, Some(31));
+        assert!(
+            d.reasons
+                .contains(&"weight 20 % because of CPU load".to_string()),
+            "{:?}",
+            d.reasons
+        );
+        assert_eq!(
+            decide(&inputs(Some(45), Maxconn::None)).overlay.weight,
+            Some(31)
+        );
         // maxconn from the budget.
-        let d = decide(&inputs(None, crate::health::budget::maxconn(Some(100), None, 2)));
-        assert_eq!(render_with(&d.state, d.overlay), "up ready 31% maxconn:50\n");
-        assert!(d.reasons.contains(&"maxconn 50: maxconn_total 100 split across 2 load balancers".to_string()));
+        let d = decide(&inputs(
+            None,
+            crate::health::budget::maxconn(Some(100), None, 2),
+        ));
+        assert_eq!(
+            render_with(&d.state, d.overlay),
+            "up ready 31% maxconn:50\n"
+        );
+        assert!(
+            d.reasons.contains(
+                &"maxconn 50: maxconn_total 100 split across 2 load balancers".to_string()
+            )
+        );
         // An operator's description is kept.
         let mut described = State::with_status(Status::Up);
         described.description = Some("deploy 42".into());
@@ -358,8 +570,14 @@ mod tests {
             capacity: None,
             maxconn: Maxconn::None,
         });
-        assert_eq!(render_with(&d.state, d.overlay), "down ready 100% # deploy 42\n");
-        assert_eq!(d.reasons, vec!["down because check app failed 1× (HTTP 500)"]);
+        assert_eq!(
+            render_with(&d.state, d.overlay),
+            "down ready 100% # deploy 42\n"
+        );
+        assert_eq!(
+            d.reasons,
+            vec!["down because check app failed 1× (HTTP 500)"]
+        );
         // Unknown checks are listed after the headline.
         let checks = [check("app", FDown, Unknown, Http(200), 0)];
         let d = decide(&Inputs {

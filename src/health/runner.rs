@@ -193,7 +193,14 @@ mod tests {
     /// Long enough for a loaded machine; every wait ends on an event.
     const PATIENCE: Duration = Duration::from_secs(60);
 
-    fn tcp_check(name: &str, probe: Probe, interval_ms: u64, timeout_ms: u64, rise: u32, fall: u32) -> Check {
+    fn tcp_check(
+        name: &str,
+        probe: Probe,
+        interval_ms: u64,
+        timeout_ms: u64,
+        rise: u32,
+        fall: u32,
+    ) -> Check {
         Check {
             name: name.into(),
             probe,
@@ -285,22 +292,45 @@ mod tests {
         let (runner, changes) = start(vec![tcp_check("app", probe, 100, 30_000, 2, 3)]);
         let cell = runner.checks()[0].1.clone();
         let first = changes.recv_timeout(PATIENCE).unwrap();
-        assert_eq!((first.from, first.to, first.outcome), (Verdict::Unknown, Verdict::Passing, Outcome::Http(200)));
+        assert_eq!(
+            (first.from, first.to, first.outcome),
+            (Verdict::Unknown, Verdict::Passing, Outcome::Http(200))
+        );
 
         app.status.store(503, Ordering::SeqCst);
         let down = changes.recv_timeout(PATIENCE).unwrap();
-        assert_eq!((down.from, down.to, down.outcome, down.count), (Verdict::Passing, Verdict::Failing, Outcome::Http(503), 3));
-        assert_eq!(app.failed.load(Ordering::SeqCst), 3, "failing after exactly fall = 3 answers");
+        assert_eq!(
+            (down.from, down.to, down.outcome, down.count),
+            (Verdict::Passing, Verdict::Failing, Outcome::Http(503), 3)
+        );
+        assert_eq!(
+            app.failed.load(Ordering::SeqCst),
+            3,
+            "failing after exactly fall = 3 answers"
+        );
         assert_eq!(cell.verdict(), Verdict::Failing);
-        assert_eq!(down.describe(), "check app failing after 3 failures: HTTP 503");
+        assert_eq!(
+            down.describe(),
+            "check app failing after 3 failures: HTTP 503"
+        );
 
         let ok_before = app.ok.load(Ordering::SeqCst);
         app.status.store(200, Ordering::SeqCst);
         let up = changes.recv_timeout(PATIENCE).unwrap();
-        assert_eq!((up.from, up.to, up.outcome), (Verdict::Failing, Verdict::Passing, Outcome::Http(200)));
-        assert_eq!(app.ok.load(Ordering::SeqCst) - ok_before, 2, "passing after exactly rise = 2 answers");
+        assert_eq!(
+            (up.from, up.to, up.outcome),
+            (Verdict::Failing, Verdict::Passing, Outcome::Http(200))
+        );
+        assert_eq!(
+            app.ok.load(Ordering::SeqCst) - ok_before,
+            2,
+            "passing after exactly rise = 2 answers"
+        );
         let status = cell.status();
-        assert_eq!((status.verdict, status.fails, status.last), (Verdict::Passing, 0, Some(Outcome::Http(200))));
+        assert_eq!(
+            (status.verdict, status.fails, status.last),
+            (Verdict::Passing, 0, Some(Outcome::Http(200)))
+        );
         assert!(status.failures_total >= 3);
     }
 
@@ -311,7 +341,8 @@ mod tests {
         let hex = |a: SocketAddr| format!(":{:04X}", a.port());
         text.lines().skip(1).find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 9 && f[1].ends_with(&hex(local)) && f[2].ends_with(&hex(remote))).then(|| f[9].to_string())
+            (f.len() > 9 && f[1].ends_with(&hex(local)) && f[2].ends_with(&hex(remote)))
+                .then(|| f[9].to_string())
         })
     }
 
@@ -377,19 +408,26 @@ mod tests {
         let argv = vec!["/bin/sh".to_string(), "-c".into(), script];
         let (runner, changes) = start(vec![tcp_check("slow", Probe::Exec(argv), 2000, 1000, 1, 1)]);
         let change = changes.recv_timeout(PATIENCE).unwrap();
-        assert_eq!((change.to, change.outcome), (Verdict::Failing, Outcome::TimedOut));
+        assert_eq!(
+            (change.to, change.outcome),
+            (Verdict::Failing, Outcome::TimedOut)
+        );
         drop(runner);
         let pid = |f: &std::path::Path| -> u32 {
             std::fs::read_to_string(f).unwrap().trim().parse().unwrap()
         };
         // process::run reaps the child before the result is recorded.
         let child = pid(&child);
-        assert!(!std::path::Path::new(&format!("/proc/{child}")).exists(), "check process {child} is left (a zombie?)");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{child}")).exists(),
+            "check process {child} is left (a zombie?)"
+        );
         // The grandchild got SIGKILL; once delivered it is gone or a
         // zombie of init (bounded wait on the event).
         let grandchild = pid(&grandchild);
         let gone = (0..1200).any(|_| {
-            let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
             let dead = stat.is_empty() || stat.contains(") Z");
             if !dead {
                 std::thread::sleep(Duration::from_millis(50));
@@ -397,7 +435,10 @@ mod tests {
             dead
         });
         assert!(gone, "sleep {grandchild} survived the timeout");
-        let leaked: Vec<String> = fd_targets().into_iter().filter(|t| t.contains(".hapgent-output.")).collect();
+        let leaked: Vec<String> = fd_targets()
+            .into_iter()
+            .filter(|t| t.contains(".hapgent-output."))
+            .collect();
         assert!(leaked.is_empty(), "{leaked:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -425,11 +466,26 @@ mod tests {
         };
         use Verdict::*;
         let cases = [
-            (c(Passing, Failing, Outcome::Http(503), 2, ""), "check app failing after 2 failures: HTTP 503"),
-            (c(Passing, Failing, Outcome::TimedOut, 1, ""), "check app failing after 1 failure: timed out"),
-            (c(Failing, Passing, Outcome::Exit(0), 2, ""), "check app passing after 2 passes: exit 0"),
-            (c(Unknown, Failing, Outcome::Exit(3), 1, "replica lag 40s"), "check app failing at its first run: exit 3 (replica lag 40s)"),
-            (c(Unknown, Passing, Outcome::Connected, 1, ""), "check app passing at its first run: connected"),
+            (
+                c(Passing, Failing, Outcome::Http(503), 2, ""),
+                "check app failing after 2 failures: HTTP 503",
+            ),
+            (
+                c(Passing, Failing, Outcome::TimedOut, 1, ""),
+                "check app failing after 1 failure: timed out",
+            ),
+            (
+                c(Failing, Passing, Outcome::Exit(0), 2, ""),
+                "check app passing after 2 passes: exit 0",
+            ),
+            (
+                c(Unknown, Failing, Outcome::Exit(3), 1, "replica lag 40s"),
+                "check app failing at its first run: exit 3 (replica lag 40s)",
+            ),
+            (
+                c(Unknown, Passing, Outcome::Connected, 1, ""),
+                "check app passing at its first run: connected",
+            ),
         ];
         for (change, want) in cases {
             assert_eq!(change.describe(), want);
