@@ -17,6 +17,7 @@ mod daemon;
 mod disk;
 pub mod error;
 mod flags;
+pub mod health;
 mod line;
 mod listen;
 pub mod metrics;
