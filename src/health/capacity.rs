@@ -118,26 +118,9 @@ pub fn used_percent(blocks: u64, free: u64, available: u64) -> f64 {
 
 /// statvfs(3) of `path`: (blocks, free, available), the one call std
 /// lacks. The counts are 32-bit on some targets, hence the conversions.
-#[allow(clippy::useless_conversion)]
 fn statvfs(path: &Path) -> std::io::Result<(u64, u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a NUL-terminated string alive for the call and `st`
-    // is writable storage for one statvfs, which the call fills on success
-    // (only then is it read).
-    let st = unsafe {
-        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        st.assume_init()
-    };
-    Ok((
-        u64::from(st.f_blocks),
-        u64::from(st.f_bfree),
-        u64::from(st.f_bavail),
-    ))
+    let st = rustix::fs::statvfs(path)?;
+    Ok((st.f_blocks, st.f_bfree, st.f_bavail))
 }
 
 /// Where the monitors read (settings: `proc_stat` and the like).

@@ -180,61 +180,36 @@ pub fn count_part(buf: &[u8], seq: u32) -> io::Result<Part> {
     Ok(Part::More(n))
 }
 
-/// The fenced part: a NETLINK_SOCK_DIAG socket and its four calls.
+/// A NETLINK_SOCK_DIAG socket and its calls.
 mod netlink {
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     pub struct Socket(OwnedFd);
 
     impl Socket {
         pub fn open() -> io::Result<Socket> {
-            // SAFETY: socket(2) takes no pointers; the returned fd is new
-            // and owned by nobody else, so OwnedFd may close it.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_NETLINK,
-                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                    libc::NETLINK_SOCK_DIAG,
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: fd is a valid descriptor we just created.
-            Ok(Socket(unsafe { OwnedFd::from_raw_fd(fd) }))
+            let fd = rustix::net::socket_with(
+                AddressFamily::NETLINK,
+                SocketType::DGRAM,
+                SocketFlags::CLOEXEC,
+                Some(rustix::net::netlink::SOCK_DIAG),
+            )?;
+            Ok(Socket(fd))
         }
 
         pub fn send(&self, message: &[u8]) -> io::Result<()> {
-            // SAFETY: the pointer and length describe `message`, which
-            // outlives the call; a null address sends to the kernel.
-            let n = unsafe {
-                libc::send(
-                    self.0.as_raw_fd(),
-                    message.as_ptr().cast(),
-                    message.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::net::send(&self.0, message, SendFlags::empty())?;
             Ok(())
         }
 
         pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
             loop {
-                // SAFETY: the pointer and length describe `buf`, writable
-                // and alive for the call.
-                let n = unsafe {
-                    libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
-                if n >= 0 {
-                    return Ok(n as usize);
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
+                match rustix::net::recv(&self.0, &mut *buf, RecvFlags::empty()) {
+                    Ok((n, _)) => return Ok(n),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -450,8 +425,6 @@ mod tests {
             assert_eq!(counter.netlink().unwrap(), by_netlink);
         }
         let netlink_each = (t.elapsed() / SAMPLES, (thread_cpu() - cpu) / SAMPLES);
-        let (user, sys) = thread_user_sys();
-        eprintln!("{label}: thread so far: user {user:?} sys {sys:?}");
         let (t, cpu) = (std::time::Instant::now(), thread_cpu());
         // /proc/net/tcp is read in pieces while sockets come and go, so
         // it may list one twice or miss one: not compared exactly.
@@ -514,22 +487,8 @@ mod tests {
         assert_eq!(both.netlink().unwrap(), want + 1);
     }
 
-    fn thread_user_sys() -> (std::time::Duration, std::time::Duration) {
-        // SAFETY (test only): getrusage fills the struct we pass.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-        let d =
-            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        (d(ru.ru_utime), d(ru.ru_stime))
-    }
-
     fn thread_cpu() -> std::time::Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY (test only): clock_gettime fills the timespec we pass.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
         std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
 }
