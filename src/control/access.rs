@@ -45,10 +45,7 @@ impl Access {
 
     /// Whether `peer` may use the socket.
     pub fn allows(&self, peer: &Peer) -> bool {
-        peer.uid == 0
-            || peer.uid == self.uid
-            || peer.gid == self.gid
-            || peer.groups.contains(&self.gid)
+        hapgent_common::creds::allowed(peer, self.uid, self.gid)
     }
 }
 
