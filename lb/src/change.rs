@@ -139,7 +139,7 @@ impl<'a> Change<'a> {
 
     /// Lock, read, check, install, reload, answer by the outcome.
     async fn apply(&self, if_match: Option<&str>) -> Step<Response> {
-        let _lock = self.lock()?;
+        let _lock = self.take_lock()?;
         let current = self.read_current(if_match)?;
         let mut record = settled_record(self.config).await;
         let new_lines = self.check(&current).await?;
@@ -174,7 +174,7 @@ impl<'a> Change<'a> {
     }
 
     /// Takes the change lock; 409 while another change holds it.
-    fn lock(&self) -> Step<File> {
+    fn take_lock(&self) -> Step<File> {
         match lock(self.path) {
             Ok(Some(l)) => Ok(l),
             Ok(None) => Err(self.end(
@@ -225,7 +225,7 @@ impl<'a> Change<'a> {
                 Some(&output),
             ));
         }
-        self.preflight(current, &new_lines).await?;
+        self.check_host(current, &new_lines).await?;
         Ok(new_lines)
     }
 
@@ -249,7 +249,7 @@ impl<'a> Change<'a> {
 
     /// 422 when the host lacks what the candidate needs and `haproxy -c`
     /// cannot see (`preflight`).
-    async fn preflight(&self, current: &Current, new_lines: &[preflight::Line]) -> Step<()> {
+    async fn check_host(&self, current: &Current, new_lines: &[preflight::Line]) -> Step<()> {
         let old_lines = preflight::lines(&String::from_utf8_lossy(&current.bytes));
         let problems = preflight::check(&preflight::needs(new_lines, &old_lines)).await;
         if problems.is_empty() {
