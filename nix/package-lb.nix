@@ -17,7 +17,7 @@ rustPlatform.buildRustPackage {
   inherit (cargoToml) version;
 
   # The whole workspace is needed for cargo to read it; only hapgent-lb is
-  # built.
+  # built. docs/alerts.md: a unit test holds its runbooks to the metrics.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -33,6 +33,7 @@ rustPlatform.buildRustPackage {
       ../man
       ../completions
       ../README.md
+      ../docs/alerts.md
       ../systemd/hapgent-lb.service
     ];
   };

@@ -26,7 +26,8 @@ rustPlatform.buildRustPackage {
   # for scripts/dist, and nixpkgs sets up its own toolchain.
   # The workspace's other members (common/, lb/, bench/, testkit/, docgen/) are included because
   # cargo needs every member to read the workspace; only hapgent is built.
-  # README.md: a unit test checks its settings table against src/settings.rs.
+  # README.md, docs/control.md, debian/hapgent.toml: unit tests hold them to
+  # the settings table, the metrics table and the control protocol's types.
   # man/ and completions/: docgen's output, installed below.
   src = lib.fileset.toSource {
     root = ../.;
@@ -43,6 +44,8 @@ rustPlatform.buildRustPackage {
       ../man
       ../completions
       ../README.md
+      ../docs/control.md
+      ../debian/hapgent.toml
       ../systemd/hapgent.service
     ];
   };
