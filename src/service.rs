@@ -21,7 +21,7 @@ use crate::health::watch::{self, Watched};
 use crate::protocol::{self, Admin, Overlay};
 use crate::served;
 use crate::state::{self, Problem, State, Status};
-use crate::{error, info};
+use crate::{error, info, warn};
 use smol::channel::{self, Receiver, Sender};
 use smol::{Timer, prelude::*};
 use std::cell::{Cell, RefCell};
@@ -254,6 +254,9 @@ pub struct Service {
     /// The operational and admin state of the last decision logged (see
     /// `note_decision`).
     decided: Cell<Option<(Status, Option<Admin>)>>,
+    /// Whether the state's `maxconn` wins over `maxconn_total` (logged
+    /// when it begins).
+    state_maxconn_wins: Cell<bool>,
     pub counters: Counters,
 }
 
@@ -296,6 +299,7 @@ impl Service {
             )),
             health: RefCell::new(None),
             decided: Cell::new(None),
+            state_maxconn_wins: Cell::new(false),
             counters: Counters::default(),
         };
         if loaded.is_err_and(|p| p.is_transient()) {
@@ -363,9 +367,32 @@ impl Service {
         match self.health.borrow().as_ref() {
             None => Reply::render(&state, inputs.overlay, before),
             Some(health) => {
+                self.note_state_maxconn(&state, health);
                 let d = health.decide(&state, inputs.overlay, inputs.lbs);
                 Reply::render(&d.state, d.overlay, before)
             }
+        }
+    }
+
+    /// Logs, once each time it begins, that the state's fixed `maxconn`
+    /// wins over a configured `maxconn_total` (see `health::budget`).
+    fn note_state_maxconn(&self, state: &State, health: &Watched) {
+        let wins = match (state.maxconn, health.maxconn_total) {
+            (Some(fixed), Some(total)) => Some((fixed, total)),
+            _ => None,
+        };
+        if self.state_maxconn_wins.replace(wins.is_some()) {
+            return;
+        }
+        if let Some((fixed, total)) = wins {
+            let of = if self.name.is_empty() {
+                String::new()
+            } else {
+                format!(" of service {}", self.name)
+            };
+            warn!(
+                "the state{of} sets maxconn {fixed}, which wins over maxconn_total {total}: remove maxconn from the state to split maxconn_total across the load balancers"
+            );
         }
     }
 

@@ -428,3 +428,99 @@ fn check_config_names_the_bad_key() {
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("maxconn_total"), "{err}");
 }
+
+/// Against a real HAProxy: the application behind the backend fails its
+/// check and HAProxy shows the server DOWN, by the agent: HAProxy's own
+/// check connects to another port, which stays open, so it never sees the
+/// failure.
+#[test]
+fn haproxy_takes_the_server_down_when_its_check_fails() {
+    use crate::haproxy::{DOWN, Haproxy, UP};
+    let dir = TempDir::new("health-haproxy");
+    let app = App::start(200);
+    let agent = agent(&dir, r#"{"status":"UP"}"#, &http_check(&app, 1, 2), &[]);
+    let Some(haproxy) = Haproxy::start(&dir, agent.port(), "") else {
+        return;
+    };
+    haproxy.wait_for("start", &[("srv_op_state", UP), ("stat.status", "UP")]);
+    app.set(503);
+    haproxy.wait_for(
+        "the check fails",
+        &[
+            ("srv_op_state", DOWN),
+            ("stat.status", "~DOWN"),
+            ("stat.last_agt", "~check app failed"),
+        ],
+    );
+    app.set(200);
+    haproxy.wait_for(
+        "the check passes again",
+        &[("srv_op_state", UP), ("stat.status", "UP")],
+    );
+}
+
+/// Two HAProxy processes probing from their own source addresses split
+/// `maxconn_total = 100`: each shows a limit of 50; when one stops, the
+/// other is given all 100 once the agent no longer counts the silent one
+/// (its patience: three of its intervals and a second).
+#[test]
+fn haproxy_load_balancers_split_maxconn_total() {
+    use crate::haproxy::{Haproxy, UP};
+    let dir = TempDir::new("health-split");
+    let (dir_a, dir_b) = (
+        TempDir::new("health-split-a"),
+        TempDir::new("health-split-b"),
+    );
+    let agent = agent(
+        &dir,
+        r#"{"status":"UP"}"#,
+        "maxconn_total = 100\n",
+        &["--seen-window", "5000"],
+    );
+    let Some(lb_a) = Haproxy::start(&dir_a, agent.port(), "source 127.0.0.2") else {
+        return;
+    };
+    let Some(lb_b) = Haproxy::start(&dir_b, agent.port(), "source 127.0.0.3") else {
+        return;
+    };
+    for lb in [&lb_a, &lb_b] {
+        lb.wait_for(
+            "both probe: half each",
+            &[("srv_op_state", UP), ("stat.slim", "50")],
+        );
+    }
+    let (_, out, _) = agent.ctl(&["status"]);
+    assert!(
+        out.contains("maxconn 50: maxconn_total 100 split across 2 load balancers"),
+        "{out}"
+    );
+    drop(lb_b);
+    lb_a.wait_for("one stopped: all for the other", &[("stat.slim", "100")]);
+    let status = ctl_status(&agent);
+    assert_eq!(status["health"]["load_balancers"], 1, "{status}");
+}
+
+#[test]
+fn a_fixed_maxconn_in_the_state_wins_over_maxconn_total() {
+    let dir = TempDir::new("health-fixed");
+    let agent = agent(
+        &dir,
+        r#"{"status":"UP","maxconn":30}"#,
+        "maxconn_total = 100\n",
+        &[],
+    );
+    assert_eq!(agent.probe(), "up ready 100% maxconn:30\n");
+    agent.probe();
+    agent.wait_log("the state sets maxconn 30, which wins over maxconn_total 100");
+    let (_, out, _) = agent.ctl(&["status"]);
+    assert!(
+        out.contains("maxconn 30 from the state (maxconn_total 100 is ignored while the state sets one)"),
+        "{out}"
+    );
+    // Logged once, not per probe.
+    assert_eq!(agent.log().matches("wins over maxconn_total").count(), 1);
+    // Without it, maxconn_total applies.
+    let (code, out, err) = agent.ctl(&["maxconn", "none"]);
+    assert_eq!(code, 0, "{out}{err}");
+    agent.wait_reply("up ready 100% maxconn:100\n");
+}
