@@ -483,29 +483,50 @@ pub static CHECK: &[Setting] = &[
         "unset",
         "`ADDRESS:PORT`: passes when a TCP connection is established",
     ),
-    entry(
+    typed(
         "exec",
         "unset",
+        Kind::List(any_list),
         "a program and its arguments, run without a shell; passes when it exits 0 (killed with its process group at `timeout`)",
     ),
-    entry(
+    typed(
         "interval",
         "`2000`",
+        Kind::Number {
+            min: 100,
+            max: 3_600_000,
+            unit: " milliseconds",
+        },
         "milliseconds from the start of a run to the start of the next",
     ),
-    entry(
+    typed(
         "timeout",
         "`1000`",
+        Kind::Number {
+            min: 10,
+            max: 3_600_000,
+            unit: " milliseconds",
+        },
         "milliseconds a run may take before it counts as failed",
     ),
-    entry(
+    typed(
         "rise",
         "`2`",
+        Kind::Number {
+            min: 1,
+            max: 100,
+            unit: "",
+        },
         "consecutive passes for a failing check to pass again",
     ),
-    entry(
+    typed(
         "fall",
         "`3`",
+        Kind::Number {
+            min: 1,
+            max: 100,
+            unit: "",
+        },
         "consecutive failures for a passing check to fail",
     ),
     entry(
@@ -522,9 +543,14 @@ pub static MONITOR: &[Setting] = &[
         "per monitor",
         "the value at which no capacity is left: memory 95 (% in use), load 2.0 (per core), cpu 100 (% busy), disk 95 (% used); `connections` needs one",
     ),
-    entry(
+    typed(
         "significance",
         "`1`",
+        Kind::Number {
+            min: 1,
+            max: 1_000,
+            unit: "",
+        },
         "its share in the composite load, relative to the other monitors",
     ),
     entry(
@@ -532,26 +558,38 @@ pub static MONITOR: &[Setting] = &[
         "unset",
         "`disk` only: a path on the filesystem to watch",
     ),
-    entry(
+    typed(
         "ports",
         "unset",
+        Kind::List(any_list),
         "`connections` only: the local ports whose established connections count",
     ),
 ];
 
-/// An entry of a health table: file only, checked by `health::config`.
+/// An entry of a health table: file only, checked by `health::config`
+/// (the kind describes it; text, whatever its value, is left to that).
 const fn entry(key: &'static str, default: &'static str, doc: &'static str) -> Setting {
+    typed(key, default, Kind::Text(any), doc)
+}
+
+/// `entry`, with a kind: a number's range is checked twice, here first.
+const fn typed(key: &'static str, default: &'static str, kind: Kind, doc: &'static str) -> Setting {
     Setting {
         key,
         env: None,
         flag: None,
         arg: "",
         default: Builtin::Absent(default),
-        kind: Kind::Text(any),
+        kind,
         help: "",
         doc,
         restart: false,
     }
+}
+
+/// A list entry of a health table, checked by `health::config`.
+fn any_list(_: &[&str]) -> Result<(), String> {
+    Ok(())
 }
 
 /// `ip`: at least one address, none twice (each one parsed by serde).
