@@ -414,7 +414,10 @@ impl Service {
 
     /// Whether its reply depends on how many load balancers probe it.
     pub fn counts_lbs(&self) -> bool {
-        self.health.borrow().as_ref().is_some_and(|h| h.counts_lbs())
+        self.health
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| h.counts_lbs())
     }
 
     /// The decision behind its reply now, and why; `None` without health
@@ -429,7 +432,10 @@ impl Service {
     /// when the reply's operational or admin state changed since the last
     /// one recorded (the first one is only recorded).
     pub fn note_decision(&self, d: &Decision) {
-        let now = (d.state.status, protocol::admin_of(&d.state, d.overlay.admin));
+        let now = (
+            d.state.status,
+            protocol::admin_of(&d.state, d.overlay.admin),
+        );
         if let Some(before) = self.decided.replace(Some(now))
             && before != now
         {

@@ -202,8 +202,8 @@ impl Services {
 mod tests {
     use super::*;
     use crate::config::ServiceConfig;
-    use std::collections::BTreeMap;
     use smol::LocalExecutor;
+    use std::collections::BTreeMap;
 
     fn files(name: &str, state: &str, drain: Option<&str>) -> Files {
         Files {

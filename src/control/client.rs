@@ -300,13 +300,16 @@ fn print_health(h: &HealthAnswer) {
         );
     }
     if let Some(cap) = &h.capacity {
-        let load = cap
-            .load_percent
-            .map_or_else(|| "no reading yet".to_string(), |l| format!("load {l:.0} %"));
+        let load = cap.load_percent.map_or_else(
+            || "no reading yet".to_string(),
+            |l| format!("load {l:.0} %"),
+        );
         let drain = if cap.draining { ", draining" } else { "" };
         println!("capacity: {load}{drain}");
         for m in &cap.monitors {
-            let value = m.value.map_or_else(|| "no reading yet".into(), |v| format!("{v:.2}"));
+            let value = m
+                .value
+                .map_or_else(|| "no reading yet".into(), |v| format!("{v:.2}"));
             let failing = if m.failing { ", LAST READ FAILED" } else { "" };
             println!(
                 "  {}: {value} (full at {}, significance {}): {:.0} % of its capacity{failing}",

@@ -3,9 +3,9 @@
 //! `probers::snapshot`, so that no probe waits for it).
 
 use super::render::{CapacityView, CheckView, ProberView, ServiceView, View};
+use crate::agent::Agent;
 use crate::health::capacity;
 use crate::health::check::Verdict;
-use crate::agent::Agent;
 use crate::probers;
 use crate::protocol;
 use crate::services;
@@ -80,22 +80,26 @@ pub async fn gather(agent: &Agent) -> View {
         refused_cap: server.refused_cap,
         unknown_service: agent.counters.unknown_service.get(),
         evicted,
-        capacity: agent.health().as_ref().and_then(|r| r.capacity()).map(|view| {
-            let base = 100;
-            CapacityView {
-                weight: view
-                    .load_ppm
-                    .map(|load| capacity::weight(base, load, view.min_weight)),
-                monitors: view
-                    .readings
-                    .iter()
-                    .map(|r| {
-                        let used = f64::from(r.load_ppm) / 10_000.0;
-                        (r.name.to_string(), r.value, used)
-                    })
-                    .collect(),
-            }
-        }),
+        capacity: agent
+            .health()
+            .as_ref()
+            .and_then(|r| r.capacity())
+            .map(|view| {
+                let base = 100;
+                CapacityView {
+                    weight: view
+                        .load_ppm
+                        .map(|load| capacity::weight(base, load, view.min_weight)),
+                    monitors: view
+                        .readings
+                        .iter()
+                        .map(|r| {
+                            let used = f64::from(r.load_ppm) / 10_000.0;
+                            (r.name.to_string(), r.value, used)
+                        })
+                        .collect(),
+                }
+            }),
         probers,
         now: SystemTime::now(),
     }

@@ -354,9 +354,7 @@ pub const METRICS: &[Metric] = &[
         labels: &["service", "check"],
         doc: "1 while the check passes, 0 while it fails (after `rise`/`fall`); absent before its first result",
         sparse: true,
-        series: |v| {
-            per_check(v, |c| c.up.map(|up| u8::from(up).to_string()))
-        },
+        series: |v| per_check(v, |c| c.up.map(|up| u8::from(up).to_string())),
     },
     Metric {
         name: "hapgent_check_duration_seconds",
@@ -578,8 +576,14 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         // No result, no reading yet: no series.
-        assert!(!text.contains("check=\"db\"} 0\nhapgent_check_duration"), "{text}");
-        assert!(!text.contains("hapgent_check_up{service=\"default\",check=\"db\"}"), "{text}");
+        assert!(
+            !text.contains("check=\"db\"} 0\nhapgent_check_duration"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("hapgent_check_up{service=\"default\",check=\"db\"}"),
+            "{text}"
+        );
         assert!(!text.contains("monitor=\"load\""), "{text}");
     }
 

@@ -160,7 +160,11 @@ fn a_hanging_http_server_times_out_and_leaks_no_socket() {
     let agent = agent(&dir, r#"{"status":"UP"}"#, &config, &[]);
     agent.wait_reply("down ready 100% # check app failed\n");
     agent.wait_log("check app failing at its first run: timed out");
-    let fds = || fs::read_dir(format!("/proc/{}/fd", agent.pid())).unwrap().count();
+    let fds = || {
+        fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+            .unwrap()
+            .count()
+    };
     let before = fds();
     let runs = app.accepted();
     wait_for("five more timed-out runs", || app.accepted() >= runs + 5);
@@ -222,7 +226,8 @@ fn fake_meminfo_and_loadavg_drive_the_weight() {
         "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 5 0 5 50 0 0 0 0 0 0\n",
     )
     .unwrap();
-    let config = "[capacity]\ninterval = 100\n[capacity.memory]\nfull = 100\n[capacity.load]\nfull = 1.0\n";
+    let config =
+        "[capacity]\ninterval = 100\n[capacity.memory]\nfull = 100\n[capacity.load]\nfull = 1.0\n";
     let agent = agent(
         &dir,
         r#"{"status":"UP"}"#,
@@ -410,9 +415,7 @@ fn check_config_names_the_bad_key() {
         .run();
     assert_ne!(code, 0, "{err}");
     assert!(
-        err.contains(
-            "checks.app.on_fail: must be \"down\", \"drain\" or \"maint\", not \"fail\""
-        ),
+        err.contains("checks.app.on_fail: must be \"down\", \"drain\" or \"maint\", not \"fail\""),
         "{err}"
     );
     fs::write(&file, "[capacity]\n[capacity.memory]\nlimit = 3\n").unwrap();
@@ -514,7 +517,9 @@ fn a_fixed_maxconn_in_the_state_wins_over_maxconn_total() {
     agent.wait_log("the state sets maxconn 30, which wins over maxconn_total 100");
     let (_, out, _) = agent.ctl(&["status"]);
     assert!(
-        out.contains("maxconn 30 from the state (maxconn_total 100 is ignored while the state sets one)"),
+        out.contains(
+            "maxconn 30 from the state (maxconn_total 100 is ignored while the state sets one)"
+        ),
         "{out}"
     );
     // Logged once, not per probe.
