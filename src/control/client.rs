@@ -302,7 +302,7 @@ fn print_health(h: &HealthAnswer) {
     if let Some(cap) = &h.capacity {
         let load = cap.load_percent.map_or_else(
             || "no reading yet".to_string(),
-            |l| format!("load {l:.0} %"),
+            |l| format!("load {l:.1} %"),
         );
         let drain = if cap.draining { ", draining" } else { "" };
         println!("capacity: {load}{drain}");
