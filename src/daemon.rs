@@ -235,6 +235,8 @@ impl Daemon {
             self.replace_control(control);
         }
         self.apply(plan, wanted, states);
+        let config = self.agent.config().clone();
+        self.update_health(&config).await;
     }
 
     /// The changes of a reload that cannot fail: the server's options,
@@ -250,7 +252,6 @@ impl Daemon {
         self.server.set_allow(new.allow_list());
         self.update_cpu(&new);
         self.update_services(wanted, states);
-        self.update_health(&new);
         if plan.applied.is_empty() {
             info!("reload: applied nothing (kept {})", plan.kept.join(", "));
         } else {
@@ -300,7 +301,11 @@ impl Daemon {
     /// definition did not change keeps its verdict, and the sampler keeps
     /// running if the capacity and its paths did not change. If they cannot
     /// be started, the running ones are kept (logged).
-    fn update_health(&self, new: &Config) {
+    ///
+    /// They are started on the disk thread (whose signals are blocked, as
+    /// its children's will be): a new sampler's first reading may take a
+    /// while, and probes are answered meanwhile, by the running ones.
+    async fn update_health(&self, new: &Config) {
         let plan = match watch::plan(new) {
             Ok(plan) => plan,
             Err(e) => return error!("reload: {e}; keeping the running checks and monitors"),
@@ -313,17 +318,16 @@ impl Daemon {
             return;
         }
         let ring = self.health_ring.clone();
-        let started = {
-            let running = self.agent.health();
-            sys::with_signals_blocked(|| watch::start(plan, running.as_ref(), ring))
-        };
-        match started {
-            Ok(Ok(running)) => {
+        let lent = self.agent.health().as_ref().map(|r| r.lend());
+        match self.disk.run(move || watch::start(plan, lent, ring)).await {
+            Some(Ok(running)) => {
                 info!("reload: {}", running.describe());
                 self.agent.set_health(Some(running));
             }
-            Ok(Err(e)) => error!("reload: {e}; keeping the running checks and monitors"),
-            Err(e) => error!("reload: cannot start the checks: {e}; keeping the running ones"),
+            Some(Err(e)) => error!("reload: {e}; keeping the running checks and monitors"),
+            None => {
+                error!("reload: the disk thread stopped; keeping the running checks and monitors")
+            }
         }
     }
 

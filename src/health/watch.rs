@@ -172,16 +172,30 @@ fn label(service: &str, check: &str) -> String {
     }
 }
 
-/// Starts what `plan` asks for (call it inside `sys::with_signals_blocked`).
-/// `previous`, at a reload, lends the cells of the checks it ran with the
-/// same definition, and its sampler if the capacity did not change.
-/// `ring` is called on the checks' and the sampler's threads at each
-/// change: keep it short.
+/// What a reload carries over from the running checks and monitors to
+/// the new ones: everything `start` may reuse, and nothing that is not
+/// `Send`, so that the new ones can be started on another thread.
+pub struct Lent {
+    plan: Plan,
+    cells: Vec<Arc<Cell>>,
+    sampler: Option<Sampler>,
+    changes: Arc<AtomicU64>,
+}
+
+/// Starts what `plan` asks for (on a thread with every signal blocked:
+/// it starts threads). `previous`, at a reload, lends the cells of the
+/// checks it ran with the same definition, and its sampler if the
+/// capacity did not change; a new sampler takes its first reading here,
+/// which with the `connections` monitor on a busy host takes tens of
+/// milliseconds: a reload starts them on the disk thread, not the
+/// probes'. `ring` is called on the checks' and the sampler's threads at
+/// each change: keep it short.
 pub fn start(
     plan: Plan,
-    previous: Option<&Running>,
+    previous: Option<Lent>,
     ring: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<Running, String> {
+    let previous = previous.as_ref();
     let changes = previous.map_or_else(|| Arc::new(AtomicU64::new(0)), |p| p.changes.clone());
     let cells: Vec<Arc<Cell>> = plan
         .checks
@@ -245,6 +259,16 @@ pub fn start(
 }
 
 impl Running {
+    /// What a reload may reuse (see `start`).
+    pub fn lend(&self) -> Lent {
+        Lent {
+            plan: self.plan.clone(),
+            cells: self.cells.clone(),
+            sampler: self.sampler.clone(),
+            changes: Arc::clone(&self.changes),
+        }
+    }
+
     /// What service `name` (empty: the default) reads; `None` when it has
     /// no check, no budget and there is no capacity monitor.
     pub fn watched(&self, name: &str) -> Option<Rc<Watched>> {

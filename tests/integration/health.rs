@@ -249,6 +249,18 @@ fn fake_meminfo_and_loadavg_drive_the_weight() {
     replace_file(&load, "0.00 0.50 0.20 1/100 4242\n");
     replace_file(&mem, &meminfo(20));
     agent.wait_reply("up ready 90%\n");
+    // A reload starts the sampler again with the new levels: memory 20 %
+    // of 40 and no load, 25 % used.
+    fs::write(
+        dir.join("hapgent.toml"),
+        config.replace("full = 100", "full = 40"),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_reply("up ready 75%\n");
+    fs::write(dir.join("hapgent.toml"), config).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_reply("up ready 90%\n");
     let (code, out, err) = agent.ctl(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("memory 20 % used (full at 100 %)"), "{out}");
