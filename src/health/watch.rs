@@ -45,6 +45,23 @@ pub struct Watched {
     changes: Arc<AtomicU64>,
 }
 
+impl Watched {
+    /// What one service reads, made by hand: one-shot mode, which runs
+    /// each check once itself (see `oneshot`).
+    pub fn once(
+        checks: Vec<WatchedCheck>,
+        capacity: Option<Sampler>,
+        maxconn_total: Option<u32>,
+    ) -> Watched {
+        Watched {
+            checks,
+            capacity,
+            maxconn_total,
+            changes: Arc::default(),
+        }
+    }
+}
+
 /// What a decision depends on besides the state and the overlay: when it
 /// is the same, so is the reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -541,3 +541,44 @@ fn a_fixed_maxconn_in_the_state_wins_over_maxconn_total() {
     assert_eq!(code, 0, "{out}{err}");
     agent.wait_reply("up ready 100% maxconn:100\n");
 }
+
+/// One-shot mode runs each check once, reads the monitors once and gives
+/// the reply the agent would give to one load balancer.
+#[test]
+fn one_shot_reply_runs_the_checks_once() {
+    let dir = TempDir::new("health-oneshot");
+    let app = App::start(503);
+    let (path, file) = (dir.join("state.json"), dir.join("hapgent.toml"));
+    write_state(&path, r#"{"status":"UP"}"#);
+    fs::write(
+        &file,
+        format!("maxconn_total = 80\n{}", http_check(&app, 2, 2)),
+    )
+    .unwrap();
+    let run = |json: bool| {
+        let mut args = vec![
+            "reply",
+            "--config",
+            file.to_str().unwrap(),
+            "--state-file",
+            path.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let (code, out, err) = Agent::builder().args(&args).run();
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    assert_eq!(
+        run(false),
+        "down ready 100% maxconn:80 # check app failed\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(run(true).trim()).unwrap();
+    assert_eq!(
+        v["reasons"][0], "down because check app failed 1× (HTTP 503)",
+        "{v}"
+    );
+    app.set(200);
+    assert_eq!(run(false), "up ready 100% maxconn:80\n");
+}
