@@ -112,9 +112,11 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub maint_file: Option<PathBuf>,
     /// This service's health checks (`[services.NAME.checks.CHECK]`).
-    #[serde(default)]
+    /// Left out of `check-config` when there are none, as is an unset
+    /// `maxconn_total`: what it lists for a service stays as it was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, CheckSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxconn_total: Option<u32>,
 }
 

@@ -654,7 +654,7 @@ mod tests {
             state_file: PathBuf::from("/s"),
             drain_file: Some(PathBuf::from("/d")),
             maint_file: Some(PathBuf::from("/m")),
-            checks: Default::default(),
+            checks: [("app".to_string(), Default::default())].into(),
             maxconn_total: Some(1),
         });
         let mut keys: Vec<&str> = SERVICE.iter().map(|s| s.key).collect();
