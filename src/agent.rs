@@ -1,7 +1,9 @@
 //! The agent's served state, and the queries the rest asks of it: which
 //! services there are, the reply to a probe (routed by its payload to its
-//! service, with the CPU load applied), who probed and what each was
-//! served (the prober table), and a few counters.
+//! service, with the CPU load, the health checks, the capacity and the
+//! connection budget applied), who probed and what each was served (the
+//! prober table, which also counts the load balancers a `maxconn_total`
+//! is split across), and a few counters.
 //!
 //! One thread, one `LocalExecutor`: all state lives in `RefCell`s that only
 //! this thread touches, so there are no locks.
@@ -9,7 +11,8 @@
 //! This module decides as little as it can; the decisions are pure
 //! functions elsewhere: which services a configuration asks for
 //! (`services`), what the flag files and CPU load change in a reply and
-//! the reply itself (`protocol`), what to log about unknown service names
+//! the reply itself (`protocol`), how checks, capacity and the budget
+//! combine with the operator's state (`health::precedence`), what to log about unknown service names
 //! (`unknown`). Each service keeps its own file in step with what it
 //! serves (`service`). Starting, reloading and stopping the process, its
 //! listeners, control socket and signals are `daemon`'s, which sits above

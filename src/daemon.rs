@@ -1,5 +1,6 @@
 //! The running process, wired together: it starts the services, the
-//! listeners, the control socket and the metrics, applies signals to every
+//! listeners, the control socket, the metrics, the health checks and the
+//! capacity monitors (`health::watch`), applies signals to every
 //! service (they are the host switch), carries out reloads, and stops
 //! cleanly. What is served, and the queries about it, are `agent`'s; this
 //! module sits above it, and above `control` and `metrics`, which it
