@@ -269,6 +269,18 @@ fn fake_meminfo_and_loadavg_drive_the_weight() {
     assert_eq!(monitors[0]["name"], "memory", "{status}");
     assert_eq!(monitors[0]["value"], 20.0, "{status}");
     assert_eq!(monitors[1]["name"], "load", "{status}");
+    let (_, metrics, _) = agent.ctl(&["metrics"]);
+    for line in [
+        "hapgent_capacity_value{monitor=\"memory\"} 20",
+        "hapgent_capacity_value{monitor=\"load\"} 0",
+        "hapgent_capacity_weight_percent 90",
+        "hapgent_service_weight_percent{service=\"default\"} 90",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
 }
 
 #[test]
