@@ -583,12 +583,22 @@ pub fn progress(
         .collect()
 }
 
-/// How a wait stands: `Some(true)` every awaited prober has seen it,
-/// `Some(false)` it can no longer succeed (every one that has not seen it
-/// stopped probing or was evicted), `None` keep waiting.
-pub fn verdict(progress: &[(Key, Progress)]) -> Option<bool> {
+/// How a wait for a version stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Every awaited prober has seen it.
+    Seen,
+    /// It can no longer succeed: every one that has not seen it stopped
+    /// probing or was evicted.
+    Failed,
+    /// Keep waiting.
+    Pending,
+}
+
+/// How a wait stands, from each awaited prober's progress.
+pub fn verdict(progress: &[(Key, Progress)]) -> Wait {
     if progress.iter().all(|(_, p)| matches!(p, Progress::Seen(_))) {
-        return Some(true);
+        return Wait::Seen;
     }
     let unseen = progress
         .iter()
@@ -597,9 +607,9 @@ pub fn verdict(progress: &[(Key, Progress)]) -> Option<bool> {
         .clone()
         .all(|(_, p)| matches!(p, Progress::Gone(_) | Progress::Evicted))
     {
-        return Some(false);
+        return Wait::Failed;
     }
-    None
+    Wait::Pending
 }
 
 #[cfg(test)]
@@ -914,26 +924,26 @@ mod tests {
         // Nobody has version 5 yet.
         let p = progress(&table, &awaited, 5, start, window, s(20));
         assert_eq!(p, [(ip(2), Progress::Waiting), (ip(3), Progress::Waiting)]);
-        assert_eq!(verdict(&p), None);
+        assert_eq!(verdict(&p), Wait::Pending);
         // One sees it 200 ms after the start.
         table.record(ip(2), &r, 5, s(210));
         let p = progress(&table, &awaited, 5, start, window, s(300));
         assert_eq!(p[0], (ip(2), Progress::Seen(Duration::from_millis(200))));
-        assert_eq!(verdict(&p), None);
+        assert_eq!(verdict(&p), Wait::Pending);
         // The other stops probing: past its patience (here the window) the
         // wait fails.
         let p = progress(&table, &awaited, 5, start, window, s(1500));
         assert_eq!(p[1], (ip(3), Progress::Gone(Duration::from_millis(1495))));
-        assert_eq!(verdict(&p), Some(false));
+        assert_eq!(verdict(&p), Wait::Failed);
         // Or it sees a later version: done.
         table.record(ip(3), &r, 6, s(400));
         let p = progress(&table, &awaited, 5, start, window, s(410));
-        assert_eq!(verdict(&p), Some(true));
+        assert_eq!(verdict(&p), Wait::Seen);
         // A version served before the wait began counts as seen at once.
         let p = progress(&table, &[ip(2)], 4, s(1000), window, s(1000));
         assert_eq!(p[0].1, Progress::Seen(Duration::ZERO));
         // Nothing awaited: trivially done (the caller refuses that case).
-        assert_eq!(verdict(&[]), Some(true));
+        assert_eq!(verdict(&[]), Wait::Seen);
     }
 
     #[test]
@@ -953,11 +963,11 @@ mod tests {
         table.record(ip(3), &r, 2, s(30));
         let p = progress(&table, &awaited, 2, s(10), window, s(40));
         assert_eq!(p[0], (ip(2), Progress::Evicted));
-        assert_eq!(verdict(&p), Some(false));
+        assert_eq!(verdict(&p), Wait::Failed);
         // Back in the table with one probe: probing afresh, not gone.
         table.record(ip(2), &r, 1, s(50));
         let p = progress(&table, &awaited, 2, s(10), window, s(60));
         assert_eq!(p[0], (ip(2), Progress::Waiting));
-        assert_eq!(verdict(&p), None);
+        assert_eq!(verdict(&p), Wait::Pending);
     }
 }

@@ -194,13 +194,13 @@ impl<R: Replies + 'static> Server<R> {
         ex: &Rc<LocalExecutor<'static>>,
         listener: Async<TcpListener>,
     ) -> Task<()> {
-        let (server, ex2) = (Rc::clone(self), Rc::clone(ex));
+        let (server, tasks) = (Rc::clone(self), Rc::clone(ex));
         ex.spawn(async move {
             let listener = ProbeListener(listener);
             // Let other listeners, signals and slow writers run during a
             // flood of connections.
             serving::accept_loop(&listener, 64, |(stream, peer)| {
-                server.answer(stream, peer, &ex2)
+                server.answer(stream, peer, &tasks)
             })
             .await;
         })
@@ -354,7 +354,7 @@ impl<R: Replies + 'static> Server<R> {
             }
         }
         let server = Rc::clone(self);
-        let ex2 = Rc::clone(ex);
+        let tasks = Rc::clone(ex);
         let start = Instant::now();
         ex.spawn(async move {
             let Ok(mut stream) = Async::new_nonblocking(stream) else {
@@ -396,7 +396,7 @@ impl<R: Replies + 'static> Server<R> {
                 server.unfinished(peer, &buf[..have], deadline);
             }
             if let Ok(stream) = stream.into_inner() {
-                server.send(stream, peer, payload, &ex2);
+                server.send(stream, peer, payload, &tasks);
             }
         })
         .detach();

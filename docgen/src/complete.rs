@@ -251,11 +251,24 @@ pub fn bash(p: &Program) -> String {
     ));
     s.push_str("    local command= verb= word i\n");
     s.push_str("    COMPREPLY=()\n");
+    s.push_str(&bash_typed(p, &all));
+    s.push_str(&bash_values(&all, &f, has_services));
+    s.push_str(&bash_flags(p, &all));
+    s.push_str(&bash_words(p));
+    s.push_str("}\n");
+    s.push_str(&format!("complete -F {f} {}\n", p.name));
+    s
+}
+
+/// Bash: the loop that finds the command and verb typed so far (and the
+/// configuration file named).
+fn bash_typed(p: &Program, all: &[(Scope, Flag)]) -> String {
+    let mut s = String::new();
     s.push_str("    # The command and verb typed so far: words that are neither flags nor\n    # a flag's value.\n");
     s.push_str("    for ((i = 1; i < COMP_CWORD; i++)); do\n        word=${COMP_WORDS[i]}\n        case $word in\n");
     s.push_str("            -c|--config) config=${COMP_WORDS[i+1]}; i=$((i + 1)) ;;\n");
     s.push_str("            --config=*) config=${word#--config=} ;;\n");
-    let valued = value_flags(&all, |fl| fl.name != "-c" && fl.name != "--config");
+    let valued = value_flags(all, |fl| fl.name != "-c" && fl.name != "--config");
     if let Some(pat) = pattern(&valued) {
         s.push_str(&format!("            {pat}) i=$((i + 1)) ;;\n"));
     }
@@ -265,45 +278,53 @@ pub fn bash(p: &Program) -> String {
         s.push_str("                elif [ \"$command\" = ctl ] && [ -z \"$verb\" ]; then\n                    verb=$word\n");
     }
     s.push_str("                fi\n                ;;\n        esac\n    done\n");
+    s
+}
 
-    s.push_str("    case $prev in\n");
-    let files = value_flags(&all, |fl| fl.values == Values::Files);
+/// Bash: the values offered after a flag that takes one.
+fn bash_values(all: &[(Scope, Flag)], f: &str, has_services: bool) -> String {
+    let mut s = String::from("    case $prev in\n");
+    let files = value_flags(all, |fl| fl.values == Values::Files);
     if let Some(pat) = pattern(&files) {
         s.push_str(&format!(
             "        {pat})\n            compopt -o filenames 2>/dev/null\n            local IFS=$'\\n'\n            COMPREPLY=($(compgen -f -- \"$cur\"))\n            return\n            ;;\n"
         ));
     }
     if has_services {
-        let services = value_flags(&all, |fl| fl.values == Values::Services);
+        let services = value_flags(all, |fl| fl.values == Values::Services);
         s.push_str(&format!(
             "        {})\n            COMPREPLY=($(compgen -W \"$({f}_services \"$config\")\" -- \"$cur\"))\n            return\n            ;;\n",
             services.join("|")
         ));
     }
-    for (words, names) in word_flags(&all) {
+    for (words, names) in word_flags(all) {
         s.push_str(&format!(
             "        {})\n            COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n            return\n            ;;\n",
             names.join("|"),
             words.join(" ")
         ));
     }
-    let free = value_flags(&all, |fl| fl.values == Values::Free);
+    let free = value_flags(all, |fl| fl.values == Values::Free);
     if let Some(pat) = pattern(&free) {
         s.push_str(&format!("        {pat}) return ;; # a value to type\n"));
     }
     s.push_str("    esac\n");
+    s
+}
 
-    // Flags.
-    s.push_str("    if [[ $cur == -* ]]; then\n");
+/// Bash: the flags offered where a word starts with `-`: the global ones,
+/// the command's, and the ctl verb's.
+fn bash_flags(p: &Program, all: &[(Scope, Flag)]) -> String {
+    let mut s = String::from("    if [[ $cur == -* ]]; then\n");
     s.push_str(&format!(
         "        local flags=\"{}\"\n",
-        names_in(&all, &Scope::Global).join(" ")
+        names_in(all, &Scope::Global).join(" ")
     ));
     s.push_str("        case $command in\n");
     for c in &p.commands {
-        let mut names = names_in(&all, &Scope::Command(c.name));
+        let mut names = names_in(all, &Scope::Command(c.name));
         if c.name == "ctl" {
-            names.extend(names_in(&all, &Scope::Verbs));
+            names.extend(names_in(all, &Scope::Verbs));
         }
         if !names.is_empty() {
             s.push_str(&format!(
@@ -318,7 +339,7 @@ pub fn bash(p: &Program) -> String {
         .verbs
         .iter()
         .filter_map(|v| {
-            let names = names_in(&all, &Scope::Verb(v.name));
+            let names = names_in(all, &Scope::Verb(v.name));
             (!names.is_empty()).then(|| format!("{}) flags+=\" {}\" ;;", v.name, names.join(" ")))
         })
         .collect();
@@ -332,13 +353,17 @@ pub fn bash(p: &Program) -> String {
     s.push_str(
         "        COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n        return\n    fi\n",
     );
+    s
+}
 
-    // Words.
+/// Bash: the words offered elsewhere: commands, ctl verbs, and the words
+/// a verb's argument may be.
+fn bash_words(p: &Program) -> String {
     let commands: Vec<&str> = p.commands.iter().map(|c| c.name).collect();
-    s.push_str(&format!(
+    let mut s = format!(
         "    if [ -z \"$command\" ]; then\n        COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n",
         commands.join(" ")
-    ));
+    );
     if !p.verbs.is_empty() {
         let verbs: Vec<&str> = p.verbs.iter().map(|v| v.name).collect();
         s.push_str(&format!(
@@ -356,8 +381,7 @@ pub fn bash(p: &Program) -> String {
             }
         }
     }
-    s.push_str("    fi\n}\n");
-    s.push_str(&format!("complete -F {f} {}\n", p.name));
+    s.push_str("    fi\n");
     s
 }
 
@@ -400,10 +424,26 @@ pub fn zsh(p: &Program) -> String {
     ));
     s.push_str("    local command= verb= word i\n");
     s.push_str("    local cur=${words[CURRENT]} prev=${words[CURRENT-1]}\n");
+    s.push_str(&zsh_typed(p, &all));
+    s.push_str(&zsh_values(&all, &f, has_services));
+    s.push_str(&zsh_flags(p, &all));
+    s.push_str(&zsh_words(p));
+    s.push_str("}\n\n");
+    s.push_str(&format!(
+        "if [[ $funcstack[1] == {f} ]]; then\n    {f} \"$@\"\nelse\n    compdef {f} {}\nfi\n",
+        p.name
+    ));
+    s
+}
+
+/// Zsh: the loop that finds the command and verb typed so far (and the
+/// configuration file named).
+fn zsh_typed(p: &Program, all: &[(Scope, Flag)]) -> String {
+    let mut s = String::new();
     s.push_str("    for ((i = 2; i < CURRENT; i++)); do\n        word=${words[i]}\n        case $word in\n");
     s.push_str("            (-c|--config) config=${words[i+1]}; (( i++ )) ;;\n");
     s.push_str("            (--config=*) config=${word#--config=} ;;\n");
-    let valued = value_flags(&all, |fl| fl.name != "-c" && fl.name != "--config");
+    let valued = value_flags(all, |fl| fl.name != "-c" && fl.name != "--config");
     if let Some(pat) = pattern(&valued) {
         s.push_str(&format!("            ({pat}) (( i++ )) ;;\n"));
     }
@@ -413,60 +453,72 @@ pub fn zsh(p: &Program) -> String {
         s.push_str("                elif [[ $command == ctl && -z $verb ]]; then\n                    verb=$word\n");
     }
     s.push_str("                fi\n                ;;\n        esac\n    done\n");
+    s
+}
 
-    s.push_str("    case $prev in\n");
-    let files = value_flags(&all, |fl| fl.values == Values::Files);
+/// Zsh: the values offered after a flag that takes one.
+fn zsh_values(all: &[(Scope, Flag)], f: &str, has_services: bool) -> String {
+    let mut s = String::from("    case $prev in\n");
+    let files = value_flags(all, |fl| fl.values == Values::Files);
     if let Some(pat) = pattern(&files) {
         s.push_str(&format!("        ({pat}) _files; return ;;\n"));
     }
     if has_services {
-        let services = value_flags(&all, |fl| fl.values == Values::Services);
+        let services = value_flags(all, |fl| fl.values == Values::Services);
         s.push_str(&format!(
             "        ({}) compadd -- ${{(f)\"$({f}_services \"$config\")\"}}; return ;;\n",
             services.join("|")
         ));
     }
-    for (words, names) in word_flags(&all) {
+    for (words, names) in word_flags(all) {
         s.push_str(&format!(
             "        ({}) compadd -- {}; return ;;\n",
             names.join("|"),
             words.join(" ")
         ));
     }
-    let free = value_flags(&all, |fl| fl.values == Values::Free);
+    let free = value_flags(all, |fl| fl.values == Values::Free);
     if let Some(pat) = pattern(&free) {
         s.push_str(&format!("        ({pat}) _message 'a value'; return ;;\n"));
     }
     s.push_str("    esac\n");
+    s
+}
 
-    // A local array, in the block of an `if` (eight spaces in).
-    let array = |name: &str, items: Vec<String>| {
-        let mut out = format!("        local -a {name}=(\n");
-        for i in items {
-            out.push_str(&format!("            {i}\n"));
-        }
-        out.push_str("        )\n");
-        out
-    };
-    let described_flags = |scope: &Scope| -> Vec<String> {
-        let mut seen: Vec<&str> = Vec::new();
-        all.iter()
-            .filter(|(s, fl)| {
-                s == scope && !seen.contains(&fl.name.as_str()) && {
-                    seen.push(&fl.name);
-                    true
-                }
-            })
-            .map(|(_, fl)| described(&fl.name, &fl.help))
-            .collect()
-    };
-    s.push_str("    if [[ $cur == -* ]]; then\n");
-    s.push_str(&array("flags", described_flags(&Scope::Global)));
+/// Zsh: a local array, in the block of an `if` (eight spaces in).
+fn zsh_array(name: &str, items: Vec<String>) -> String {
+    let mut out = format!("        local -a {name}=(\n");
+    for i in items {
+        out.push_str(&format!("            {i}\n"));
+    }
+    out.push_str("        )\n");
+    out
+}
+
+/// Zsh: the flags of a scope as `_describe` items, once each.
+fn described_flags(all: &[(Scope, Flag)], scope: &Scope) -> Vec<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    all.iter()
+        .filter(|(s, fl)| {
+            s == scope && !seen.contains(&fl.name.as_str()) && {
+                seen.push(&fl.name);
+                true
+            }
+        })
+        .map(|(_, fl)| described(&fl.name, &fl.help))
+        .collect()
+}
+
+/// Zsh: the flags offered where a word starts with `-`: the global ones,
+/// the command's, and the ctl verb's.
+fn zsh_flags(p: &Program, all: &[(Scope, Flag)]) -> String {
+    let mut s = String::from("    if [[ $cur == -* ]]; then\n");
+    s.push_str(&zsh_array("flags", described_flags(all, &Scope::Global)));
     s.push_str("        case $command in\n");
     for c in &p.commands {
-        let mut items = described_flags(&Scope::Command(c.name));
+        let mut items = described_flags(all, &Scope::Command(c.name));
         if c.name == "ctl" {
-            items.extend(described_flags(&Scope::Verbs));
+            items.extend(described_flags(all, &Scope::Verbs));
         }
         if !items.is_empty() {
             s.push_str(&format!(
@@ -481,7 +533,7 @@ pub fn zsh(p: &Program) -> String {
         .verbs
         .iter()
         .filter_map(|v| {
-            let items = described_flags(&Scope::Verb(v.name));
+            let items = described_flags(all, &Scope::Verb(v.name));
             (!items.is_empty()).then(|| format!("({}) flags+=({}) ;;", v.name, items.join(" ")))
         })
         .collect();
@@ -493,19 +545,24 @@ pub fn zsh(p: &Program) -> String {
         s.push_str("            esac\n        fi\n");
     }
     s.push_str("        _describe -t options option flags\n        return\n    fi\n");
+    s
+}
 
+/// Zsh: the words offered elsewhere: commands, ctl verbs, and the words a
+/// verb's argument may be.
+fn zsh_words(p: &Program) -> String {
     let commands: Vec<String> = p
         .commands
         .iter()
         .map(|c| described(c.name, c.help))
         .collect();
-    s.push_str("    if [[ -z $command ]]; then\n");
-    s.push_str(&array("commands", commands));
+    let mut s = String::from("    if [[ -z $command ]]; then\n");
+    s.push_str(&zsh_array("commands", commands));
     s.push_str("        _describe -t commands command commands\n");
     if !p.verbs.is_empty() {
         let verbs: Vec<String> = p.verbs.iter().map(|v| described(v.name, v.help)).collect();
         s.push_str("    elif [[ $command == ctl && -z $verb ]]; then\n");
-        s.push_str(&array("verbs", verbs));
+        s.push_str(&zsh_array("verbs", verbs));
         s.push_str("        _describe -t verbs verb verbs\n");
         for v in &p.verbs {
             let words = verb_words(v.args);
@@ -518,11 +575,7 @@ pub fn zsh(p: &Program) -> String {
             }
         }
     }
-    s.push_str("    fi\n}\n\n");
-    s.push_str(&format!(
-        "if [[ $funcstack[1] == {f} ]]; then\n    {f} \"$@\"\nelse\n    compdef {f} {}\nfi\n",
-        p.name
-    ));
+    s.push_str("    fi\n");
     s
 }
 
@@ -530,33 +583,57 @@ pub fn zsh(p: &Program) -> String {
 pub fn fish(p: &Program) -> String {
     let all = flags(p);
     let f = ident(p);
-    let name = p.name;
     let mut s = header(p, "fish");
-    let has_services = all.iter().any(|(_, fl)| fl.values == Values::Services);
-    if has_services {
-        s.push_str(&format!(
-            "\n# The services of the configuration file: the one -c/--config names on\n\
-             # the command line, else ${env}, else {file}.\n\
-             function {f}_services\n\
-             \x20   set -l config {file}\n\
-             \x20   set -q {env}; and set config ${env}\n\
-             \x20   set -l tokens (commandline -opc)\n\
-             \x20   for i in (seq 2 (count $tokens))\n\
-             \x20       if contains -- $tokens[(math $i - 1)] -c --config\n\
-             \x20           set config $tokens[$i]\n\
-             \x20       end\n\
-             \x20   end\n\
-             \x20   test -r \"$config\"; or return 0\n\
-             \x20   sed -n -E '{SERVICES_SED}' $config\n\
-             end\n",
-            env = p.config_env,
-            file = p.config_file,
-        ));
+    if all.iter().any(|(_, fl)| fl.values == Values::Services) {
+        s.push_str(&fish_services(p, &f));
     }
+    s.push_str(&format!("\ncomplete -c {} -f\n", p.name));
+    s.push_str(&fish_words(p));
+    s.push_str("\n# Flags.\n");
+    let mut done: Vec<(Scope, String)> = Vec::new();
+    for (scope, fl) in &all {
+        // -c and --config, -h and --help, -V and --version: one line each.
+        if matches!(fl.name.as_str(), "-c" | "-h" | "-V")
+            || done.contains(&(scope.clone(), fl.name.clone()))
+        {
+            continue;
+        }
+        done.push((scope.clone(), fl.name.clone()));
+        s.push_str(&fish_flag(p.name, &f, scope, fl));
+    }
+    s
+}
+
+/// Fish: the function that lists the services of the configuration file
+/// the command line (or the environment) names.
+fn fish_services(p: &Program, f: &str) -> String {
+    format!(
+        "\n# The services of the configuration file: the one -c/--config names on\n\
+         # the command line, else ${env}, else {file}.\n\
+         function {f}_services\n\
+         \x20   set -l config {file}\n\
+         \x20   set -q {env}; and set config ${env}\n\
+         \x20   set -l tokens (commandline -opc)\n\
+         \x20   for i in (seq 2 (count $tokens))\n\
+         \x20       if contains -- $tokens[(math $i - 1)] -c --config\n\
+         \x20           set config $tokens[$i]\n\
+         \x20       end\n\
+         \x20   end\n\
+         \x20   test -r \"$config\"; or return 0\n\
+         \x20   sed -n -E '{SERVICES_SED}' $config\n\
+         end\n",
+        env = p.config_env,
+        file = p.config_file,
+    )
+}
+
+/// Fish: the commands, the ctl verbs, and the words a verb's argument may
+/// be.
+fn fish_words(p: &Program) -> String {
+    let name = p.name;
     let commands: Vec<&str> = p.commands.iter().map(|c| c.name).collect();
     let verbs: Vec<&str> = p.verbs.iter().map(|v| v.name).collect();
-    s.push_str(&format!("\ncomplete -c {name} -f\n"));
-    s.push_str("\n# Commands.\n");
+    let mut s = String::from("\n# Commands.\n");
     for c in &p.commands {
         s.push_str(&format!(
             "complete -c {name} -n 'not __fish_seen_subcommand_from {}' -a {} -d {}\n",
@@ -586,50 +663,45 @@ pub fn fish(p: &Program) -> String {
             }
         }
     }
-    s.push_str("\n# Flags.\n");
-    let mut done: Vec<(Scope, String)> = Vec::new();
-    for (scope, fl) in &all {
-        // -c and --config, -h and --help, -V and --version: one line each.
-        let short = match fl.name.as_str() {
-            "-c" | "-h" | "-V" => continue,
-            "--config" => "-s c ",
-            "--help" => "-s h ",
-            "--version" => "-s V ",
-            _ => "",
-        };
-        if done.contains(&(scope.clone(), fl.name.clone())) {
-            continue;
+    s
+}
+
+/// Fish: the `complete` line of one flag (the long one carries its short
+/// form).
+fn fish_flag(name: &str, f: &str, scope: &Scope, fl: &Flag) -> String {
+    let short = match fl.name.as_str() {
+        "--config" => "-s c ",
+        "--help" => "-s h ",
+        "--version" => "-s V ",
+        _ => "",
+    };
+    let condition = match scope {
+        Scope::Global => String::new(),
+        Scope::Command(c) => format!("-n '__fish_seen_subcommand_from {c}' "),
+        Scope::Verbs => "-n '__fish_seen_subcommand_from ctl' ".to_string(),
+        Scope::Verb(v) => {
+            format!("-n '__fish_seen_subcommand_from ctl; and __fish_seen_subcommand_from {v}' ")
         }
-        done.push((scope.clone(), fl.name.clone()));
-        let condition = match scope {
-            Scope::Global => String::new(),
-            Scope::Command(c) => format!("-n '__fish_seen_subcommand_from {c}' "),
-            Scope::Verbs => "-n '__fish_seen_subcommand_from ctl' ".to_string(),
-            Scope::Verb(v) => format!(
-                "-n '__fish_seen_subcommand_from ctl; and __fish_seen_subcommand_from {v}' "
-            ),
-        };
-        let value = match (&fl.values, fl.takes_value) {
-            (_, false) => String::new(),
-            (Values::Files, true) => "-r -F ".to_string(),
-            (Values::Free, true) => "-x ".to_string(),
-            (Values::Words(w), true) => format!("-x -a '{}' ", w.join(" ")),
-            (Values::Services, true) => format!("-x -a '({f}_services)' "),
-        };
-        let help = if fl.help.is_empty() {
+    };
+    let value = match (&fl.values, fl.takes_value) {
+        (_, false) => String::new(),
+        (Values::Files, true) => "-r -F ".to_string(),
+        (Values::Free, true) => "-x ".to_string(),
+        (Values::Words(w), true) => format!("-x -a '{}' ", w.join(" ")),
+        (Values::Services, true) => format!("-x -a '({f}_services)' "),
+    };
+    let help = if fl.help.is_empty() {
+        String::new()
+    } else {
+        format!(" -d {}", quote(&fl.help, true))
+    };
+    format!(
+        "complete -c {name} {condition}{short}-l {}{}{help}\n",
+        fl.name.trim_start_matches('-'),
+        if value.is_empty() {
             String::new()
         } else {
-            format!(" -d {}", quote(&fl.help, true))
-        };
-        s.push_str(&format!(
-            "complete -c {name} {condition}{short}-l {}{}{help}\n",
-            fl.name.trim_start_matches('-'),
-            if value.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", value.trim_end())
-            },
-        ));
-    }
-    s
+            format!(" {}", value.trim_end())
+        },
+    )
 }

@@ -166,49 +166,30 @@ pub fn ctl_options() -> Vec<Opt> {
         .collect()
 }
 
-/// hapgent, the agent.
-pub fn hapgent() -> Program {
-    use hapgent::error::Error;
-    // Exhaustive, so that a new kind of error cannot go undocumented.
-    let meaning = |e: &Error| match e {
-        Error::Runtime(_) => {
-            "runtime failure: a port in use, permission denied on bind, an address not on this host"
-        }
-        Error::Usage(_) => {
-            "usage error: an unknown flag or command, a missing value; `hapgent ctl` with an invalid value"
-        }
-        Error::Unavailable(_) => {
-            "`hapgent ctl`: the agent is not running, or its control socket is absent or disabled"
-        }
-        Error::NotSeen(_) => {
-            "`hapgent ctl --wait-seen`: a load balancer did not see the change in time, or none is probing"
-        }
-        Error::NoPermission(_) => {
-            "`hapgent ctl`: permission denied (not root, hapgent's user or in `control_group`)"
-        }
-        Error::Config(_) => {
-            "configuration error: an unknown key, an invalid value, a `--config` file missing or not TOML"
-        }
-    };
-    let errors = [
-        Error::Runtime(String::new()),
-        Error::Usage(String::new()),
-        Error::Unavailable(String::new()),
-        Error::NotSeen(String::new()),
-        Error::NoPermission(String::new()),
-        Error::Config(String::new()),
-    ];
-    let mut exit_codes = vec![(
-        0,
-        "success: stopped by SIGTERM or SIGINT, `--help`, a valid `check-config`",
-    )];
-    exit_codes.extend(errors.iter().map(|e| (code(e.exit_code()), meaning(e))));
-    exit_codes.sort_by_key(|(n, _)| *n);
-    let settings = hapgent::settings::SETTINGS;
-    let default = |key| match hapgent_common::settings::find(settings, key).map(|s| &s.default) {
+/// A program's exit codes in order: 0 with what success means, then each
+/// kind of error's code with its meaning.
+fn exit_codes(
+    success: &'static str,
+    errors: impl Iterator<Item = (std::process::ExitCode, &'static str)>,
+) -> Vec<(u8, &'static str)> {
+    let mut out = vec![(0, success)];
+    out.extend(errors.map(|(exit, meaning)| (code(exit), meaning)));
+    out.sort_by_key(|(n, _)| *n);
+    out
+}
+
+/// A setting's built-in default that is a path (for the FILES section).
+fn default_path(settings: &[Setting], key: &str) -> String {
+    match hapgent_common::settings::find(settings, key).map(|s| &s.default) {
         Some(hapgent_common::settings::Builtin::Value(v)) => v.to_string(),
         _ => panic!("{key} has a default path"),
-    };
+    }
+}
+
+/// hapgent, the agent.
+pub fn hapgent() -> Program {
+    let settings = hapgent::settings::SETTINGS;
+    let default = |key| default_path(settings, key);
     Program {
         name: "hapgent",
         summary: "answer HAProxy agent checks with this server's state",
@@ -281,7 +262,7 @@ pub fn hapgent() -> Program {
                 "stop accepting, finish the replies in flight, save the latest state, and exit 0",
             ),
         ],
-        exit_codes,
+        exit_codes: hapgent_exit_codes(),
         files: vec![
             (
                 hapgent::config::DEFAULT_CONFIG.to_string(),
@@ -302,40 +283,8 @@ pub fn hapgent() -> Program {
 
 /// hapgent-lb, the load balancer's side.
 pub fn hapgent_lb() -> Program {
-    use hapgent_lb::error::Error;
-    let meaning = |e: &Error| match e {
-        Error::Runtime(_) => {
-            "failure: an unknown backend or server, a socket that cannot be bound, or another `serve` answering on it"
-        }
-        Error::Usage(_) => "usage error: an unknown flag or command, a missing or invalid value",
-        Error::Unavailable(_) => {
-            "HAProxy's runtime API does not answer (`status`; `wait` at its first poll or at its timeout)"
-        }
-        Error::Timeout(_) => {
-            "`wait` timed out: the servers still unmet are printed, with their last state"
-        }
-        Error::Config(_) => {
-            "configuration error: an unknown key or invalid value, wherever it came from"
-        }
-    };
-    let errors = [
-        Error::Runtime(String::new()),
-        Error::Usage(String::new()),
-        Error::Unavailable(String::new()),
-        Error::Timeout(String::new()),
-        Error::Config(String::new()),
-    ];
-    let mut exit_codes = vec![(
-        0,
-        "success; `wait`: every condition holds for every server named",
-    )];
-    exit_codes.extend(errors.iter().map(|e| (code(e.exit_code()), meaning(e))));
-    exit_codes.sort_by_key(|(n, _)| *n);
     let settings = hapgent_lb::settings::SETTINGS;
-    let default = |key| match hapgent_common::settings::find(settings, key).map(|s| &s.default) {
-        Some(hapgent_common::settings::Builtin::Value(v)) => v.to_string(),
-        _ => panic!("{key} has a default path"),
-    };
+    let default = |key| default_path(settings, key);
     let words = |words: &[&'static str]| Values::Words(words.to_vec());
     Program {
         name: "hapgent-lb",
@@ -424,7 +373,7 @@ pub fn hapgent_lb() -> Program {
             "SIGTERM, SIGINT",
             "`serve` stops accepting, gives requests in progress (a configuration change) up to `stop_grace` to finish, and exits",
         )],
-        exit_codes,
+        exit_codes: hapgent_lb_exit_codes(),
         files: vec![
             (
                 hapgent_lb::settings::DEFAULT_CONFIG.to_string(),
@@ -445,4 +394,74 @@ pub fn hapgent_lb() -> Program {
         ],
         see_also: &["hapgent-lb.toml(5)", "hapgent(1)", "haproxy(1)"],
     }
+}
+
+/// hapgent's exit codes: 0, then one per kind of `hapgent::error::Error`.
+fn hapgent_exit_codes() -> Vec<(u8, &'static str)> {
+    use hapgent::error::Error;
+    // Exhaustive, so that a new kind of error cannot go undocumented.
+    let meaning = |e: &Error| match e {
+        Error::Runtime(_) => {
+            "runtime failure: a port in use, permission denied on bind, an address not on this host"
+        }
+        Error::Usage(_) => {
+            "usage error: an unknown flag or command, a missing value; `hapgent ctl` with an invalid value"
+        }
+        Error::Unavailable(_) => {
+            "`hapgent ctl`: the agent is not running, or its control socket is absent or disabled"
+        }
+        Error::NotSeen(_) => {
+            "`hapgent ctl --wait-seen`: a load balancer did not see the change in time, or none is probing"
+        }
+        Error::NoPermission(_) => {
+            "`hapgent ctl`: permission denied (not root, hapgent's user or in `control_group`)"
+        }
+        Error::Config(_) => {
+            "configuration error: an unknown key, an invalid value, a `--config` file missing or not TOML"
+        }
+    };
+    let errors = [
+        Error::Runtime(String::new()),
+        Error::Usage(String::new()),
+        Error::Unavailable(String::new()),
+        Error::NotSeen(String::new()),
+        Error::NoPermission(String::new()),
+        Error::Config(String::new()),
+    ];
+    exit_codes(
+        "success: stopped by SIGTERM or SIGINT, `--help`, a valid `check-config`",
+        errors.iter().map(|e| (e.exit_code(), meaning(e))),
+    )
+}
+
+/// hapgent-lb's exit codes: 0, then one per kind of
+/// `hapgent_lb::error::Error`.
+fn hapgent_lb_exit_codes() -> Vec<(u8, &'static str)> {
+    use hapgent_lb::error::Error;
+    let meaning = |e: &Error| match e {
+        Error::Runtime(_) => {
+            "failure: an unknown backend or server, a socket that cannot be bound, or another `serve` answering on it"
+        }
+        Error::Usage(_) => "usage error: an unknown flag or command, a missing or invalid value",
+        Error::Unavailable(_) => {
+            "HAProxy's runtime API does not answer (`status`; `wait` at its first poll or at its timeout)"
+        }
+        Error::Timeout(_) => {
+            "`wait` timed out: the servers still unmet are printed, with their last state"
+        }
+        Error::Config(_) => {
+            "configuration error: an unknown key or invalid value, wherever it came from"
+        }
+    };
+    let errors = [
+        Error::Runtime(String::new()),
+        Error::Usage(String::new()),
+        Error::Unavailable(String::new()),
+        Error::Timeout(String::new()),
+        Error::Config(String::new()),
+    ];
+    exit_codes(
+        "success; `wait`: every condition holds for every server named",
+        errors.iter().map(|e| (e.exit_code(), meaning(e))),
+    )
 }

@@ -192,7 +192,42 @@ pub fn command_page(p: &Program) -> String {
         p.name.replace('-', "\\-"),
         text(p.summary)
     ));
+    synopsis(&mut out, p);
+    out.push_str(".SH DESCRIPTION\n");
+    paragraphs(&mut out, p.description);
+    commands(&mut out, p);
+    if !p.verbs.is_empty() {
+        ctl_verbs(&mut out, p);
+    }
+    options(&mut out, p);
+    environment(&mut out, p);
+    let signals = p.signals.iter().map(|(s, e)| (format!("\\fB{s}\\fR"), *e));
+    described_section(&mut out, "SIGNALS", signals);
+    let codes = p
+        .exit_codes
+        .iter()
+        .map(|(c, m)| (format!("\\fB{c}\\fR"), *m));
+    described_section(&mut out, "EXIT STATUS", codes);
+    let files = p
+        .files
+        .iter()
+        .map(|(path, what)| (format!("\\fI{}\\fR", text(path)), *what));
+    described_section(&mut out, "FILES", files);
+    see_also(&mut out, p.see_also);
+    out
+}
 
+/// A command or verb with its arguments, as a synopsis shows them.
+fn usage(name: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        args(name)
+    } else {
+        format!("{} {}", args(name), args(rest))
+    }
+}
+
+/// The SYNOPSIS section: one line per command.
+fn synopsis(out: &mut String, p: &Program) {
     out.push_str(".SH SYNOPSIS\n");
     for (i, c) in p.commands.iter().enumerate() {
         if i > 0 {
@@ -213,47 +248,42 @@ pub fn command_page(p: &Program) -> String {
             p.name.replace('-', "\\-")
         ));
     }
+}
 
-    out.push_str(".SH DESCRIPTION\n");
-    paragraphs(&mut out, p.description);
-
+/// The COMMANDS section: each command, and the options only it takes.
+fn commands(out: &mut String, p: &Program) {
     out.push_str(".SH COMMANDS\n");
     for c in &p.commands {
-        let head = if c.args.is_empty() {
-            args(c.name)
-        } else {
-            format!("{} {}", args(c.name), args(c.args))
-        };
-        tagged(&mut out, &head, &sentence(c.help));
+        tagged(out, &usage(c.name, c.args), &sentence(c.help));
         if !c.options.is_empty() {
             out.push_str(".RS\n");
             for o in &c.options {
-                tagged(&mut out, &flag(o.flag, o.arg), &sentence(o.help));
+                tagged(out, &flag(o.flag, o.arg), &sentence(o.help));
             }
             out.push_str(".RE\n");
         }
     }
+}
 
-    if !p.verbs.is_empty() {
-        out.push_str(".SH CTL VERBS\n");
-        out.push_str(&format!(
-            "\\fB{} ctl\\fR \\fIVERB\\fR talks to the running agent through its control socket.\n",
-            p.name
-        ));
-        for v in &p.verbs {
-            let head = if v.args.is_empty() {
-                args(v.name)
-            } else {
-                format!("{} {}", args(v.name), args(v.args))
-            };
-            tagged(&mut out, &head, &sentence(v.help));
-        }
-        out.push_str(".SS Options of every verb\n");
-        for o in &p.verb_options {
-            tagged(&mut out, &flag(o.flag, o.arg), &sentence(o.help));
-        }
+/// The CTL VERBS section: each verb, then the options every verb takes.
+fn ctl_verbs(out: &mut String, p: &Program) {
+    out.push_str(".SH CTL VERBS\n");
+    out.push_str(&format!(
+        "\\fB{} ctl\\fR \\fIVERB\\fR talks to the running agent through its control socket.\n",
+        p.name
+    ));
+    for v in &p.verbs {
+        tagged(out, &usage(v.name, v.args), &sentence(v.help));
     }
+    out.push_str(".SS Options of every verb\n");
+    for o in &p.verb_options {
+        tagged(out, &flag(o.flag, o.arg), &sentence(o.help));
+    }
+}
 
+/// The OPTIONS section: `--config`, every setting that has a flag, then
+/// `--help` and `--version`.
+fn options(out: &mut String, p: &Program) {
     out.push_str(".SH OPTIONS\n");
     out.push_str(&format!(
         "Each setting is also the variable \\fB{}\\fIKEY\\fR in the environment and \\fIkey\\fR in the configuration file; see {}.\n",
@@ -261,7 +291,7 @@ pub fn command_page(p: &Program) -> String {
         config_page_name(p),
     ));
     tagged(
-        &mut out,
+        out,
         &format!("\\fB\\-c\\fR, {}", flag("--config", "PATH")),
         &format!(
             "The configuration file (also \\fB{}\\fR). Default: \\fB{}\\fR, which may be absent; a file named here must exist.",
@@ -277,22 +307,27 @@ pub fn command_page(p: &Program) -> String {
         }
         body.push(' ');
         body.push_str(&facts(s));
-        tagged(&mut out, &flag(f, s.arg), &body);
+        tagged(out, &flag(f, s.arg), &body);
     }
     tagged(
-        &mut out,
+        out,
         "\\fB\\-h\\fR, \\fB\\-\\-help\\fR",
         "Print the usage and exit.",
     );
     tagged(
-        &mut out,
+        out,
         "\\fB\\-V\\fR, \\fB\\-\\-version\\fR",
         "Print the version and exit.",
     );
+}
 
+/// The ENVIRONMENT section: the configuration file's variable, the
+/// variable of every setting that has a flag, and the others the program
+/// reads.
+fn environment(out: &mut String, p: &Program) {
     out.push_str(".SH ENVIRONMENT\n");
     tagged(
-        &mut out,
+        out,
         &format!("\\fB{}\\fR", p.config_env),
         "The configuration file, as \\fB\\-\\-config\\fR names it (which wins).",
     );
@@ -301,7 +336,7 @@ pub fn command_page(p: &Program) -> String {
             continue;
         };
         tagged(
-            &mut out,
+            out,
             &format!("\\fB{env}\\fR"),
             &format!(
                 "Sets \\fB{}\\fR, like \\fB{}\\fR (which wins).",
@@ -311,30 +346,21 @@ pub fn command_page(p: &Program) -> String {
         );
     }
     for (name, effect) in &p.other_env {
-        tagged(&mut out, &format!("\\fB{name}\\fR"), &sentence(effect));
+        tagged(out, &format!("\\fB{name}\\fR"), &sentence(effect));
     }
+}
 
-    out.push_str(".SH SIGNALS\n");
-    for (signal, effect) in &p.signals {
-        tagged(&mut out, &format!("\\fB{signal}\\fR"), &sentence(effect));
+/// A section of tagged paragraphs whose bodies are sentences from a table
+/// (signals, exit codes, files).
+fn described_section<'a>(
+    out: &mut String,
+    heading: &str,
+    items: impl Iterator<Item = (String, &'a str)>,
+) {
+    out.push_str(&format!(".SH {heading}\n"));
+    for (tag, what) in items {
+        tagged(out, &tag, &sentence(what));
     }
-
-    out.push_str(".SH EXIT STATUS\n");
-    for (code, meaning) in &p.exit_codes {
-        tagged(&mut out, &format!("\\fB{code}\\fR"), &sentence(meaning));
-    }
-
-    out.push_str(".SH FILES\n");
-    for (path, what) in &p.files {
-        tagged(
-            &mut out,
-            &format!("\\fI{}\\fR", text(path)),
-            &sentence(what),
-        );
-    }
-
-    see_also(&mut out, p.see_also);
-    out
 }
 
 /// `name(5)` of a program's configuration file page.

@@ -31,6 +31,7 @@ use crate::reload::{self, Answer, Outcome};
 use crate::routes::{self, etag, sha256};
 use crate::runtime;
 use hapgent_common::{atomic, files};
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -93,40 +94,332 @@ fn lock(config: &Path) -> Result<Option<File>, String> {
     }
 }
 
-/// Applies a configuration change.
+/// Applies a configuration change: the steps of the module's header, in
+/// order. Each step either hands the next what it needs or ends the change
+/// with its answer, having written the audit line.
 pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]) -> Response {
-    let new_sha = sha256(body);
-    let audit = |old: &str, outcome: &str| {
-        hapgent_common::info!("{}", audit_line(who, old, &new_sha, outcome));
-    };
-    let path = &config.haproxy_config;
-    let _lock = match lock(path) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            audit("-", "refused (409): another change is in progress");
-            return Response::error(
+    let change = Change::new(config, who, body);
+    match change.apply(if_match).await {
+        Ok(answer) | Err(answer) => answer,
+    }
+}
+
+/// A step of a change: Err is the answer that ends it early.
+type Step<T> = Result<T, Response>;
+
+/// One change in progress: the candidate and who sent it.
+struct Change<'a> {
+    config: &'a Config,
+    /// `config.haproxy_config`, the file changed.
+    path: &'a Path,
+    who: &'a str,
+    body: &'a [u8],
+    /// The candidate as text (what pre-flight and the content check read).
+    text: Cow<'a, str>,
+    new_sha: String,
+}
+
+/// The file being replaced, read under the lock.
+struct Current {
+    bytes: Vec<u8>,
+    sha: String,
+}
+
+impl<'a> Change<'a> {
+    fn new(config: &'a Config, who: &'a str, body: &'a [u8]) -> Change<'a> {
+        Change {
+            config,
+            path: &config.haproxy_config,
+            who,
+            body,
+            text: String::from_utf8_lossy(body),
+            new_sha: sha256(body),
+        }
+    }
+
+    /// Lock, read, check, install, reload, answer by the outcome.
+    async fn apply(&self, if_match: Option<&str>) -> Step<Response> {
+        let _lock = self.take_lock()?;
+        let current = self.read_current(if_match)?;
+        let mut record = settled_record(self.config).await;
+        let new_lines = self.check(&current).await?;
+        let before = self.install(&current).await?;
+        let notes = self.prepare_reload(&new_lines, &before, &mut record).await;
+        let (outcome, output) = reload_and_observe(self.config, &before).await;
+        Ok(match outcome {
+            Outcome::Live(worker) => self.applied(&current, worker, &output, record, notes).await,
+            Outcome::Failed(why) => self.rolled_back(&current, &why, &output, record),
+            Outcome::Down(why) => self.revived(&current, &why, &output, record).await,
+            Outcome::Unknown(why) => self.unknown(&current, &why, &output, notes),
+        })
+    }
+
+    /// Writes the change's audit line, with the SHA-256 of the file it
+    /// replaces (`-` before that file was read).
+    fn audit(&self, old_sha: &str, outcome: &str) {
+        hapgent_common::info!("{}", audit_line(self.who, old_sha, &self.new_sha, outcome));
+    }
+
+    /// Ends the change early: its audit line, then the error answer.
+    fn end(
+        &self,
+        old_sha: &str,
+        outcome: &str,
+        status: u16,
+        message: &str,
+        output: Option<&str>,
+    ) -> Response {
+        self.audit(old_sha, outcome);
+        Response::error(status, message, output)
+    }
+
+    /// Takes the change lock; 409 while another change holds it.
+    fn take_lock(&self) -> Step<File> {
+        match lock(self.path) {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(self.end(
+                "-",
+                "refused (409): another change is in progress",
                 409,
                 "another configuration change is in progress; retry when it is done",
                 None,
-            );
+            )),
+            Err(e) => Err(self.end("-", "failed (500): cannot take the lock", 500, &e, None)),
         }
-        Err(e) => {
-            audit("-", "failed (500): cannot take the lock");
-            return Response::error(500, &e, None);
-        }
-    };
-    let current = match read_config(path) {
-        Ok(b) => b,
-        Err(e) => {
-            audit("-", "failed (500): cannot read the current file");
-            return Response::error(500, &e, None);
-        }
-    };
-    let old_sha = sha256(&current);
-    if let Err((status, message)) = routes::precondition(if_match, &etag(&current)) {
-        audit(&old_sha, &format!("refused ({status}): precondition"));
-        return Response::error(status, &message, None);
     }
+
+    /// Reads the file the change replaces and checks If-Match against it.
+    fn read_current(&self, if_match: Option<&str>) -> Step<Current> {
+        let bytes = read_config(self.path).map_err(|e| {
+            self.end(
+                "-",
+                "failed (500): cannot read the current file",
+                500,
+                &e,
+                None,
+            )
+        })?;
+        let sha = sha256(&bytes);
+        if let Err((status, message)) = routes::precondition(if_match, &etag(&bytes)) {
+            let outcome = format!("refused ({status}): precondition");
+            return Err(self.end(&sha, &outcome, status, &message, None));
+        }
+        Ok(Current { bytes, sha })
+    }
+
+    /// Refuses a candidate HAProxy should not or could not run: exec
+    /// directives (unless allowed), what `haproxy -c` rejects, what the
+    /// pre-flight finds missing on this host. Nothing is touched yet.
+    /// Returns the candidate's lines.
+    async fn check(&self, current: &Current) -> Step<Vec<preflight::Line>> {
+        let new_lines = preflight::lines(&self.text);
+        if !self.config.allow_exec_sections {
+            self.refuse_exec(current, &new_lines)?;
+        }
+        if let Err((message, output)) = validate(self.config, self.body).await {
+            return Err(self.end(
+                &current.sha,
+                "refused (422): haproxy -c rejected it",
+                422,
+                &message,
+                Some(&output),
+            ));
+        }
+        self.check_host(current, &new_lines).await?;
+        Ok(new_lines)
+    }
+
+    /// 422 when the candidate makes HAProxy run programs or load code.
+    fn refuse_exec(&self, current: &Current, new_lines: &[preflight::Line]) -> Step<()> {
+        let found = preflight::exec_directives(new_lines);
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(self.end(
+            &current.sha,
+            "refused (422): exec directives",
+            422,
+            &format!(
+                "the configuration makes HAProxy run programs or load code ({}); refused because allow_exec_sections is false; nothing was changed",
+                found.join("; ")
+            ),
+            None,
+        ))
+    }
+
+    /// 422 when the host lacks what the candidate needs and `haproxy -c`
+    /// cannot see (`preflight`).
+    async fn check_host(&self, current: &Current, new_lines: &[preflight::Line]) -> Step<()> {
+        let old_lines = preflight::lines(&String::from_utf8_lossy(&current.bytes));
+        let problems = preflight::check(&preflight::needs(new_lines, &old_lines)).await;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(self.end(
+            &current.sha,
+            "refused (422): pre-flight",
+            422,
+            &format!(
+                "HAProxy could not start this configuration on this host: {}; nothing was changed",
+                problems.join("; ")
+            ),
+            None,
+        ))
+    }
+
+    /// Keeps the current file as last-known-good, notes what HAProxy runs,
+    /// and replaces the file; 500 (nothing changed) if either write fails.
+    async fn install(&self, current: &Current) -> Step<reload::Before> {
+        if let Err(e) = keep_copy(self.path, &last_good_path(self.path), &current.bytes) {
+            return Err(self.end(
+                &current.sha,
+                "failed (500): cannot keep the last-known-good copy",
+                500,
+                &format!("keeping the last-known-good copy failed, nothing changed: {e}"),
+                None,
+            ));
+        }
+        let before = reload::before(self.config).await;
+        if let Err(e) = atomic::replace(self.path, self.body) {
+            return Err(self.end(
+                &current.sha,
+                "failed (500): cannot replace the file",
+                500,
+                &format!(
+                    "replacing {} failed, nothing changed: {e}",
+                    self.path.display()
+                ),
+                None,
+            ));
+        }
+        Ok(before)
+    }
+
+    /// Saves the servers' state where the new configuration loads it and
+    /// records the change as pending; returns the notes for the answer
+    /// (a state not saved, a state file the configuration lacks).
+    async fn prepare_reload(
+        &self,
+        new_lines: &[preflight::Line],
+        before: &reload::Before,
+        record: &mut live::Record,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(state) = preflight::server_state_file(new_lines)
+            && let Err(e) = save_server_state(self.config, &state).await
+        {
+            notes.push(format!(
+                "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}; hapgent-lb needs write access to that directory",
+                state.display()
+            ));
+        }
+        notes.extend(preflight::server_state_gap(new_lines));
+        record.pending = Some(live::Pending {
+            sha256: self.new_sha.clone(),
+            before: before.workers(),
+        });
+        live::save(self.path, record);
+        notes
+    }
+
+    /// Live: the new file stays; 200 with the new worker (and a content
+    /// check that disagrees, as a note).
+    async fn applied(
+        &self,
+        current: &Current,
+        worker: u32,
+        output: &str,
+        mut record: live::Record,
+        mut notes: Vec<String>,
+    ) -> Response {
+        record.learn(worker, &self.new_sha);
+        live::save(self.path, &record);
+        notes.extend(content_note(self.config, &self.text).await);
+        self.audit(&current.sha, "applied (200)");
+        let mut v = serde_json::json!({
+            "etag": etag(self.body),
+            "sha256": self.new_sha,
+            "worker": worker,
+            "output": output,
+        });
+        if !notes.is_empty() {
+            v["notes"] = serde_json::json!(notes);
+        }
+        Response::json(200, &v).with("ETag", etag(self.body))
+    }
+
+    /// Failed, the old workers run: the previous file is restored; 502.
+    fn rolled_back(
+        &self,
+        current: &Current,
+        why: &str,
+        output: &str,
+        mut record: live::Record,
+    ) -> Response {
+        record.pending = None;
+        live::save(self.path, &record);
+        let restored = match restore(self.path, &current.bytes) {
+            Ok(()) => "the previous file was restored; HAProxy still serves it".to_string(),
+            Err(e) => e,
+        };
+        self.audit(&current.sha, &format!("rolled back (502): {why}"));
+        hapgent_common::error!("configuration change failed: {why}; {restored}");
+        Response::error(502, &format!("{why}; {restored}"), Some(output))
+    }
+
+    /// HAProxy down: the previous file is restored and HAProxy started
+    /// again with it; 502 saying whether that worked.
+    async fn revived(
+        &self,
+        current: &Current,
+        why: &str,
+        output: &str,
+        mut record: live::Record,
+    ) -> Response {
+        record.pending = None;
+        let restored = match restore(self.path, &current.bytes) {
+            Err(e) => e,
+            Ok(()) => match reload::revive(self.config).await {
+                Ok((how, worker)) => {
+                    record.learn(worker, &current.sha);
+                    format!(
+                        "the previous file was restored and HAProxy was {how} with it (worker {worker})"
+                    )
+                }
+                Err(e) => {
+                    format!("the previous file was restored, but HAProxy is NOT running: {e}")
+                }
+            },
+        };
+        live::save(self.path, &record);
+        self.audit(&current.sha, &format!("rolled back (502): {why}"));
+        hapgent_common::error!("configuration change took HAProxy down: {why}; {restored}");
+        Response::error(502, &format!("{why}; {restored}"), Some(output))
+    }
+
+    /// Unknown at `reload_timeout`: nothing is touched; 504.
+    fn unknown(&self, current: &Current, why: &str, output: &str, notes: Vec<String>) -> Response {
+        self.audit(&current.sha, &format!("unknown (504): {why}"));
+        hapgent_common::warn!("configuration change outcome unknown: {why}");
+        let mut v = serde_json::json!({
+            "error": format!(
+                "{why}; haproxy.cfg keeps the new configuration and nothing was restored; GET /v1/config/live says which configuration the workers run once HAProxy has decided"
+            ),
+            "status": 504,
+            "sha256": self.new_sha,
+            "output": output,
+        });
+        if !notes.is_empty() {
+            v["notes"] = serde_json::json!(notes);
+        }
+        Response::json(504, &v)
+    }
+}
+
+/// The live record, with a pending reload settled if the worker answering
+/// the runtime API shows how it ended.
+async fn settled_record(config: &Config) -> live::Record {
+    let path = &config.haproxy_config;
     let mut record = live::load(path);
     if record.pending.is_some()
         && let Ok(pid) = runtime::pid(&config.haproxy_socket).await
@@ -134,76 +427,12 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
     {
         live::save(path, &record);
     }
+    record
+}
 
-    let text = String::from_utf8_lossy(body);
-    let new_lines = preflight::lines(&text);
-    if !config.allow_exec_sections {
-        let found = preflight::exec_directives(&new_lines);
-        if !found.is_empty() {
-            audit(&old_sha, "refused (422): exec directives");
-            return Response::error(
-                422,
-                &format!(
-                    "the configuration makes HAProxy run programs or load code ({}); refused because allow_exec_sections is false; nothing was changed",
-                    found.join("; ")
-                ),
-                None,
-            );
-        }
-    }
-    if let Err((message, output)) = validate(config, body).await {
-        audit(&old_sha, "refused (422): haproxy -c rejected it");
-        return Response::error(422, &message, Some(&output));
-    }
-    let old_lines = preflight::lines(&String::from_utf8_lossy(&current));
-    let problems = preflight::check(&preflight::needs(&new_lines, &old_lines)).await;
-    if !problems.is_empty() {
-        audit(&old_sha, "refused (422): pre-flight");
-        return Response::error(
-            422,
-            &format!(
-                "HAProxy could not start this configuration on this host: {}; nothing was changed",
-                problems.join("; ")
-            ),
-            None,
-        );
-    }
-    if let Err(e) = keep_copy(path, &last_good_path(path), &current) {
-        audit(
-            &old_sha,
-            "failed (500): cannot keep the last-known-good copy",
-        );
-        return Response::error(
-            500,
-            &format!("keeping the last-known-good copy failed, nothing changed: {e}"),
-            None,
-        );
-    }
-    let before = reload::before(config).await;
-    if let Err(e) = atomic::replace(path, body) {
-        audit(&old_sha, "failed (500): cannot replace the file");
-        return Response::error(
-            500,
-            &format!("replacing {} failed, nothing changed: {e}", path.display()),
-            None,
-        );
-    }
-    let mut notes = Vec::new();
-    if let Some(state) = preflight::server_state_file(&new_lines)
-        && let Err(e) = save_server_state(config, &state).await
-    {
-        notes.push(format!(
-            "the servers' state was not saved to {} before the reload, so weights and drain/maint states set at runtime start over: {e}; hapgent-lb needs write access to that directory",
-            state.display()
-        ));
-    }
-    notes.extend(preflight::server_state_gap(&new_lines));
-    record.pending = Some(live::Pending {
-        sha256: new_sha.clone(),
-        before: before.workers(),
-    });
-    live::save(path, &record);
-
+/// Asks HAProxy to reload and watches its processes until the outcome is
+/// known: (outcome, the reload command's or master's output).
+async fn reload_and_observe(config: &Config, before: &reload::Before) -> (Outcome, String) {
     let asked = Instant::now();
     let (answer, output) = match reload::trigger(config).await {
         Ok(x) => x,
@@ -211,74 +440,9 @@ pub async fn put(config: &Config, who: &str, if_match: Option<&str>, body: &[u8]
         // processes tell.
         Err(e) => (Answer::Silent, e),
     };
-    let outcome = reload::observe(config, &before, answer).await;
+    let outcome = reload::observe(config, before, answer).await;
     metrics::reloaded(&outcome, asked.elapsed());
-    match outcome {
-        Outcome::Live(worker) => {
-            record.learn(worker, &new_sha);
-            live::save(path, &record);
-            notes.extend(content_note(config, &text).await);
-            audit(&old_sha, "applied (200)");
-            let mut v = serde_json::json!({
-                "etag": etag(body),
-                "sha256": new_sha,
-                "worker": worker,
-                "output": output,
-            });
-            if !notes.is_empty() {
-                v["notes"] = serde_json::json!(notes);
-            }
-            Response::json(200, &v).with("ETag", etag(body))
-        }
-        Outcome::Failed(why) => {
-            record.pending = None;
-            live::save(path, &record);
-            let restored = match restore(path, &current) {
-                Ok(()) => "the previous file was restored; HAProxy still serves it".to_string(),
-                Err(e) => e,
-            };
-            audit(&old_sha, &format!("rolled back (502): {why}"));
-            hapgent_common::error!("configuration change failed: {why}; {restored}");
-            Response::error(502, &format!("{why}; {restored}"), Some(&output))
-        }
-        Outcome::Down(why) => {
-            record.pending = None;
-            let restored = match restore(path, &current) {
-                Err(e) => e,
-                Ok(()) => match reload::revive(config).await {
-                    Ok((how, worker)) => {
-                        record.learn(worker, &old_sha);
-                        format!(
-                            "the previous file was restored and HAProxy was {how} with it (worker {worker})"
-                        )
-                    }
-                    Err(e) => {
-                        format!("the previous file was restored, but HAProxy is NOT running: {e}")
-                    }
-                },
-            };
-            live::save(path, &record);
-            audit(&old_sha, &format!("rolled back (502): {why}"));
-            hapgent_common::error!("configuration change took HAProxy down: {why}; {restored}");
-            Response::error(502, &format!("{why}; {restored}"), Some(&output))
-        }
-        Outcome::Unknown(why) => {
-            audit(&old_sha, &format!("unknown (504): {why}"));
-            hapgent_common::warn!("configuration change outcome unknown: {why}");
-            let mut v = serde_json::json!({
-                "error": format!(
-                    "{why}; haproxy.cfg keeps the new configuration and nothing was restored; GET /v1/config/live says which configuration the workers run once HAProxy has decided"
-                ),
-                "status": 504,
-                "sha256": new_sha,
-                "output": output,
-            });
-            if !notes.is_empty() {
-                v["notes"] = serde_json::json!(notes);
-            }
-            Response::json(504, &v)
-        }
-    }
+    (outcome, output)
 }
 
 /// Restores the previous content; Err says where the copy is.

@@ -607,6 +607,72 @@ mod tests {
             .unwrap_or_else(|| panic!("{b}/{s} missing"))
     }
 
+    /// (backend, server, status, admin, op, weight, initial weight,
+    /// sessions, agent status, agent description).
+    type ServerRow = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Admin,
+        Op,
+        u32,
+        u32,
+        u64,
+        &'static str,
+        &'static str,
+    );
+    /// The servers every capture shows.
+    const SERVERS: &[ServerRow] = &[
+        (
+            "web",
+            "web1",
+            "DRAIN",
+            Admin::Drain,
+            Op::Up,
+            100,
+            100,
+            0,
+            "",
+            "",
+        ),
+        (
+            "web",
+            "web2",
+            "no check",
+            Admin::Ready,
+            Op::Up,
+            50,
+            100,
+            1,
+            "L7OK",
+            "Layer7 check passed",
+        ),
+        (
+            "web",
+            "web3",
+            "DOWN",
+            Admin::Ready,
+            Op::Down,
+            1,
+            1,
+            0,
+            "",
+            "",
+        ),
+        (
+            "api",
+            "api1",
+            "MAINT",
+            Admin::Maint,
+            Op::Down,
+            1,
+            1,
+            0,
+            "",
+            "",
+        ),
+    ];
+
     #[test]
     fn servers_from_each_version() {
         for c in captures() {
@@ -626,70 +692,7 @@ mod tests {
             "{}",
             c.version
         );
-        // (server, status, admin, op, weight, initial, sessions, agent_status, agent_desc)
-        type Row<'a> = (
-            &'a str,
-            &'a str,
-            &'a str,
-            Admin,
-            Op,
-            u32,
-            u32,
-            u64,
-            &'a str,
-            &'a str,
-        );
-        let rows: &[Row] = &[
-            (
-                "web",
-                "web1",
-                "DRAIN",
-                Admin::Drain,
-                Op::Up,
-                100,
-                100,
-                0,
-                "",
-                "",
-            ),
-            (
-                "web",
-                "web2",
-                "no check",
-                Admin::Ready,
-                Op::Up,
-                50,
-                100,
-                1,
-                "L7OK",
-                "Layer7 check passed",
-            ),
-            (
-                "web",
-                "web3",
-                "DOWN",
-                Admin::Ready,
-                Op::Down,
-                1,
-                1,
-                0,
-                "",
-                "",
-            ),
-            (
-                "api",
-                "api1",
-                "MAINT",
-                Admin::Maint,
-                Op::Down,
-                1,
-                1,
-                0,
-                "",
-                "",
-            ),
-        ];
-        for &(b, s, status, admin, op, weight, initial, sessions, agent, desc) in rows {
+        for &(b, s, status, admin, op, weight, initial, sessions, agent, desc) in SERVERS {
             let got = find(&backends, b, s);
             assert_eq!(
                 (

@@ -43,12 +43,10 @@ impl Access {
         }
     }
 
-    /// Whether `peer` may use the socket.
+    /// Whether `peer` may use the socket: the rule both programs share,
+    /// tested in `hapgent_common::creds`.
     pub fn allows(&self, peer: &Peer) -> bool {
-        peer.uid == 0
-            || peer.uid == self.uid
-            || peer.gid == self.gid
-            || peer.groups.contains(&self.gid)
+        hapgent_common::creds::allowed(peer, self.uid, self.gid)
     }
 }
 
@@ -72,35 +70,5 @@ pub fn describe(peer: &Peer) -> String {
     match sys::user_name(peer.uid) {
         Some(name) => format!("uid {} ({name})", peer.uid),
         None => format!("uid {}", peer.uid),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn who_may_use_the_socket() {
-        let access = Access {
-            uid: 500,
-            gid: 600,
-            group: "hapgent".into(),
-        };
-        let peer = |uid, gid, groups: &[u32]| Peer {
-            pid: 1,
-            uid,
-            gid,
-            groups: groups.to_vec(),
-        };
-        for (p, allowed) in [
-            (peer(0, 0, &[]), true),
-            (peer(500, 1, &[]), true),
-            (peer(1000, 600, &[]), true),
-            (peer(1000, 1000, &[27, 600]), true),
-            (peer(1000, 1000, &[27]), false),
-            (peer(600, 500, &[]), false),
-        ] {
-            assert_eq!(access.allows(&p), allowed, "{p:?}");
-        }
     }
 }

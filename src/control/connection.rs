@@ -1,7 +1,8 @@
 //! One connection to the control socket: the peer checked, a place taken
 //! (or "busy"), one request line read within its deadline and size, one
 //! answer written, and the connection lingered on so that the answer is
-//! not lost to a reset.
+//! not lost to a reset. Accepting (with backoff) and lingering are
+//! `hapgent_common::serving`'s, as for the probe port and hapgent-lb.
 
 use super::access::{self, Access};
 use super::handlers;
@@ -11,6 +12,7 @@ use crate::error::Error;
 use crate::log::Limit;
 use crate::sys;
 use crate::warn;
+use hapgent_common::serving;
 use hapgent_common::slots::Budget;
 use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
 use std::cell::RefCell;
@@ -26,6 +28,11 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 64;
 /// At most one refusal logged per this long (the rest are counted).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Connections accepted in a row before the accepting task yields.
+const BURST: u32 = 16;
+/// What is read and dropped after the answer, at most, and for how long.
+const LINGER_BYTES: usize = 4 * wire::MAX_REQUEST;
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Serves the control socket until the returned task is dropped.
 pub fn serve(
@@ -41,15 +48,7 @@ pub fn serve(
         let budget = Rc::new(Budget::new(MAX_CONNECTIONS));
         let access = Rc::new(access);
         let refusals = Rc::new(RefCell::new(Limit::new(REFUSAL_LOG_EVERY)));
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    warn!("control socket: accept failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+        serving::accept_loop(&listener, BURST, |(stream, _)| {
             let (agent, access, budget, refusals) = (
                 Rc::clone(&agent),
                 Rc::clone(&access),
@@ -61,7 +60,8 @@ pub fn serve(
                     connection(stream, &agent, &access, &budget, &refusals).await;
                 })
                 .detach();
-        }
+        })
+        .await;
     }))
 }
 
@@ -125,26 +125,11 @@ async fn connection(
     }
 }
 
-/// After the answer: signals the end, then reads and drops what the client
+/// After the answer: half-closes, then reads and drops what the client
 /// still sends (bounded), so that closing with unread input does not reset
 /// the connection and destroy the answer before the client reads it.
 async fn linger(stream: &mut Async<UnixStream>) {
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut total = 0usize;
-        while total < 4 * wire::MAX_REQUEST {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    drain
-        .or(async {
-            Timer::after(Duration::from_secs(1)).await;
-        })
-        .await;
+    serving::linger(stream, LINGER_BYTES, LINGER_TIME).await;
 }
 
 /// Reads one line, at most `wire::MAX_REQUEST` bytes, within the deadline.

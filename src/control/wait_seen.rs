@@ -57,15 +57,15 @@ pub async fn wait_seen(
         let verdict = probers::verdict(&progress);
         answer.probers = Some(progress_answer(&progress));
         match verdict {
-            Some(true) => return wire::ok(answer),
-            Some(false) => {
+            probers::Wait::Seen => return wire::ok(answer),
+            probers::Wait::Failed => {
                 let message = format!(
                     "version {version}{of} was not seen by every load balancer: {}",
                     unseen(&progress)
                 );
                 return wire::failure(Code::NotSeen, &message, answer);
             }
-            None if now >= deadline => {
+            probers::Wait::Pending if now >= deadline => {
                 let message = format!(
                     "version {version}{of} was not seen by every load balancer within {}: {}",
                     seconds(timeout),
@@ -73,7 +73,7 @@ pub async fn wait_seen(
                 );
                 return wire::failure(Code::NotSeen, &message, answer);
             }
-            None => {}
+            probers::Wait::Pending => {}
         }
         // Wake at the next probe, or when a silent prober may have gone
         // quiet for longer than the window, or at the deadline.

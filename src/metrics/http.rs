@@ -10,7 +10,8 @@ use crate::agent::Agent;
 use crate::error::Error;
 use crate::line::Line;
 use crate::listen;
-use smol::{Async, LocalExecutor, Task, Timer, future, prelude::*};
+use hapgent_common::serving;
+use smol::{Async, LocalExecutor, Task, Timer, prelude::*};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
@@ -25,7 +26,9 @@ const MAX_CONNECTIONS: usize = 16;
 /// Connections accepted in a row before those accepted run: at most half
 /// of `MAX_CONNECTIONS`, so each runs (and reads a request sent at once)
 /// before enough newer ones come to close it.
-const BURST: usize = MAX_CONNECTIONS / 2;
+const BURST: u32 = MAX_CONNECTIONS as u32 / 2;
+/// How long the client's leftovers are read and dropped after the answer.
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Binds the metrics listener.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -48,16 +51,9 @@ pub fn serve(
     let tasks = Rc::clone(ex);
     Ok(ex.spawn(async move {
         let line = Line::new(MAX_CONNECTIONS);
-        let mut burst = 0;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    crate::warn!("metrics: accept failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+        // Yields after BURST in a row: `accept` does not while connections
+        // are queued.
+        serving::accept_loop(&listener, BURST, |(stream, _)| {
             let (place, _) = line.join();
             let agent = Rc::clone(&agent);
             tasks
@@ -74,13 +70,8 @@ pub fn serve(
                         .await;
                 })
                 .detach();
-            // `accept` does not yield while connections are queued.
-            burst += 1;
-            if burst == BURST {
-                burst = 0;
-                future::yield_now().await;
-            }
-        }
+        })
+        .await;
     }))
 }
 
@@ -165,16 +156,8 @@ async fn scrape(stream: Async<TcpStream>, agent: &Agent) -> io::Result<()> {
 async fn write_answer(stream: &mut Async<TcpStream>, answer: &[u8]) -> io::Result<()> {
     stream.write_all(answer).await?;
     stream.flush().await?;
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
     // Drop what the client still sends so the close does not reset.
-    let mut buf = [0u8; 1024];
-    let mut total = 0;
-    while total < MAX_HEAD {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
+    serving::linger(stream, MAX_HEAD, LINGER_TIME).await;
     Ok(())
 }
 
