@@ -19,7 +19,7 @@ _hapgent() {
         case $word in
             -c|--config) config=${COMP_WORDS[i+1]}; i=$((i + 1)) ;;
             --config=*) config=${word#--config=} ;;
-            --ip|--port|--state-file|--max-connections|--write-timeout|--drain-file|--maint-file|--timeframe|--min-weight|--cpu-smoothing|--proc-stat|--control-socket|--control-group|--seen-window|--max-probers|--payload-timeout|--allow|--metrics-listen|--timeout|--service|--status|--weight|--maxconn|--description) i=$((i + 1)) ;;
+            --ip|--port|--state-file|--max-connections|--write-timeout|--drain-file|--maint-file|--timeframe|--min-weight|--cpu-smoothing|--proc-stat|--proc-meminfo|--proc-loadavg|--proc-net|--control-socket|--control-group|--seen-window|--max-probers|--payload-timeout|--allow|--metrics-listen|--maxconn-total|--timeout|--service|--status|--weight|--maxconn|--description) i=$((i + 1)) ;;
             -*) ;;
             *)
                 if [ -z "$command" ]; then
@@ -31,7 +31,7 @@ _hapgent() {
         esac
     done
     case $prev in
-        -c|--config|--state-file|--drain-file|--maint-file|--proc-stat|--control-socket)
+        -c|--config|--state-file|--drain-file|--maint-file|--proc-stat|--proc-meminfo|--proc-loadavg|--proc-net|--control-socket)
             compopt -o filenames 2>/dev/null
             local IFS=$'\n'
             COMPREPLY=($(compgen -f -- "$cur"))
@@ -45,10 +45,10 @@ _hapgent() {
             COMPREPLY=($(compgen -W "UP DOWN READY DRAIN FAIL MAINT STOPPED" -- "$cur"))
             return
             ;;
-        --ip|--port|--max-connections|--write-timeout|--timeframe|--min-weight|--cpu-smoothing|--control-group|--seen-window|--max-probers|--payload-timeout|--allow|--metrics-listen|--timeout|--weight|--maxconn|--description) return ;; # a value to type
+        --ip|--port|--max-connections|--write-timeout|--timeframe|--min-weight|--cpu-smoothing|--control-group|--seen-window|--max-probers|--payload-timeout|--allow|--metrics-listen|--maxconn-total|--timeout|--weight|--maxconn|--description) return ;; # a value to type
     esac
     if [[ $cur == -* ]]; then
-        local flags="-c --config --ip --port --state-file --max-connections --write-timeout --log-requests --drain-file --maint-file --cpu-weight --timeframe --min-weight --cpu-smoothing --proc-stat --systemd --control-socket --control-group --seen-window --max-probers --payload-timeout --allow --metrics-listen -h --help -V --version"
+        local flags="-c --config --ip --port --state-file --max-connections --write-timeout --log-requests --drain-file --maint-file --cpu-weight --timeframe --min-weight --cpu-smoothing --proc-stat --proc-meminfo --proc-loadavg --proc-net --systemd --control-socket --control-group --seen-window --max-probers --payload-timeout --allow --metrics-listen --maxconn-total -h --help -V --version"
         case $command in
             reply) flags+=" --json" ;;
             ctl) flags+=" --json --wait-seen --timeout --service --all" ;;

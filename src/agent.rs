@@ -1,7 +1,9 @@
 //! The agent's served state, and the queries the rest asks of it: which
 //! services there are, the reply to a probe (routed by its payload to its
-//! service, with the CPU load applied), who probed and what each was
-//! served (the prober table), and a few counters.
+//! service, with the CPU load, the health checks, the capacity and the
+//! connection budget applied), who probed and what each was served (the
+//! prober table, which also counts the load balancers a `maxconn_total`
+//! is split across), and a few counters.
 //!
 //! One thread, one `LocalExecutor`: all state lives in `RefCell`s that only
 //! this thread touches, so there are no locks.
@@ -9,7 +11,8 @@
 //! This module decides as little as it can; the decisions are pure
 //! functions elsewhere: which services a configuration asks for
 //! (`services`), what the flag files and CPU load change in a reply and
-//! the reply itself (`protocol`), what to log about unknown service names
+//! the reply itself (`protocol`), how checks, capacity and the budget
+//! combine with the operator's state (`health::precedence`), what to log about unknown service names
 //! (`unknown`). Each service keeps its own file in step with what it
 //! serves (`service`). Starting, reloading and stopping the process, its
 //! listeners, control socket and signals are `daemon`'s, which sits above
@@ -18,6 +21,8 @@
 
 use crate::config::Config;
 use crate::cpu::Sampler;
+use crate::health::precedence::Decision;
+use crate::health::watch::Running;
 use crate::probers;
 use crate::protocol::Payload;
 use crate::server::{self, Server};
@@ -88,6 +93,9 @@ pub struct Agent {
     services: RefCell<Services>,
     /// CPU sampling, with `cpu_weight` (`daemon` starts and stops it).
     cpu: RefCell<Option<Sampler>>,
+    /// The health checks and capacity monitors (`daemon` starts them);
+    /// `None` when none is configured.
+    health: RefCell<Option<Running>>,
     /// The server answering probes, for its counters (set once serving).
     server: RefCell<Option<Rc<Server<Probes>>>>,
     /// Who probed, about which service, and which version each was served.
@@ -107,6 +115,7 @@ impl Agent {
             config: RefCell::new(config),
             services: RefCell::new(Services::default()),
             cpu: RefCell::new(None),
+            health: RefCell::new(None),
             server: RefCell::new(None),
             probers: RefCell::new(probers::Table::new(max_probers)),
             unknown: RefCell::new(Unknown::default()),
@@ -136,6 +145,64 @@ impl Agent {
         self.cpu.borrow_mut()
     }
 
+    /// Runs the health checks and monitors of `running` from now on (the
+    /// ones before stop once the last reference goes), each service
+    /// reading its part.
+    pub fn set_health(&self, running: Option<Running>) {
+        *self.health.borrow_mut() = running;
+        self.attach_health();
+    }
+
+    /// The running checks and monitors, if any.
+    pub fn health(&self) -> Ref<'_, Option<Running>> {
+        self.health.borrow()
+    }
+
+    /// Hands each service what it reads of the checks and monitors, and
+    /// records the decision behind its reply (see `note_decision`).
+    fn attach_health(&self) {
+        let running = self.health.borrow();
+        for service in self.services() {
+            let watched = running.as_ref().and_then(|r| r.watched(&service.name));
+            service.set_health(watched);
+            if let Some(d) = self.decision(&service) {
+                service.note_decision(&d);
+            }
+        }
+    }
+
+    /// A check's verdict or the capacity changed: each service with checks
+    /// or monitors logs a change of its reply's state, with the reason.
+    /// Replies follow on their own (a probe reads the checks' cells).
+    pub fn health_changed(&self) {
+        for service in self.services() {
+            if let Some(d) = self.decision(&service) {
+                service.note_decision(&d);
+            }
+        }
+    }
+
+    /// The decision behind `service`'s reply now, and its reasons; `None`
+    /// when it has no check, monitor or budget.
+    pub fn decision(&self, service: &Service) -> Option<Decision> {
+        let (idle, min_weight) = self.cpu_load();
+        service.decision(idle, min_weight, self.lbs(service))
+    }
+
+    /// The load balancers probing `service` now, counted only when its
+    /// reply depends on them (a `maxconn_total`), else 0. A balancer that
+    /// joins counts from its second probe, one that leaves until its
+    /// patience runs out (see `probers::Prober::is_probing`), so the
+    /// others' share lags by about one probe interval.
+    pub fn lbs(&self, service: &Service) -> usize {
+        if !service.counts_lbs() {
+            return 0;
+        }
+        self.probers
+            .borrow()
+            .probing(service.id, self.seen_window(), Instant::now())
+    }
+
     /// The server answering probes for this agent, whose counters the
     /// metrics show.
     pub fn set_server(&self, server: Option<Rc<Server<Probes>>>) {
@@ -163,6 +230,8 @@ impl Agent {
         self.probers
             .borrow_mut()
             .retain(|id| Unknown::is(id) || alive.contains(&id));
+        drop(services);
+        self.attach_health();
     }
 
     /// Stops every service's save loop (at stop) and returns the services,
@@ -224,7 +293,8 @@ impl Agent {
         // `Service::reply_for`).
         let last = self.probers.borrow().get(&key).map(|p| Rc::clone(&p.reply));
         let (idle, min_weight) = self.cpu_load();
-        let reply = service.reply_for(idle, min_weight, last.as_ref());
+        let lbs = self.lbs(&service);
+        let reply = service.reply_for(idle, min_weight, lbs, last.as_ref());
         let served = Served {
             key,
             reply: Rc::clone(&reply),
@@ -286,7 +356,7 @@ impl Agent {
     /// The reply `service` would give now.
     pub fn current_reply(&self, service: &Service) -> Rc<[u8]> {
         let (idle, min_weight) = self.cpu_load();
-        service.current_reply(idle, min_weight)
+        service.current_reply(idle, min_weight, self.lbs(service))
     }
 
     /// The CPU idle share (`None` without `cpu_weight` or before the first

@@ -12,6 +12,7 @@
 
 use crate::cidr::Cidr;
 use crate::error::Error;
+use crate::health::config::{self as health, CapacitySpec, CheckSpec};
 use crate::settings::SPEC;
 use hapgent_common::config::Problem;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -29,7 +30,7 @@ pub const DEFAULT_SERVICE: &str = "default";
 
 /// Every setting, typed. Names, defaults, help and checks are in
 /// `settings::SETTINGS` (a test keeps the two in step).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Addresses to listen on; each gets `port`.
@@ -59,6 +60,13 @@ pub struct Config {
     pub cpu_smoothing: u8,
     /// Where CPU counters are read (tests feed their own file).
     pub proc_stat: PathBuf,
+    /// Where the memory monitor reads MemTotal and MemAvailable.
+    pub proc_meminfo: PathBuf,
+    /// Where the load monitor reads the load average.
+    pub proc_loadavg: PathBuf,
+    /// The directory holding `tcp` and `tcp6`, read by the connections
+    /// monitor when netlink is refused.
+    pub proc_net: PathBuf,
     /// Take the listening sockets from systemd (`LISTEN_FDS`) instead of
     /// binding `ip` and `port`.
     pub systemd: bool,
@@ -83,11 +91,19 @@ pub struct Config {
     pub allow: Option<Vec<String>>,
     /// Where to serve Prometheus metrics (`GET /metrics`); unset: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The default service's health checks (`[checks.NAME]`), validated by
+    /// `health::config::check`.
+    pub checks: BTreeMap<String, CheckSpec>,
+    /// The capacity monitors (`[capacity]`), for every service.
+    pub capacity: Option<CapacitySpec>,
+    /// The default service's connections in all, split across the load
+    /// balancers probing it.
+    pub maxconn_total: Option<u32>,
 }
 
 /// One service besides the default: its own state file and flag files
 /// (described in `settings::SERVICE`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub state_file: PathBuf,
@@ -95,6 +111,13 @@ pub struct ServiceConfig {
     pub drain_file: Option<PathBuf>,
     #[serde(default)]
     pub maint_file: Option<PathBuf>,
+    /// This service's health checks (`[services.NAME.checks.CHECK]`).
+    /// Left out of `check-config` when there are none, as is an unset
+    /// `maxconn_total`: what it lists for a service stays as it was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, CheckSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxconn_total: Option<u32>,
 }
 
 impl Config {
@@ -132,6 +155,9 @@ impl Default for Config {
             min_weight: 1,
             cpu_smoothing: 0,
             proc_stat: PathBuf::from("/proc/stat"),
+            proc_meminfo: PathBuf::from("/proc/meminfo"),
+            proc_loadavg: PathBuf::from("/proc/loadavg"),
+            proc_net: PathBuf::from("/proc/net"),
             systemd: false,
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             control_group: None,
@@ -141,6 +167,9 @@ impl Default for Config {
             payload_timeout: 100,
             allow: None,
             metrics_listen: None,
+            checks: BTreeMap::new(),
+            capacity: None,
+            maxconn_total: None,
         }
     }
 }
@@ -169,6 +198,7 @@ pub fn refuse_empty(loaded: &Loaded) -> Result<(), Error> {
 /// `SETTINGS` says.
 fn check(config: &Config) -> Result<(), Problem> {
     control_socket_apart(config)?;
+    health_apart(config)?;
     // Compared where they lead, as the control socket is: two spellings
     // of one file would have two services overwrite each other's state.
     let at = |p: &Path| where_is(p).unwrap_or_else(|| p.to_path_buf());
@@ -195,6 +225,31 @@ fn check(config: &Config) -> Result<(), Problem> {
                     service.state_file.display()
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The health tables and budgets, each validated by `health::config`,
+/// whose messages name the key (`checks.app.timeout: ...`).
+fn health_apart(config: &Config) -> Result<(), Problem> {
+    for (name, spec) in &config.checks {
+        health::check("checks", name, spec).map_err(|e| ("checks", e))?;
+    }
+    if let Some(spec) = &config.capacity {
+        health::capacity(spec).map_err(|e| ("capacity", e))?;
+    }
+    if let Some(n) = config.maxconn_total {
+        health::maxconn_total("maxconn_total", n).map_err(|e| ("maxconn_total", e))?;
+    }
+    for (service, s) in &config.services {
+        for (name, spec) in &s.checks {
+            health::check(&format!("services.{service}.checks"), name, spec)
+                .map_err(|e| ("services", e))?;
+        }
+        if let Some(n) = s.maxconn_total {
+            health::maxconn_total(&format!("services.{service}.maxconn_total"), n)
+                .map_err(|e| ("services", e))?;
         }
     }
     Ok(())
@@ -641,11 +696,11 @@ mod tests {
             ),
             (
                 load_with(Some(&unknown.0), &[], &[]),
-                format!("unknown key \"prot\" from file {} (known keys: allow, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, metrics_listen, min_weight, payload_timeout, port, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
+                format!("unknown key \"prot\" from file {} (known keys: allow, capacity, checks, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, maxconn_total, metrics_listen, min_weight, payload_timeout, port, proc_loadavg, proc_meminfo, proc_net, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)", fp(&unknown)),
             ),
             (
                 load_with(None, &[("HAPGENT_PROT", "1")], &[]),
-                "unknown key \"prot\" from env HAPGENT_PROT (known keys: allow, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, metrics_listen, min_weight, payload_timeout, port, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)".into(),
+                "unknown key \"prot\" from env HAPGENT_PROT (known keys: allow, capacity, checks, control_group, control_socket, cpu_smoothing, cpu_weight, drain_file, ip, log_requests, maint_file, max_connections, max_probers, maxconn_total, metrics_listen, min_weight, payload_timeout, port, proc_loadavg, proc_meminfo, proc_net, proc_stat, seen_window, services, state_file, systemd, timeframe, write_timeout)".into(),
             ),
             (
                 load_with(None, &[("HAPGENT_IP", "localhost")], &[]),
@@ -756,7 +811,7 @@ mod tests {
         .unwrap();
         let text = l.describe();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 22, "{text}");
+        assert_eq!(lines.len(), 28, "{text}");
         assert!(
             lines
                 .iter()

@@ -1,5 +1,6 @@
 //! The running process, wired together: it starts the services, the
-//! listeners, the control socket and the metrics, applies signals to every
+//! listeners, the control socket, the metrics, the health checks and the
+//! capacity monitors (`health::watch`), applies signals to every
 //! service (they are the host switch), carries out reloads, and stops
 //! cleanly. What is served, and the queries about it, are `agent`'s; this
 //! module sits above it, and above `control` and `metrics`, which it
@@ -21,6 +22,7 @@ use crate::control;
 use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
 use crate::error::Error;
+use crate::health::watch;
 use crate::metrics;
 use crate::reload;
 use crate::server::{self, Server};
@@ -36,6 +38,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a stop waits for the latest state to reach the disk.
@@ -60,6 +63,32 @@ struct Daemon {
     listeners: RefCell<Vec<Listener>>,
     /// The control socket and the task serving it, if any.
     control: RefCell<Option<Control>>,
+    /// Rung by the checks' and capacity threads at each change (see
+    /// `health_doorbell`).
+    health_ring: Ring,
+}
+
+/// Called on another thread when a check's verdict or the capacity
+/// changed.
+type Ring = Arc<dyn Fn() + Send + Sync>;
+
+/// The bell the checks' and capacity threads ring, and the task that
+/// answers it on this thread: replies follow the checks by themselves (a
+/// probe reads their cells), so the task only logs the changes of each
+/// service's reply, once per change, with the reason.
+fn health_doorbell(ex: &LocalExecutor<'static>, agent: &Rc<Agent>) -> (Ring, Task<()>) {
+    let (tx, rx) = smol::channel::bounded::<()>(1);
+    let ring: Ring = Arc::new(move || {
+        // Full: a ring is already pending, which is as good.
+        let _ = tx.try_send(());
+    });
+    let agent = Rc::clone(agent);
+    let task = ex.spawn(async move {
+        while rx.recv().await.is_ok() {
+            agent.health_changed();
+        }
+    });
+    (ring, task)
 }
 
 impl Daemon {
@@ -207,6 +236,8 @@ impl Daemon {
             self.replace_control(control);
         }
         self.apply(plan, wanted, states);
+        let config = self.agent.config().clone();
+        self.update_health(&config).await;
     }
 
     /// The changes of a reload that cannot fail: the server's options,
@@ -263,6 +294,41 @@ impl Daemon {
         match now {
             Some(socket) => info!("reload: control socket now {}", socket.path.display()),
             None => info!("reload: no control socket now"),
+        }
+    }
+
+    /// Starts, stops or restarts the health checks and capacity monitors
+    /// after a reload, if what they are asked to do changed; a check whose
+    /// definition did not change keeps its verdict, and the sampler keeps
+    /// running if the capacity and its paths did not change. If they cannot
+    /// be started, the running ones are kept (logged).
+    ///
+    /// They are started on the disk thread (whose signals are blocked, as
+    /// its children's will be): a new sampler's first reading may take a
+    /// while, and probes are answered meanwhile, by the running ones.
+    async fn update_health(&self, new: &Config) {
+        let plan = match watch::plan(new) {
+            Ok(plan) => plan,
+            Err(e) => return error!("reload: {e}; keeping the running checks and monitors"),
+        };
+        if self.agent.health().as_ref().map(|r| r.plan()) == Some(&plan) {
+            return;
+        }
+        if plan.is_empty() {
+            self.agent.set_health(None);
+            return;
+        }
+        let ring = self.health_ring.clone();
+        let lent = self.agent.health().as_ref().map(|r| r.lend());
+        match self.disk.run(move || watch::start(plan, lent, ring)).await {
+            Some(Ok(running)) => {
+                info!("reload: {}", running.describe());
+                self.agent.set_health(Some(running));
+            }
+            Some(Err(e)) => error!("reload: {e}; keeping the running checks and monitors"),
+            None => {
+                error!("reload: the disk thread stopped; keeping the running checks and monitors")
+            }
         }
     }
 
@@ -452,6 +518,21 @@ fn start_threads(config: &Config) -> Result<(Signals, Signals, Disk, Option<Samp
     Ok((doorbell, stop, disk, sampler))
 }
 
+/// Starts the health checks and capacity monitors `config` asks for (the
+/// capacity's first reading is taken here, before anything is served).
+fn start_health(config: &Config, agent: &Agent, ring: Ring) -> Result<(), Error> {
+    let plan = watch::plan(config).map_err(Error::Runtime)?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let running = sys::with_signals_blocked(|| watch::start(plan, None, ring))
+        .map_err(|e| Error::Runtime(format!("cannot start the checks: {e}")))?
+        .map_err(Error::Runtime)?;
+    info!("{}", running.describe());
+    agent.set_health(Some(running));
+    Ok(())
+}
+
 /// Runs the agent until SIGTERM/SIGINT. `signals::install` must have run.
 pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let (doorbell, stop, disk, sampler) = start_threads(&config)?;
@@ -465,6 +546,7 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
     let ex = Rc::new(LocalExecutor::new());
     let agent = Agent::new(config.clone());
     *agent.cpu() = sampler;
+    let (health_ring, _health_task) = health_doorbell(&ex, &agent);
     let server = Server::new(Probes::new(&agent), server_options(&config));
     agent.set_server(Some(Rc::clone(&server)));
     let daemon = Rc::new(Daemon {
@@ -478,11 +560,13 @@ pub fn run(config: Config, inputs: config::Inputs) -> Result<(), Error> {
         server: Rc::clone(&server),
         listeners: RefCell::new(Vec::new()),
         control: RefCell::new(None),
+        health_ring: Arc::clone(&health_ring),
     });
     // At startup the state files are read here: nothing is served yet.
     let wanted = services::wanted(&config);
     let loaded = agent.to_start(&wanted).run();
     daemon.update_services(wanted, loaded);
+    start_health(&config, &agent, health_ring)?;
 
     server.set_allow(config.allow_list());
     server.set_payload(agent.payload_timeout());

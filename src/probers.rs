@@ -324,6 +324,16 @@ impl Table {
         keys
     }
 
+    /// How many load balancers probe `service` now: `recent`'s count,
+    /// without a list, for the connection budget (`health::budget`), read
+    /// on every probe of a service with `maxconn_total`.
+    pub fn probing(&self, service: u32, window: Duration, now: Instant) -> usize {
+        self.newest_first(service)
+            .take_while(|s| now.saturating_duration_since(s.prober.last) <= window + ORDER_SLACK)
+            .filter(|s| s.prober.is_probing(window, now))
+            .count()
+    }
+
     /// Why nobody of `service` counts as probing: the (at most `n`) most
     /// recently seen of its probers and their probe count, interval and
     /// silence. For the message of a wait that cannot begin.

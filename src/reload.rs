@@ -248,6 +248,26 @@ mod tests {
                 false,
                 true,
             ),
+            // Checks, capacity, budgets and the proc paths apply in place
+            // (`daemon` restarts the checks and the sampler).
+            (
+                &old,
+                Config {
+                    checks: [(
+                        "app".to_string(),
+                        toml::from_str("tcp = \"127.0.0.1:5432\"").unwrap(),
+                    )]
+                    .into(),
+                    capacity: Some(toml::from_str("[memory]\nfull = 90").unwrap()),
+                    maxconn_total: Some(100),
+                    proc_meminfo: PathBuf::from("/x/meminfo"),
+                    ..old.clone()
+                },
+                &["capacity", "checks", "maxconn_total", "proc_meminfo"],
+                &[],
+                false,
+                false,
+            ),
             (
                 &old,
                 Config {

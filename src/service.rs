@@ -16,10 +16,12 @@
 
 use crate::disk::Disk;
 use crate::flags::FlagFiles;
-use crate::protocol::{self, Overlay};
+use crate::health::precedence::Decision;
+use crate::health::watch::{self, Watched};
+use crate::protocol::{self, Admin, Overlay};
 use crate::served;
 use crate::state::{self, Problem, State, Status};
-use crate::{error, info};
+use crate::{error, info, warn};
 use smol::channel::{self, Receiver, Sender};
 use smol::{Timer, prelude::*};
 use std::cell::{Cell, RefCell};
@@ -212,6 +214,16 @@ pub struct Files {
     pub maint_file: Option<PathBuf>,
 }
 
+/// What a reply was rendered for besides the state: the flag files' and
+/// the CPU's overlay, the load balancers counted for its budget, and the
+/// health checks' and monitors' key (`None` without any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Inputs {
+    overlay: Overlay,
+    lbs: usize,
+    health: Option<watch::Key>,
+}
+
 /// A service and what it serves.
 pub struct Service {
     /// Its name; empty for the default service.
@@ -232,10 +244,19 @@ pub struct Service {
     save_bell: Bell,
     retry_bell: Bell,
     save_waiters: Waiters,
-    /// The last reply and the overlay it was rendered with (`None`: stale,
+    /// The last reply and the inputs it was rendered with (`None`: stale,
     /// render again): most probes see the same inputs and reuse it without
     /// formatting anything.
-    reply: RefCell<(Option<Overlay>, Reply)>,
+    reply: RefCell<(Option<Inputs>, Reply)>,
+    /// What its reply reads of the health checks and capacity monitors,
+    /// if any (`agent` attaches it).
+    health: RefCell<Option<Rc<Watched>>>,
+    /// The operational and admin state of the last decision logged (see
+    /// `note_decision`).
+    decided: Cell<Option<(Status, Option<Admin>)>>,
+    /// Whether the state's `maxconn` wins over `maxconn_total` (logged
+    /// when it begins).
+    state_maxconn_wins: Cell<bool>,
     pub counters: Counters,
 }
 
@@ -268,7 +289,17 @@ impl Service {
             save_bell: Bell::new(),
             retry_bell: Bell::new(),
             save_waiters: Waiters::default(),
-            reply: RefCell::new((Some(Overlay::default()), reply)),
+            reply: RefCell::new((
+                Some(Inputs {
+                    overlay: Overlay::default(),
+                    lbs: 0,
+                    health: None,
+                }),
+                reply,
+            )),
+            health: RefCell::new(None),
+            decided: Cell::new(None),
+            state_maxconn_wins: Cell::new(false),
             counters: Counters::default(),
         };
         if loaded.is_err_and(|p| p.is_transient()) {
@@ -298,34 +329,128 @@ impl Service {
         protocol::overlay(&self.state.borrow(), self.flags.check(), idle, min_weight)
     }
 
-    /// The reply a new prober would get now, given the CPU idle share.
-    pub fn current_reply(&self, idle: Option<u32>, min_weight: u32) -> Rc<[u8]> {
-        self.reply_for(idle, min_weight, None)
+    /// The reply a new prober would get now, given the CPU idle share and
+    /// the load balancers probing (`lbs`, counted only when `counts_lbs`).
+    pub fn current_reply(&self, idle: Option<u32>, min_weight: u32, lbs: usize) -> Rc<[u8]> {
+        self.reply_for(idle, min_weight, lbs, None)
     }
 
-    /// The reply now, given the CPU idle share, for a prober whose last
-    /// reply was `last` (see `Reply::for_prober`).
+    /// The reply now, given the CPU idle share and the load balancers
+    /// probing, for a prober whose last reply was `last` (see
+    /// `Reply::for_prober`).
     pub fn reply_for(
         &self,
         idle: Option<u32>,
         min_weight: u32,
+        lbs: usize,
         last: Option<&Rc<[u8]>>,
     ) -> Rc<[u8]> {
-        let overlay = self.overlay(idle, min_weight);
+        let inputs = Inputs {
+            overlay: self.overlay(idle, min_weight),
+            lbs,
+            health: self.health.borrow().as_ref().map(|h| h.key()),
+        };
         let mut cached = self.reply.borrow_mut();
-        if cached.0 != Some(overlay) {
+        if cached.0 != Some(inputs) {
             // The state is the one `cached` was rendered for (`set`
             // renders it anew): only the dynamic inputs changed.
-            let reply =
-                Reply::render(&self.state.borrow(), overlay, Some(&cached.1)).reweighed(&cached.1);
-            *cached = (Some(overlay), reply);
+            let reply = self.render(inputs, Some(&cached.1)).reweighed(&cached.1);
+            *cached = (Some(inputs), reply);
         }
         Rc::clone(cached.1.for_prober(last))
+    }
+
+    /// The reply for the state served under `inputs`: with health checks
+    /// or monitors, as `precedence::decide` combines them.
+    fn render(&self, inputs: Inputs, before: Option<&Reply>) -> Reply {
+        let state = self.state.borrow();
+        match self.health.borrow().as_ref() {
+            None => Reply::render(&state, inputs.overlay, before),
+            Some(health) => {
+                self.note_state_maxconn(&state, health);
+                let d = health.decide(&state, inputs.overlay, inputs.lbs);
+                Reply::render(&d.state, d.overlay, before)
+            }
+        }
+    }
+
+    /// Logs, once each time it begins, that the state's fixed `maxconn`
+    /// wins over a configured `maxconn_total` (see `health::budget`).
+    fn note_state_maxconn(&self, state: &State, health: &Watched) {
+        let wins = match (state.maxconn, health.maxconn_total) {
+            (Some(fixed), Some(total)) => Some((fixed, total)),
+            _ => None,
+        };
+        if self.state_maxconn_wins.replace(wins.is_some()) {
+            return;
+        }
+        if let Some((fixed, total)) = wins {
+            let of = if self.name.is_empty() {
+                String::new()
+            } else {
+                format!(" of service {}", self.name)
+            };
+            warn!(
+                "the state{of} sets maxconn {fixed}, which wins over maxconn_total {total}: remove maxconn from the state to split maxconn_total across the load balancers"
+            );
+        }
     }
 
     /// Forgets the cached reply (the settings it depends on changed).
     pub fn invalidate(&self) {
         self.reply.borrow_mut().0 = None;
+    }
+
+    /// Reads the health checks and monitors in `health` from now on.
+    pub fn set_health(&self, health: Option<Rc<Watched>>) {
+        *self.health.borrow_mut() = health;
+        self.invalidate();
+    }
+
+    /// What its reply reads of the checks and monitors, if anything.
+    pub fn health(&self) -> Option<Rc<Watched>> {
+        self.health.borrow().clone()
+    }
+
+    /// Whether its reply depends on how many load balancers probe it.
+    pub fn counts_lbs(&self) -> bool {
+        self.health
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| h.counts_lbs())
+    }
+
+    /// The decision behind its reply now, and why; `None` without health
+    /// checks, monitors or a budget (the reply is the state's, with the
+    /// overlay).
+    pub fn decision(&self, idle: Option<u32>, min_weight: u32, lbs: usize) -> Option<Decision> {
+        let health = self.health()?;
+        Some(health.decide(&self.state.borrow(), self.overlay(idle, min_weight), lbs))
+    }
+
+    /// Records the decision behind its reply; logs it, with its reason,
+    /// when the reply's operational or admin state changed since the last
+    /// one recorded (the first one is only recorded).
+    pub fn note_decision(&self, d: &Decision) {
+        let now = (
+            d.state.status,
+            protocol::admin_of(&d.state, d.overlay.admin),
+        );
+        if let Some(before) = self.decided.replace(Some(now))
+            && before != now
+        {
+            let of = if self.name.is_empty() {
+                String::new()
+            } else {
+                format!(" of service {}", self.name)
+            };
+            let line = protocol::render_with(&d.state, d.overlay);
+            info!(
+                "reply{of} now {}: {}",
+                line.trim_end(),
+                d.reasons.first().map_or("", String::as_str)
+            );
+        }
     }
 
     pub fn state(&self) -> State {
@@ -377,8 +502,8 @@ impl Service {
         let old = self.state.replace(new.clone());
         {
             let mut cached = self.reply.borrow_mut();
-            if let Some(overlay) = cached.0 {
-                cached.1 = Reply::render(&new, overlay, Some(&cached.1));
+            if let Some(inputs) = cached.0 {
+                cached.1 = self.render(inputs, Some(&cached.1));
             }
         }
         info!("state{of} changed: {old} -> {new} ({cause})");

@@ -203,6 +203,7 @@ mod tests {
     use super::*;
     use crate::config::ServiceConfig;
     use smol::LocalExecutor;
+    use std::collections::BTreeMap;
 
     fn files(name: &str, state: &str, drain: Option<&str>) -> Files {
         Files {
@@ -225,6 +226,8 @@ mod tests {
                         state_file: PathBuf::from("/s/web.json"),
                         drain_file: Some(PathBuf::from("/d")),
                         maint_file: None,
+                        checks: BTreeMap::new(),
+                        maxconn_total: None,
                     },
                 ),
                 (
@@ -233,6 +236,8 @@ mod tests {
                         state_file: PathBuf::from("/s/api.json"),
                         drain_file: None,
                         maint_file: None,
+                        checks: BTreeMap::new(),
+                        maxconn_total: None,
                     },
                 ),
             ]

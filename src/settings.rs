@@ -205,6 +205,41 @@ pub static SETTINGS: &[Setting] = &[
         doc: "where CPU counters are read",
         restart: false,
     },
+    // The proc paths apply at a reload: the capacity sampler is started
+    // again with them (see `daemon`), as the CPU sampler is retuned.
+    Setting {
+        key: "proc_meminfo",
+        env: Some("HAPGENT_PROC_MEMINFO"),
+        flag: Some("--proc-meminfo"),
+        arg: "PATH",
+        default: Builtin::Value("/proc/meminfo"),
+        kind: Kind::Text(path),
+        help: "memory counters file",
+        doc: "where the `memory` capacity monitor reads MemTotal and MemAvailable",
+        restart: false,
+    },
+    Setting {
+        key: "proc_loadavg",
+        env: Some("HAPGENT_PROC_LOADAVG"),
+        flag: Some("--proc-loadavg"),
+        arg: "PATH",
+        default: Builtin::Value("/proc/loadavg"),
+        kind: Kind::Text(path),
+        help: "load average file",
+        doc: "where the `load` capacity monitor reads the load average",
+        restart: false,
+    },
+    Setting {
+        key: "proc_net",
+        env: Some("HAPGENT_PROC_NET"),
+        flag: Some("--proc-net"),
+        arg: "PATH",
+        default: Builtin::Value("/proc/net"),
+        kind: Kind::Text(path),
+        help: "directory of the tcp and tcp6 tables",
+        doc: "the directory holding `tcp` and `tcp6`, read by the `connections` capacity monitor when netlink is refused",
+        restart: false,
+    },
     Setting {
         key: "systemd",
         env: Some("HAPGENT_SYSTEMD"),
@@ -319,6 +354,53 @@ pub static SETTINGS: &[Setting] = &[
         doc: "`address:port` for `GET /metrics`",
         restart: true,
     },
+    // Checks, capacity and budgets apply at a reload: the checks' thread
+    // and the capacity sampler are started again with the new tables
+    // (checks whose definition did not change keep their results), so a
+    // restart, which also starts every check afresh, gains nothing.
+    Setting {
+        key: "checks",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Empty("none"),
+        kind: Kind::Table {
+            name: "NAME",
+            entry: CHECK,
+        },
+        help: "",
+        doc: "the default service's health checks, as `[checks.NAME]` tables (file only; see \"Health and capacity\"); a failing check lowers the reply as its `on_fail` says",
+        restart: false,
+    },
+    Setting {
+        key: "capacity",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Absent("off"),
+        kind: Kind::Table {
+            name: "MONITOR",
+            entry: MONITOR,
+        },
+        help: "",
+        doc: "capacity monitors for every service, as `[capacity]` with `interval`, `min_weight`, `smoothing`, `drain_above`, `drain_hysteresis` and a `[capacity.MONITOR]` table each for `memory`, `load`, `cpu`, `disk`, `connections` (file only; see \"Health and capacity\")",
+        restart: false,
+    },
+    Setting {
+        key: "maxconn_total",
+        env: Some("HAPGENT_MAXCONN_TOTAL"),
+        flag: Some("--maxconn-total"),
+        arg: "N",
+        default: Builtin::Absent("no limit"),
+        kind: Kind::Number {
+            min: 1,
+            max: 65_535,
+            unit: "",
+        },
+        help: "connections in all, split across the LBs",
+        doc: "the default service's connections in all: each reply carries `maxconn:` this divided by the load balancers probing (rounded up); a `maxconn` in the state wins",
+        restart: false,
+    },
 ];
 
 /// The settings of one `[services.NAME]` table.
@@ -356,7 +438,159 @@ pub static SERVICE: &[Setting] = &[
         doc: "while this file exists, the service reports `maint`",
         restart: false,
     },
+    Setting {
+        key: "checks",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Empty("none"),
+        kind: Kind::Table {
+            name: "CHECK",
+            entry: CHECK,
+        },
+        help: "",
+        doc: "the service's health checks, as `[services.NAME.checks.CHECK]` tables, like `[checks.NAME]`",
+        restart: false,
+    },
+    Setting {
+        key: "maxconn_total",
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Absent("no limit"),
+        kind: Kind::Number {
+            min: 1,
+            max: 65_535,
+            unit: "",
+        },
+        help: "",
+        doc: "the service's connections in all, split across the load balancers probing it, like `maxconn_total`",
+        restart: false,
+    },
 ];
+
+/// The settings of one health check (`[checks.NAME]`). Validated whole by
+/// `health::config::check`, whose messages name the key; the kinds here
+/// only describe them.
+pub static CHECK: &[Setting] = &[
+    entry(
+        "http",
+        "unset",
+        "`http://ADDRESS[:PORT][/PATH]`: a GET to a local address passes with a 2xx or 3xx status (plain HTTP)",
+    ),
+    entry(
+        "tcp",
+        "unset",
+        "`ADDRESS:PORT`: passes when a TCP connection is established",
+    ),
+    typed(
+        "exec",
+        "unset",
+        Kind::List(any_list),
+        "a program and its arguments, run without a shell; passes when it exits 0 (killed with its process group at `timeout`)",
+    ),
+    typed(
+        "interval",
+        "`2000`",
+        Kind::Number {
+            min: 100,
+            max: 3_600_000,
+            unit: " milliseconds",
+        },
+        "milliseconds from the start of a run to the start of the next",
+    ),
+    typed(
+        "timeout",
+        "`1000`",
+        Kind::Number {
+            min: 10,
+            max: 3_600_000,
+            unit: " milliseconds",
+        },
+        "milliseconds a run may take before it counts as failed",
+    ),
+    typed(
+        "rise",
+        "`2`",
+        Kind::Number {
+            min: 1,
+            max: 100,
+            unit: "",
+        },
+        "consecutive passes for a failing check to pass again",
+    ),
+    typed(
+        "fall",
+        "`3`",
+        Kind::Number {
+            min: 1,
+            max: 100,
+            unit: "",
+        },
+        "consecutive failures for a passing check to fail",
+    ),
+    entry(
+        "on_fail",
+        "`\"down\"`",
+        "what a failing check makes the reply: `down`, `drain` or `maint`",
+    ),
+];
+
+/// The settings of one capacity monitor (`[capacity.MONITOR]`).
+pub static MONITOR: &[Setting] = &[
+    entry(
+        "full",
+        "per monitor",
+        "the value at which no capacity is left: memory 95 (% in use), load 2.0 (per core), cpu 100 (% busy), disk 95 (% used); `connections` needs one",
+    ),
+    typed(
+        "significance",
+        "`1`",
+        Kind::Number {
+            min: 1,
+            max: 1_000,
+            unit: "",
+        },
+        "its share in the composite load, relative to the other monitors",
+    ),
+    entry(
+        "path",
+        "unset",
+        "`disk` only: a path on the filesystem to watch",
+    ),
+    typed(
+        "ports",
+        "unset",
+        Kind::List(any_list),
+        "`connections` only: the local ports whose established connections count",
+    ),
+];
+
+/// An entry of a health table: file only, checked by `health::config`
+/// (the kind describes it; text, whatever its value, is left to that).
+const fn entry(key: &'static str, default: &'static str, doc: &'static str) -> Setting {
+    typed(key, default, Kind::Text(any), doc)
+}
+
+/// `entry`, with a kind: a number's range is checked twice, here first.
+const fn typed(key: &'static str, default: &'static str, kind: Kind, doc: &'static str) -> Setting {
+    Setting {
+        key,
+        env: None,
+        flag: None,
+        arg: "",
+        default: Builtin::Absent(default),
+        kind,
+        help: "",
+        doc,
+        restart: false,
+    }
+}
+
+/// A list entry of a health table, checked by `health::config`.
+fn any_list(_: &[&str]) -> Result<(), String> {
+    Ok(())
+}
 
 /// `ip`: at least one address, none twice (each one parsed by serde).
 fn addresses(ips: &[&str]) -> Result<(), String> {
@@ -420,6 +654,8 @@ mod tests {
             state_file: PathBuf::from("/s"),
             drain_file: Some(PathBuf::from("/d")),
             maint_file: Some(PathBuf::from("/m")),
+            checks: [("app".to_string(), Default::default())].into(),
+            maxconn_total: Some(1),
         });
         let mut keys: Vec<&str> = SERVICE.iter().map(|s| s.key).collect();
         keys.sort_unstable();

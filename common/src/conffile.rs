@@ -83,7 +83,8 @@ fn read<'a>(settings: &'static [Setting], text: &'a str) -> (Vec<Line<'a>>, Stri
             None => (raw, false),
         };
         if let Some((setting, entry)) = table_header(settings, body) {
-            if entries.is_none() {
+            // Every table's header counts, not only the first one's.
+            if !lines.iter().any(|l: &Line| l.setting.key == setting.key) {
                 lines.push(Line {
                     setting,
                     toml: body,

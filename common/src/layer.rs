@@ -261,10 +261,14 @@ pub fn describe(figment: &Figment, effective: &Dict, env_prefix: &str) -> String
 
 /// `key = value` lines for one setting, valid TOML: an unset value is a
 /// comment, a table one line per leaf (`services."api.v2".state_file = ..`),
-/// an empty table a comment.
+/// an empty table a comment, but an empty table inside one `{}` (it may
+/// mean something by being there: `[capacity.load]`).
 fn toml_lines(key: &str, value: &Value) -> Vec<String> {
     match value {
         Value::Empty(..) => vec![format!("# {key} is unset")],
+        Value::Dict(_, dict) if dict.is_empty() && key.contains('.') => {
+            vec![format!("{key} = {{}}")]
+        }
         Value::Dict(_, dict) if dict.is_empty() => vec![format!("# {key}: none")],
         Value::Dict(_, dict) => dict
             .iter()

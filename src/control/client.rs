@@ -10,7 +10,8 @@
 
 use super::seconds;
 use super::wire::{
-    self, Answer, Code, MetricsAnswer, ProbersAnswer, Request, ServiceAnswer, WaitSeenAnswer,
+    self, Answer, Code, HealthAnswer, MetricsAnswer, ProbersAnswer, Request, ServiceAnswer,
+    WaitSeenAnswer,
 };
 use crate::cli::{Action, Ctl};
 use crate::config::Config;
@@ -280,6 +281,41 @@ fn print_services(services: &[ServiceAnswer]) {
         }
         println!("state:   {} (version {}{saved})", s.state, s.version);
         println!("reply:   {}", s.reply);
+        if let Some(health) = &s.health {
+            print_health(health);
+        }
+    }
+}
+
+/// Why the reply is what it is: the reasons, each check, each monitor.
+fn print_health(h: &HealthAnswer) {
+    for (i, reason) in h.reasons.iter().enumerate() {
+        println!("{}{reason}", if i == 0 { "why:     " } else { "         " });
+    }
+    for c in &h.checks {
+        let last = c.last.as_deref().unwrap_or("no run yet");
+        println!(
+            "check {}: {}, last {last} in {:.1} ms, {} runs, {} failed",
+            c.name, c.status, c.duration_ms, c.runs, c.failures
+        );
+    }
+    if let Some(cap) = &h.capacity {
+        let load = cap.load_percent.map_or_else(
+            || "no reading yet".to_string(),
+            |l| format!("load {l:.1} %"),
+        );
+        let drain = if cap.draining { ", draining" } else { "" };
+        println!("capacity: {load}{drain}");
+        for m in &cap.monitors {
+            let value = m
+                .value
+                .map_or_else(|| "no reading yet".into(), |v| format!("{v:.2}"));
+            let failing = if m.failing { ", LAST READ FAILED" } else { "" };
+            println!(
+                "  {}: {value} (full at {}, significance {}): {:.0} % of its capacity{failing}",
+                m.name, m.full, m.significance, m.load_percent
+            );
+        }
     }
 }
 

@@ -6,10 +6,11 @@
 use super::access;
 use super::wait_seen::wait_seen;
 use super::wire::{
-    self, Code, MetricsAnswer, NoFields, Prober, ProbersAnswer, Request, ServiceAnswer, SetAnswer,
-    StatusAnswer,
+    self, CapacityAnswer, CheckAnswer, Code, HealthAnswer, MetricsAnswer, MonitorAnswer, NoFields,
+    Prober, ProbersAnswer, Request, ServiceAnswer, SetAnswer, StatusAnswer,
 };
 use crate::agent::Agent;
+use crate::health::watch;
 use crate::metrics;
 use crate::probers;
 use crate::service::{Cause, Origin, Service};
@@ -121,7 +122,8 @@ pub fn targets(agent: &Agent, service: Option<&str>) -> Result<Vec<Rc<Service>>,
     })
 }
 
-/// One service: name, state served, version, whether saved, reply.
+/// One service: name, state served, version, whether saved, reply, and
+/// with checks, monitors or a budget, why.
 fn service_answer(agent: &Agent, service: &Service) -> ServiceAnswer {
     let reply = agent.current_reply(service);
     ServiceAnswer {
@@ -130,7 +132,58 @@ fn service_answer(agent: &Agent, service: &Service) -> ServiceAnswer {
         saved: service.is_saved(),
         state: service.state(),
         reply: String::from_utf8_lossy(&reply).trim_end().into(),
+        health: health_answer(agent, service),
     }
+}
+
+/// Why `service`'s reply is what it is; `None` without checks, monitors
+/// or a budget.
+fn health_answer(agent: &Agent, service: &Service) -> Option<HealthAnswer> {
+    let decision = agent.decision(service)?;
+    let watched = service.health()?;
+    let checks = watched
+        .checks
+        .iter()
+        .map(|c| {
+            let s = c.cell.status();
+            CheckAnswer {
+                name: c.name.clone(),
+                status: watch::verdict_word(s.verdict).into(),
+                last: s.last.map(|o| o.describe()),
+                duration_ms: s.duration.as_secs_f64() * 1000.0,
+                fails: s.fails,
+                runs: s.runs_total,
+                failures: s.failures_total,
+            }
+        })
+        .collect();
+    let percent = |ppm: u32| f64::from(ppm) / 10_000.0;
+    let capacity = watched.capacity.as_ref().map(|sampler| {
+        let view = sampler.view();
+        CapacityAnswer {
+            load_percent: view.load_ppm.map(percent),
+            draining: view.draining,
+            monitors: view
+                .readings
+                .iter()
+                .map(|r| MonitorAnswer {
+                    name: r.name.into(),
+                    value: r.value,
+                    full: r.full,
+                    significance: r.significance,
+                    load_percent: percent(r.load_ppm),
+                    failing: r.failing,
+                })
+                .collect(),
+        }
+    });
+    Some(HealthAnswer {
+        reasons: decision.reasons,
+        checks,
+        capacity,
+        maxconn_total: watched.maxconn_total,
+        load_balancers: watched.maxconn_total.map(|_| agent.lbs(service)),
+    })
 }
 
 fn services_answer(agent: &Agent, services: &[Rc<Service>]) -> Vec<ServiceAnswer> {

@@ -267,6 +267,66 @@ pub struct ServiceAnswer {
     pub saved: bool,
     pub state: State,
     pub reply: String,
+    /// Only for a service with health checks, capacity monitors or a
+    /// `maxconn_total`: why the reply is what it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthAnswer>,
+}
+
+/// Why a service's reply is what it is: the reasons (headline first), each
+/// check's last result, the capacity monitors' values, the budget.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct HealthAnswer {
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckAnswer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityAnswer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxconn_total: Option<u32>,
+    /// With `maxconn_total`: the load balancers probing, that it is split
+    /// across.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancers: Option<usize>,
+}
+
+/// One health check: `passing`, `failing` or `unknown` (no result yet),
+/// its last run's result, how long it took, and its counts.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct CheckAnswer {
+    pub name: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    pub duration_ms: f64,
+    /// Consecutive failures up to the last run.
+    pub fails: u32,
+    pub runs: u64,
+    pub failures: u64,
+}
+
+/// The capacity monitors: the composite load, whether it drains, and
+/// each monitor's last value.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct CapacityAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_percent: Option<f64>,
+    pub draining: bool,
+    pub monitors: Vec<MonitorAnswer>,
+}
+
+/// One capacity monitor: its value (absent before its first reading), the
+/// level at which it is full, its significance, its load, and whether its
+/// last read failed.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct MonitorAnswer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub full: f64,
+    pub significance: u32,
+    pub load_percent: f64,
+    pub failing: bool,
 }
 
 /// One prober (a load balancer's source address, about one service) as
@@ -663,13 +723,44 @@ mod tests {
             saved: true,
             state,
             reply: "up drain 40% maxconn:300 # deploying v2".into(),
+            health: None,
         };
         let api = ServiceAnswer {
             service: "api".into(),
             version: 2,
             saved: false,
             state: State::with_status(crate::state::Status::Up),
-            reply: "up ready 100%".into(),
+            reply: "down ready 62% maxconn:50 # check app failed".into(),
+            health: Some(HealthAnswer {
+                reasons: vec![
+                    "down because check app failed 2× (HTTP 503)".into(),
+                    "weight 62 % because capacity load is 38 %, mostly memory 81 % used (full at 95 %)".into(),
+                    "maxconn 50: maxconn_total 100 split across 2 load balancers".into(),
+                ],
+                checks: vec![CheckAnswer {
+                    name: "app".into(),
+                    status: "failing".into(),
+                    last: Some("HTTP 503".into()),
+                    duration_ms: 1.5,
+                    fails: 2,
+                    runs: 40,
+                    failures: 2,
+                }],
+                capacity: Some(CapacityAnswer {
+                    load_percent: Some(38.0),
+                    draining: false,
+                    monitors: vec![MonitorAnswer {
+                        name: "memory".into(),
+                        value: Some(81.0),
+                        full: 95.0,
+                        significance: 1,
+                        load_percent: 85.3,
+                        failing: false,
+                    }],
+                }),
+                maxconn_total: Some(100),
+                load_balancers: Some(2),
+            }),
         };
         let prober = |address: &str, service: &str, unknown_service: bool| Prober {
             address: address.into(),

@@ -19,28 +19,36 @@
 //! busy), disk 95 (% of the filesystem used); `connections` has no default
 //! level and needs `full` and `ports`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// `[checks.NAME]` as written: exactly one of `http`, `tcp`, `exec`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<Vec<String>>,
     /// Milliseconds between the start of one run and the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<u64>,
     /// Milliseconds a run may take; past it, it fails (and an exec is
     /// killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
     /// Consecutive passes for a failing check to pass again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rise: Option<u32>,
     /// Consecutive failures for a passing check to fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fall: Option<u32>,
     /// What a failing check does to the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_fail: Option<String>,
 }
 
@@ -284,47 +292,65 @@ fn http_url(url: &str) -> Result<Probe, String> {
 }
 
 /// `[capacity]` as written.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacitySpec {
     /// Milliseconds between samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<u64>,
     /// Lowest weight, in percent, capacity alone can bring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_weight: Option<u32>,
     /// Percent of the previous composite load kept (0 = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smoothing: Option<u8>,
     /// Composite load, in percent, at and above which the reply drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_above: Option<u8>,
     /// Points below `drain_above` the load must fall to end the drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_hysteresis: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<LevelSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LevelSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<LevelSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionsSpec>,
 }
 
 /// A monitor's level at which no capacity is left, and its significance.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub significance: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub significance: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub significance: Option<u32>,
 }
 

@@ -15,7 +15,9 @@
 //! - `capacity`: the monitors' readings, the weight they imply, drain with
 //!   hysteresis, the sampling thread; `connections`: counting established
 //!   connections by local port (netlink sock_diag);
-//! - `precedence`: reply decision and its explanation; `budget`: maxconn.
+//! - `precedence`: reply decision and its explanation; `budget`: maxconn;
+//! - `watch`: the running checks and sampler of an agent, and what each
+//!   service's reply reads of them.
 //!
 //! This module does not render replies (`protocol` does) nor read the
 //! state file.
@@ -30,3 +32,4 @@ pub mod http;
 pub mod precedence;
 pub mod runner;
 pub mod tcp;
+pub mod watch;

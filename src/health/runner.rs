@@ -80,11 +80,20 @@ impl Runner {
     /// Starts the thread (call it inside `sys::with_signals_blocked`). An
     /// empty list starts no thread.
     pub fn start(checks: Vec<Check>, on_change: OnChange) -> std::io::Result<Runner> {
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let checks: Vec<(Check, Arc<Cell>)> = checks
+        let checks = checks
             .into_iter()
             .map(|c| (c, Arc::new(Cell::default())))
             .collect();
+        Runner::start_with(checks, on_change)
+    }
+
+    /// Starts the thread with the cells given: a reload hands the cells of
+    /// checks it keeps unchanged, so their verdicts carry over.
+    pub fn start_with(
+        checks: Vec<(Check, Arc<Cell>)>,
+        on_change: OnChange,
+    ) -> std::io::Result<Runner> {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
         if !checks.is_empty() {
             let tasks = checks.clone();
             std::thread::Builder::new()

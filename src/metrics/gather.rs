@@ -2,8 +2,10 @@
 //! counters, and the prober table (copied a chunk at a time, see
 //! `probers::snapshot`, so that no probe waits for it).
 
-use super::render::{ProberView, ServiceView, View};
+use super::render::{CapacityView, CheckView, ProberView, ServiceView, View};
 use crate::agent::Agent;
+use crate::health::capacity;
+use crate::health::check::Verdict;
 use crate::probers;
 use crate::protocol;
 use crate::services;
@@ -16,13 +18,36 @@ pub async fn gather(agent: &Agent) -> View {
         .iter()
         .map(|s| {
             let state = s.state();
-            let overlay = agent.overlay(s);
+            // With checks, monitors or a budget, the reply is decided from
+            // the state; without, it is the state under the overlay.
+            let (replied, overlay) = match agent.decision(s) {
+                Some(d) => (d.state, d.overlay),
+                None => (state.clone(), agent.overlay(s)),
+            };
+            let checks = s.health().map_or_else(Vec::new, |w| {
+                w.checks
+                    .iter()
+                    .map(|c| {
+                        let st = c.cell.status();
+                        CheckView {
+                            name: c.name.clone(),
+                            up: match st.verdict {
+                                Verdict::Unknown => None,
+                                v => Some(v == Verdict::Passing),
+                            },
+                            duration: st.duration,
+                            failures: st.failures_total,
+                        }
+                    })
+                    .collect()
+            });
             ServiceView {
                 label: services::label(&s.name).to_string(),
                 status: state.status,
-                admin: protocol::admin_of(&state, overlay.admin),
-                weight: protocol::weight(&state, overlay),
-                maxconn: state.maxconn,
+                admin: protocol::admin_of(&replied, overlay.admin),
+                weight: protocol::weight(&replied, overlay),
+                maxconn: replied.maxconn,
+                checks,
                 version: s.version(),
                 saved: s.is_saved(),
                 probes: s.counters.probes.get(),
@@ -55,6 +80,26 @@ pub async fn gather(agent: &Agent) -> View {
         refused_cap: server.refused_cap,
         unknown_service: agent.counters.unknown_service.get(),
         evicted,
+        capacity: agent
+            .health()
+            .as_ref()
+            .and_then(|r| r.capacity())
+            .map(|view| {
+                let base = 100;
+                CapacityView {
+                    weight: view
+                        .load_ppm
+                        .map(|load| capacity::weight(base, load, view.min_weight)),
+                    monitors: view
+                        .readings
+                        .iter()
+                        .map(|r| {
+                            let used = f64::from(r.load_ppm) / 10_000.0;
+                            (r.name.to_string(), r.value, used)
+                        })
+                        .collect(),
+                }
+            }),
         probers,
         now: SystemTime::now(),
     }

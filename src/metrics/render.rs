@@ -24,6 +24,8 @@ pub struct View {
     pub unknown_service: u64,
     /// Probers forgotten to stay within `max_probers`.
     pub evicted: u64,
+    /// The capacity monitors, if configured.
+    pub capacity: Option<CapacityView>,
     /// The prober table, most recently seen first.
     pub probers: Vec<ProberView>,
     /// When the view was taken, for the probers' last-probe times.
@@ -48,6 +50,29 @@ pub struct ServiceView {
     /// Changes by cause, in the order of `Cause::ALL`.
     pub changes: [u64; 3],
     pub failed_saves: u64,
+    /// Its health checks, in configuration order.
+    pub checks: Vec<CheckView>,
+}
+
+/// One health check, as the metrics show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckView {
+    pub name: String,
+    /// `None` before its first result.
+    pub up: Option<bool>,
+    /// How long its last run took.
+    pub duration: Duration,
+    pub failures: u64,
+}
+
+/// The capacity monitors, as the metrics show them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapacityView {
+    /// The weight the capacity alone leaves, in percent of the state's.
+    pub weight: Option<u32>,
+    /// Each monitor: name, value (`None` before its first reading), and the
+    /// percent of its capacity used.
+    pub monitors: Vec<(String, Option<f64>, f64)>,
 }
 
 /// One prober, as the metrics show it.
@@ -92,6 +117,10 @@ pub struct Metric {
     pub doc: &'static str,
     /// Its series in a view.
     pub series: fn(&View) -> Vec<Series>,
+    /// Written (`# HELP` and `# TYPE` too) only when it has a series: the
+    /// health metrics, which exist only where checks or monitors are
+    /// configured.
+    pub sparse: bool,
 }
 
 /// One series per service, labelled with it.
@@ -110,6 +139,19 @@ fn per_prober(view: &View, value: impl Fn(&ProberView) -> String) -> Vec<Series>
         .collect()
 }
 
+/// One series per health check (and service) with a value.
+fn per_check(view: &View, value: impl Fn(&CheckView) -> Option<String>) -> Vec<Series> {
+    view.services
+        .iter()
+        .flat_map(|s| {
+            s.checks
+                .iter()
+                .filter_map(|c| Some((vec![s.label.clone(), c.name.clone()], value(c)?)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// One unlabelled series.
 fn one(value: impl ToString) -> Vec<Series> {
     vec![(Vec::new(), value.to_string())]
@@ -123,6 +165,7 @@ pub const METRICS: &[Metric] = &[
         help: "hapgent's version; always 1.",
         labels: &["version"],
         doc: "always 1; the version",
+        sparse: false,
         series: |v| vec![(vec![v.version.to_string()], "1".into())],
     },
     Metric {
@@ -131,6 +174,7 @@ pub const METRICS: &[Metric] = &[
         help: "Seconds since hapgent started.",
         labels: &[],
         doc: "seconds since hapgent started",
+        sparse: false,
         series: |v| one(format!("{:.3}", v.uptime.as_secs_f64())),
     },
     Metric {
@@ -139,6 +183,7 @@ pub const METRICS: &[Metric] = &[
         help: "The status in the service's state file: 1 for the current one, 0 for the others.",
         labels: &["service", "status"],
         doc: "1 for the status in the service's state file, 0 for the other six",
+        sparse: false,
         series: |v| {
             v.services
                 .iter()
@@ -157,6 +202,7 @@ pub const METRICS: &[Metric] = &[
         help: "The administrative state the reply asks HAProxy for (with the flag files): 1 for the current one; none when the reply leaves it unsaid.",
         labels: &["service", "state"],
         doc: "1 for the admin state the reply carries (ready, drain, maint; with flag files); all 0 when the reply leaves it unsaid",
+        sparse: false,
         series: |v| {
             v.services
                 .iter()
@@ -175,6 +221,7 @@ pub const METRICS: &[Metric] = &[
         help: "The weight the reply carries, in percent of the weight configured in HAProxy.",
         labels: &["service"],
         doc: "the weight the reply carries (with CPU weight)",
+        sparse: false,
         series: |v| per_service(v, |s| s.weight.to_string()),
     },
     Metric {
@@ -183,6 +230,7 @@ pub const METRICS: &[Metric] = &[
         help: "The connection limit the reply carries (0: unlimited); absent when none is set.",
         labels: &["service"],
         doc: "the connection limit the reply carries; absent when none",
+        sparse: false,
         series: |v| {
             v.services
                 .iter()
@@ -196,6 +244,7 @@ pub const METRICS: &[Metric] = &[
         help: "The version of the state served: one more for every change since hapgent started.",
         labels: &["service"],
         doc: "the version of the state served",
+        sparse: false,
         series: |v| per_service(v, |s| s.version.to_string()),
     },
     Metric {
@@ -204,6 +253,7 @@ pub const METRICS: &[Metric] = &[
         help: "1 if the state file holds the state served, 0 while a save is pending or failing.",
         labels: &["service"],
         doc: "1 when the state file holds what is served",
+        sparse: false,
         series: |v| per_service(v, |s| u8::from(s.saved).to_string()),
     },
     Metric {
@@ -212,6 +262,7 @@ pub const METRICS: &[Metric] = &[
         help: "Probes answered, by the service they asked about.",
         labels: &["service"],
         doc: "probes answered for the service",
+        sparse: false,
         series: |v| per_service(v, |s| s.probes.to_string()),
     },
     Metric {
@@ -220,6 +271,7 @@ pub const METRICS: &[Metric] = &[
         help: "Probes not answered with a state: allow_list (source not allowed, closed), connection_limit (closed), unknown_service (answered with no news).",
         labels: &["reason"],
         doc: "`allow_list` and `connection_limit` (closed unanswered), `unknown_service` (answered with no news)",
+        sparse: false,
         series: |v| {
             [
                 ("allow_list", v.refused_allow),
@@ -237,6 +289,7 @@ pub const METRICS: &[Metric] = &[
         help: "State changes, by cause: signal (SIGUSR1/SIGUSR2), ctl (hapgent ctl), file (read at SIGHUP).",
         labels: &["service", "cause"],
         doc: "changes by `signal`, `ctl` or `file` (SIGHUP read)",
+        sparse: false,
         series: |v| {
             v.services
                 .iter()
@@ -255,6 +308,7 @@ pub const METRICS: &[Metric] = &[
         help: "Failed attempts to save the state file.",
         labels: &["service"],
         doc: "failed attempts to save the state file",
+        sparse: false,
         series: |v| per_service(v, |s| s.failed_saves.to_string()),
     },
     Metric {
@@ -263,6 +317,7 @@ pub const METRICS: &[Metric] = &[
         help: "Probers forgotten to stay within max_probers per service (or the 64 for unknown names); if it keeps rising, raise max_probers.",
         labels: &[],
         doc: "probers forgotten to stay within `max_probers` per service (or 64 for unknown names); if it keeps rising, raise `max_probers`",
+        sparse: false,
         series: |v| one(v.evicted),
     },
     Metric {
@@ -271,6 +326,7 @@ pub const METRICS: &[Metric] = &[
         help: "When each load balancer (source address) last probed about each service, Unix time.",
         labels: &["prober", "service"],
         doc: "when each load balancer last probed about each service (Unix time)",
+        sparse: false,
         series: |v| per_prober(v, |p| format!("{:.3}", since_epoch(v.now, p.last_ago))),
     },
     Metric {
@@ -279,6 +335,7 @@ pub const METRICS: &[Metric] = &[
         help: "The state version the last reply to each load balancer carried (0 for an unknown service).",
         labels: &["prober", "service"],
         doc: "the version its last reply carried",
+        sparse: false,
         series: |v| per_prober(v, |p| p.version.to_string()),
     },
     Metric {
@@ -287,7 +344,84 @@ pub const METRICS: &[Metric] = &[
         help: "Probes from each load balancer about each service since it was first seen.",
         labels: &["prober", "service"],
         doc: "its probes since it was first seen",
+        sparse: false,
         series: |v| per_prober(v, |p| p.probes.to_string()),
+    },
+    Metric {
+        name: "hapgent_check_up",
+        kind: Type::Gauge,
+        help: "1 while the health check passes, 0 while it fails (rise and fall applied); absent before its first result.",
+        labels: &["service", "check"],
+        doc: "1 while the check passes, 0 while it fails (after `rise`/`fall`); absent before its first result",
+        sparse: true,
+        series: |v| per_check(v, |c| c.up.map(|up| u8::from(up).to_string())),
+    },
+    Metric {
+        name: "hapgent_check_duration_seconds",
+        kind: Type::Gauge,
+        help: "How long the health check's last run took.",
+        labels: &["service", "check"],
+        doc: "how long the check's last run took",
+        sparse: true,
+        series: |v| {
+            per_check(v, |c| {
+                c.up.map(|_| format!("{:.6}", c.duration.as_secs_f64()))
+            })
+        },
+    },
+    Metric {
+        name: "hapgent_check_failures_total",
+        kind: Type::Counter,
+        help: "Runs of the health check that failed.",
+        labels: &["service", "check"],
+        doc: "runs of the check that failed",
+        sparse: true,
+        series: |v| per_check(v, |c| Some(c.failures.to_string())),
+    },
+    Metric {
+        name: "hapgent_capacity_value",
+        kind: Type::Gauge,
+        help: "Each capacity monitor's last value: memory and disk in percent used, load per core, cpu in percent busy, connections established.",
+        labels: &["monitor"],
+        doc: "each capacity monitor's last value (memory, disk: % used; load: per core; cpu: % busy; connections: established)",
+        sparse: true,
+        series: |v| {
+            v.capacity
+                .iter()
+                .flat_map(|c| &c.monitors)
+                .filter_map(|(name, value, _)| Some((vec![name.clone()], (*value)?.to_string())))
+                .collect()
+        },
+    },
+    Metric {
+        name: "hapgent_capacity_used_percent",
+        kind: Type::Gauge,
+        help: "How much of each capacity monitor's capacity is used (its value over its full level), in percent.",
+        labels: &["monitor"],
+        doc: "each monitor's value over its `full` level, in percent",
+        sparse: true,
+        series: |v| {
+            v.capacity
+                .iter()
+                .flat_map(|c| &c.monitors)
+                .filter(|(_, value, _)| value.is_some())
+                .map(|(name, _, used)| (vec![name.clone()], format!("{used:.1}")))
+                .collect()
+        },
+    },
+    Metric {
+        name: "hapgent_capacity_weight_percent",
+        kind: Type::Gauge,
+        help: "The weight the capacity monitors leave, in percent of the state's weight (floored at min_weight).",
+        labels: &[],
+        doc: "the weight the capacity monitors leave, in percent of the state's",
+        sparse: true,
+        series: |v| {
+            v.capacity
+                .iter()
+                .filter_map(|c| Some((Vec::new(), c.weight?.to_string())))
+                .collect()
+        },
     },
 ];
 
@@ -302,9 +436,13 @@ fn since_epoch(now: SystemTime, ago: Duration) -> f64 {
 pub fn render(view: &View) -> String {
     let mut out = String::with_capacity(4096 + 200 * view.probers.len());
     for m in METRICS {
+        let series = (m.series)(view);
+        if m.sparse && series.is_empty() {
+            continue;
+        }
         let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
         let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.name());
-        for (values, value) in (m.series)(view) {
+        for (values, value) in series {
             out.push_str(m.name);
             if !values.is_empty() {
                 let pairs: Vec<String> = m
@@ -355,11 +493,13 @@ mod tests {
                 probes: 7,
                 changes: [1, 2, 0],
                 failed_saves: 1,
+                checks: Vec::new(),
             }],
             refused_allow: 4,
             refused_cap: 0,
             unknown_service: 2,
             evicted: 0,
+            capacity: None,
             probers: vec![ProberView {
                 address: "10.0.0.1".into(),
                 service: "default".into(),
@@ -393,6 +533,58 @@ mod tests {
         // No maxconn set: no series, but the family is there.
         assert!(!text.contains("hapgent_service_maxconn{"), "{text}");
         assert!(text.contains("# HELP hapgent_service_maxconn "), "{text}");
+        // No check, no monitor: not even their families.
+        assert!(!text.contains("hapgent_check"), "{text}");
+        assert!(!text.contains("hapgent_capacity"), "{text}");
+    }
+
+    #[test]
+    fn health_series_exist_where_checks_and_monitors_do() {
+        let mut v = view();
+        v.services[0].checks = vec![
+            CheckView {
+                name: "app".into(),
+                up: Some(false),
+                duration: Duration::from_micros(1500),
+                failures: 3,
+            },
+            CheckView {
+                name: "db".into(),
+                up: None,
+                duration: Duration::ZERO,
+                failures: 0,
+            },
+        ];
+        v.capacity = Some(CapacityView {
+            weight: Some(62),
+            monitors: vec![
+                ("memory".into(), Some(77.5), 81.6),
+                ("load".into(), None, 0.0),
+            ],
+        });
+        let text = render(&v);
+        for line in [
+            "# TYPE hapgent_check_up gauge",
+            "hapgent_check_up{service=\"default\",check=\"app\"} 0",
+            "hapgent_check_duration_seconds{service=\"default\",check=\"app\"} 0.001500",
+            "hapgent_check_failures_total{service=\"default\",check=\"app\"} 3",
+            "hapgent_check_failures_total{service=\"default\",check=\"db\"} 0",
+            "hapgent_capacity_value{monitor=\"memory\"} 77.5",
+            "hapgent_capacity_used_percent{monitor=\"memory\"} 81.6",
+            "hapgent_capacity_weight_percent 62",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // No result, no reading yet: no series.
+        assert!(
+            !text.contains("check=\"db\"} 0\nhapgent_check_duration"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("hapgent_check_up{service=\"default\",check=\"db\"}"),
+            "{text}"
+        );
+        assert!(!text.contains("monitor=\"load\""), "{text}");
     }
 
     #[test]

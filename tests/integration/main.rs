@@ -17,6 +17,7 @@ mod dynamic;
 mod edges_signals;
 mod golden;
 mod haproxy;
+mod health;
 mod listeners;
 mod probe_path;
 mod probers;
