@@ -59,13 +59,41 @@ in
           "::1"
         ];
         log_requests = true;
+        maxconn_total = 200;
+        checks.app = {
+          http = "http://127.0.0.1:8080/health";
+          fall = 2;
+        };
+        checks.db = {
+          exec = [
+            "/run/current-system/sw/bin/pg_isready"
+            "--quiet"
+          ];
+          on_fail = "drain";
+        };
+        capacity = {
+          drain_above = 90;
+          memory.full = 90;
+          load = { };
+        };
+        services.api = {
+          state_file = "/var/lib/hapgent/api.json";
+          maxconn_total = 300;
+          checks.health.tcp = "127.0.0.1:8081";
+        };
       };
       description = ''
         hapgent's configuration, written to /etc/hapgent/hapgent.toml (so
         `hapgent check-config` on the host shows what the service uses).
         Keys are those of the configuration file (ip, port, max_connections,
-        write_timeout, log_requests, ...); unknown keys make the agent exit
-        with a configuration error (78) instead of starting.
+        write_timeout, log_requests, maxconn_total, ...), and its tables as
+        attribute sets: `checks.NAME` (health checks: http, tcp or exec, the
+        last a list run without a shell as the user hapgent inside the
+        unit's sandbox, so give it a store path), `capacity` (memory, load,
+        cpu, disk and connections monitors) and `services.NAME` (with their
+        own `checks` and `maxconn_total`); see docs/health.md. Unknown keys
+        make the agent exit with a configuration error (78) instead of
+        starting.
       '';
     };
 
