@@ -8,7 +8,7 @@ agent_reply() {
 
 # reply_is HOST EXPECTED: for wait_until. EXPECTED is the full reply; while
 # it drains, an address already served it gets the repeat without the
-# weight (README, "Repeats while drained"), which matches too.
+# weight (docs/operations.md, "Repeats while drained"), which matches too.
 reply_is() {
     local got
     got=$(agent_reply "$1" 2>/dev/null) || return 1

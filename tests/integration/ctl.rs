@@ -372,7 +372,7 @@ fn probers_are_listed_and_wait_seen_needs_one() {
     assert_eq!(probers[0]["address"], "127.0.0.1");
     assert_eq!(probers[0]["probes"], 3);
     // Drained: after the first, complete reply, its repeats leave out the
-    // weight (README, "Repeats while drained").
+    // weight (docs/operations.md, "Repeats while drained").
     assert_eq!(probers[0]["reply"], "up drain");
 
     // A prober that keeps probing sees the change: wait-seen returns 0.

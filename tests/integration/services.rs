@@ -47,7 +47,7 @@ fn the_payload_selects_the_service() {
     let cases: &[(&[u8], &str)] = &[
         (b"api\n", "up drain 40%\n"),
         // Drained, and already served to this prober: the repeat, without
-        // the weight (README, "Repeats while drained").
+        // the weight (docs/operations.md, "Repeats while drained").
         (b"api\r\n", "up drain\n"),
         (b"web\n", "down 100%\n"),
         (b"\n", "up ready 100%\n"),
