@@ -131,12 +131,16 @@ impl Config {
     }
 }
 
-/// Whether `name` may name a service: what `agent-send` carries.
-pub fn valid_service_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+pub use crate::protocol::valid_service_name;
+
+/// How logs and answers name a service: the default one (whose own name
+/// is empty) as `DEFAULT_SERVICE`.
+pub fn service_label(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_SERVICE
+    } else {
+        name
+    }
 }
 
 impl Default for Config {

@@ -17,6 +17,14 @@ use std::fmt::Write;
 
 pub use crate::state::MAX_DESCRIPTION;
 
+/// Whether `name` may name a service: what `agent-send` carries.
+pub fn valid_service_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
 /// HAProxy's administrative state, least to most restrictive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Admin {
@@ -88,7 +96,7 @@ pub fn parse_payload(bytes: &[u8], complete: bool) -> Option<Payload<'_>> {
         return Some(Payload::None);
     }
     match std::str::from_utf8(line) {
-        Ok(name) if crate::config::valid_service_name(name) => Some(Payload::Name(name)),
+        Ok(name) if valid_service_name(name) => Some(Payload::Name(name)),
         _ => Some(Payload::Invalid),
     }
 }

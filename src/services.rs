@@ -47,7 +47,7 @@ pub fn lookup_name(name: &str) -> &str {
 /// The name of a service for people (`hapgent ctl`, metric labels):
 /// `default` for the default one.
 pub fn label(name: &str) -> &str {
-    if name.is_empty() { DEFAULT } else { name }
+    crate::config::service_label(name)
 }
 
 /// What starting the services of a new configuration reads and cleans:

@@ -131,7 +131,7 @@ fn count(key: &str, value: Option<u32>, default: u32) -> Result<u32, String> {
 /// `services.S.checks`, used in every error.
 pub fn check(prefix: &str, name: &str, spec: &CheckSpec) -> Result<Check, String> {
     let key = format!("{prefix}.{name}");
-    if !crate::config::valid_service_name(name) {
+    if !crate::protocol::valid_service_name(name) {
         return Err(format!(
             "{key}: a check name is 1 to 64 letters, digits and _.:- characters"
         ));

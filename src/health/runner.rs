@@ -312,10 +312,11 @@ mod tests {
             (down.from, down.to, down.outcome, down.count),
             (Verdict::Passing, Verdict::Failing, Outcome::Http(503), 3)
         );
-        assert_eq!(
-            app.failed.load(Ordering::SeqCst),
-            3,
-            "failing after exactly fall = 3 answers"
+        // More runs may have happened since the change (the reader can be
+        // late on a busy machine): at least the three it counted.
+        assert!(
+            app.failed.load(Ordering::SeqCst) >= 3,
+            "failing after fall = 3 answers"
         );
         assert_eq!(cell.verdict(), Verdict::Failing);
         assert_eq!(
@@ -327,14 +328,11 @@ mod tests {
         app.status.store(200, Ordering::SeqCst);
         let up = changes.recv_timeout(PATIENCE).unwrap();
         assert_eq!(
-            (up.from, up.to, up.outcome),
-            (Verdict::Failing, Verdict::Passing, Outcome::Http(200))
-        );
-        assert_eq!(
-            app.ok.load(Ordering::SeqCst) - ok_before,
-            2,
+            (up.from, up.to, up.outcome, up.count),
+            (Verdict::Failing, Verdict::Passing, Outcome::Http(200), 2),
             "passing after exactly rise = 2 answers"
         );
+        assert!(app.ok.load(Ordering::SeqCst) - ok_before >= 2);
         let status = cell.status();
         assert_eq!(
             (status.verdict, status.fails, status.last),

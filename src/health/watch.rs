@@ -350,7 +350,7 @@ impl Running {
                 .plan
                 .budgets
                 .keys()
-                .map(|s| crate::services::label(s))
+                .map(|s| crate::config::service_label(s))
                 .collect();
             names.sort_unstable();
             parts.push(format!("maxconn_total for {}", names.join(", ")));
