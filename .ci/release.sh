@@ -179,6 +179,19 @@ probe() {
     printf '%s' "${line%$'\r'}"
 }
 
+# under_bound FILE ARCH: FILE is under the bound docs/releasing.md states
+# for ARCH ("ARCH under N bytes") and within 5 % of it, so the documented
+# figure follows the binary in both directions.
+under_bound() {
+    local size bound
+    size=$(stat -c %s "$1") &&
+        bound=$(sed -n "s/.*$2 under \([0-9,]*\) bytes.*/\1/p" docs/releasing.md | tr -d ,) &&
+        echo "  $1: $size bytes, documented bound ${bound:-none}" &&
+        [ -n "$bound" ] && [ "$size" -lt "$bound" ] && [ "$size" -ge $((bound * 95 / 100)) ]
+}
+expect "the x86_64 binary matches docs/releasing.md's size bound" under_bound "$bin_x86" x86_64
+expect "the aarch64 binary matches docs/releasing.md's size bound" under_bound "$bin_arm" aarch64
+
 step "Agent checks on loopback"
 expect "x86_64 binary prints its version" test "$("$bin_x86" --version)" = "hapgent $version"
 expect "x86_64 binary answers agent checks and signals" serve x86_64 "$bin_x86"
