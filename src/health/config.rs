@@ -766,6 +766,13 @@ mod tests {
         capacity(&toml::from_str::<CapacitySpec>(toml_text).map_err(|e| e.to_string())?)
     }
 
+    /// Each `[capacity]` text is refused with exactly its message.
+    fn assert_cap_errors(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            assert_eq!(cap(text).unwrap_err(), *want, "{text}");
+        }
+    }
+
     #[test]
     fn capacity_defaults_and_monitors() {
         let c = cap("[memory]\n[load]\n[cpu]\n[disk]\npath = \"/var\"\n[connections]\nports = [443, 80, 443]\nfull = 1000\nsignificance = 3\n").unwrap();
@@ -869,9 +876,7 @@ mod tests {
                 "capacity.connections.full: needs the level at which no capacity is left",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(cap(text).unwrap_err(), *want, "{text}");
-        }
+        assert_cap_errors(cases);
         let e = cap("[memory]\nlimit = 3").unwrap_err();
         assert!(e.contains("unknown field `limit`"), "{e}");
     }
@@ -904,9 +909,7 @@ mod tests {
                 "capacity.disk.path: needs the path whose filesystem to watch",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(cap(text).unwrap_err(), *want, "{text}");
-        }
+        assert_cap_errors(cases);
     }
 
     #[test]
