@@ -24,8 +24,10 @@ use crate::stats::median;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Starts HAProxy with one server that has hapgent as its agent.
@@ -129,90 +131,101 @@ pub fn run(o: &Options) -> Result<bool, Error> {
             o.binary.display()
         )));
     }
-    let inter = o.agent_inter_ms as f64;
     let loadavg_before = crate::proc::loadavg();
     let dir = scratch_dir()?;
-    write_state(&dir.0)?;
-    let control = dir.0.join("control.sock");
-    let (mut agent, _) = Agent::start(
-        o,
-        &dir.0,
-        Role::Measured {
-            control: Some(&control),
-        },
-    )?;
-    let (first, _) = agent.wait_ready(o)?;
-    first.map_err(|e| Error::Agent(format!("hapgent's first reply: {e}")))?;
-    // The server HAProxy's regular check connects to: accepted and closed.
-    let server = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(Error::io("cannot bind a server port"))?;
-    let server_port = server
-        .local_addr()
-        .map_err(Error::io("cannot bind a server port"))?
-        .port();
-    std::thread::spawn(move || {
-        for conn in server.incoming() {
-            drop(conn);
+    let watched = Watched::start(o, &dir.0)?;
+    let mut samples = Vec::new();
+    for i in 0..o.wait_seen {
+        let sample = watched.time_command(i)?;
+        if !o.json {
+            eprintln!(
+                "hapgent-bench: {}/{} ctl {} --wait-seen: {:.1} ms; HAProxy showed it at {:.1} ms ({:+.1} ms after ctl returned)",
+                i + 1,
+                o.wait_seen,
+                sample.action,
+                sample.ctl_ms,
+                sample.haproxy_ms,
+                sample.haproxy_ms - sample.ctl_ms
+            );
         }
-    });
-    let haproxy = start_haproxy(o, &dir.0, agent.addr.port(), server_port)?;
-    haproxy.until("show the server UP and ready", |h| {
-        server_state(&h.socket).is_some_and(|(op, admin)| op == "2" && admin == "0")
-    })?;
-    let ctl = |args: &[&str]| -> Result<std::process::Output, Error> {
-        hapgent_command(o, &dir.0, Some(&control))?
+        samples.push(sample);
+    }
+    watched.stop()?;
+    let loadavg = (loadavg_before, crate::proc::loadavg());
+    let summaries = Summaries::of(&samples);
+    if o.json {
+        print_json(o, &samples, summaries, loadavg);
+    } else {
+        print_table(o, samples.len(), &summaries, loadavg);
+    }
+    Ok(true)
+}
+
+/// hapgent with a control socket, and one HAProxy that checks a server
+/// with hapgent as its agent: what the timed commands run against.
+/// Dropped in this order: HAProxy first, then hapgent.
+struct Watched<'a> {
+    haproxy: Haproxy,
+    agent: Agent,
+    o: &'a Options,
+    dir: &'a Path,
+    control: PathBuf,
+}
+
+impl<'a> Watched<'a> {
+    /// Starts hapgent and HAProxy in `dir`, and waits until HAProxy shows
+    /// the server UP and ready and hapgent counts HAProxy as a prober.
+    fn start(o: &'a Options, dir: &'a Path) -> Result<Watched<'a>, Error> {
+        write_state(dir)?;
+        let control = dir.join("control.sock");
+        let measured = Role::Measured {
+            control: Some(&control),
+        };
+        let (mut agent, _) = Agent::start(o, dir, measured)?;
+        let (first, _) = agent.wait_ready(o)?;
+        first.map_err(|e| Error::Agent(format!("hapgent's first reply: {e}")))?;
+        let haproxy = start_haproxy(o, dir, agent.addr.port(), closing_server()?)?;
+        haproxy.until("show the server UP and ready", |h| {
+            server_state(&h.socket).is_some_and(|(op, admin)| op == "2" && admin == "0")
+        })?;
+        let watched = Watched {
+            haproxy,
+            agent,
+            o,
+            dir,
+            control,
+        };
+        // A prober counts as a load balancer once it has probed twice.
+        watched.haproxy.until("probe hapgent twice", |_| {
+            watched
+                .ctl(&["probers", "--json"])
+                .is_ok_and(|out| probed_twice(&String::from_utf8_lossy(&out.stdout)))
+        })?;
+        Ok(watched)
+    }
+
+    /// Runs `hapgent ctl ARGS` on hapgent's control socket.
+    fn ctl(&self, args: &[&str]) -> Result<std::process::Output, Error> {
+        hapgent_command(self.o, self.dir, Some(&self.control))?
             .arg("ctl")
             .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(Error::io("cannot run hapgent ctl"))
-    };
-    // A prober counts as a load balancer once it has probed twice.
-    haproxy.until("probe hapgent twice", |_| {
-        ctl(&["probers", "--json"]).is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split("\"probes\":")
-                .skip(1)
-                .filter_map(|rest| {
-                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    digits.parse::<u64>().ok()
-                })
-                .any(|n| n >= 2)
-        })
-    })?;
+    }
 
-    let say = |s: String| {
-        if !o.json {
-            eprintln!("{s}");
-        }
-    };
-    let mut samples = Vec::new();
-    for i in 0..o.wait_seen {
-        let (action, admin) = if i % 2 == 0 {
-            ("drain", "8")
-        } else {
-            ("ready", "0")
-        };
+    /// Times command `i` (`drain` or `ready`, by turns) from its spawn to
+    /// its exit, and to HAProxy showing the change.
+    fn time_command(&self, i: usize) -> Result<Sample, Error> {
+        let (action, admin) = action(i);
         // Start at a different point of HAProxy's probe cycle each time
         // (a multiplicative hash of i over the interval).
-        let offset = (i as u64 * 7919) % o.agent_inter_ms.max(1);
+        let offset = (i as u64 * 7919) % self.o.agent_inter_ms.max(1);
         std::thread::sleep(Duration::from_millis(offset));
-        let socket = haproxy.socket.clone();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let poller = std::thread::spawn(move || {
-            let _ = go_rx.recv();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if server_state(&socket).is_some_and(|(_, a)| a == admin) {
-                    return Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            None
-        });
+        let (go, poller) = poll_admin_state(self.haproxy.socket.clone(), admin);
         let t0 = Instant::now();
-        let _ = go_tx.send(());
-        let out = ctl(&[action, "--wait-seen", "--timeout", "10s"])?;
+        let _ = go.send(());
+        let out = self.ctl(&[action, "--wait-seen", "--timeout", "10s"])?;
         let t1 = Instant::now();
         if !out.status.success() {
             return Err(Error::Agent(format!(
@@ -230,90 +243,158 @@ pub fn run(o: &Options) -> Result<bool, Error> {
                     "HAProxy never showed srv_admin_state {admin} after {action}"
                 ))
             })?;
-        let sample = Sample {
+        Ok(Sample {
             action,
             ctl_ms: (t1 - t0).as_secs_f64() * 1e3,
             haproxy_ms: (seen - t0).as_secs_f64() * 1e3,
-        };
-        say(format!(
-            "hapgent-bench: {}/{} ctl {action} --wait-seen: {:.1} ms; HAProxy showed it at {:.1} ms ({:+.1} ms after ctl returned)",
-            i + 1,
-            o.wait_seen,
-            sample.ctl_ms,
-            sample.haproxy_ms,
-            sample.haproxy_ms - sample.ctl_ms
-        ));
-        samples.push(sample);
+        })
     }
-    if !agent.alive() {
-        return Err(Error::Agent("hapgent died during the measurement".into()));
-    }
-    drop(haproxy);
-    drop(agent);
-    let loadavg_after = crate::proc::loadavg();
 
-    let ctl = summary(&samples.iter().map(|s| s.ctl_ms).collect::<Vec<_>>());
-    let hap = summary(&samples.iter().map(|s| s.haproxy_ms).collect::<Vec<_>>());
-    // Negative when HAProxy showed it before ctl had exited.
-    let lag = summary(
-        &samples
-            .iter()
-            .map(|s| s.haproxy_ms - s.ctl_ms)
-            .collect::<Vec<_>>(),
-    );
-    let old = 2.0 * inter;
-    if o.json {
-        println!(
-            "{}",
-            to_json(&Json {
-                agent_inter_ms: o.agent_inter_ms,
-                commands: samples.len(),
-                ctl_ms: ctl,
-                haproxy_shows_ms: hap,
-                haproxy_lag_after_ctl_ms: lag,
-                old_recipe_ms: old,
-                loadavg_before,
-                loadavg_after,
-                runs: &samples,
-            })
-        );
-    } else {
-        let target = inter + 50.0;
-        println!(
-            "{} commands, agent-inter {} ms; load average {loadavg_before:.2} before, {loadavg_after:.2} after\n",
-            samples.len(),
-            o.agent_inter_ms
-        );
-        println!("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |");
-        println!("|---|---:|---:|---:|---:|");
-        // One decimal, and no "-0.0" for a lag that rounds to zero.
-        let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
-        let row = |label: &str, s: &Summary| {
-            println!(
-                "| {label} | {} | {} | {} | {} |",
-                ms(s.median),
-                ms(s.p90),
-                ms(s.min),
-                ms(s.max)
-            )
-        };
-        row("command start to return (ms)", &ctl);
-        row("command start to HAProxy showing the change (ms)", &hap);
-        row("HAProxy showing it, after ctl returned (ms)", &lag);
-        println!(
-            "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |"
-        );
-        println!(
-            "\nmedian {:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {}",
-            ctl.median,
-            if ctl.median <= target {
-                "met"
-            } else {
-                "MISSED"
-            }
-        );
+    /// Stops HAProxy and hapgent; an error if hapgent died meanwhile.
+    fn stop(mut self) -> Result<(), Error> {
+        if !self.agent.alive() {
+            return Err(Error::Agent("hapgent died during the measurement".into()));
+        }
+        Ok(())
     }
-    Ok(true)
+}
+
+/// The server HAProxy's regular check connects to: accepted and closed,
+/// on a thread, for ever. Returns its port.
+fn closing_server() -> Result<u16, Error> {
+    let server = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(Error::io("cannot bind a server port"))?;
+    let port = server
+        .local_addr()
+        .map_err(Error::io("cannot bind a server port"))?
+        .port();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            drop(conn);
+        }
+    });
+    Ok(port)
+}
+
+/// Command `i`'s action, and the srv_admin_state HAProxy shows after it:
+/// `drain` (8, drain) and `ready` (0) by turns.
+fn action(i: usize) -> (&'static str, &'static str) {
+    if i.is_multiple_of(2) {
+        ("drain", "8")
+    } else {
+        ("ready", "0")
+    }
+}
+
+/// Whether a `hapgent ctl probers --json` answer has a prober with at
+/// least two probes.
+fn probed_twice(answer: &str) -> bool {
+    answer
+        .split("\"probes\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        })
+        .any(|n| n >= 2)
+}
+
+/// A thread that, once told to go, polls HAProxy's stats socket until s1's
+/// srv_admin_state is `admin`: when it first was, or None after 10 s.
+fn poll_admin_state(
+    socket: PathBuf,
+    admin: &'static str,
+) -> (Sender<()>, JoinHandle<Option<Instant>>) {
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let poller = std::thread::spawn(move || {
+        let _ = go_rx.recv();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if server_state(&socket).is_some_and(|(_, a)| a == admin) {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        None
+    });
+    (go_tx, poller)
+}
+
+/// The samples' times, summarised.
+struct Summaries {
+    ctl: Summary,
+    haproxy: Summary,
+    /// Negative when HAProxy showed it before ctl had exited.
+    lag: Summary,
+}
+
+impl Summaries {
+    fn of(samples: &[Sample]) -> Summaries {
+        let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
+        Summaries {
+            ctl: of(|s| s.ctl_ms),
+            haproxy: of(|s| s.haproxy_ms),
+            lag: of(|s| s.haproxy_ms - s.ctl_ms),
+        }
+    }
+}
+
+/// The report as JSON (`--json`).
+fn print_json(o: &Options, samples: &[Sample], s: Summaries, loadavg: (f64, f64)) {
+    let json = Json {
+        agent_inter_ms: o.agent_inter_ms,
+        commands: samples.len(),
+        ctl_ms: s.ctl,
+        haproxy_shows_ms: s.haproxy,
+        haproxy_lag_after_ctl_ms: s.lag,
+        old_recipe_ms: 2.0 * o.agent_inter_ms as f64,
+        loadavg_before: loadavg.0,
+        loadavg_after: loadavg.1,
+        runs: samples,
+    };
+    println!("{}", to_json(&json));
+}
+
+/// The report as a Markdown table, with the target's verdict.
+fn print_table(o: &Options, commands: usize, s: &Summaries, loadavg: (f64, f64)) {
+    let inter = o.agent_inter_ms as f64;
+    let (old, target) = (2.0 * inter, inter + 50.0);
+    let (loadavg_before, loadavg_after) = loadavg;
+    println!(
+        "{commands} commands, agent-inter {} ms; load average {loadavg_before:.2} before, {loadavg_after:.2} after\n",
+        o.agent_inter_ms
+    );
+    println!("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |");
+    println!("|---|---:|---:|---:|---:|");
+    // One decimal, and no "-0.0" for a lag that rounds to zero.
+    let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
+    let row = |label: &str, s: &Summary| {
+        println!(
+            "| {label} | {} | {} | {} | {} |",
+            ms(s.median),
+            ms(s.p90),
+            ms(s.min),
+            ms(s.max)
+        )
+    };
+    row("command start to return (ms)", &s.ctl);
+    row(
+        "command start to HAProxy showing the change (ms)",
+        &s.haproxy,
+    );
+    row("HAProxy showing it, after ctl returned (ms)", &s.lag);
+    println!(
+        "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |"
+    );
+    println!(
+        "\nmedian {:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {}",
+        s.ctl.median,
+        if s.ctl.median <= target {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
 }
 
 /// The summary of `values` (not empty; values may be negative).
@@ -331,7 +412,37 @@ pub(crate) fn summary(values: &[f64]) -> Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::{Summary, parse_server_state, summary};
+    use super::{Summary, action, parse_server_state, probed_twice, summary};
+
+    #[test]
+    fn drain_and_ready_by_turns() {
+        let actions: Vec<_> = (0..4).map(action).collect();
+        assert_eq!(
+            actions,
+            [
+                ("drain", "8"),
+                ("ready", "0"),
+                ("drain", "8"),
+                ("ready", "0")
+            ]
+        );
+    }
+
+    #[test]
+    fn probed_twice_by_some_prober() {
+        for (answer, want) in [
+            (r#"[{"address":"127.0.0.1","probes":1}]"#, false),
+            (
+                r#"[{"address":"a","probes":1},{"address":"b","probes":12}]"#,
+                true,
+            ),
+            (r#"[{"address":"127.0.0.1","probes":2}]"#, true),
+            ("[]", false),
+            ("", false),
+        ] {
+            assert_eq!(probed_twice(answer), want, "{answer}");
+        }
+    }
 
     #[test]
     fn summaries() {
