@@ -212,13 +212,29 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     let socket = hapgent_testkit::haproxy::admin_socket(&dir.0);
     let text = config(&socket, o.lb_backends, o.lb_servers);
     let haproxy = Haproxy::start(&o.haproxy, &dir.0, &text)?;
-    let stat_bytes = answer_bytes(&haproxy.socket, "show stat")?;
-    let state_bytes = answer_bytes(&haproxy.socket, "show servers state")?;
+    let answers = (
+        answer_bytes(&haproxy.socket, "show stat")?,
+        answer_bytes(&haproxy.socket, "show servers state")?,
+    );
+    check_lists_all(o, &dir.0, &haproxy.socket)?;
+    let samples = time_runs(o, &dir.0, &haproxy.socket)?;
+    drop(haproxy);
+    let loadavg = (loadavg_before, crate::proc::loadavg());
+    let summaries = Summaries::of(&samples);
+    if o.json {
+        print_json(o, answers, &samples, summaries, loadavg);
+    } else {
+        print_table(o, answers, samples.len(), &summaries, loadavg);
+    }
+    Ok(true)
+}
 
-    // Once with the output kept: it must list every backend and server.
-    let out = dir.0.join("status.json");
+/// Runs `status --json` once with its output kept: it must list every
+/// backend and server.
+fn check_lists_all(o: &Options, dir: &Path, socket: &Path) -> Result<(), Error> {
+    let out = dir.join("status.json");
     let file = std::fs::File::create(&out).map_err(Error::io(format!("{out:?}")))?;
-    status(o, &dir.0, &haproxy.socket, file.into())?;
+    status(o, dir, socket, file.into())?;
     let json = std::fs::read_to_string(&out).map_err(Error::io(format!("{out:?}")))?;
     let want = (o.lb_backends, o.lb_servers);
     if counted(&json) != Some(want) {
@@ -227,10 +243,15 @@ pub fn run(o: &Options) -> Result<bool, Error> {
             counted(&json)
         )));
     }
+    Ok(())
+}
 
+/// The `--lb-status` runs, their output thrown away, each said on stderr
+/// as it ends (unless `--json`).
+fn time_runs(o: &Options, dir: &Path, socket: &Path) -> Result<Vec<Sample>, Error> {
     let mut samples = Vec::new();
     for i in 0..o.lb_status {
-        let sample = status(o, &dir.0, &haproxy.socket, Stdio::null())?;
+        let sample = status(o, dir, socket, Stdio::null())?;
         if !o.json {
             eprintln!(
                 "hapgent-bench: {}/{} status --json: {:.1} ms, {:.1} ms CPU, peak RSS {} KiB",
@@ -243,60 +264,85 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         }
         samples.push(sample);
     }
-    drop(haproxy);
-    let loadavg_after = crate::proc::loadavg();
+    Ok(samples)
+}
 
-    let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
-    let (wall, cpu, rss, spawner) = (
-        of(|s| s.wall_ms),
-        of(|s| s.cpu_ms),
-        of(|s| s.peak_rss_kib as f64),
-        of(|s| s.spawner_rss_kib as f64),
-    );
-    if o.json {
-        println!(
-            "{}",
-            to_json(&Json {
-                backends: o.lb_backends,
-                servers: o.lb_servers,
-                show_stat_bytes: stat_bytes,
-                show_servers_state_bytes: state_bytes,
-                wall_ms: wall,
-                cpu_ms: cpu,
-                peak_rss_kib: rss,
-                spawner_rss_kib: spawner,
-                loadavg_before,
-                loadavg_after,
-                runs: &samples,
-            })
-        );
-    } else {
-        println!(
-            "`hapgent-lb status --json`, {} servers in {} backends ({stat_bytes} bytes of `show stat`, \
-             {state_bytes} of `show servers state`), {} runs; load average {loadavg_before:.2} before, \
-             {loadavg_after:.2} after\n",
-            o.lb_servers,
-            o.lb_backends,
-            samples.len()
-        );
-        println!("| `hapgent-lb status --json` | median | p90 | min | max |");
-        println!("|---|---:|---:|---:|---:|");
-        let row = |label: &str, s: &Summary, digits: usize| {
-            println!(
-                "| {label} | {:.digits$} | {:.digits$} | {:.digits$} | {:.digits$} |",
-                s.median, s.p90, s.min, s.max
-            )
-        };
-        row("wall time, spawn to exit (ms)", &wall, 1);
-        row("CPU time, user + system (ms)", &cpu, 1);
-        row("peak RSS (KiB)", &rss, 0);
-        row(
-            "RSS of the spawner, included in the peak's floor (KiB)",
-            &spawner,
-            0,
-        );
+/// The samples' figures, summarised.
+struct Summaries {
+    wall: Summary,
+    cpu: Summary,
+    rss: Summary,
+    spawner: Summary,
+}
+
+impl Summaries {
+    fn of(samples: &[Sample]) -> Summaries {
+        let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
+        Summaries {
+            wall: of(|s| s.wall_ms),
+            cpu: of(|s| s.cpu_ms),
+            rss: of(|s| s.peak_rss_kib as f64),
+            spawner: of(|s| s.spawner_rss_kib as f64),
+        }
     }
-    Ok(true)
+}
+
+/// The report as JSON (`--json`); `answers`: the sizes of `show stat`
+/// and `show servers state`.
+fn print_json(
+    o: &Options,
+    answers: (usize, usize),
+    samples: &[Sample],
+    s: Summaries,
+    loadavg: (f64, f64),
+) {
+    let json = Json {
+        backends: o.lb_backends,
+        servers: o.lb_servers,
+        show_stat_bytes: answers.0,
+        show_servers_state_bytes: answers.1,
+        wall_ms: s.wall,
+        cpu_ms: s.cpu,
+        peak_rss_kib: s.rss,
+        spawner_rss_kib: s.spawner,
+        loadavg_before: loadavg.0,
+        loadavg_after: loadavg.1,
+        runs: samples,
+    };
+    println!("{}", to_json(&json));
+}
+
+/// The report as a Markdown table.
+fn print_table(
+    o: &Options,
+    answers: (usize, usize),
+    runs: usize,
+    s: &Summaries,
+    loadavg: (f64, f64),
+) {
+    let ((stat_bytes, state_bytes), (loadavg_before, loadavg_after)) = (answers, loadavg);
+    println!(
+        "`hapgent-lb status --json`, {} servers in {} backends ({stat_bytes} bytes of `show stat`, \
+         {state_bytes} of `show servers state`), {runs} runs; load average {loadavg_before:.2} before, \
+         {loadavg_after:.2} after\n",
+        o.lb_servers, o.lb_backends,
+    );
+    println!("| `hapgent-lb status --json` | median | p90 | min | max |");
+    println!("|---|---:|---:|---:|---:|");
+    let row = |label: &str, s: &Summary, digits: usize| {
+        println!(
+            "| {label} | {:.digits$} | {:.digits$} | {:.digits$} | {:.digits$} |",
+            s.median, s.p90, s.min, s.max
+        )
+    };
+    row("wall time, spawn to exit (ms)", &s.wall, 1);
+    row("CPU time, user + system (ms)", &s.cpu, 1);
+    row("peak RSS (KiB)", &s.rss, 0);
+    row(
+        "RSS of the spawner, included in the peak's floor (KiB)",
+        &s.spawner,
+        0,
+    );
 }
 
 #[cfg(test)]
