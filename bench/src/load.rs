@@ -4,7 +4,7 @@
 //! its write(), for waking a sleeping reader thread on every check: a cost
 //! of the load generator, not of the agent.)
 
-use crate::probe::{ProbeError, well_formed};
+use crate::probe::{ProbeError, setsockopt, well_formed};
 use crate::tally::Tally;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -119,21 +119,6 @@ fn sockaddr(addr: SocketAddr) -> libc::sockaddr_in {
     }
 }
 
-/// Sets an integer-sized socket option; a failure only makes the probe
-/// less like HAProxy's, so it is not checked.
-fn set_option<T>(fd: i32, level: i32, name: i32, value: &T) {
-    // SAFETY: `value` is live and sized as passed.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-}
-
 /// A non-blocking socket whose connect to `to` has begun, from prober
 /// `n`'s source address when the plan spreads the probes.
 fn open_probe(plan: &Plan, to: &libc::sockaddr_in, n: u64) -> Result<i32, ProbeError> {
@@ -154,7 +139,8 @@ fn open_probe(plan: &Plan, to: &libc::sockaddr_in, n: u64) -> Result<i32, ProbeE
         l_onoff: 1,
         l_linger: 0,
     };
-    set_option(fd, libc::SOL_SOCKET, libc::SO_LINGER, &reset);
+    // A failure only makes the probe less like HAProxy's: not checked.
+    let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &reset);
     let from_prober = match plan.probers {
         0 => Ok(()),
         probers => bind_source(fd, source_addr(n, probers)),
@@ -183,7 +169,7 @@ fn start_connect(fd: i32, to: &libc::sockaddr_in) -> Result<(), ProbeError> {
 /// port).
 fn bind_source(fd: i32, ip: std::net::Ipv4Addr) -> Result<(), ProbeError> {
     let one: libc::c_int = 1;
-    set_option(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, &one);
+    let _ = setsockopt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, &one);
     let src = sockaddr(SocketAddr::from((ip, 0)));
     // SAFETY: `src` is a live sockaddr_in.
     if unsafe {

@@ -106,9 +106,10 @@ pub(crate) struct Summary {
     pub max: f64,
 }
 
-/// The `--json` report of `--wait-seen`.
+/// The report of `--wait-seen`: printed as JSON with `--json`, else as a
+/// table (`table`).
 #[derive(Serialize)]
-struct Json<'a> {
+struct Report<'a> {
     agent_inter_ms: u64,
     commands: usize,
     ctl_ms: Summary,
@@ -152,11 +153,11 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     }
     watched.stop()?;
     let loadavg = (loadavg_before, crate::proc::loadavg());
-    let summaries = Summaries::of(&samples);
+    let report = Report::new(o.agent_inter_ms, &samples, loadavg);
     if o.json {
-        print_json(o, &samples, summaries, loadavg);
+        println!("{}", to_json(&report));
     } else {
-        print_table(o, samples.len(), &summaries, loadavg);
+        print!("{}", report.table());
     }
     Ok(true)
 }
@@ -320,81 +321,62 @@ fn poll_admin_state(
     (go_tx, poller)
 }
 
-/// The samples' times, summarised.
-struct Summaries {
-    ctl: Summary,
-    haproxy: Summary,
-    /// Negative when HAProxy showed it before ctl had exited.
-    lag: Summary,
-}
-
-impl Summaries {
-    fn of(samples: &[Sample]) -> Summaries {
-        let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
-        Summaries {
-            ctl: of(|s| s.ctl_ms),
-            haproxy: of(|s| s.haproxy_ms),
-            lag: of(|s| s.haproxy_ms - s.ctl_ms),
+impl<'a> Report<'a> {
+    fn new(agent_inter_ms: u64, samples: &'a [Sample], loadavg: (f64, f64)) -> Report<'a> {
+        Report {
+            agent_inter_ms,
+            commands: samples.len(),
+            ctl_ms: summary_of(samples, |s| s.ctl_ms),
+            haproxy_shows_ms: summary_of(samples, |s| s.haproxy_ms),
+            haproxy_lag_after_ctl_ms: summary_of(samples, |s| s.haproxy_ms - s.ctl_ms),
+            old_recipe_ms: 2.0 * agent_inter_ms as f64,
+            loadavg_before: loadavg.0,
+            loadavg_after: loadavg.1,
+            runs: samples,
         }
+    }
+
+    /// The report as text: a Markdown table, and the target's verdict.
+    fn table(&self) -> String {
+        let inter = self.agent_inter_ms as f64;
+        let (old, target) = (self.old_recipe_ms, inter + 50.0);
+        let mut out = format!(
+            "{} commands, agent-inter {} ms; load average {:.2} before, {:.2} after\n\n",
+            self.commands, self.agent_inter_ms, self.loadavg_before, self.loadavg_after
+        );
+        out.push_str("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |\n");
+        out.push_str("|---|---:|---:|---:|---:|\n");
+        // One decimal, and no "-0.0" for a lag that rounds to zero.
+        let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
+        for (label, s) in [
+            ("command start to return (ms)", &self.ctl_ms),
+            (
+                "command start to HAProxy showing the change (ms)",
+                &self.haproxy_shows_ms,
+            ),
+            (
+                "HAProxy showing it, after ctl returned (ms)",
+                &self.haproxy_lag_after_ctl_ms,
+            ),
+        ] {
+            let (median, p90, min, max) = (ms(s.median), ms(s.p90), ms(s.min), ms(s.max));
+            out.push_str(&format!("| {label} | {median} | {p90} | {min} | {max} |\n"));
+        }
+        out.push_str(&format!(
+            "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |\n"
+        ));
+        let median = self.ctl_ms.median;
+        let verdict = if median <= target { "met" } else { "MISSED" };
+        out.push_str(&format!(
+            "\nmedian {median:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {verdict}\n"
+        ));
+        out
     }
 }
 
-/// The report as JSON (`--json`).
-fn print_json(o: &Options, samples: &[Sample], s: Summaries, loadavg: (f64, f64)) {
-    let json = Json {
-        agent_inter_ms: o.agent_inter_ms,
-        commands: samples.len(),
-        ctl_ms: s.ctl,
-        haproxy_shows_ms: s.haproxy,
-        haproxy_lag_after_ctl_ms: s.lag,
-        old_recipe_ms: 2.0 * o.agent_inter_ms as f64,
-        loadavg_before: loadavg.0,
-        loadavg_after: loadavg.1,
-        runs: samples,
-    };
-    println!("{}", to_json(&json));
-}
-
-/// The report as a Markdown table, with the target's verdict.
-fn print_table(o: &Options, commands: usize, s: &Summaries, loadavg: (f64, f64)) {
-    let inter = o.agent_inter_ms as f64;
-    let (old, target) = (2.0 * inter, inter + 50.0);
-    let (loadavg_before, loadavg_after) = loadavg;
-    println!(
-        "{commands} commands, agent-inter {} ms; load average {loadavg_before:.2} before, {loadavg_after:.2} after\n",
-        o.agent_inter_ms
-    );
-    println!("| `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |");
-    println!("|---|---:|---:|---:|---:|");
-    // One decimal, and no "-0.0" for a lag that rounds to zero.
-    let ms = |v: f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { v });
-    let row = |label: &str, s: &Summary| {
-        println!(
-            "| {label} | {} | {} | {} | {} |",
-            ms(s.median),
-            ms(s.p90),
-            ms(s.min),
-            ms(s.max)
-        )
-    };
-    row("command start to return (ms)", &s.ctl);
-    row(
-        "command start to HAProxy showing the change (ms)",
-        &s.haproxy,
-    );
-    row("HAProxy showing it, after ctl returned (ms)", &s.lag);
-    println!(
-        "| old recipe: signal, then sleep two agent intervals (ms) | {old:.0} | {old:.0} | {old:.0} | {old:.0} |"
-    );
-    println!(
-        "\nmedian {:.1} ms against a target of {target:.0} ms (1 agent interval + 50 ms): {}",
-        s.ctl.median,
-        if s.ctl.median <= target {
-            "met"
-        } else {
-            "MISSED"
-        }
-    );
+/// The summary of one figure `f` of the samples (not empty).
+pub(crate) fn summary_of<S>(samples: &[S], f: impl Fn(&S) -> f64) -> Summary {
+    summary(&samples.iter().map(f).collect::<Vec<_>>())
 }
 
 /// The summary of `values` (not empty; values may be negative).
@@ -412,7 +394,34 @@ pub(crate) fn summary(values: &[f64]) -> Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::{Summary, action, parse_server_state, probed_twice, summary};
+    use super::{Report, Sample, Summary, action, parse_server_state, probed_twice, summary};
+
+    #[test]
+    fn table() {
+        let samples = [
+            Sample {
+                action: "drain",
+                ctl_ms: 100.0,
+                haproxy_ms: 99.98,
+            },
+            Sample {
+                action: "ready",
+                ctl_ms: 300.0,
+                haproxy_ms: 300.0,
+            },
+        ];
+        assert_eq!(
+            Report::new(200, &samples, (0.5, 1.25)).table(),
+            "2 commands, agent-inter 200 ms; load average 0.50 before, 1.25 after\n\n\
+             | `hapgent ctl drain/ready --wait-seen` | median | p90 | min | max |\n\
+             |---|---:|---:|---:|---:|\n\
+             | command start to return (ms) | 200.0 | 300.0 | 100.0 | 300.0 |\n\
+             | command start to HAProxy showing the change (ms) | 200.0 | 300.0 | 100.0 | 300.0 |\n\
+             | HAProxy showing it, after ctl returned (ms) | 0.0 | 0.0 | 0.0 | 0.0 |\n\
+             | old recipe: signal, then sleep two agent intervals (ms) | 400 | 400 | 400 | 400 |\n\
+             \nmedian 200.0 ms against a target of 250 ms (1 agent interval + 50 ms): met\n"
+        );
+    }
 
     #[test]
     fn drain_and_ready_by_turns() {
