@@ -174,19 +174,6 @@ fn cpu_per_check(before: &proc::Cpu, after: &proc::Cpu, done: u64) -> [f64; 3] {
     ]
 }
 
-/// The checks done of a load, and a note when `--duration` ended it
-/// before all of them (`who`: "" for the agent, "the floor " for it).
-fn checks_done(run: Run, tally: &Tally, who: &str, notes: &mut Vec<String>) -> u64 {
-    let done = tally.ok + tally.failed();
-    if done < run.o.checks {
-        notes.push(format!(
-            "concurrency {}: {who}stopped by --duration after {done} of {} checks",
-            run.concurrency, run.o.checks
-        ));
-    }
-    done
-}
-
 /// The figures of a load: checks, errors, throughput and the latency
 /// percentiles (µs) of the answered probes.
 fn load_figures(m: &mut Metrics, tally: &mut Tally, done: u64, elapsed: Duration) {
@@ -237,7 +224,7 @@ impl Run<'_> {
         let cpu1 = proc::cpu(pid);
         stop.store(true, Ordering::Relaxed);
         let scrapes = scraping.map(|t| t.join().expect("the scraper panicked"));
-        let done = checks_done(self, &tally, "", notes);
+        let done = self.checks_done(&tally, "", notes);
         load_figures(m, &mut tally, done, elapsed);
         let [stat, sched, kernel] = cpu_per_check(&cpu0, &cpu1, done);
         m.push("agent_cpu_us_per_check", stat);
@@ -277,6 +264,19 @@ impl Run<'_> {
         });
         m.push("scraped_probes_total", total);
         m.push("scraped_probes_service", named);
+    }
+
+    /// The checks done of a load, and a note when `--duration` ended it
+    /// before all of them (`who`: "" for the agent, "the floor " for it).
+    fn checks_done(self, tally: &Tally, who: &str, notes: &mut Vec<String>) -> u64 {
+        let done = tally.ok + tally.failed();
+        if done < self.o.checks {
+            notes.push(format!(
+                "concurrency {}: {who}stopped by --duration after {done} of {} checks",
+                self.concurrency, self.o.checks
+            ));
+        }
+        done
     }
 
     /// Connections that never read and never close, held while fresh
@@ -353,7 +353,7 @@ fn floor_run(
     let cpu0 = proc::cpu(pid);
     let (mut tally, elapsed) = load(o, floor.addr, concurrency, None);
     let cpu1 = proc::cpu(pid);
-    let done = checks_done(run, &tally, "the floor ", notes);
+    let done = run.checks_done(&tally, "the floor ", notes);
     if o.check && done < o.checks {
         tally.errors.add(ErrorKind::Timeout, o.checks - done);
     }
