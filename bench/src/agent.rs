@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -73,98 +73,42 @@ impl Agent {
     /// from its log line; another agent: the `--port` given). Returns the
     /// agent and the instant just before the spawn.
     pub fn start(o: &Options, state_dir: &Path, role: Role) -> Result<(Agent, Instant), Error> {
-        let mut cmd;
-        let learn_addr = match role {
-            Role::Floor => {
-                let me = std::env::current_exe()
-                    .map_err(Error::io("cannot find this program for the floor"))?;
-                cmd = Command::new(me);
-                cmd.arg(floor::ARG);
-                if o.send.is_some() {
-                    cmd.arg("--drain");
-                }
-                true
-            }
-            Role::Measured { control } if o.command.is_empty() => {
-                cmd = hapgent_command(o, state_dir, control)?;
-                cmd.args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
-                    .arg(state_dir.join("state.json"));
-                true
-            }
-            Role::Measured { .. } => {
-                cmd = Command::new(&o.command[0]);
-                cmd.args(&o.command[1..]);
-                false
-            }
-        };
-        // Its own process group, so that drop also ends whatever a wrapper
-        // command (strace, valgrind, a shell) started.
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
-        // between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if !learn_addr {
-            let addr = SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0)));
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                return Err(Error::Setup(format!(
-                    "something already listens on {addr}: stop it or choose another --port"
-                )));
-            }
+        let (mut cmd, logs_addr) = role_command(o, state_dir, role)?;
+        detach_stdio_and_group(&mut cmd);
+        let given = SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0)));
+        if !logs_addr && TcpStream::connect_timeout(&given, Duration::from_millis(500)).is_ok() {
+            return Err(Error::Setup(format!(
+                "something already listens on {given}: stop it or choose another --port"
+            )));
         }
         let spawned = Instant::now();
         let mut child = cmd
             .spawn()
             .map_err(Error::io(format!("cannot start {:?}", cmd.get_program())))?;
-        // Drain stderr forever (a full pipe would block the agent), pass the
-        // first `listening on ADDR` on, keep the last lines for errors.
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let tail = Arc::clone(&tail);
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(addr) = listening_addr(&line)
-                        && let Some(tx) = tx.take()
-                    {
-                        let _ = tx.send(addr);
-                    }
-                    let mut tail = tail.lock().unwrap();
-                    if tail.len() == 20 {
-                        tail.remove(0);
-                    }
-                    tail.push(line);
-                }
-            });
-        }
+        let (stderr_tail, listening) = drain_stderr(child.stderr.take().expect("stderr is piped"));
         let mut agent = Agent {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], o.port.unwrap_or(0))),
-            stderr_tail: tail,
+            addr: given,
+            stderr_tail,
         };
-        if learn_addr {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(addr) => agent.addr = addr,
-                Err(_) => {
-                    let _ = agent.child.try_wait();
-                    return Err(Error::Agent(format!(
-                        "the agent printed no `listening on ADDR` line within 10 s; its stderr:\n{}",
-                        agent.stderr()
-                    )));
-                }
-            }
+        if logs_addr {
+            agent.addr = agent.logged_addr(&listening)?;
         }
         Ok((agent, spawned))
+    }
+
+    /// The address from the agent's `listening on ADDR` line, passed on
+    /// by `drain_stderr`; an error with its stderr if none comes in 10 s.
+    fn logged_addr(&mut self, listening: &mpsc::Receiver<SocketAddr>) -> Result<SocketAddr, Error> {
+        listening
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| {
+                let _ = self.child.try_wait();
+                Error::Agent(format!(
+                    "the agent printed no `listening on ADDR` line within 10 s; its stderr:\n{}",
+                    self.stderr()
+                ))
+            })
     }
 
     /// Probes until the agent accepts a connection (it may still be
@@ -215,6 +159,79 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The command that starts `role`, and whether it logs the address it
+/// listens on (the floor and hapgent do; an AGENT_COMMAND listens on
+/// `--port`).
+fn role_command(o: &Options, state_dir: &Path, role: Role) -> Result<(Command, bool), Error> {
+    match role {
+        Role::Floor => {
+            let me = std::env::current_exe()
+                .map_err(Error::io("cannot find this program for the floor"))?;
+            let mut cmd = Command::new(me);
+            cmd.arg(floor::ARG);
+            if o.send.is_some() {
+                cmd.arg("--drain");
+            }
+            Ok((cmd, true))
+        }
+        Role::Measured { control } if o.command.is_empty() => {
+            let mut cmd = hapgent_command(o, state_dir, control)?;
+            cmd.args(["--ip", "127.0.0.1", "--port", "0", "--state-file"])
+                .arg(state_dir.join("state.json"));
+            Ok((cmd, true))
+        }
+        Role::Measured { .. } => {
+            let mut cmd = Command::new(&o.command[0]);
+            cmd.args(&o.command[1..]);
+            Ok((cmd, false))
+        }
+    }
+}
+
+/// No stdin or stdout, stderr piped; its own process group, so that drop
+/// also ends whatever a wrapper command (strace, valgrind, a shell)
+/// started; and SIGKILL when this program dies.
+fn detach_stdio_and_group(cmd: &mut Command) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Drains the agent's stderr forever on a thread (a full pipe would block
+/// the agent): the first `listening on ADDR` goes to the receiver, the
+/// last 20 lines stay in the tail for errors.
+fn drain_stderr(stderr: ChildStderr) -> (Arc<Mutex<Vec<String>>>, mpsc::Receiver<SocketAddr>) {
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let kept = Arc::clone(&tail);
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = listening_addr(&line)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr);
+            }
+            let mut tail = kept.lock().unwrap();
+            if tail.len() == 20 {
+                tail.remove(0);
+            }
+            tail.push(line);
+        }
+    });
+    (tail, rx)
 }
 
 /// `ADDR` from a log line containing `listening on ADDR` (hapgent writes

@@ -5,7 +5,9 @@
 //! of this.
 
 use crate::error::Error;
+use std::ops::RangeBounds;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// `--help`, and the text after a usage error.
@@ -134,191 +136,294 @@ pub struct Options {
     pub agent_config: Option<PathBuf>,
 }
 
+impl Options {
+    /// What a run does when no flag says otherwise.
+    fn defaults() -> Options {
+        Options {
+            binary: PathBuf::from("target/x86_64-unknown-linux-musl/release/hapgent"),
+            size_of: None,
+            port: None,
+            command: Vec::new(),
+            concurrency: vec![1, 8, 64],
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            checks: 100_000,
+            duration: Duration::from_secs(60),
+            runs: 3,
+            idle_connections: 2000,
+            fresh_probes: 20,
+            starts: 5,
+            send: None,
+            expect: None,
+            timeout: Duration::from_millis(2000),
+            check: false,
+            json: false,
+            markdown: false,
+            probers: 0,
+            floor: true,
+            wait_seen: 0,
+            prober_table: 0,
+            haproxy: PathBuf::from("haproxy"),
+            agent_inter_ms: 200,
+            lb_status: 0,
+            lb_binary: PathBuf::from("target/x86_64-unknown-linux-musl/release/hapgent-lb"),
+            lb_servers: 2000,
+            lb_backends: 50,
+            services: 0,
+            metrics: false,
+            scrape_interval: Duration::from_secs(1),
+            agent_config: None,
+        }
+    }
+}
+
+/// The options as typed: the counts that `--check` changes are kept apart
+/// until the end, so that one given explicitly wins whatever the order.
+struct Given {
+    o: Options,
+    checks: Option<u64>,
+    idle_connections: Option<usize>,
+    runs: Option<usize>,
+    starts: Option<usize>,
+}
+
+/// What a flag does with the command line.
+enum Takes {
+    /// A switch: no value.
+    Nothing(fn(&mut Given)),
+    /// The next argument, as it is.
+    Text(fn(&mut Given, String)),
+    /// The next argument, parsed and checked; the function gets the flag's
+    /// name for its errors.
+    Value(fn(&mut Given, &str, &str) -> Result<(), Error>),
+}
+
+/// Every flag but `-h`/`--help` and `--`, one row each: its name and what
+/// it sets, with the checks of its value.
+const FLAGS: &[(&str, Takes)] = &[
+    ("--binary", Takes::Text(|g, v| g.o.binary = v.into())),
+    (
+        "--size-of",
+        Takes::Text(|g, v| g.o.size_of = Some(v.into())),
+    ),
+    (
+        "--port",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.o.port = Some(n))),
+    ),
+    (
+        "--concurrency",
+        Takes::Value(|g, name, v| concurrency(name, v).map(|c| g.o.concurrency = c)),
+    ),
+    (
+        "--threads",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.o.threads = n)),
+    ),
+    (
+        "--checks",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.checks = Some(n))),
+    ),
+    (
+        "--duration",
+        Takes::Value(|g, name, v| num(name, v).map(|s| g.o.duration = Duration::from_secs_f64(s))),
+    ),
+    (
+        "--runs",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.runs = Some(n))),
+    ),
+    (
+        "--idle-connections",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.idle_connections = Some(n))),
+    ),
+    (
+        "--fresh-probes",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.o.fresh_probes = n)),
+    ),
+    (
+        "--starts",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.starts = Some(n))),
+    ),
+    ("--send", Takes::Text(|g, v| g.o.send = Some(unescape(&v)))),
+    ("--expect", Takes::Text(|g, v| g.o.expect = Some(v))),
+    (
+        "--timeout-ms",
+        Takes::Value(|g, name, v| num(name, v).map(|ms| g.o.timeout = Duration::from_millis(ms))),
+    ),
+    (
+        "--probers",
+        Takes::Value(|g, name, v| {
+            num_in(name, v, 1..=65_536, "between 1 and 65536").map(|n| g.o.probers = n)
+        }),
+    ),
+    ("--no-floor", Takes::Nothing(|g| g.o.floor = false)),
+    (
+        "--wait-seen",
+        Takes::Value(|g, name, v| num_in(name, v, 1.., "at least 1").map(|n| g.o.wait_seen = n)),
+    ),
+    (
+        "--prober-table",
+        Takes::Value(|g, name, v| {
+            num_in(name, v, 1..=10_000_000, "between 1 and 10000000").map(|n| g.o.prober_table = n)
+        }),
+    ),
+    ("--haproxy", Takes::Text(|g, v| g.o.haproxy = v.into())),
+    (
+        "--agent-inter",
+        Takes::Value(|g, name, v| {
+            num_in(name, v, 1.., "at least 1 ms").map(|ms| g.o.agent_inter_ms = ms)
+        }),
+    ),
+    (
+        "--lb-status",
+        Takes::Value(|g, name, v| num_in(name, v, 1.., "at least 1").map(|n| g.o.lb_status = n)),
+    ),
+    ("--lb-binary", Takes::Text(|g, v| g.o.lb_binary = v.into())),
+    (
+        "--lb-servers",
+        Takes::Value(|g, name, v| num(name, v).map(|n| g.o.lb_servers = n)),
+    ),
+    (
+        "--lb-backends",
+        Takes::Value(|g, name, v| num_in(name, v, 1.., "at least 1").map(|n| g.o.lb_backends = n)),
+    ),
+    (
+        "--services",
+        Takes::Value(|g, name, v| {
+            num_in(name, v, ..=100_000, "at most 100000").map(|n| g.o.services = n)
+        }),
+    ),
+    ("--metrics", Takes::Nothing(|g| g.o.metrics = true)),
+    (
+        "--scrape-interval-ms",
+        Takes::Value(|g, name, v| {
+            num_in(name, v, 1.., "at least 1")
+                .map(|ms| g.o.scrape_interval = Duration::from_millis(ms))
+        }),
+    ),
+    (
+        "--agent-config",
+        Takes::Text(|g, v| g.o.agent_config = Some(v.into())),
+    ),
+    ("--check", Takes::Nothing(|g| g.o.check = true)),
+    ("--json", Takes::Nothing(|g| g.o.json = true)),
+    ("--markdown", Takes::Nothing(|g| g.o.markdown = true)),
+];
+
+/// The value of flag `name` as a number.
+fn num<T: FromStr>(name: &str, v: &str) -> Result<T, Error> {
+    v.parse()
+        .map_err(|_| Error::Usage(format!("{name}: not a number: {v}")))
+}
+
+/// The value of flag `name` as a number within `range`; `range_text` says
+/// the range in the error.
+fn num_in<T: FromStr + PartialOrd>(
+    name: &str,
+    v: &str,
+    range: impl RangeBounds<T>,
+    range_text: &str,
+) -> Result<T, Error> {
+    let n = num(name, v)?;
+    if !range.contains(&n) {
+        return Err(Error::Usage(format!("{name}: {range_text}")));
+    }
+    Ok(n)
+}
+
+/// `--concurrency`'s comma-separated list: at least one value, none 0.
+fn concurrency(name: &str, v: &str) -> Result<Vec<usize>, Error> {
+    let list = v
+        .split(',')
+        .map(|c| num(name, c.trim()))
+        .collect::<Result<Vec<usize>, _>>()?;
+    if list.is_empty() || list.contains(&0) {
+        return Err(Error::Usage(format!(
+            "{name}: each value must be at least 1"
+        )));
+    }
+    Ok(list)
+}
+
+/// The argument after flag `name`: its value.
+fn value(name: &str, args: &mut impl Iterator<Item = String>) -> Result<String, Error> {
+    args.next()
+        .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
+}
+
 /// The options from `std::env::args()`; None after `--help`, which has
 /// printed the usage text.
 pub fn parse_args() -> Result<Option<Options>, Error> {
-    let mut o = Options {
-        binary: PathBuf::from("target/x86_64-unknown-linux-musl/release/hapgent"),
-        size_of: None,
-        port: None,
-        command: Vec::new(),
-        concurrency: vec![1, 8, 64],
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        checks: 100_000,
-        duration: Duration::from_secs(60),
-        runs: 3,
-        idle_connections: 2000,
-        fresh_probes: 20,
-        starts: 5,
-        send: None,
-        expect: None,
-        timeout: Duration::from_millis(2000),
-        check: false,
-        json: false,
-        markdown: false,
-        probers: 0,
-        floor: true,
-        wait_seen: 0,
-        prober_table: 0,
-        haproxy: PathBuf::from("haproxy"),
-        agent_inter_ms: 200,
-        lb_status: 0,
-        lb_binary: PathBuf::from("target/x86_64-unknown-linux-musl/release/hapgent-lb"),
-        lb_servers: 2000,
-        lb_backends: 50,
-        services: 0,
-        metrics: false,
-        scrape_interval: Duration::from_secs(1),
-        agent_config: None,
+    parse(std::env::args().skip(1))
+}
+
+/// The options from `args` (the program name left out); None after
+/// `--help`, which has printed the usage text.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Error> {
+    let mut given = Given {
+        o: Options::defaults(),
+        checks: None,
+        idle_connections: None,
+        runs: None,
+        starts: None,
     };
-    let (mut checks, mut idle, mut runs, mut starts) = (None, None, None, None);
-    let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
-        };
-        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, Error> {
-            v.parse()
-                .map_err(|_| Error::Usage(format!("{name}: not a number: {v}")))
-        }
         match arg.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(None);
             }
-            "--binary" => o.binary = value("--binary")?.into(),
-            "--size-of" => o.size_of = Some(value("--size-of")?.into()),
-            "--port" => o.port = Some(num("--port", value("--port")?)?),
-            "--concurrency" => {
-                o.concurrency = value("--concurrency")?
-                    .split(',')
-                    .map(|c| num("--concurrency", c.trim().to_string()))
-                    .collect::<Result<_, _>>()?;
-                if o.concurrency.is_empty() || o.concurrency.contains(&0) {
-                    return Err(Error::Usage(
-                        "--concurrency: each value must be at least 1".into(),
-                    ));
-                }
-            }
-            "--threads" => o.threads = num("--threads", value("--threads")?)?,
-            "--checks" => checks = Some(num("--checks", value("--checks")?)?),
-            "--duration" => {
-                o.duration = Duration::from_secs_f64(num("--duration", value("--duration")?)?)
-            }
-            "--runs" => runs = Some(num("--runs", value("--runs")?)?),
-            "--idle-connections" => {
-                idle = Some(num("--idle-connections", value("--idle-connections")?)?)
-            }
-            "--fresh-probes" => o.fresh_probes = num("--fresh-probes", value("--fresh-probes")?)?,
-            "--starts" => starts = Some(num("--starts", value("--starts")?)?),
-            "--send" => o.send = Some(unescape(&value("--send")?)),
-            "--expect" => o.expect = Some(value("--expect")?),
-            "--timeout-ms" => {
-                o.timeout = Duration::from_millis(num("--timeout-ms", value("--timeout-ms")?)?)
-            }
-            "--probers" => {
-                o.probers = num("--probers", value("--probers")?)?;
-                if !(1..=65_536).contains(&o.probers) {
-                    return Err(Error::Usage("--probers: between 1 and 65536".into()));
-                }
-            }
-            "--no-floor" => o.floor = false,
-            "--wait-seen" => {
-                o.wait_seen = num("--wait-seen", value("--wait-seen")?)?;
-                if o.wait_seen == 0 {
-                    return Err(Error::Usage("--wait-seen: at least 1".into()));
-                }
-            }
-            "--prober-table" => {
-                o.prober_table = num("--prober-table", value("--prober-table")?)?;
-                if !(1..=10_000_000).contains(&o.prober_table) {
-                    return Err(Error::Usage(
-                        "--prober-table: between 1 and 10000000".into(),
-                    ));
-                }
-            }
-            "--haproxy" => o.haproxy = value("--haproxy")?.into(),
-            "--agent-inter" => {
-                o.agent_inter_ms = num("--agent-inter", value("--agent-inter")?)?;
-                if o.agent_inter_ms == 0 {
-                    return Err(Error::Usage("--agent-inter: at least 1 ms".into()));
-                }
-            }
-            "--lb-status" => {
-                o.lb_status = num("--lb-status", value("--lb-status")?)?;
-                if o.lb_status == 0 {
-                    return Err(Error::Usage("--lb-status: at least 1".into()));
-                }
-            }
-            "--lb-binary" => o.lb_binary = value("--lb-binary")?.into(),
-            "--lb-servers" => o.lb_servers = num("--lb-servers", value("--lb-servers")?)?,
-            "--lb-backends" => {
-                o.lb_backends = num("--lb-backends", value("--lb-backends")?)?;
-                if o.lb_backends == 0 {
-                    return Err(Error::Usage("--lb-backends: at least 1".into()));
-                }
-            }
-            "--services" => {
-                o.services = num("--services", value("--services")?)?;
-                if o.services > 100_000 {
-                    return Err(Error::Usage("--services: at most 100000".into()));
-                }
-            }
-            "--metrics" => o.metrics = true,
-            "--scrape-interval-ms" => {
-                let ms: u64 = num("--scrape-interval-ms", value("--scrape-interval-ms")?)?;
-                if ms == 0 {
-                    return Err(Error::Usage("--scrape-interval-ms: at least 1".into()));
-                }
-                o.scrape_interval = Duration::from_millis(ms);
-            }
-            "--agent-config" => o.agent_config = Some(value("--agent-config")?.into()),
-            "--check" => o.check = true,
-            "--json" => o.json = true,
-            "--markdown" => o.markdown = true,
             "--" => {
-                o.command = args.by_ref().collect();
-                if o.command.is_empty() {
+                given.o.command = args.by_ref().collect();
+                if given.o.command.is_empty() {
                     return Err(Error::Usage(
                         "`--` must be followed by the agent command".into(),
                     ));
                 }
             }
-            other => return Err(Error::Usage(format!("unknown argument: {other}"))),
+            flag => match FLAGS.iter().find(|(name, _)| *name == flag) {
+                Some((_, Takes::Nothing(set))) => set(&mut given),
+                Some((name, Takes::Text(set))) => set(&mut given, value(name, &mut args)?),
+                Some((name, Takes::Value(set))) => set(&mut given, name, &value(name, &mut args)?)?,
+                None => return Err(Error::Usage(format!("unknown argument: {flag}"))),
+            },
         }
     }
+    let o = with_counts(given);
+    check_modes(&o)?;
+    Ok(Some(o))
+}
+
+/// The options with the counts filled in: as given, else `--check`'s short
+/// mode, else the defaults; at least one run.
+fn with_counts(given: Given) -> Options {
+    let mut o = given.o;
     if o.check {
         o.checks = 3000;
         o.idle_connections = 300;
         o.runs = 1;
         o.starts = 3;
     }
-    o.checks = checks.unwrap_or(o.checks);
-    o.idle_connections = idle.unwrap_or(o.idle_connections);
-    o.runs = runs.unwrap_or(o.runs).max(1);
-    o.starts = starts.unwrap_or(o.starts);
-    if o.lb_status > 0 && (o.wait_seen > 0 || !o.command.is_empty()) {
-        return Err(Error::Usage(
-            "--lb-status measures hapgent-lb: no --wait-seen, no agent command".into(),
-        ));
-    }
-    if o.wait_seen > 0 && !o.command.is_empty() {
-        return Err(Error::Usage(
-            "--wait-seen measures hapgent's control socket: no agent command".into(),
-        ));
-    }
-    if !o.command.is_empty() && (o.services > 0 || o.metrics || o.agent_config.is_some()) {
-        return Err(Error::Usage(
-            "--services, --metrics and --agent-config configure hapgent: no agent command".into(),
-        ));
-    }
-    if !o.command.is_empty() && o.port.is_none() {
-        return Err(Error::Usage(
-            "an agent command needs --port (the port it listens on)".into(),
-        ));
-    }
-    Ok(Some(o))
+    o.checks = given.checks.unwrap_or(o.checks);
+    o.idle_connections = given.idle_connections.unwrap_or(o.idle_connections);
+    o.runs = given.runs.unwrap_or(o.runs).max(1);
+    o.starts = given.starts.unwrap_or(o.starts);
+    o
+}
+
+/// The options that do not go together: one mode at a time, and an agent
+/// command only with `--port` and without what configures hapgent.
+fn check_modes(o: &Options) -> Result<(), Error> {
+    let command = !o.command.is_empty();
+    let conflict = if o.lb_status > 0 && (o.wait_seen > 0 || command) {
+        "--lb-status measures hapgent-lb: no --wait-seen, no agent command"
+    } else if o.wait_seen > 0 && command {
+        "--wait-seen measures hapgent's control socket: no agent command"
+    } else if command && (o.services > 0 || o.metrics || o.agent_config.is_some()) {
+        "--services, --metrics and --agent-config configure hapgent: no agent command"
+    } else if command && o.port.is_none() {
+        "an agent command needs --port (the port it listens on)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Usage(conflict.into()))
 }
 
 /// `\n`, `\r`, `\t` and `\\` in a command-line string, as in haproxy.cfg.
@@ -347,7 +452,88 @@ fn unescape(s: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::unescape;
+    use super::{FLAGS, Options, USAGE, parse, unescape};
+
+    #[test]
+    fn every_flag_in_usage() {
+        // An option's line starts with two spaces; its continuations with more.
+        let mut listed: Vec<&str> = USAGE
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("  -h, ")
+                    .or(l.strip_prefix("  --").map(|_| l))
+            })
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let mut flags: Vec<&str> = FLAGS.iter().map(|(name, _)| *name).collect();
+        flags.push("--help");
+        listed.sort_unstable();
+        flags.sort_unstable();
+        assert_eq!(listed, flags);
+    }
+
+    fn parsed(args: &str) -> Result<Options, String> {
+        let args = args.split_whitespace().map(String::from);
+        match parse(args) {
+            Ok(o) => Ok(o.expect("no --help")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        for (args, error) in [
+            ("--bogus", "unknown argument: --bogus"),
+            ("--port", "--port needs a value"),
+            ("--port 70000", "--port: not a number: 70000"),
+            ("--concurrency 1,,2", "--concurrency: not a number: "),
+            (
+                "--concurrency 1,0",
+                "--concurrency: each value must be at least 1",
+            ),
+            ("--probers 0", "--probers: between 1 and 65536"),
+            ("--agent-inter 0", "--agent-inter: at least 1 ms"),
+            ("--services 100001", "--services: at most 100000"),
+            ("--", "`--` must be followed by the agent command"),
+            (
+                "--lb-status 1 --wait-seen 1",
+                "--lb-status measures hapgent-lb: no --wait-seen, no agent command",
+            ),
+            (
+                "--wait-seen 1 -- x",
+                "--wait-seen measures hapgent's control socket: no agent command",
+            ),
+            (
+                "--metrics -- x",
+                "--services, --metrics and --agent-config configure hapgent: no agent command",
+            ),
+            (
+                "-- x",
+                "an agent command needs --port (the port it listens on)",
+            ),
+        ] {
+            assert_eq!(parsed(args).err().as_deref(), Some(error), "{args}");
+        }
+    }
+
+    #[test]
+    fn check_counts_unless_given() {
+        let counts = |o: Options| (o.checks, o.idle_connections, o.runs, o.starts);
+        for (args, want) in [
+            ("", (100_000, 2000, 3, 5)),
+            ("--check", (3000, 300, 1, 3)),
+            ("--checks 50 --check --starts 1", (50, 300, 1, 1)),
+            ("--runs 0 --idle-connections 7", (100_000, 7, 1, 5)),
+        ] {
+            assert_eq!(parsed(args).map(counts), Ok(want), "{args}");
+        }
+        let o = parsed("--port 9 --concurrency 2,4 --no-floor -- agent -x").unwrap();
+        assert_eq!(
+            (o.port, o.concurrency, o.floor),
+            (Some(9), vec![2, 4], false)
+        );
+        assert_eq!(o.command, ["agent", "-x"]);
+    }
 
     #[test]
     fn escapes() {

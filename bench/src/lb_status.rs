@@ -14,7 +14,7 @@ use crate::cli::Options;
 use crate::error::Error;
 use crate::haproxy::Haproxy;
 use crate::report::to_json;
-use crate::wait_seen::{Summary, summary};
+use crate::wait_seen::{Summary, summary_of};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -58,9 +58,10 @@ struct Sample {
     spawner_rss_kib: u64,
 }
 
-/// The `--json` report of `--lb-status`.
+/// The report of `--lb-status`: printed as JSON with `--json`, else as a
+/// table (`table`).
 #[derive(Serialize)]
-struct Json<'a> {
+struct Report<'a> {
     backends: usize,
     servers: usize,
     show_stat_bytes: usize,
@@ -212,13 +213,38 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     let socket = hapgent_testkit::haproxy::admin_socket(&dir.0);
     let text = config(&socket, o.lb_backends, o.lb_servers);
     let haproxy = Haproxy::start(&o.haproxy, &dir.0, &text)?;
-    let stat_bytes = answer_bytes(&haproxy.socket, "show stat")?;
-    let state_bytes = answer_bytes(&haproxy.socket, "show servers state")?;
+    let show_stat_bytes = answer_bytes(&haproxy.socket, "show stat")?;
+    let show_servers_state_bytes = answer_bytes(&haproxy.socket, "show servers state")?;
+    check_lists_all(o, &dir.0, &haproxy.socket)?;
+    let samples = time_runs(o, &dir.0, &haproxy.socket)?;
+    drop(haproxy);
+    let report = Report {
+        backends: o.lb_backends,
+        servers: o.lb_servers,
+        show_stat_bytes,
+        show_servers_state_bytes,
+        wall_ms: summary_of(&samples, |s| s.wall_ms),
+        cpu_ms: summary_of(&samples, |s| s.cpu_ms),
+        peak_rss_kib: summary_of(&samples, |s| s.peak_rss_kib as f64),
+        spawner_rss_kib: summary_of(&samples, |s| s.spawner_rss_kib as f64),
+        loadavg_before,
+        loadavg_after: crate::proc::loadavg(),
+        runs: &samples,
+    };
+    if o.json {
+        println!("{}", to_json(&report));
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(true)
+}
 
-    // Once with the output kept: it must list every backend and server.
-    let out = dir.0.join("status.json");
+/// Runs `status --json` once with its output kept: it must list every
+/// backend and server.
+fn check_lists_all(o: &Options, dir: &Path, socket: &Path) -> Result<(), Error> {
+    let out = dir.join("status.json");
     let file = std::fs::File::create(&out).map_err(Error::io(format!("{out:?}")))?;
-    status(o, &dir.0, &haproxy.socket, file.into())?;
+    status(o, dir, socket, file.into())?;
     let json = std::fs::read_to_string(&out).map_err(Error::io(format!("{out:?}")))?;
     let want = (o.lb_backends, o.lb_servers);
     if counted(&json) != Some(want) {
@@ -227,10 +253,15 @@ pub fn run(o: &Options) -> Result<bool, Error> {
             counted(&json)
         )));
     }
+    Ok(())
+}
 
+/// The `--lb-status` runs, their output thrown away, each said on stderr
+/// as it ends (unless `--json`).
+fn time_runs(o: &Options, dir: &Path, socket: &Path) -> Result<Vec<Sample>, Error> {
     let mut samples = Vec::new();
     for i in 0..o.lb_status {
-        let sample = status(o, &dir.0, &haproxy.socket, Stdio::null())?;
+        let sample = status(o, dir, socket, Stdio::null())?;
         if !o.json {
             eprintln!(
                 "hapgent-bench: {}/{} status --json: {:.1} ms, {:.1} ms CPU, peak RSS {} KiB",
@@ -243,66 +274,84 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         }
         samples.push(sample);
     }
-    drop(haproxy);
-    let loadavg_after = crate::proc::loadavg();
+    Ok(samples)
+}
 
-    let of = |f: fn(&Sample) -> f64| summary(&samples.iter().map(f).collect::<Vec<_>>());
-    let (wall, cpu, rss, spawner) = (
-        of(|s| s.wall_ms),
-        of(|s| s.cpu_ms),
-        of(|s| s.peak_rss_kib as f64),
-        of(|s| s.spawner_rss_kib as f64),
-    );
-    if o.json {
-        println!(
-            "{}",
-            to_json(&Json {
-                backends: o.lb_backends,
-                servers: o.lb_servers,
-                show_stat_bytes: stat_bytes,
-                show_servers_state_bytes: state_bytes,
-                wall_ms: wall,
-                cpu_ms: cpu,
-                peak_rss_kib: rss,
-                spawner_rss_kib: spawner,
-                loadavg_before,
-                loadavg_after,
-                runs: &samples,
-            })
+impl Report<'_> {
+    /// The report as text: a Markdown table.
+    fn table(&self) -> String {
+        let mut out = format!(
+            "`hapgent-lb status --json`, {} servers in {} backends ({} bytes of `show stat`, \
+             {} of `show servers state`), {} runs; load average {:.2} before, {:.2} after\n\n",
+            self.servers,
+            self.backends,
+            self.show_stat_bytes,
+            self.show_servers_state_bytes,
+            self.runs.len(),
+            self.loadavg_before,
+            self.loadavg_after
         );
-    } else {
-        println!(
-            "`hapgent-lb status --json`, {} servers in {} backends ({stat_bytes} bytes of `show stat`, \
-             {state_bytes} of `show servers state`), {} runs; load average {loadavg_before:.2} before, \
-             {loadavg_after:.2} after\n",
-            o.lb_servers,
-            o.lb_backends,
-            samples.len()
-        );
-        println!("| `hapgent-lb status --json` | median | p90 | min | max |");
-        println!("|---|---:|---:|---:|---:|");
-        let row = |label: &str, s: &Summary, digits: usize| {
-            println!(
-                "| {label} | {:.digits$} | {:.digits$} | {:.digits$} | {:.digits$} |",
+        out.push_str("| `hapgent-lb status --json` | median | p90 | min | max |\n");
+        out.push_str("|---|---:|---:|---:|---:|\n");
+        for (label, s, digits) in [
+            ("wall time, spawn to exit (ms)", &self.wall_ms, 1),
+            ("CPU time, user + system (ms)", &self.cpu_ms, 1),
+            ("peak RSS (KiB)", &self.peak_rss_kib, 0),
+            (
+                "RSS of the spawner, included in the peak's floor (KiB)",
+                &self.spawner_rss_kib,
+                0,
+            ),
+        ] {
+            out.push_str(&format!(
+                "| {label} | {:.digits$} | {:.digits$} | {:.digits$} | {:.digits$} |\n",
                 s.median, s.p90, s.min, s.max
-            )
-        };
-        row("wall time, spawn to exit (ms)", &wall, 1);
-        row("CPU time, user + system (ms)", &cpu, 1);
-        row("peak RSS (KiB)", &rss, 0);
-        row(
-            "RSS of the spawner, included in the peak's floor (KiB)",
-            &spawner,
-            0,
-        );
+            ));
+        }
+        out
     }
-    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::config;
+    use super::{Report, Sample, config};
+    use crate::wait_seen::summary_of;
     use std::path::Path;
+
+    #[test]
+    fn table() {
+        let samples = [Sample {
+            wall_ms: 10.04,
+            cpu_ms: 5.0,
+            peak_rss_kib: 6000,
+            spawner_rss_kib: 3000,
+        }];
+        let of = |f: fn(&Sample) -> f64| summary_of(&samples, f);
+        let report = Report {
+            backends: 2,
+            servers: 8,
+            show_stat_bytes: 1000,
+            show_servers_state_bytes: 500,
+            wall_ms: of(|s| s.wall_ms),
+            cpu_ms: of(|s| s.cpu_ms),
+            peak_rss_kib: of(|s| s.peak_rss_kib as f64),
+            spawner_rss_kib: of(|s| s.spawner_rss_kib as f64),
+            loadavg_before: 0.5,
+            loadavg_after: 1.0,
+            runs: &samples,
+        };
+        assert_eq!(
+            report.table(),
+            "`hapgent-lb status --json`, 8 servers in 2 backends (1000 bytes of `show stat`, \
+             500 of `show servers state`), 1 runs; load average 0.50 before, 1.00 after\n\n\
+             | `hapgent-lb status --json` | median | p90 | min | max |\n\
+             |---|---:|---:|---:|---:|\n\
+             | wall time, spawn to exit (ms) | 10.0 | 10.0 | 10.0 | 10.0 |\n\
+             | CPU time, user + system (ms) | 5.0 | 5.0 | 5.0 | 5.0 |\n\
+             | peak RSS (KiB) | 6000 | 6000 | 6000 | 6000 |\n\
+             | RSS of the spawner, included in the peak's floor (KiB) | 3000 | 3000 | 3000 | 3000 |\n"
+        );
+    }
 
     #[test]
     fn generated_config() {

@@ -12,7 +12,7 @@ use crate::cli::Options;
 use crate::error::Error;
 use crate::probe::{ErrorKind, connect, probe};
 use crate::report::{Metrics, Report};
-use crate::scrape::{probe_counts, scraper};
+use crate::scrape::{Scrapes, probe_counts, scraper};
 use crate::stats::percentile;
 use crate::tally::Tally;
 use crate::{load, proc};
@@ -117,34 +117,66 @@ fn run_once(
     let (mut agent, _) = Agent::start(o, &dir.0, Role::Measured { control })?;
     let (first, _) = agent.wait_ready(o)?;
     tally_all.record(first, o.expect.as_deref(), 0);
-    let pid = agent.pid();
     let mut m = Metrics::default();
     m.push("concurrency", concurrency as f64);
     m.push("probers", f64::from(o.probers));
     m.push("services", o.services as f64);
-    // At rest, after one probe.
+    at_rest(agent.pid(), &mut m);
+    let run = Run { o, concurrency };
+    let (mut tally, done) = run.under_load(&agent, metrics_addr, &mut m, notes);
+    let after = proc::memory(agent.pid());
+    m.push("rss_after_load_kib", after.rss_kib);
+    m.push("hwm_after_load_kib", after.hwm_kib);
+    tally.merge(run.holding_idle_connections(&agent, &mut m));
+    // Last, as listing the table makes the agent allocate its answer.
+    let tracked = match control {
+        Some(socket) => probers_tracked(o, &dir.0, socket, notes),
+        None => f64::NAN,
+    };
+    m.push("probers_tracked", tracked);
+    run.count_death(&mut agent, "the agent", &mut tally, notes);
+    drop(agent);
+    tally.latencies_ns = Vec::new();
+    tally_all.merge(tally);
+    if o.check && done < o.checks {
+        tally_all.errors.add(ErrorKind::Timeout, o.checks - done);
+    }
+    if o.floor {
+        floor_run(o, concurrency, &mut m, tally_all, notes)?;
+    }
+    Ok(m)
+}
+
+/// The memory at rest, after one probe.
+fn at_rest(pid: u32, m: &mut Metrics) {
     std::thread::sleep(Duration::from_millis(200));
     let idle = proc::memory(pid);
     m.push("rss_idle_kib", idle.rss_kib);
     m.push("hwm_idle_kib", idle.hwm_kib);
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let scraping =
-        metrics_addr.map(|addr| scraper(addr, o.scrape_interval, o.timeout, Arc::clone(&stop)));
-    let cpu0 = proc::cpu(pid);
-    let own0 = proc::own_cpu_us();
-    let (mut tally, elapsed) = load(o, agent.addr, concurrency, o.expect.as_deref());
-    let own1 = proc::own_cpu_us();
-    let cpu1 = proc::cpu(pid);
-    stop.store(true, Ordering::Relaxed);
-    let scrapes = scraping.map(|t| t.join().expect("the scraper panicked"));
-    let done = tally.ok + tally.failed();
-    if done < o.checks {
-        notes.push(format!(
-            "concurrency {concurrency}: stopped by --duration after {done} of {} checks",
-            o.checks
-        ));
+/// The CPU time (µs) between two readings per check done; NaN where a
+/// reading is missing or no check was done.
+fn per_check(before: Option<f64>, after: Option<f64>, done: u64) -> f64 {
+    match (before, after) {
+        (Some(a), Some(b)) if done > 0 => (b - a) / done as f64,
+        _ => f64::NAN,
     }
+}
+
+/// CPU time per check between two readings of a process: by
+/// /proc/PID/stat, by schedstat, and the kernel's part (stat's stime).
+fn cpu_per_check(before: &proc::Cpu, after: &proc::Cpu, done: u64) -> [f64; 3] {
+    [
+        per_check(before.stat_us, after.stat_us, done),
+        per_check(before.sched_us, after.sched_us, done),
+        per_check(before.stime_us, after.stime_us, done),
+    ]
+}
+
+/// The figures of a load: checks, errors, throughput and the latency
+/// percentiles (µs) of the answered probes.
+fn load_figures(m: &mut Metrics, tally: &mut Tally, done: u64, elapsed: Duration) {
     tally.latencies_ns.sort_unstable();
     let l = &tally.latencies_ns;
     m.push("checks", done as f64);
@@ -159,107 +191,145 @@ fn run_once(
         "latency_max_us",
         l.last().map_or(f64::NAN, |&x| x as f64 / 1e3),
     );
-    let per_check = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if done > 0 => (b - a) / done as f64,
-        _ => f64::NAN,
-    };
-    m.push(
-        "agent_cpu_us_per_check",
-        per_check(cpu0.stat_us, cpu1.stat_us),
-    );
-    m.push(
-        "agent_cpu_us_per_check_schedstat",
-        per_check(cpu0.sched_us, cpu1.sched_us),
-    );
-    m.push(
-        "agent_kernel_cpu_us_per_check",
-        per_check(cpu0.stime_us, cpu1.stime_us),
-    );
-    m.push(
-        "loadgen_cpu_us_per_check",
-        per_check(Some(own0), Some(own1)),
-    );
-    // The scrapes during the load, then one after it: hapgent's own count
-    // of the probes it answered (all, and for the payload's service).
-    if let (Some(addr), Some(s)) = (metrics_addr, scrapes) {
+}
+
+/// The concurrency of one run, and the options it runs with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    o: &'a Options,
+    concurrency: usize,
+}
+
+impl Run<'_> {
+    /// The load on the agent, with GET /metrics scraped meanwhile when it
+    /// has them: its figures, its CPU time and the load generator's per
+    /// check, and hapgent's own count of the probes. Returns the load's
+    /// tally and the checks done.
+    fn under_load(
+        self,
+        agent: &Agent,
+        metrics_addr: Option<SocketAddr>,
+        m: &mut Metrics,
+        notes: &mut Vec<String>,
+    ) -> (Tally, u64) {
+        let o = self.o;
+        let pid = agent.pid();
+        let stop = Arc::new(AtomicBool::new(false));
+        let scraping =
+            metrics_addr.map(|addr| scraper(addr, o.scrape_interval, o.timeout, Arc::clone(&stop)));
+        let cpu0 = proc::cpu(pid);
+        let own0 = proc::own_cpu_us();
+        let (mut tally, elapsed) = load(o, agent.addr, self.concurrency, o.expect.as_deref());
+        let own1 = proc::own_cpu_us();
+        let cpu1 = proc::cpu(pid);
+        stop.store(true, Ordering::Relaxed);
+        let scrapes = scraping.map(|t| t.join().expect("the scraper panicked"));
+        let done = self.checks_done(&tally, "", notes);
+        load_figures(m, &mut tally, done, elapsed);
+        let [stat, sched, kernel] = cpu_per_check(&cpu0, &cpu1, done);
+        m.push("agent_cpu_us_per_check", stat);
+        m.push("agent_cpu_us_per_check_schedstat", sched);
+        m.push("agent_kernel_cpu_us_per_check", kernel);
+        m.push(
+            "loadgen_cpu_us_per_check",
+            per_check(Some(own0), Some(own1), done),
+        );
+        if let (Some(addr), Some(s)) = (metrics_addr, scrapes) {
+            self.scraped(addr, s, m, &mut tally, notes);
+        }
+        (tally, done)
+    }
+
+    /// The scrapes during the load, then one after it: hapgent's own count
+    /// of the probes it answered (all, and for the payload's service).
+    fn scraped(
+        self,
+        addr: SocketAddr,
+        s: Scrapes,
+        m: &mut Metrics,
+        tally: &mut Tally,
+        notes: &mut Vec<String>,
+    ) {
         m.push("scrapes", s.done as f64);
         m.push("scrape_failures", s.failed as f64);
         m.push("scrape_max_ms", s.max_ms);
         tally.fail(ErrorKind::Io, s.failed, s.examples);
-        let (total, named) = probe_counts(addr, o).unwrap_or_else(|e| {
-            notes.push(format!("concurrency {concurrency}: last scrape: {e}"));
+        let (total, named) = probe_counts(addr, self.o).unwrap_or_else(|e| {
+            notes.push(format!(
+                "concurrency {}: last scrape: {e}",
+                self.concurrency
+            ));
             tally.errors.add(ErrorKind::Io, 1);
             (f64::NAN, f64::NAN)
         });
         m.push("scraped_probes_total", total);
         m.push("scraped_probes_service", named);
     }
-    let after = proc::memory(pid);
-    m.push("rss_after_load_kib", after.rss_kib);
-    m.push("hwm_after_load_kib", after.hwm_kib);
 
-    // Connections that never read and never close.
-    let mut held = Vec::with_capacity(o.idle_connections);
-    let mut idle_tally = Tally::default();
-    for _ in 0..o.idle_connections {
-        match connect(agent.addr, o.timeout) {
-            Ok(s) => held.push(s),
-            Err(e) => idle_tally.record(Err(e), None, 0),
+    /// The checks done of a load, and a note when `--duration` ended it
+    /// before all of them (`who`: "" for the agent, "the floor " for it).
+    fn checks_done(self, tally: &Tally, who: &str, notes: &mut Vec<String>) -> u64 {
+        let done = tally.ok + tally.failed();
+        if done < self.o.checks {
+            notes.push(format!(
+                "concurrency {}: {who}stopped by --duration after {done} of {} checks",
+                self.concurrency, self.o.checks
+            ));
+        }
+        done
+    }
+
+    /// Connections that never read and never close, held while fresh
+    /// probes are timed: the memory they cost and how fast a new probe is
+    /// answered meanwhile. Returns the tally of both.
+    fn holding_idle_connections(self, agent: &Agent, m: &mut Metrics) -> Tally {
+        let (o, pid) = (self.o, agent.pid());
+        let mut held = Vec::with_capacity(o.idle_connections);
+        let mut tally = Tally::default();
+        for _ in 0..o.idle_connections {
+            match connect(agent.addr, o.timeout) {
+                Ok(s) => held.push(s),
+                Err(e) => tally.record(Err(e), None, 0),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let holding = proc::memory(pid);
+        let mut fresh = Tally::default();
+        for _ in 0..o.fresh_probes {
+            let t0 = Instant::now();
+            let r = probe(agent.addr, o.send.as_deref(), o.timeout);
+            fresh.record(r, o.expect.as_deref(), t0.elapsed().as_nanos() as u64);
+        }
+        let holding_after = proc::memory(pid);
+        m.push("idle_connections_held", held.len() as f64);
+        m.push(
+            "rss_idle_conns_kib",
+            holding.rss_kib.max(holding_after.rss_kib),
+        );
+        m.push("hwm_idle_conns_kib", holding_after.hwm_kib);
+        fresh.latencies_ns.sort_unstable();
+        let fresh_ns = &fresh.latencies_ns;
+        m.push("fresh_probe_p50_ms", percentile(fresh_ns, 0.5) / 1e6);
+        m.push(
+            "fresh_probe_max_ms",
+            fresh_ns.last().map_or(f64::NAN, |&x| x as f64 / 1e6),
+        );
+        tally.merge(fresh);
+        tally
+    }
+
+    /// Counts an agent (or floor) that died during the run as an error,
+    /// with its last words in the notes.
+    fn count_death(self, agent: &mut Agent, who: &str, tally: &mut Tally, notes: &mut Vec<String>) {
+        if !agent.alive() {
+            notes.push(format!(
+                "concurrency {}: {who} died during the run; its stderr:\n{}",
+                self.concurrency,
+                agent.stderr()
+            ));
+            tally.errors.add(ErrorKind::Connect, 1);
         }
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let holding = proc::memory(pid);
-    let mut fresh = Tally::default();
-    for _ in 0..o.fresh_probes {
-        let t0 = Instant::now();
-        let r = probe(agent.addr, o.send.as_deref(), o.timeout);
-        fresh.record(r, o.expect.as_deref(), t0.elapsed().as_nanos() as u64);
-    }
-    let holding_after = proc::memory(pid);
-    m.push("idle_connections_held", held.len() as f64);
-    m.push(
-        "rss_idle_conns_kib",
-        holding.rss_kib.max(holding_after.rss_kib),
-    );
-    m.push("hwm_idle_conns_kib", holding_after.hwm_kib);
-    fresh.latencies_ns.sort_unstable();
-    m.push(
-        "fresh_probe_p50_ms",
-        percentile(&fresh.latencies_ns, 0.5) / 1e6,
-    );
-    m.push(
-        "fresh_probe_max_ms",
-        fresh
-            .latencies_ns
-            .last()
-            .map_or(f64::NAN, |&x| x as f64 / 1e6),
-    );
-    drop(held);
-    // Last, as listing the table makes the agent allocate its answer.
-    let tracked = match control {
-        Some(socket) => probers_tracked(o, &dir.0, socket, notes),
-        None => f64::NAN,
-    };
-    m.push("probers_tracked", tracked);
-    if !agent.alive() {
-        notes.push(format!(
-            "concurrency {concurrency}: the agent died during the run; its stderr:\n{}",
-            agent.stderr()
-        ));
-        tally.errors.add(ErrorKind::Connect, 1);
-    }
-    drop(agent);
-    tally.merge(idle_tally);
-    tally.merge(fresh);
-    tally.latencies_ns = Vec::new();
-    tally_all.merge(tally);
-    if o.check && done < o.checks {
-        tally_all.errors.add(ErrorKind::Timeout, o.checks - done);
-    }
-    if o.floor {
-        floor_run(o, concurrency, &mut m, tally_all, notes)?;
-    }
-    Ok(m)
 }
 
 /// The floor reference under the same load, right after the agent's run
@@ -273,6 +343,7 @@ fn floor_run(
     tally_all: &mut Tally,
     notes: &mut Vec<String>,
 ) -> Result<(), Error> {
+    let run = Run { o, concurrency };
     let dir = scratch_dir()?;
     let (mut floor, _) = Agent::start(o, &dir.0, Role::Floor)?;
     let (first, _) = floor.wait_ready(o)?;
@@ -282,45 +353,30 @@ fn floor_run(
     let cpu0 = proc::cpu(pid);
     let (mut tally, elapsed) = load(o, floor.addr, concurrency, None);
     let cpu1 = proc::cpu(pid);
-    let done = tally.ok + tally.failed();
-    if done < o.checks {
-        notes.push(format!(
-            "concurrency {concurrency}: the floor stopped by --duration after {done} of {} checks",
-            o.checks
-        ));
-        if o.check {
-            tally.errors.add(ErrorKind::Timeout, o.checks - done);
-        }
+    let done = run.checks_done(&tally, "the floor ", notes);
+    if o.check && done < o.checks {
+        tally.errors.add(ErrorKind::Timeout, o.checks - done);
     }
-    let per_check = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if done > 0 => (b - a) / done as f64,
-        _ => f64::NAN,
-    };
-    let stat = per_check(cpu0.stat_us, cpu1.stat_us);
-    let sched = per_check(cpu0.sched_us, cpu1.sched_us);
+    let [stat, sched, kernel] = cpu_per_check(&cpu0, &cpu1, done);
     m.push("floor_checks_per_s", done as f64 / elapsed.as_secs_f64());
     m.push("floor_cpu_us_per_check", stat);
     m.push("floor_cpu_us_per_check_schedstat", sched);
-    m.push(
-        "floor_kernel_cpu_us_per_check",
-        per_check(cpu0.stime_us, cpu1.stime_us),
-    );
-    let ratio = if sched.is_nan() {
-        m.get("agent_cpu_us_per_check") / stat
-    } else {
-        m.get("agent_cpu_us_per_check_schedstat") / sched
-    };
-    m.push("floor_ratio", ratio);
-    if !floor.alive() {
-        notes.push(format!(
-            "concurrency {concurrency}: the floor died during the run; its stderr:\n{}",
-            floor.stderr()
-        ));
-        tally.errors.add(ErrorKind::Connect, 1);
-    }
+    m.push("floor_kernel_cpu_us_per_check", kernel);
+    m.push("floor_ratio", floor_ratio(m, stat, sched));
+    run.count_death(&mut floor, "the floor", &mut tally, notes);
     tally.latencies_ns = Vec::new();
     tally_all.merge(tally);
     Ok(())
+}
+
+/// The agent's CPU per check divided by the floor's: by schedstat when
+/// the floor has it, else by /proc/PID/stat.
+fn floor_ratio(agent: &Metrics, floor_stat: f64, floor_sched: f64) -> f64 {
+    if floor_sched.is_nan() {
+        agent.get("agent_cpu_us_per_check") / floor_stat
+    } else {
+        agent.get("agent_cpu_us_per_check_schedstat") / floor_sched
+    }
 }
 
 /// `concurrency` probes at a time, spread over `threads` epoll loops,
@@ -435,4 +491,27 @@ fn which(program: &str) -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| program.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_check;
+
+    #[test]
+    fn cpu_per_check() {
+        for (before, after, done, want) in [
+            (Some(100.0), Some(400.0), 3, Some(100.0)),
+            (Some(100.0), Some(100.0), 5, Some(0.0)),
+            (None, Some(400.0), 3, None),
+            (Some(100.0), None, 3, None),
+            (Some(100.0), Some(400.0), 0, None),
+        ] {
+            let got = per_check(before, after, done);
+            assert_eq!(
+                (!got.is_nan()).then_some(got),
+                want,
+                "{before:?} {after:?} {done}"
+            );
+        }
+    }
 }

@@ -98,7 +98,8 @@ impl ProbeError {
     }
 }
 
-fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> std::io::Result<()> {
+/// Sets socket option `name` at `level` of `fd` to `value`.
+pub fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> std::io::Result<()> {
     // SAFETY: value points to a live T of the size passed.
     let r = unsafe {
         libc::setsockopt(

@@ -13,7 +13,8 @@ use crate::cli::Options;
 use crate::error::Error;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,6 +122,39 @@ const PHASES: [&str; 4] = [
     "ctl probers --json",
 ];
 
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            phase: AtomicU8::new(0),
+            stop: AtomicBool::new(false),
+            latencies: Mutex::new(vec![Vec::new(); PHASES.len()]),
+        }
+    }
+
+    /// The next phase: the steady prober's latencies go there from now on.
+    fn enter(&self, phase: u8) {
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+}
+
+/// The steady prober: one probe from 127.0.0.1 every millisecond or so,
+/// its latency recorded under the current phase, until told to stop.
+fn steady_prober(rec: &Arc<Recorder>, addr: SocketAddr) -> std::thread::JoinHandle<()> {
+    let rec = Arc::clone(rec);
+    std::thread::spawn(move || {
+        while !rec.stop.load(Ordering::Relaxed) {
+            let phase = rec.phase.load(Ordering::Relaxed) as usize;
+            let t = Instant::now();
+            probe_from(None, addr);
+            let us = t.elapsed().as_micros() as u64;
+            if let Ok(mut l) = rec.latencies.lock() {
+                l[phase].push(us);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
 fn summary(name: &str, mut l: Vec<u64>) -> String {
     if l.is_empty() {
         return format!("{name:<22} no probes");
@@ -136,21 +170,20 @@ fn summary(name: &str, mut l: Vec<u64>) -> String {
     )
 }
 
-/// Runs the mode; true if every phase ran.
-pub fn run(o: &Options) -> Result<bool, Error> {
-    let n = o.prober_table;
-    let dir = crate::agent::scratch_dir()?;
-    let state = dir.0.join("state.json");
+/// Starts hapgent with `max_probers = n` and a control socket at
+/// `socket`, its state file (UP) in `dir`; returns it and the address it
+/// logs. Its stderr is drained on a thread from then on.
+fn start_hapgent(o: &Options, dir: &Path, socket: &Path) -> Result<(Child, SocketAddr), Error> {
+    let state = dir.join("state.json");
     std::fs::write(&state, "{\"status\":\"UP\"}")
         .map_err(Error::io("cannot write the state file"))?;
-    let socket = dir.0.join("control.sock");
     let mut child = Command::new(&o.binary)
         .args(["--ip", "127.0.0.1", "--port", "0", "--max-probers"])
-        .arg(n.to_string())
+        .arg(o.prober_table.to_string())
         .arg("--state-file")
         .arg(&state)
         .arg("--control-socket")
-        .arg(&socket)
+        .arg(socket)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -158,9 +191,22 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         .spawn()
         .map_err(Error::io(format!("cannot start {}", o.binary.display())))?;
     let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let addr = logged_addr(&mut child, &mut stderr)?;
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while stderr.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    Ok((child, addr))
+}
+
+/// The address in hapgent's `listening on ADDR` line; an error with what
+/// it said (the child killed) if it stops before.
+fn logged_addr(child: &mut Child, stderr: &mut impl BufRead) -> Result<SocketAddr, Error> {
     let mut line = String::new();
     let mut said = String::new();
-    let addr: SocketAddr = loop {
+    loop {
         line.clear();
         if stderr.read_line(&mut line).unwrap_or(0) == 0 {
             let _ = child.kill();
@@ -173,53 +219,23 @@ pub fn run(o: &Options) -> Result<bool, Error> {
         said.push_str(&line);
         if let Some(rest) = line.split("listening on ").nth(1) {
             let text = rest.split([',', ';']).next().unwrap_or("");
-            break text
+            return text
                 .trim()
                 .parse()
-                .map_err(|_| Error::Agent(format!("cannot read the address in {line:?}")))?;
+                .map_err(|_| Error::Agent(format!("cannot read the address in {line:?}")));
         }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while stderr.read_line(&mut sink).unwrap_or(0) > 0 {
-            sink.clear();
-        }
-    });
+    }
+}
 
-    let rec = Arc::new(Recorder {
-        phase: AtomicU8::new(0),
-        stop: AtomicBool::new(false),
-        latencies: Mutex::new(vec![Vec::new(); PHASES.len()]),
-    });
-    let steady = {
-        let rec = Arc::clone(&rec);
-        std::thread::spawn(move || {
-            while !rec.stop.load(Ordering::Relaxed) {
-                let phase = rec.phase.load(Ordering::Relaxed) as usize;
-                let t = Instant::now();
-                probe_from(None, addr);
-                let us = t.elapsed().as_micros() as u64;
-                if let Ok(mut l) = rec.latencies.lock() {
-                    l[phase].push(us);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
-    let threads = o.threads.max(1) as u32;
-    std::thread::sleep(Duration::from_secs(2));
-    rec.phase.store(1, Ordering::Relaxed);
-    let fill = sources(addr, 0, n, threads);
-    rec.phase.store(2, Ordering::Relaxed);
-    let more = n.min(EVICTING);
-    let evicting = sources(addr, n, n + more, threads);
-    rec.phase.store(3, Ordering::Relaxed);
+/// `hapgent ctl probers --json` run `CTL_RUNS` times, its output thrown
+/// away: the seconds each took.
+fn time_ctl(o: &Options, socket: &Path) -> Result<Vec<f64>, Error> {
     let mut ctl_times = Vec::new();
     for _ in 0..CTL_RUNS {
         let t = Instant::now();
         let status = Command::new(&o.binary)
             .args(["ctl", "--control-socket"])
-            .arg(&socket)
+            .arg(socket)
             .args(["probers", "--json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -230,35 +246,92 @@ pub fn run(o: &Options) -> Result<bool, Error> {
             eprintln!("hapgent ctl probers failed: {status}");
         }
     }
-    rec.stop.store(true, Ordering::Relaxed);
-    let _ = steady.join();
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+    Ok(ctl_times)
+}
+
+/// The VmRSS line's value of process `pid` (e.g. `5120 kB`), or "".
+fn vm_rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
                 .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// What the mode measured, for its report.
+struct Figures {
+    threads: u32,
+    /// New sources per second while filling the table.
+    fill: f64,
+    /// New sources sent with the table full, and per second.
+    more: u32,
+    evicting: f64,
+    ctl_times: Vec<f64>,
+    rss: String,
+}
+
+impl Figures {
+    fn print(&self, n: u32, latencies: Vec<Vec<u64>>) {
+        let Figures {
+            threads,
+            fill,
+            more,
+            evicting,
+            ..
+        } = *self;
+        println!("prober table: max_probers = {n}, {threads} source threads");
+        println!("new sources/s, filling the table:        {fill:>9.0}");
+        println!("new sources/s, table full ({more} evicting): {evicting:>9.0}");
+        println!(
+            "ctl probers --json: {} s each",
+            self.ctl_times
+                .iter()
+                .map(|t| format!("{t:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("hapgent RSS at the end: {}", self.rss);
+        println!("steady probe latency (127.0.0.1, back to back), by phase:");
+        for (name, l) in PHASES.iter().zip(latencies) {
+            println!("  {}", summary(name, l));
+        }
+    }
+}
+
+/// Runs the mode; true if every phase ran.
+pub fn run(o: &Options) -> Result<bool, Error> {
+    let n = o.prober_table;
+    let dir = crate::agent::scratch_dir()?;
+    let socket = dir.0.join("control.sock");
+    let (mut child, addr) = start_hapgent(o, &dir.0, &socket)?;
+    let rec = Arc::new(Recorder::new());
+    let steady = steady_prober(&rec, addr);
+    let threads = o.threads.max(1) as u32;
+    std::thread::sleep(Duration::from_secs(2));
+    rec.enter(1);
+    let fill = sources(addr, 0, n, threads);
+    rec.enter(2);
+    let more = n.min(EVICTING);
+    let evicting = sources(addr, n, n + more, threads);
+    rec.enter(3);
+    let ctl_times = time_ctl(o, &socket)?;
+    rec.stop.store(true, Ordering::Relaxed);
+    let _ = steady.join();
+    let rss = vm_rss(child.id());
     let _ = child.kill();
     let _ = child.wait();
-
-    println!("prober table: max_probers = {n}, {threads} source threads");
-    println!("new sources/s, filling the table:        {fill:>9.0}");
-    println!("new sources/s, table full ({more} evicting): {evicting:>9.0}");
-    println!(
-        "ctl probers --json: {} s each",
-        ctl_times
-            .iter()
-            .map(|t| format!("{t:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!("hapgent RSS at the end: {rss}");
-    println!("steady probe latency (127.0.0.1, back to back), by phase:");
-    let all = std::mem::take(&mut *rec.latencies.lock().expect("not poisoned"));
-    for (name, l) in PHASES.iter().zip(all) {
-        println!("  {}", summary(name, l));
-    }
+    let figures = Figures {
+        threads,
+        fill,
+        more,
+        evicting,
+        ctl_times,
+        rss,
+    };
+    let latencies = std::mem::take(&mut *rec.latencies.lock().expect("not poisoned"));
+    figures.print(n, latencies);
     Ok(true)
 }

@@ -379,6 +379,18 @@ impl Watch {
             Watch::Connections(_) => "connections",
         }
     }
+
+    /// Its `full` when none is written (none: it must be written), and the
+    /// largest `full` that means something.
+    fn full_range(&self) -> (Option<f64>, f64) {
+        match self {
+            Watch::Memory => (Some(95.0), 100.0),
+            Watch::Load => (Some(2.0), 10_000.0),
+            Watch::Cpu => (Some(100.0), 100.0),
+            Watch::Disk(_) => (Some(95.0), 100.0),
+            Watch::Connections(_) => (None, 1e9),
+        }
+    }
 }
 
 /// A validated monitor.
@@ -405,15 +417,83 @@ pub struct Capacity {
 pub const DEFAULT_CAPACITY_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_HYSTERESIS: u8 = 10;
 
-fn level(
-    key: &str,
-    full: Option<f64>,
-    default: Option<f64>,
-    max: f64,
-    significance: Option<u32>,
+/// A monitor as written, whichever its table: what it watches and the
+/// level keys every monitor has.
+struct Written {
     watch: Watch,
-) -> Result<Monitor, String> {
-    let full = full.or(default).ok_or_else(|| {
+    full: Option<f64>,
+    significance: Option<u32>,
+}
+
+/// The monitor table: each monitor `[capacity]` names, in the order they
+/// are validated and listed, or what is wrong with the keys only it has.
+fn monitors_written(spec: &CapacitySpec) -> [Option<Result<Written, String>>; 5] {
+    let level = |m: &LevelSpec, watch| {
+        Ok(Written {
+            watch,
+            full: m.full,
+            significance: m.significance,
+        })
+    };
+    [
+        spec.memory.as_ref().map(|m| level(m, Watch::Memory)),
+        spec.load.as_ref().map(|m| level(m, Watch::Load)),
+        spec.cpu.as_ref().map(|m| level(m, Watch::Cpu)),
+        spec.disk.as_ref().map(disk),
+        spec.connections.as_ref().map(connections),
+    ]
+}
+
+/// `[capacity.disk]`: its `path` must be absolute.
+fn disk(m: &DiskSpec) -> Result<Written, String> {
+    let path = match &m.path {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => {
+            return Err(format!(
+                "capacity.disk.path: {} must be an absolute path",
+                p.display()
+            ));
+        }
+        None => {
+            return Err("capacity.disk.path: needs the path whose filesystem to watch".into());
+        }
+    };
+    Ok(Written {
+        watch: Watch::Disk(path),
+        full: m.full,
+        significance: m.significance,
+    })
+}
+
+/// `[capacity.connections]`: 1 to 64 `ports`, kept sorted and once each.
+fn connections(m: &ConnectionsSpec) -> Result<Written, String> {
+    let mut ports = m.ports.clone().unwrap_or_default();
+    if ports.is_empty() {
+        return Err(
+            "capacity.connections.ports: needs the local ports whose connections to count".into(),
+        );
+    }
+    if ports.contains(&0) {
+        return Err("capacity.connections.ports: port 0 is not a port".into());
+    }
+    if ports.len() > 64 {
+        return Err("capacity.connections.ports: at most 64 ports".into());
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(Written {
+        watch: Watch::Connections(ports),
+        full: m.full,
+        significance: m.significance,
+    })
+}
+
+/// A written monitor's level keys, checked; errors name
+/// `capacity.MONITOR.KEY`.
+fn monitor(written: Written) -> Result<Monitor, String> {
+    let key = written.watch.name();
+    let (default, max) = written.watch.full_range();
+    let full = written.full.or(default).ok_or_else(|| {
         format!("capacity.{key}.full: needs the level at which no capacity is left")
     })?;
     if !(full > 0.0 && full <= max) {
@@ -421,17 +501,36 @@ fn level(
             "capacity.{key}.full: must be above 0 and at most {max}, not {full}"
         ));
     }
-    let significance = significance.unwrap_or(1);
+    let significance = written.significance.unwrap_or(1);
     if !(1..=1000).contains(&significance) {
         return Err(format!(
             "capacity.{key}.significance: must be between 1 and 1000, not {significance} (leave the monitor out to ignore it)"
         ));
     }
     Ok(Monitor {
-        watch,
+        watch: written.watch,
         full,
         significance,
     })
+}
+
+/// `drain_above` and `drain_hysteresis`: `(drain at or above, end the
+/// drain below)`, or none without `drain_above`.
+fn drain(spec: &CapacitySpec) -> Result<Option<(u8, u8)>, String> {
+    let hysteresis = spec.drain_hysteresis.unwrap_or(DEFAULT_HYSTERESIS);
+    match spec.drain_above {
+        None if spec.drain_hysteresis.is_some() => {
+            Err("capacity.drain_hysteresis: means nothing without drain_above".into())
+        }
+        None => Ok(None),
+        Some(above) if !(1..=100).contains(&above) => Err(format!(
+            "capacity.drain_above: must be between 1 and 100 (percent load), not {above}"
+        )),
+        Some(above) if hysteresis >= above => Err(format!(
+            "capacity.drain_hysteresis: {hysteresis} points would end the drain only below 0 %; make it smaller than drain_above ({above})"
+        )),
+        Some(above) => Ok(Some((above, above - hysteresis))),
+    }
 }
 
 /// Validates `[capacity]`. At least one monitor must be named: an empty
@@ -455,101 +554,10 @@ pub fn capacity(spec: &CapacitySpec) -> Result<Capacity, String> {
             "capacity.smoothing: must be between 0 and 99 (percent of the previous sample kept), not {smoothing}"
         ));
     }
-    let hysteresis = spec.drain_hysteresis.unwrap_or(DEFAULT_HYSTERESIS);
-    let drain = match spec.drain_above {
-        None if spec.drain_hysteresis.is_some() => {
-            return Err("capacity.drain_hysteresis: means nothing without drain_above".into());
-        }
-        None => None,
-        Some(above) if !(1..=100).contains(&above) => {
-            return Err(format!(
-                "capacity.drain_above: must be between 1 and 100 (percent load), not {above}"
-            ));
-        }
-        Some(above) if hysteresis >= above => {
-            return Err(format!(
-                "capacity.drain_hysteresis: {hysteresis} points would end the drain only below 0 %; make it smaller than drain_above ({above})"
-            ));
-        }
-        Some(above) => Some((above, above - hysteresis)),
-    };
+    let drain = drain(spec)?;
     let mut monitors = Vec::new();
-    if let Some(m) = &spec.memory {
-        monitors.push(level(
-            "memory",
-            m.full,
-            Some(95.0),
-            100.0,
-            m.significance,
-            Watch::Memory,
-        )?);
-    }
-    if let Some(m) = &spec.load {
-        monitors.push(level(
-            "load",
-            m.full,
-            Some(2.0),
-            10_000.0,
-            m.significance,
-            Watch::Load,
-        )?);
-    }
-    if let Some(m) = &spec.cpu {
-        monitors.push(level(
-            "cpu",
-            m.full,
-            Some(100.0),
-            100.0,
-            m.significance,
-            Watch::Cpu,
-        )?);
-    }
-    if let Some(m) = &spec.disk {
-        let path = match &m.path {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => {
-                return Err(format!(
-                    "capacity.disk.path: {} must be an absolute path",
-                    p.display()
-                ));
-            }
-            None => {
-                return Err("capacity.disk.path: needs the path whose filesystem to watch".into());
-            }
-        };
-        monitors.push(level(
-            "disk",
-            m.full,
-            Some(95.0),
-            100.0,
-            m.significance,
-            Watch::Disk(path),
-        )?);
-    }
-    if let Some(m) = &spec.connections {
-        let mut ports = m.ports.clone().unwrap_or_default();
-        if ports.is_empty() {
-            return Err(
-                "capacity.connections.ports: needs the local ports whose connections to count"
-                    .into(),
-            );
-        }
-        if ports.contains(&0) {
-            return Err("capacity.connections.ports: port 0 is not a port".into());
-        }
-        if ports.len() > 64 {
-            return Err("capacity.connections.ports: at most 64 ports".into());
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        monitors.push(level(
-            "connections",
-            m.full,
-            None,
-            1e9,
-            m.significance,
-            Watch::Connections(ports),
-        )?);
+    for written in monitors_written(spec).into_iter().flatten() {
+        monitors.push(monitor(written?)?);
     }
     if monitors.is_empty() {
         return Err(
@@ -758,6 +766,13 @@ mod tests {
         capacity(&toml::from_str::<CapacitySpec>(toml_text).map_err(|e| e.to_string())?)
     }
 
+    /// Each `[capacity]` text is refused with exactly its message.
+    fn assert_cap_errors(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            assert_eq!(cap(text).unwrap_err(), *want, "{text}");
+        }
+    }
+
     #[test]
     fn capacity_defaults_and_monitors() {
         let c = cap("[memory]\n[load]\n[cpu]\n[disk]\npath = \"/var\"\n[connections]\nports = [443, 80, 443]\nfull = 1000\nsignificance = 3\n").unwrap();
@@ -861,11 +876,40 @@ mod tests {
                 "capacity.connections.full: needs the level at which no capacity is left",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(cap(text).unwrap_err(), *want, "{text}");
-        }
+        assert_cap_errors(cases);
         let e = cap("[memory]\nlimit = 3").unwrap_err();
         assert!(e.contains("unknown field `limit`"), "{e}");
+    }
+
+    /// The monitor table: each monitor's largest `full`, and the order in
+    /// which monitors are checked (the first wrong one is named).
+    #[test]
+    fn capacity_monitor_table() {
+        let many_ports: Vec<String> = (1..=65).map(|p| p.to_string()).collect();
+        let many_ports = format!(
+            "[connections]\nports = [{}]\nfull = 10",
+            many_ports.join(", ")
+        );
+        let cases: &[(&str, &str)] = &[
+            (&many_ports, "capacity.connections.ports: at most 64 ports"),
+            (
+                "[load]\nfull = 20000",
+                "capacity.load.full: must be above 0 and at most 10000, not 20000",
+            ),
+            (
+                "[connections]\nports = [80]\nfull = 2e9",
+                "capacity.connections.full: must be above 0 and at most 1000000000, not 2000000000",
+            ),
+            (
+                "[connections]\n[disk]\n[memory]\nfull = 0",
+                "capacity.memory.full: must be above 0 and at most 100, not 0",
+            ),
+            (
+                "[connections]\nports = [80]\n[disk]\nfull = 0",
+                "capacity.disk.path: needs the path whose filesystem to watch",
+            ),
+        ];
+        assert_cap_errors(cases);
     }
 
     #[test]

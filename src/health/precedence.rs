@@ -89,141 +89,217 @@ fn failed(c: &CheckInput) -> String {
 }
 
 /// The reply for `inputs`: the operator's state lowered by what the host
-/// says, never raised.
+/// says, never raised. In steps: the operator's ceiling, the checks, the
+/// monitors, the flag files, the weight, the maxconn.
 pub fn decide(inputs: &Inputs) -> Decision {
     let operator = inputs.state;
-    let mut state = operator.clone();
-    state.maxconn = inputs.maxconn.value();
-    let mut reasons = Vec::new();
+    let operator_admin = admin_of_status(operator.status);
     let failing: Vec<&CheckInput> = inputs
         .checks
         .iter()
         .filter(|c| c.status.verdict == Verdict::Failing)
         .collect();
-    let capacity_drains = inputs.capacity.is_some_and(|v| v.draining);
-    let lowerable = matches!(operator.status, Status::Up | Status::Ready | Status::Drain);
-    let operator_admin = match operator.status {
-        Status::Drain => Some(Admin::Drain),
-        Status::Up | Status::Ready => Some(Admin::Ready),
-        Status::Maint => Some(Admin::Maint),
-        Status::Down | Status::Fail | Status::Stopped => None,
-    };
-    let mut admin = inputs.flag_admin;
-    let mut lowered_by = None;
-    if lowerable {
-        let down = failing.iter().find(|c| c.on_fail == OnFail::Down);
-        let worst_admin = failing
-            .iter()
-            .filter_map(|c| on_fail_admin(c.on_fail).map(|a| (a, *c)))
-            .max_by_key(|(a, _)| *a);
-        if let Some(c) = down {
-            state.status = Status::Down;
-            reasons.push(format!("down because {}", failed(c)));
-            lowered_by = Some(format!("check {} failed", c.name));
-        }
-        if let Some((a, c)) = worst_admin {
-            admin = admin.max(Some(a));
-            reasons.push(format!("{} because {}", a.word(), failed(c)));
-            lowered_by.get_or_insert_with(|| format!("check {} failed", c.name));
-        }
-        if capacity_drains {
-            admin = admin.max(Some(Admin::Drain));
-            let view = inputs.capacity.expect("drains only with a view");
-            let (above, _) = view.drain.unwrap_or((0, 0));
-            let load = view.load_ppm.unwrap_or(0) / 10_000;
-            reasons.push(format!(
-                "drain because capacity load {load} % reached drain_above {above} %{}",
-                view.heaviest()
-                    .map(|r| format!(" ({})", r.describe()))
-                    .unwrap_or_default()
-            ));
-            lowered_by.get_or_insert_with(|| format!("capacity load {load} %"));
-        }
-        // A reply that says `down` still states the admin axis.
-        if state.status == Status::Down {
-            admin = admin.max(operator_admin);
-        }
+    // The operator's ceiling; under it, the checks, then the monitors.
+    let lowered = if lowerable(operator.status) {
+        by_checks(&failing).then(by_capacity(inputs.capacity))
     } else {
-        reasons.push(format!(
-            "{} because the operator's state is {}",
-            match operator.status {
-                Status::Maint => "maint",
-                Status::Fail => "fail",
-                Status::Stopped => "stopped",
-                _ => "down",
-            },
-            operator.status.name()
-        ));
-        for c in &failing {
-            reasons.push(format!("{} (the operator's state wins)", failed(c)));
-        }
-    }
-    // A flag file more restrictive than the operator's admin state.
-    if let Some(f) = inputs.flag_admin.filter(|&f| Some(f) > operator_admin) {
-        reasons.push(format!("{} because its flag file exists", f.word()));
-    }
-    if reasons.is_empty() {
-        reasons.push(match operator.status {
-            Status::Drain => "drain because the operator's state is DRAIN".to_string(),
-            s => format!(
-                "up: the operator's state is {} and no check fails",
-                s.name()
-            ),
-        });
-    }
-    for c in inputs
-        .checks
-        .iter()
-        .filter(|c| c.status.verdict == Verdict::Unknown)
-    {
-        reasons.push(format!("check {} has no result yet", c.name));
-    }
-    // The weight: the lowest the CPU and the capacity allow.
-    let base = crate::protocol::base_weight(operator);
-    let by_capacity = inputs
-        .capacity
-        .and_then(|v| Some((v, v.load_ppm?)))
-        .map(|(v, load)| (capacity::weight(base, load, v.min_weight), v));
-    let weight = match (inputs.cpu_weight, by_capacity) {
-        (None, None) => None,
-        (Some(c), None) => {
-            if c < base {
-                reasons.push(format!("weight {c} % because of CPU load"));
-            }
-            Some(c)
-        }
-        (cpu, Some((w, view))) => {
-            if cpu.is_some_and(|c| c <= w) {
-                let c = cpu.unwrap_or(w);
-                if c < base {
-                    reasons.push(format!("weight {c} % because of CPU load"));
-                }
-                Some(c)
-            } else {
-                if w < base {
-                    let why = view
-                        .heaviest()
-                        .map(|r| format!(", mostly {}", r.describe()))
-                        .unwrap_or_default();
-                    reasons.push(format!(
-                        "weight {w} % because capacity load is {} %{why}",
-                        view.load_ppm.unwrap_or(0) / 10_000
-                    ));
-                }
-                Some(w)
-            }
-        }
+        operator_wins(operator.status, &failing)
     };
-    if let Some(m) = inputs.maxconn.describe() {
-        reasons.push(m);
+    let base = crate::protocol::base_weight(operator);
+    let (weight, weight_reason) = weight(base, inputs.cpu_weight, inputs.capacity);
+    // The reasons, headline first.
+    let mut reasons = lowered.reasons;
+    reasons.extend(by_flag_file(inputs.flag_admin, operator_admin));
+    if reasons.is_empty() {
+        reasons.push(unchanged(operator.status));
     }
-    if let (Some(why), None) = (&lowered_by, &operator.description) {
-        state.description = Some(why.clone());
+    reasons.extend(unknown(inputs.checks));
+    reasons.extend(weight_reason);
+    reasons.extend(inputs.maxconn.describe());
+    // The reply: the operator's state, lowered, with the budget's maxconn.
+    let mut state = operator.clone();
+    state.maxconn = inputs.maxconn.value();
+    let mut admin = inputs.flag_admin.max(lowered.admin);
+    if lowered.down {
+        state.status = Status::Down;
+        // A reply that says `down` still states the admin axis.
+        admin = admin.max(operator_admin);
+    }
+    if state.description.is_none() {
+        state.description = lowered.why;
     }
     Decision {
         state,
         overlay: Overlay { admin, weight },
         reasons,
+    }
+}
+
+/// What the host does to a reply the operator lets it lower.
+#[derive(Default)]
+struct Lowered {
+    /// Operationally down.
+    down: bool,
+    /// At least this admin state.
+    admin: Option<Admin>,
+    /// For the reply's description: the first thing that lowered it.
+    why: Option<String>,
+    reasons: Vec<String>,
+}
+
+impl Lowered {
+    /// Both, this one's reasons first.
+    fn then(self, later: Lowered) -> Lowered {
+        let mut reasons = self.reasons;
+        reasons.extend(later.reasons);
+        Lowered {
+            down: self.down || later.down,
+            admin: self.admin.max(later.admin),
+            why: self.why.or(later.why),
+            reasons,
+        }
+    }
+}
+
+/// The operator's admin state, as a reply states it.
+fn admin_of_status(status: Status) -> Option<Admin> {
+    match status {
+        Status::Drain => Some(Admin::Drain),
+        Status::Up | Status::Ready => Some(Admin::Ready),
+        Status::Maint => Some(Admin::Maint),
+        Status::Down | Status::Fail | Status::Stopped => None,
+    }
+}
+
+/// The operator's ceiling: only UP, READY and DRAIN may the host lower.
+fn lowerable(status: Status) -> bool {
+    matches!(status, Status::Up | Status::Ready | Status::Drain)
+}
+
+/// The operator's DOWN, MAINT, FAIL or STOPPED goes out as set; the
+/// failing checks are listed as outranked.
+fn operator_wins(status: Status, failing: &[&CheckInput]) -> Lowered {
+    let word = match status {
+        Status::Maint => "maint",
+        Status::Fail => "fail",
+        Status::Stopped => "stopped",
+        _ => "down",
+    };
+    let mut reasons = vec![format!(
+        "{word} because the operator's state is {}",
+        status.name()
+    )];
+    reasons.extend(
+        failing
+            .iter()
+            .map(|c| format!("{} (the operator's state wins)", failed(c))),
+    );
+    Lowered {
+        reasons,
+        ..Lowered::default()
+    }
+}
+
+/// The failing checks: `down` if one says so, and the most restrictive
+/// admin state any of them asks for.
+fn by_checks(failing: &[&CheckInput]) -> Lowered {
+    let mut lowered = Lowered::default();
+    if let Some(c) = failing.iter().find(|c| c.on_fail == OnFail::Down) {
+        lowered.down = true;
+        lowered.reasons.push(format!("down because {}", failed(c)));
+        lowered.why = Some(format!("check {} failed", c.name));
+    }
+    let worst_admin = failing
+        .iter()
+        .filter_map(|c| on_fail_admin(c.on_fail).map(|a| (a, *c)))
+        .max_by_key(|(a, _)| *a);
+    if let Some((a, c)) = worst_admin {
+        lowered.admin = Some(a);
+        lowered
+            .reasons
+            .push(format!("{} because {}", a.word(), failed(c)));
+        lowered
+            .why
+            .get_or_insert_with(|| format!("check {} failed", c.name));
+    }
+    lowered
+}
+
+/// The capacity monitors: at `drain_above`, admin at least DRAIN.
+fn by_capacity(view: Option<&View>) -> Lowered {
+    let Some(view) = view.filter(|v| v.draining) else {
+        return Lowered::default();
+    };
+    let (above, _) = view.drain.unwrap_or((0, 0));
+    let load = view.load_ppm.unwrap_or(0) / 10_000;
+    let heaviest = view
+        .heaviest()
+        .map(|r| format!(" ({})", r.describe()))
+        .unwrap_or_default();
+    Lowered {
+        down: false,
+        admin: Some(Admin::Drain),
+        why: Some(format!("capacity load {load} %")),
+        reasons: vec![format!(
+            "drain because capacity load {load} % reached drain_above {above} %{heaviest}"
+        )],
+    }
+}
+
+/// A flag file more restrictive than the operator's admin state.
+fn by_flag_file(flag: Option<Admin>, operator_admin: Option<Admin>) -> Option<String> {
+    flag.filter(|&f| Some(f) > operator_admin)
+        .map(|f| format!("{} because its flag file exists", f.word()))
+}
+
+/// The headline when nothing lowered the operator's UP, READY or DRAIN.
+fn unchanged(status: Status) -> String {
+    match status {
+        Status::Drain => "drain because the operator's state is DRAIN".to_string(),
+        s => format!(
+            "up: the operator's state is {} and no check fails",
+            s.name()
+        ),
+    }
+}
+
+/// The checks without a result yet, which change nothing.
+fn unknown(checks: &[CheckInput]) -> impl Iterator<Item = String> {
+    checks
+        .iter()
+        .filter(|c| c.status.verdict == Verdict::Unknown)
+        .map(|c| format!("check {} has no result yet", c.name))
+}
+
+/// The weight: the lowest the CPU and the capacity allow of `base` (the
+/// operator's), and why when it is below `base`.
+fn weight(base: u32, cpu: Option<u32>, capacity: Option<&View>) -> (Option<u32>, Option<String>) {
+    let by_capacity = capacity
+        .and_then(|v| Some((v, v.load_ppm?)))
+        .map(|(v, load)| (capacity::weight(base, load, v.min_weight), v));
+    let by_cpu = |c: u32| {
+        (
+            Some(c),
+            (c < base).then(|| format!("weight {c} % because of CPU load")),
+        )
+    };
+    match (cpu, by_capacity) {
+        (None, None) => (None, None),
+        (Some(c), None) => by_cpu(c),
+        (Some(c), Some((w, _))) if c <= w => by_cpu(c),
+        (_, Some((w, view))) => {
+            let why = (w < base).then(|| {
+                let mostly = view
+                    .heaviest()
+                    .map(|r| format!(", mostly {}", r.describe()))
+                    .unwrap_or_default();
+                format!(
+                    "weight {w} % because capacity load is {} %{mostly}",
+                    view.load_ppm.unwrap_or(0) / 10_000
+                )
+            });
+            (Some(w), why)
+        }
     }
 }
 
