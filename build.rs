@@ -1,8 +1,8 @@
 //! Link options that shrink the release binaries, applied only when the
-//! target links with rust-lld (both musl targets, see .cargo/config.toml)
-//! and the profile is release (which aborts on panic): x86_64 musl from
-//! 1,361,632 to 1,128,408 bytes stripped, aarch64 from 1,165,256 to 966,672.
-//! Any other linker (e.g. `cross`'s gcc) gets none of them.
+//! target links with rust-lld (both musl targets, locally and under `cross`:
+//! see .cargo/config.toml and Cross.toml) and the profile is release (which
+//! aborts on panic). Their effect, measured, is in BENCHMARKS.md ("The
+//! binary and idle RSS"); any other linker gets none of them.
 //!
 //! - the unwind tables are discarded (link/discard-unwind-tables.ld): with
 //!   `panic = "abort"` nothing unwinds; a panic still prints its message;

@@ -67,3 +67,21 @@ quiet() { "$@" >/dev/null 2>&1; }
 version() {
     awk -F'"' '/^version *=/ {print $2; exit}' "${REPO:-.}/Cargo.toml"
 }
+
+# size_bound FILE ARCH: FILE, a built hapgent, is under the size bound that
+# README.md and docs/releasing.md both state for ARCH ("ARCH under N
+# bytes"), and within 5 % of it, so the documented figure follows the binary
+# both ways. .ci/release.sh checks the local builds, the workflows `cross`'s.
+size_bound() {
+    local size readme doc
+    size=$(stat -c %s "$1") || return 1
+    readme=$(bound_in README.md "$2")
+    doc=$(bound_in docs/releasing.md "$2")
+    printf '      %s: %s bytes; bound in README.md %s, in docs/releasing.md %s\n' \
+        "$1" "$size" "${readme:-none}" "${doc:-none}" >&2
+    [ -n "$doc" ] && [ "$readme" = "$doc" ] &&
+        [ "$size" -lt "$doc" ] && [ "$size" -ge $((doc * 95 / 100)) ]
+}
+
+# bound_in FILE ARCH: the N of the first "ARCH under N bytes" in FILE.
+bound_in() { sed -n "s/.*$2 under \([0-9,]*\) bytes.*/\1/p" "$1" | head -n 1 | tr -d ,; }

@@ -22,6 +22,7 @@ rustPlatform.buildRustPackage {
 
   # Only what the build reads, so that editing the README, docs, the
   # Ansible role, the workflows or these Nix files does not rebuild it.
+  # build.rs and link/ are read, but add nothing without rust-lld.
   # .cargo/config.toml is left out on purpose: its musl linker settings are
   # for scripts/dist, and nixpkgs sets up its own toolchain.
   # The workspace's other members (common/, lb/, bench/, testkit/, docgen/) are included because
@@ -34,6 +35,8 @@ rustPlatform.buildRustPackage {
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
+      ../build.rs
+      ../link
       ../src
       ../tests
       ../common
