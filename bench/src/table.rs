@@ -202,7 +202,7 @@ fn start_hapgent(o: &Options, dir: &Path, socket: &Path) -> Result<(Child, Socke
 }
 
 /// The address in hapgent's `listening on ADDR` line; an error with what
-/// it said (the child killed) if it stops before.
+/// it said (the child killed) if it stops before or the line is unreadable.
 fn logged_addr(child: &mut Child, stderr: &mut impl BufRead) -> Result<SocketAddr, Error> {
     let mut line = String::new();
     let mut said = String::new();
@@ -219,10 +219,12 @@ fn logged_addr(child: &mut Child, stderr: &mut impl BufRead) -> Result<SocketAdd
         said.push_str(&line);
         if let Some(rest) = line.split("listening on ").nth(1) {
             let text = rest.split([',', ';']).next().unwrap_or("");
-            return text
-                .trim()
-                .parse()
-                .map_err(|_| Error::Agent(format!("cannot read the address in {line:?}")));
+            let addr = text.trim().parse();
+            if addr.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return addr.map_err(|_| Error::Agent(format!("cannot read the address in {line:?}")));
         }
     }
 }
@@ -317,12 +319,14 @@ pub fn run(o: &Options) -> Result<bool, Error> {
     let more = n.min(EVICTING);
     let evicting = sources(addr, n, n + more, threads);
     rec.enter(3);
-    let ctl_times = time_ctl(o, &socket)?;
+    // hapgent and the steady prober stop even when ctl cannot be run.
+    let ctl_times = time_ctl(o, &socket);
     rec.stop.store(true, Ordering::Relaxed);
     let _ = steady.join();
     let rss = vm_rss(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    let ctl_times = ctl_times?;
     let figures = Figures {
         threads,
         fill,
