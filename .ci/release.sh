@@ -284,7 +284,10 @@ printf 'x' >>"$tmp/tampered/${bin_x86#dist/}"
 # (quietly: sha256sum's own "FAILED" line would read like a failed check)
 expect_not "a tampered binary fails sha256sum -c" quiet sums "$tmp/tampered"
 cp -r dist "$tmp/tampered-sums"
-sed -i '1s/^./0/;1s/^00/01/' "$tmp/tampered-sums/SHA256SUMS"
+# The first hash's first digit changes: 0 becomes 1, any other digit 0.
+sed -i '1{s/^0/g/;s/^[1-9a-f]/0/;s/^g/1/}' "$tmp/tampered-sums/SHA256SUMS"
+expect_not "the tampered SHA256SUMS differs from the signed one" \
+    quiet cmp dist/SHA256SUMS "$tmp/tampered-sums/SHA256SUMS"
 expect_not "a tampered SHA256SUMS fails the signature" \
     verify "$tmp/tampered-sums" "$tmp/allowed_signers" "$IDENTITY" file
 expect_not "a wrong identity fails" verify dist "$tmp/allowed_signers" someone@else file
