@@ -8,7 +8,7 @@
 //! `settings::SETTINGS`.
 
 use crate::control::verbs::{self, Does};
-use crate::error::Error;
+use crate::exit::Error;
 use crate::settings::SETTINGS;
 use hapgent_common::settings::{self, Kind};
 use std::ffi::OsString;

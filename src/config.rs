@@ -11,7 +11,7 @@
 //! text into a `Config` or a `Error::Config` that names the culprit.
 
 use crate::cidr::Cidr;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::health::config::{self as health, CapacitySpec, CheckSpec};
 use crate::settings::SPEC;
 use hapgent_common::config::Problem;

@@ -21,7 +21,7 @@ use crate::config::{self, Config};
 use crate::control;
 use crate::cpu::{self, Sampler};
 use crate::disk::Disk;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::health::watch;
 use crate::metrics;
 use crate::reload;

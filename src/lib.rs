@@ -15,7 +15,7 @@ pub mod control;
 mod cpu;
 mod daemon;
 mod disk;
-pub mod error;
+pub mod exit;
 mod flags;
 pub mod health;
 mod line;
@@ -45,7 +45,7 @@ pub(crate) use hapgent_common::{error, files, info, log, warn};
 pub use control::wire;
 
 use cli::Command;
-use error::Error;
+use exit::Error;
 use hapgent_common::{out, outln};
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@
 //! This module does not accept connections (see `server`).
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::{sys, systemd};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};

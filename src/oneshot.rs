@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::cpu;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::flags::FlagFiles;
 use crate::health::capacity::Sampler;
 use crate::health::check::Cell;

@@ -11,7 +11,7 @@
 //! The unsafe part (turning a descriptor number into a listener) lives in
 //! `sys::adopt_listener`.
 
-use crate::error::Error;
+use crate::exit::Error;
 use crate::log::Limit;
 use crate::sys;
 use std::cell::RefCell;

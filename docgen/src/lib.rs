@@ -396,9 +396,9 @@ pub fn hapgent_lb() -> Program {
     }
 }
 
-/// hapgent's exit codes: 0, then one per kind of `hapgent::error::Error`.
+/// hapgent's exit codes: 0, then one per kind of `hapgent::exit::Error`.
 fn hapgent_exit_codes() -> Vec<(u8, &'static str)> {
-    use hapgent::error::Error;
+    use hapgent::exit::Error;
     // Exhaustive, so that a new kind of error cannot go undocumented.
     let meaning = |e: &Error| match e {
         Error::Runtime(_) => {
@@ -435,9 +435,9 @@ fn hapgent_exit_codes() -> Vec<(u8, &'static str)> {
 }
 
 /// hapgent-lb's exit codes: 0, then one per kind of
-/// `hapgent_lb::error::Error`.
+/// `hapgent_lb::exit::Error`.
 fn hapgent_lb_exit_codes() -> Vec<(u8, &'static str)> {
-    use hapgent_lb::error::Error;
+    use hapgent_lb::exit::Error;
     let meaning = |e: &Error| match e {
         Error::Runtime(_) => {
             "failure: an unknown backend or server, a socket that cannot be bound, or another `serve` answering on it"

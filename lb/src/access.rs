@@ -14,7 +14,7 @@
 //! answers is `serve`'s business.
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::http::{self, Response};
 use crate::routes::{self, Route};
 use hapgent_common::creds;

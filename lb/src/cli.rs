@@ -4,7 +4,7 @@
 //! setting's value is handed to `config` as text and checked there, so an
 //! error names the flag the same way it would name a file or variable.
 
-use crate::error::Error;
+use crate::exit::Error;
 use crate::settings::SETTINGS;
 use crate::stat::{Admin, Op};
 use hapgent_common::settings;

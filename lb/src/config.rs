@@ -8,7 +8,7 @@
 //! settings of hapgent-lb and the checks that involve several of them. It opens no sockets and reads
 //! no file but the configuration file.
 
-use crate::error::Error;
+use crate::exit::Error;
 use crate::settings::SPEC;
 use hapgent_common::config::Problem;
 use serde::{Deserialize, Serialize};

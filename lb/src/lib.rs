@@ -13,7 +13,7 @@ pub mod access;
 pub mod change;
 mod cli;
 pub mod config;
-pub mod error;
+pub mod exit;
 mod handlers;
 pub mod http;
 mod live;
@@ -33,7 +33,7 @@ mod wait;
 pub use cli::usage as usage_text;
 
 use cli::Command;
-use error::Error;
+use exit::Error;
 use hapgent_common::{out, outln};
 use std::time::Duration;
 

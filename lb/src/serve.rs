@@ -26,7 +26,7 @@
 
 use crate::access::{Access, Caller};
 use crate::config::{self, Config};
-use crate::error::Error;
+use crate::exit::Error;
 use crate::handlers::{self, Api};
 use crate::http::{self, Response};
 use crate::{metrics, shutdown};

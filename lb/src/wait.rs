@@ -10,7 +10,7 @@
 //! stopped HAProxy is not a slow drain.
 
 use crate::cli::WaitFor;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::names::Target;
 use crate::runtime;
 use crate::stat::{Admin, Backend, Op, Server};

@@ -2,7 +2,7 @@
 //! of `control_group`, as the kernel recorded the peer (SO_PEERCRED,
 //! SO_PEERGROUPS); and how a peer is named in logs and refusals.
 
-use crate::error::Error;
+use crate::exit::Error;
 use crate::sys::{self, Peer};
 use std::fs;
 

@@ -15,7 +15,7 @@ use super::wire::{
 };
 use crate::cli::{Action, Ctl};
 use crate::config::Config;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::services;
 // Everything this module prints goes to stdout through these: they stop
 // printing, quietly, when the reader has gone (`| head -1`), where std's

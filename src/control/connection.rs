@@ -8,7 +8,7 @@ use super::access::{self, Access};
 use super::handlers;
 use super::wire::{self, Code, NoFields};
 use crate::agent::Agent;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::log::Limit;
 use crate::sys;
 use crate::warn;

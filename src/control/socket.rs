@@ -6,7 +6,7 @@
 
 use super::access::Access;
 use crate::config::{self, Config};
-use crate::error::Error;
+use crate::exit::Error;
 use crate::sys;
 use crate::{info, warn};
 use hapgent_common::unix_socket::{self, BindError, Removal, SocketFile};

@@ -7,7 +7,7 @@
 //! served.
 
 use crate::agent::Agent;
-use crate::error::Error;
+use crate::exit::Error;
 use crate::line::Line;
 use crate::listen;
 use hapgent_common::serving;
