@@ -52,8 +52,9 @@ const BURST: u32 = 16;
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 << 20;
 
-/// Shared by all connections.
-struct App {
+/// What every connection shares: the API, the peer rule and the two
+/// listeners' connection budgets.
+struct Shared {
     api: Api,
     access: Access,
     unix_budget: Budget,
@@ -82,7 +83,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     let max = config.max_connections;
     metrics::started();
-    let app = Rc::new(App {
+    let shared = Rc::new(Shared {
         api: Api::new(config),
         access,
         unix_budget: Budget::new(max),
@@ -91,11 +92,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     // Tasks hold the executor to spawn per-connection tasks: an `Rc`, so
     // every task is 'static.
     let ex = Rc::new(LocalExecutor::new());
-    let finished = smol::block_on(ex.run(serve_until_stopped(&ex, &app, unix, tcp, signals)));
+    let finished = smol::block_on(ex.run(serve_until_stopped(&ex, &shared, unix, tcp, signals)));
     // Cancels the requests still running, if the grace period passed.
     drop(ex);
-    let config = &app.api.config;
-    if let Some(change) = app.api.cut_off() {
+    let config = &shared.api.config;
+    if let Some(change) = shared.api.cut_off() {
         smol::block_on(shutdown::recover(config, &change, config.stop_grace));
     }
     if let Some(file) = socket_file {
@@ -116,7 +117,7 @@ pub fn run(config: Config) -> Result<(), Error> {
 /// `stop_grace` for the requests in progress: whether they all finished.
 async fn serve_until_stopped(
     ex: &Rc<LocalExecutor<'static>>,
-    app: &Rc<App>,
+    shared: &Rc<Shared>,
     unix: Option<UnixListener>,
     tcp: Option<TcpListener>,
     mut signals: Signals,
@@ -128,19 +129,19 @@ async fn serve_until_stopped(
     if let Some(l) = unix {
         hapgent_common::info!(
             "listening on {} (Unix socket, group {})",
-            app.api.config.listen_unix.display(),
-            app.access.group
+            shared.api.config.listen_unix.display(),
+            shared.access.group
         );
-        let app = Rc::clone(app);
+        let shared = Rc::clone(shared);
         accepting.push(accept(ex, l, alive.clone(), move |(stream, _)| {
-            serve_unix(Rc::clone(&app), stream)
+            serve_unix(Rc::clone(&shared), stream)
         }));
     }
     if let Some(l) = tcp {
         hapgent_common::info!("listening on {} (TCP, bearer token)", l.name());
-        let app = Rc::clone(app);
+        let shared = Rc::clone(shared);
         accepting.push(accept(ex, l, alive.clone(), move |(stream, peer)| {
-            serve_tcp(Rc::clone(&app), stream, peer)
+            serve_tcp(Rc::clone(&shared), stream, peer)
         }));
     }
     drop(alive);
@@ -152,15 +153,15 @@ async fn serve_until_stopped(
             None => break "the end of the signal stream",
         }
     };
-    app.api.stop();
+    shared.api.stop();
     for task in accepting {
         task.cancel().await;
     }
-    let open = app.unix_budget.open() + app.tcp_budget.open();
-    let grace = Duration::from_millis(app.api.config.stop_grace);
+    let open = shared.unix_budget.open() + shared.tcp_budget.open();
+    let grace = Duration::from_millis(shared.api.config.stop_grace);
     hapgent_common::info!(
         "stopping on {name}: no new connections; {open} in progress{}, waiting up to {} ms (stop_grace)",
-        if app.api.changing() {
+        if shared.api.changing() {
             " (one a configuration change)"
         } else {
             ""
@@ -254,9 +255,9 @@ fn busy_response() -> Response {
     Response::error(503, "too many connections; retry", None)
 }
 
-async fn serve_unix(app: Rc<App>, mut stream: smol::net::unix::UnixStream) {
+async fn serve_unix(shared: Rc<Shared>, mut stream: smol::net::unix::UnixStream) {
     // Credentials first: a peer that may not use the API never holds a slot.
-    let caller = match app.access.peer(&stream) {
+    let caller = match shared.access.peer(&stream) {
         Ok(caller) => caller,
         Err(refusal) => {
             if let Some(r) = refusal {
@@ -265,33 +266,37 @@ async fn serve_unix(app: Rc<App>, mut stream: smol::net::unix::UnixStream) {
             return;
         }
     };
-    let Some(_slot) = app.unix_budget.take() else {
+    let Some(_slot) = shared.unix_budget.take() else {
         return refuse(&mut stream, busy_response()).await;
     };
-    let header_timeout = Duration::from_millis(app.api.config.header_timeout);
-    serve(&app, &mut stream, caller, header_timeout).await;
+    let header_timeout = Duration::from_millis(shared.api.config.header_timeout);
+    serve(&shared, &mut stream, caller, header_timeout).await;
 }
 
-async fn serve_tcp(app: Rc<App>, mut stream: smol::net::TcpStream, peer: std::net::SocketAddr) {
-    let Some(_slot) = app.tcp_budget.take() else {
+async fn serve_tcp(
+    shared: Rc<Shared>,
+    mut stream: smol::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let Some(_slot) = shared.tcp_budget.take() else {
         return refuse(&mut stream, busy_response()).await;
     };
     // The token is in the headers: until they are in, the client is
     // anonymous and gets only the short deadline.
-    let c = &app.api.config;
+    let c = &shared.api.config;
     let header_timeout = Duration::from_millis(c.header_timeout.min(c.tcp_auth_timeout));
-    serve(&app, &mut stream, Caller::Tcp(peer), header_timeout).await;
+    serve(&shared, &mut stream, Caller::Tcp(peer), header_timeout).await;
 }
 
 /// One request on one connection.
-async fn serve<S>(app: &App, stream: &mut S, caller: Caller, header_timeout: Duration)
+async fn serve<S>(shared: &Shared, stream: &mut S, caller: Caller, header_timeout: Duration)
 where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
 {
     let response = match http::read_head(stream, header_timeout).await {
         Err(e) => e.response(),
-        Ok(head) => Some(match app.access.authorize(&head, caller) {
-            Ok(who) => handlers::respond(&app.api, stream, &head, &who).await,
+        Ok(head) => Some(match shared.access.authorize(&head, caller) {
+            Ok(who) => handlers::respond(&shared.api, stream, &head, &who).await,
             Err(r) => r,
         }),
     };
